@@ -1,0 +1,114 @@
+"""The composition root: ``create_app(settings)`` wires the database, carriers, dispatcher and routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+from typing import AsyncIterator, Sequence
+
+from aiohttp import web
+
+from carriers import Carrier
+from gateway import keys, middleware
+from gateway.db import create_engine, create_sessionmaker
+from gateway.dispatcher import CarrierPool, Dispatcher
+from gateway.openapi import routes as openapi_routes
+from gateway.routes.account import routes as account_routes
+from gateway.routes.admin import routes as admin_routes
+from gateway.routes.health import routes as health_routes
+from gateway.routes.messages import routes as message_routes
+from gateway.services.accounts import KeyAuthenticator
+from gateway.settings import CarrierSettings, Settings
+from gateway.webhooks import WebhookSender
+
+log = logging.getLogger(__name__)
+
+
+def operator_token(settings: Settings) -> str:
+    """The configured operator token, or the one generated once into the data folder."""
+    if settings.security.operator_token:
+        return settings.security.operator_token
+    path = settings.data_path / "operator_token"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = "op_" + secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    return token
+
+
+def build_carrier(cfg: CarrierSettings) -> Carrier:
+    if cfg.type == "smpp":
+        from carriers.smpp import SmppCarrier
+
+        return SmppCarrier(cfg.name, cfg.host, cfg.port, cfg.system_id, cfg.password,
+                           system_type=cfg.system_type, bind_mode=cfg.bind_mode, window=cfg.window,
+                           enquire_link_interval=cfg.enquire_link_interval, response_timeout=cfg.response_timeout,
+                           concatenation=cfg.concatenation)
+    raise ValueError(f"carrier type {cfg.type!r} cannot be built from settings")
+
+
+def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None) -> web.Application:
+    """Build the application. ``carriers`` replaces the configured ones (tests)."""
+    app = web.Application(middlewares=[middleware.errors, middleware.auth], client_max_size=2 << 20)
+    app[keys.SETTINGS] = settings
+    app[keys.OPERATOR_TOKEN] = operator_token(settings)
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url, echo=settings.database.echo,
+                               pool_size=settings.database.pool_size)
+        app[keys.ENGINE] = engine
+        app[keys.SESSIONMAKER] = create_sessionmaker(engine)
+        app[keys.AUTH] = KeyAuthenticator(app[keys.SESSIONMAKER], settings.security.key_cache_seconds)
+        yield
+        await engine.dispose()
+
+    async def simulator(app: web.Application) -> AsyncIterator[None]:
+        sim_cfg = settings.simulator
+        if not sim_cfg.embedded or carriers is not None:
+            yield
+            return
+        from carriers.simulator import SimulatorServices
+
+        services = SimulatorServices(host=sim_cfg.host, smpp_port=sim_cfg.smpp_port, http_port=sim_cfg.http_port,
+                                     accounts={sim_cfg.system_id: sim_cfg.password},
+                                     receipt_delay=sim_cfg.receipt_delay_ms / 1000, id_format=sim_cfg.id_format)
+        await services.start()
+        app[keys.SIMULATOR] = services
+        yield
+        await services.stop()
+
+    async def dispatching(app: web.Application) -> AsyncIterator[None]:
+        held = list(carriers) if carriers is not None else [build_carrier(c) for c in settings.carriers]
+        pool = CarrierPool(held)
+        sender = WebhookSender(app[keys.SESSIONMAKER], settings.webhooks)
+        await sender.start()
+        app[keys.WEBHOOKS] = sender
+        dispatcher = Dispatcher(app[keys.SESSIONMAKER], pool, settings.dispatcher, on_webhooks=sender.notify,
+                                receipt_id_bases={c.name: c.receipt_id_base for c in settings.carriers})
+        app[keys.CARRIERS] = pool
+        app[keys.DISPATCHER] = dispatcher
+        for carrier in held:
+            carrier.set_events(dispatcher)
+            await carrier.start()
+        for _ in range(50):  # give the first bind a moment so the first message need not wait for a poll
+            if pool.ready:
+                break
+            await asyncio.sleep(0.02)
+        await dispatcher.start()
+        yield
+        await dispatcher.stop()
+        await asyncio.gather(*(c.close() for c in held), return_exceptions=True)
+        await sender.stop()
+
+    app.cleanup_ctx.extend([database, simulator, dispatching])
+    app.add_routes(health_routes)
+    app.add_routes(openapi_routes)
+    app.add_routes(message_routes)
+    app.add_routes(account_routes)
+    app.add_routes(admin_routes)
+    return app

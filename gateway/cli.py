@@ -1,0 +1,212 @@
+"""gatewayctl: run the gateway and its simulator, migrate the database, and administer a running gateway.
+
+Admin commands talk to the running gateway's HTTP admin API (--url / GATEWAY_URL, --token / GATEWAY_TOKEN;
+without a token, the one the local gateway generated in its data folder is used).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import aiohttp
+import click
+
+from gateway.settings import Settings, SettingsError, load_settings
+
+EXIT_USAGE, EXIT_API, EXIT_UNREACHABLE = 2, 1, 3
+
+
+class ApiError(click.ClickException):
+    """The gateway answered with an error; shown as its sentence and code."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(f"{message} ({code}, HTTP {status})")
+        self.exit_code = EXIT_API
+        self.status, self.code = status, code
+
+
+class Ctx:
+    def __init__(self, url: str, token: str | None, as_json: bool, config: str | None):
+        self.url = url.rstrip("/")
+        self._token = token
+        self.as_json = as_json
+        self.config = config
+
+    def settings(self) -> Settings:
+        try:
+            return load_settings(self.config)
+        except SettingsError as exc:
+            raise click.ClickException(f"configuration: {exc}") from None
+
+    @property
+    def token(self) -> str:
+        if self._token:
+            return self._token
+        settings = self.settings()
+        path = settings.data_path / "operator_token"
+        if settings.security.operator_token:
+            return settings.security.operator_token
+        if path.exists():
+            return path.read_text().strip()
+        raise click.ClickException("No operator token: pass --token or set GATEWAY_TOKEN.")
+
+    async def call(self, method: str, path: str, *, body: Any = None, token: str | None = None,
+                   params: dict | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+                async with http.request(method, self.url + path, json=body, headers=headers,
+                                        params=params) as resp:
+                    text = await resp.text()
+                    data = json.loads(text) if text else None
+                    if resp.status >= 400:
+                        err = (data or {}).get("error", {}) if isinstance(data, dict) else {}
+                        raise ApiError(resp.status, err.get("code", "http_error"), err.get("message", text[:200]))
+                    return data
+        except aiohttp.ClientConnectionError as exc:
+            err = click.ClickException(f"Cannot reach the gateway at {self.url}: {exc}")
+            err.exit_code = EXIT_UNREACHABLE
+            raise err from None
+
+    def emit(self, data: Any, table: list[tuple[str, str]] | None = None, rows: list[dict] | None = None) -> None:
+        """Print JSON for scripts, or a table (columns: (key, title)) for people."""
+        if self.as_json:
+            click.echo(json.dumps(data, indent=2, default=str))
+            return
+        if table is None:
+            for key, value in (data or {}).items():
+                click.echo(f"{key}: {value}")
+            return
+        rows = rows if rows is not None else [data]
+        widths = [max([len(title)] + [len(_cell(r.get(key))) for r in rows]) for key, title in table]
+        click.echo("  ".join(title.ljust(w) for (_, title), w in zip(table, widths)).rstrip())
+        for r in rows:
+            click.echo("  ".join(_cell(r.get(key)).ljust(w) for (key, _), w in zip(table, widths)).rstrip())
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def run_async(coro):  # noqa: ANN001, ANN201
+    return asyncio.run(coro)
+
+
+@click.group()
+@click.option("--url", envvar="GATEWAY_URL", default="http://127.0.0.1:8080", show_default=True,
+              help="The running gateway's base URL.")
+@click.option("--token", envvar="GATEWAY_TOKEN", default=None,
+              help="Operator token (default: the local gateway's data/operator_token).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option("--config", envvar="GATEWAY_CONFIG", default=None, help="Configuration file (TOML).")
+@click.pass_context
+def cli(ctx: click.Context, url: str, token: str | None, as_json: bool, config: str | None) -> None:
+    """Operate the SMS and voice gateway."""
+    ctx.obj = Ctx(url, token, as_json, config)
+
+
+# --- serving -------------------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--demo/--no-demo", default=False, help="Create the demo account and number; print its API key.")
+@click.option("--migrate/--no-migrate", default=True, show_default=True, help="Apply migrations first.")
+@click.pass_obj
+def run(obj: Ctx, demo: bool, migrate: bool) -> None:
+    """Run the gateway (and, when configured, the embedded SMPP simulator)."""
+    from gateway.server import serve
+
+    settings = obj.settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run_async(serve(settings, demo=demo, migrate=migrate))
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command()
+@click.option("--host", default=None, help="Address to listen on (default: [simulator] host).")
+@click.option("--smpp-port", type=int, default=None, help="SMPP port (default: [simulator] smpp_port).")
+@click.option("--http-port", type=int, default=None, help="Control API port (default: [simulator] http_port).")
+@click.option("--system-id", default=None, help="Accepted system_id (default: [simulator] system_id).")
+@click.option("--password", default=None, help="Its password (default: [simulator] password).")
+@click.option("--receipt-delay-ms", type=int, default=None, help="Delay before each delivery receipt.")
+@click.pass_obj
+def simulator(obj: Ctx, host: str | None, smpp_port: int | None, http_port: int | None, system_id: str | None,
+              password: str | None, receipt_delay_ms: int | None) -> None:
+    """Run the SMSC simulator standalone (SMPP server plus its HTTP control API)."""
+    from gateway.server import serve_simulator
+
+    cfg = obj.settings().simulator
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run_async(serve_simulator(
+            host or cfg.host, cfg.smpp_port if smpp_port is None else smpp_port,
+            cfg.http_port if http_port is None else http_port, {system_id or cfg.system_id: password or cfg.password},
+            (cfg.receipt_delay_ms if receipt_delay_ms is None else receipt_delay_ms) / 1000, cfg.id_format))
+    except KeyboardInterrupt:
+        pass
+
+
+# --- database ------------------------------------------------------------------------------------------------
+@cli.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(obj: Ctx) -> None:
+    """Apply the migrations to the configured database."""
+    from gateway.migrate import upgrade
+
+    settings = obj.settings()
+    run_async(upgrade(settings.database_url))
+    click.echo("database is up to date")
+
+
+# --- accounts ------------------------------------------------------------------------------------------------
+ACCOUNT_COLUMNS = [("id", "ID"), ("name", "NAME"), ("status", "STATUS"), ("max_rate_per_s", "RATE/S")]
+
+
+@cli.group()
+def accounts() -> None:
+    """Customer accounts and their API keys."""
+
+
+@accounts.command("create")
+@click.argument("name")
+@click.option("--rate", type=int, default=None, help="Messages per second for the account (default 20).")
+@click.pass_obj
+def accounts_create(obj: Ctx, name: str, rate: int | None) -> None:
+    """Create an account and print its API key (shown once)."""
+    body: dict[str, Any] = {"name": name}
+    if rate is not None:
+        body["max_rate_per_s"] = rate
+    data = run_async(obj.call("POST", "/admin/accounts", body=body))
+    if obj.as_json:
+        obj.emit(data)
+    else:
+        click.echo(f"Account {data['id']} ({data['name']}) created.")
+        click.echo(f"API key: {data['api_key']}")
+
+
+@accounts.command("list")
+@click.pass_obj
+def accounts_list(obj: Ctx) -> None:
+    """List accounts."""
+    data = run_async(obj.call("GET", "/admin/accounts"))
+    obj.emit(data, ACCOUNT_COLUMNS, data["accounts"])
+
+
+def main() -> None:
+    cli(prog_name="gatewayctl")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,435 @@
+"""The durable send queue and the receipt path.
+
+Messages wait in the ``messages`` table (status ``queued``). The claim loop moves a batch to ``sending``
+and submits each through a carrier, at most ``concurrency`` in flight. Outcomes and delivery receipts are
+written by ONE writer task in batches, so that storing a submit result and matching a receipt never race:
+a receipt that arrives before its submit_sm_resp is kept as unmatched and matched as soon as the part is
+stored (and again by the periodic sweep). Every accepted message ends in exactly one final state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from carriers import Carrier, CarrierRejected, CarrierRetryable, OutboundSms, Receipt, Segment
+from carriers.encoding import encode
+from carriers.ids import normalize_message_id, receipt_lookup_id
+from gateway import events as ev
+from gateway.models import (
+    Message,
+    MessagePart,
+    MessageStatus as S,
+    UnmatchedReceipt,
+)
+from gateway.services.events import record as record_events
+from gateway.settings import DispatcherSettings
+from registry.db import utcnow
+
+log = logging.getLogger(__name__)
+
+CHUNK = 400  # bound for IN (...) lists
+
+
+@dataclass(slots=True)
+class _Claimed:
+    id: int
+    account_id: int
+    source: str
+    destination: str
+    body: str
+    attempts: int
+    expires_at: dt.datetime
+
+
+@dataclass(slots=True)
+class _Outcome:
+    message_id: int
+    account_id: int
+    kind: str  # sent | retry | failed
+    carrier: str | None = None
+    carrier_ids: tuple[str, ...] = ()
+    error_code: str | None = None
+    error_message: str | None = None
+    attempts: int = 0
+    expires_at: dt.datetime | None = None
+    at: dt.datetime = field(default_factory=utcnow)
+
+
+class CarrierPool:
+    """The carriers the gateway holds; picks a ready one round-robin."""
+
+    def __init__(self, carriers: Iterable[Carrier]):
+        self.carriers = list(carriers)
+        self._next = 0
+
+    def pick(self) -> Carrier | None:
+        n = len(self.carriers)
+        for i in range(n):
+            carrier = self.carriers[(self._next + i) % n]
+            if carrier.ready:
+                self._next = (self._next + i + 1) % n
+                return carrier
+        return None
+
+    @property
+    def ready(self) -> bool:
+        return any(c.ready for c in self.carriers)
+
+
+def _chunks(items: list, size: int = CHUNK) -> Iterable[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+class Dispatcher:
+    """Runs the claim loop, the writer and the sweep as tasks of the app; also the carriers' event sink."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], pool: CarrierPool,
+                 settings: DispatcherSettings, *, on_webhooks: Callable[[], None] = lambda: None,
+                 receipt_id_bases: dict[str, str] | None = None):
+        self._sm = sessionmaker
+        self._id_bases = receipt_id_bases or {}
+        self._on_webhooks = on_webhooks
+        self._pool = pool
+        self._settings = settings
+        self._wakeup = asyncio.Event()
+        self._write_signal = asyncio.Event()
+        self._outcomes: list[_Outcome] = []
+        self._receipts: list[tuple[str, Receipt]] = []
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._inflight: set[asyncio.Task] = set()
+        self._tasks: list[asyncio.Task] = []
+        self._unmatched = True  # there may be unmatched receipts in the table
+        self._stopping = False
+        self.stats = {"claimed": 0, "sent": 0, "retried": 0, "failed": 0, "receipts": 0, "unmatched": 0}
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        async with self._sm() as session, session.begin():
+            # a previous process died with these in flight: send them again (at-least-once to the carrier)
+            await session.execute(update(Message).where(Message.status == S.SENDING.value)
+                                  .values(status=S.QUEUED.value).execution_options(synchronize_session=False))
+        self._tasks = [asyncio.create_task(self._claim_loop(), name="dispatcher-claim"),
+                       asyncio.create_task(self._writer_loop(), name="dispatcher-writer"),
+                       asyncio.create_task(self._sweep_loop(), name="dispatcher-sweep")]
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._tasks[0].cancel()
+        if self._inflight:
+            await asyncio.wait(self._inflight, timeout=10)
+        for task in self._tasks[1:]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._flush()  # whatever came in last
+
+    def notify(self) -> None:
+        """A message was queued: wake the claim loop now rather than at the next poll."""
+        self._wakeup.set()
+
+    # --- CarrierEvents ---------------------------------------------------------------------------------------
+    async def on_receipt(self, carrier: str, receipt: Receipt) -> None:
+        self._receipts.append((carrier, receipt))
+        self._write_signal.set()
+
+    async def on_inbound(self, carrier: str, message) -> None:  # noqa: ANN001 - routed by the inbound service
+        log.warning("inbound message from carrier %s dropped: inbound routing is not configured", carrier)
+
+    # --- claim and send --------------------------------------------------------------------------------------
+    async def _claim_loop(self) -> None:
+        poll = self._settings.poll_interval_ms / 1000
+        while True:
+            try:
+                free = self._settings.concurrency - len(self._inflight)
+                batch = await self._claim(min(self._settings.batch_size, free)) if free > 0 else []
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("claiming queued messages failed; retrying")
+                batch = []
+                await asyncio.sleep(poll)
+            for item in batch:
+                await self._slots.acquire()
+                task = asyncio.create_task(self._send(item))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+            if not batch or len(batch) < self._settings.batch_size:
+                self._wakeup.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), poll)
+
+    async def _claim(self, limit: int) -> list[_Claimed]:
+        if limit <= 0 or not self._pool.ready:
+            return []
+        now = utcnow()
+        async with self._sm() as session, session.begin():
+            due = (select(Message.id).where(Message.status == S.QUEUED.value, Message.next_attempt_at <= now)
+                   .order_by(Message.id).limit(limit))
+            if session.bind.dialect.name == "postgresql":
+                due = due.with_for_update(skip_locked=True)
+            rows = (await session.execute(
+                update(Message).where(Message.id.in_(due.scalar_subquery()))
+                .values(status=S.SENDING.value, attempts=Message.attempts + 1, updated_at=now)
+                .returning(Message.id, Message.account_id, Message.source, Message.destination, Message.body,
+                           Message.attempts, Message.expires_at)
+                .execution_options(synchronize_session=False)
+            )).all()
+        self.stats["claimed"] += len(rows)
+        claimed = [_Claimed(*row) for row in rows]
+        claimed.sort(key=lambda c: c.id)
+        return claimed
+
+    async def _send(self, item: _Claimed) -> None:
+        outcome = _Outcome(item.id, item.account_id, "retry", attempts=item.attempts, expires_at=item.expires_at)
+        try:
+            carrier = self._pool.pick()
+            if carrier is None:
+                outcome.error_code, outcome.error_message = "no_carrier", "No carrier is connected."
+            else:
+                encoded = encode(item.body)
+                sms = OutboundSms(source=item.source, destination=item.destination,
+                                  data_coding=encoded.data_coding,
+                                  segments=tuple(Segment(p) for p in encoded.segments),
+                                  reference=item.id & 0xFFFF)
+                result = await carrier.send_sms(sms)
+                outcome.kind, outcome.carrier, outcome.carrier_ids = "sent", carrier.name, result.message_ids
+        except CarrierRetryable as exc:
+            outcome.error_code, outcome.error_message = exc.code, str(exc)
+        except CarrierRejected as exc:
+            status = exc.command_status
+            outcome.kind = "failed"
+            outcome.error_code = f"smpp_{status:#04x}" if status is not None else exc.code
+            outcome.error_message = str(exc)
+        except Exception as exc:  # a bug or an unexpected carrier error: retry, never lose the message
+            log.exception("sending message %s failed unexpectedly", item.id)
+            outcome.error_code, outcome.error_message = "internal_error", type(exc).__name__
+        finally:
+            self._slots.release()
+        self._outcomes.append(outcome)
+        self._write_signal.set()
+
+    def _retry_at(self, attempts: int, now: dt.datetime) -> dt.datetime:
+        low, high = self._settings.retry_min_ms, self._settings.retry_max_ms
+        delay_ms = min(high, low * (2 ** min(attempts - 1, 16)))
+        return now + dt.timedelta(milliseconds=delay_ms * random.uniform(0.8, 1.2))
+
+    # --- the writer ------------------------------------------------------------------------------------------
+    async def _writer_loop(self) -> None:
+        pause = self._settings.receipt_batch_ms / 1000
+        while True:
+            await self._write_signal.wait()
+            await asyncio.sleep(pause)  # let a batch gather
+            self._write_signal.clear()
+            try:
+                await self._flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("writing outcomes failed; will retry")
+                self._write_signal.set()
+                await asyncio.sleep(0.5)
+
+    async def _flush(self) -> None:
+        outcomes, self._outcomes = self._outcomes, []
+        receipts, self._receipts = self._receipts, []
+        if not outcomes and not receipts:
+            return
+        try:
+            async with self._sm() as session, session.begin():
+                await self._write_outcomes(session, outcomes)
+                await self._apply_receipts(session, receipts)
+                if self._unmatched and outcomes:
+                    await self._rematch(session)
+        except BaseException:
+            # put them back: nothing is lost
+            self._outcomes[:0] = outcomes
+            self._receipts[:0] = receipts
+            raise
+
+    async def _write_outcomes(self, session: AsyncSession, outcomes: list[_Outcome]) -> None:
+        if not outcomes:
+            return
+        now = utcnow()
+        msg_updates, parts, events = [], [], []
+        for o in outcomes:
+            if o.kind == "sent":
+                self.stats["sent"] += 1
+                msg_updates.append({"id": o.message_id, "status": S.SENT.value, "carrier": o.carrier,
+                                    "sent_at": o.at, "updated_at": now, "error_code": None,
+                                    "error_message": None})
+                parts.extend({"message_id": o.message_id, "seq": i + 1, "carrier": o.carrier,
+                              "carrier_message_id": cid, "carrier_id_norm": normalize_message_id(cid)}
+                             for i, cid in enumerate(o.carrier_ids))
+                events.append((o, ev.TEXT_SENT, S.SENT, None))
+            elif o.kind == "failed":
+                self.stats["failed"] += 1
+                msg_updates.append({"id": o.message_id, "status": S.FAILED.value, "error_code": o.error_code,
+                                    "error_message": o.error_message, "updated_at": now, "done_at": now})
+                events.append((o, ev.TEXT_CARRIER_UNREACHABLE, S.FAILED, o.error_code))
+            else:
+                self.stats["retried"] += 1
+                at = self._retry_at(o.attempts, now)
+                if o.expires_at is not None and at >= o.expires_at:
+                    msg_updates.append({"id": o.message_id, "status": S.EXPIRED.value, "error_code": "ttl_expired",
+                                        "error_message": f"Time to live ran out while retrying ({o.error_code}).",
+                                        "updated_at": now, "done_at": now})
+                    events.append((o, ev.TEXT_TTL_EXPIRED, S.EXPIRED, "ttl_expired"))
+                else:
+                    msg_updates.append({"id": o.message_id, "status": S.QUEUED.value, "next_attempt_at": at,
+                                        "error_code": o.error_code, "error_message": o.error_message,
+                                        "updated_at": now})
+        by_keys: dict[frozenset, list[dict]] = {}
+        for row in msg_updates:  # bulk UPDATE by primary key needs the same keys in each row
+            by_keys.setdefault(frozenset(row), []).append(row)
+        for rows in by_keys.values():
+            await session.execute(update(Message), rows)
+        resent = [o.message_id for o in outcomes if o.kind == "sent" and o.attempts > 1]
+        if resent:  # parts of a superseded attempt (a crash between submit and write): the new ones replace them
+            await session.execute(delete(MessagePart).where(MessagePart.message_id.in_(resent)))
+        if parts:
+            await session.execute(insert(MessagePart), parts)
+        await self._record(session, [
+            {"message_id": o.message_id, "account_id": o.account_id, "type": t, "status": s.value,
+             "error_code": code, "created_at": now} for o, t, s, code in events])
+        if any(o.kind == "retry" for o in outcomes):
+            self.notify()
+
+    async def _apply_receipts(self, session: AsyncSession, receipts: list[tuple[str, Receipt]],
+                              unmatched_ids: dict[int, int] | None = None) -> None:
+        """Apply receipts to their parts; keep those that match nothing. ``unmatched_ids`` maps a receipt's
+        index to the unmatched row it came from (deleted once applied)."""
+        if not receipts:
+            return
+        self.stats["receipts"] += len(receipts) if unmatched_ids is None else 0
+        lookups = [receipt_lookup_id(r.carrier_message_id, self._id_bases.get(carrier, "same"))
+                   for carrier, r in receipts]
+        by_norm: dict[tuple[str, str], tuple[int, int, str | None]] = {}
+        for chunk in _chunks(sorted(set(lookups))):
+            for row in (await session.execute(
+                select(MessagePart.id, MessagePart.message_id, MessagePart.carrier, MessagePart.carrier_id_norm,
+                       MessagePart.stat).where(MessagePart.carrier_id_norm.in_(chunk))
+            )).all():
+                by_norm[(row.carrier, row.carrier_id_norm)] = (row.id, row.message_id, row.stat)
+        now = utcnow()
+        part_updates: dict[int, dict] = {}
+        touched: set[int] = set()
+        unmatched, applied_rows = [], []
+        for idx, ((carrier, receipt), lookup) in enumerate(zip(receipts, lookups)):
+            hit = by_norm.get((carrier, lookup))
+            if hit is None:
+                if unmatched_ids is None:
+                    unmatched.append((carrier, receipt, lookup))
+                continue
+            part_id, message_id, old_stat = hit
+            if unmatched_ids is not None:
+                applied_rows.append(unmatched_ids[idx])
+            if old_stat in ev.SEVERITY:  # already final: a duplicate receipt changes nothing
+                continue
+            stat = receipt.stat.upper()
+            part_updates[part_id] = {"id": part_id, "stat": stat, "error_code": receipt.error_code,
+                                     "done_at": receipt.done_at or now}
+            if stat in ev.SEVERITY:
+                touched.add(message_id)
+                by_norm[(carrier, lookup)] = (part_id, message_id, stat)  # a later duplicate in this batch is ignored
+        if part_updates:
+            await session.execute(update(MessagePart), list(part_updates.values()))
+        if touched:
+            await self._finish_messages(session, sorted(touched), now)
+        if unmatched:
+            self.stats["unmatched"] += len(unmatched)
+            for carrier, receipt, lookup in unmatched:
+                log.info("receipt for unknown message id %s from %s kept for later matching",
+                         receipt.carrier_message_id, carrier)
+            await session.execute(insert(UnmatchedReceipt), [
+                {"carrier": carrier, "carrier_message_id": receipt.carrier_message_id, "lookup_id": lookup,
+                 "stat": receipt.stat.upper(), "error_code": receipt.error_code, "raw": receipt.raw[:1000],
+                 "received_at": now} for carrier, receipt, lookup in unmatched])
+            self._unmatched = True
+        if applied_rows:
+            await session.execute(delete(UnmatchedReceipt).where(UnmatchedReceipt.id.in_(applied_rows)))
+
+    async def _finish_messages(self, session: AsyncSession, message_ids: list[int], now: dt.datetime) -> None:
+        stats: dict[int, list[str | None]] = {}
+        for chunk in _chunks(message_ids):
+            for row in (await session.execute(
+                select(MessagePart.message_id, MessagePart.stat).where(MessagePart.message_id.in_(chunk))
+            )).all():
+                stats.setdefault(row.message_id, []).append(row.stat)
+            # the parts just updated are in the session's pending UPDATEs, flushed by execute above
+        finals = {mid: ev.combine(s) for mid, s in stats.items()}
+        finals = {mid: stat for mid, stat in finals.items() if stat is not None}
+        if not finals:
+            return
+        rows = (await session.execute(
+            select(Message.id, Message.account_id, Message.status).where(Message.id.in_(list(finals)))
+        )).all()
+        updates, new_events = [], []
+        for row in rows:
+            if row.status != S.SENT.value:
+                continue  # already final (or not yet marked sent in this very batch: handled below)
+            status, event = ev.RECEIPT_OUTCOMES[finals[row.id]]
+            code = None if status == S.DELIVERED else f"receipt_{finals[row.id].lower()}"
+            updates.append({"id": row.id, "status": status.value, "done_at": now, "updated_at": now,
+                            "error_code": code})
+            new_events.append({"message_id": row.id, "account_id": row.account_id, "type": event,
+                               "status": status.value, "error_code": code, "created_at": now})
+        if updates:
+            await session.execute(update(Message), updates)
+            await self._record(session, new_events)
+
+    async def _rematch(self, session: AsyncSession) -> None:
+        """Apply stored unmatched receipts whose part now exists."""
+        rows = (await session.execute(
+            select(UnmatchedReceipt)
+            .join(MessagePart, (MessagePart.carrier_id_norm == UnmatchedReceipt.lookup_id)
+                  & (MessagePart.carrier == UnmatchedReceipt.carrier))
+            .order_by(UnmatchedReceipt.id)
+        )).scalars().all()
+        if not rows:
+            remaining = await session.scalar(select(func.count()).select_from(UnmatchedReceipt))
+            self._unmatched = bool(remaining)
+            return
+        receipts = [(u.carrier, Receipt(carrier_message_id=u.carrier_message_id, stat=u.stat,
+                                        error_code=u.error_code, raw=u.raw)) for u in rows]
+        await self._apply_receipts(session, receipts, unmatched_ids={i: u.id for i, u in enumerate(rows)})
+
+    async def _record(self, session: AsyncSession, events: list[dict]) -> None:
+        if await record_events(session, events):
+            # after the commit would be exact; a wake-up a moment early only finds nothing due yet
+            self._on_webhooks()
+
+    # --- the sweep -------------------------------------------------------------------------------------------
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(2.0)
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sweep failed")
+
+    async def sweep(self) -> None:
+        """Expire queued messages whose time to live ran out; match receipts that arrived early."""
+        now = utcnow()
+        async with self._sm() as session, session.begin():
+            expired = (await session.execute(
+                update(Message).where(Message.status == S.QUEUED.value, Message.expires_at <= now)
+                .values(status=S.EXPIRED.value, error_code="ttl_expired", done_at=now, updated_at=now,
+                        error_message="Time to live ran out before the message could be sent.")
+                .returning(Message.id, Message.account_id).execution_options(synchronize_session=False)
+            )).all()
+            await self._record(session, [
+                {"message_id": r.id, "account_id": r.account_id, "type": ev.TEXT_TTL_EXPIRED,
+                 "status": S.EXPIRED.value, "error_code": "ttl_expired", "created_at": now} for r in expired])
+            if self._unmatched:
+                await self._rematch(session)

@@ -1,0 +1,23 @@
+"""Typed keys for what the application holds."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from gateway.dispatcher import CarrierPool, Dispatcher
+from gateway.services.accounts import KeyAuthenticator
+from gateway.settings import Settings
+from gateway.webhooks import WebhookSender
+
+SETTINGS = web.AppKey("settings", Settings)
+ENGINE = web.AppKey("engine", AsyncEngine)
+SESSIONMAKER = web.AppKey("sessionmaker", async_sessionmaker[AsyncSession])
+AUTH = web.AppKey("auth", KeyAuthenticator)
+CARRIERS = web.AppKey("carriers", CarrierPool)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+OPERATOR_TOKEN = web.AppKey("operator_token", str)
+WEBHOOKS = web.AppKey("webhooks", WebhookSender)
+SIMULATOR = web.AppKey("simulator", object)  # the embedded SMSC simulator, when there is one
+
+ACCOUNT_ID = web.RequestKey("account_id", int)  # the authenticated account

@@ -1,0 +1,145 @@
+"""The OpenAPI 3 document served at /openapi.json. A test fails if a route is missing from it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+routes = web.RouteTableDef()
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {400: "Malformed request", 401: "Missing or invalid credentials", 404: "Not found",
+            409: "Illegal state change", 422: "Invalid input", 429: "Too many requests", 503: "Not ready"}
+    return {str(c): {"description": text[c], "content": {"application/json": {"schema": ERROR}}} for c in codes}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+OPERATOR = [{"operatorToken": []}]
+
+PATHS: dict[str, dict[str, Any]] = {
+    "/healthz": {"get": {"summary": "Liveness", "security": [],
+                         "responses": {"200": _json({"type": "object"})}}},
+    "/readyz": {"get": {"summary": "Readiness: database migrated and a carrier bound", "security": [],
+                        "responses": {"200": _json({"type": "object"}), "503": _json({"type": "object"}, "Not ready")}}},
+    "/openapi.json": {"get": {"summary": "This document", "security": [],
+                              "responses": {"200": _json({"type": "object"})}}},
+    "/v1/messages": {
+        "post": {
+            "summary": "Send an SMS",
+            "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
+            "requestBody": _body(_ref("SendMessage")),
+            "responses": {"202": _json(_ref("Message"), "Accepted and queued"),
+                          "200": _json(_ref("Message"), "Dry run, or the message of a repeated Idempotency-Key"),
+                          **_errors(400, 401, 409, 422, 429)},
+        },
+        "get": {
+            "summary": "List messages, newest first",
+            "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer"}},
+                           {"name": "status", "in": "query", "schema": {"type": "string"}},
+                           {"name": "to", "in": "query", "schema": {"type": "string"}},
+                           {"name": "before", "in": "query", "schema": {"type": "string"}}],
+            "responses": {"200": _json({"type": "object", "properties": {
+                "messages": {"type": "array", "items": _ref("Message")},
+                "next": {"type": ["string", "null"]}}}), **_errors(400, 401)},
+        },
+    },
+    "/v1/messages/{id}": {"get": {"summary": "A message with its status, parts and events",
+                                  "parameters": [ID_PARAM],
+                                  "responses": {"200": _json(_ref("Message")), **_errors(401, 404)}}},
+    "/v1/account": {
+        "get": {"summary": "The caller's account, with its event webhook URL and webhook signing secret",
+                "responses": {"200": _json(_ref("AccountSelf")), **_errors(401)}},
+        "patch": {"summary": "Set the account-level event webhook URL (null removes it)",
+                  "requestBody": _body({"type": "object", "additionalProperties": False, "properties": {
+                      "event_webhook_url": {"type": ["string", "null"], "format": "uri"}}}),
+                  "responses": {"200": _json(_ref("AccountSelf")), **_errors(400, 401, 422)}},
+    },
+    "/v1/account/webhook-secret": {"post": {"summary": "Rotate the secret that signs webhooks",
+                                            "responses": {"200": _json(_ref("AccountSelf")), **_errors(401)}}},
+    "/v1/webhooks/deliveries": {"get": {
+        "summary": "Webhook deliveries, newest first",
+        "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer"}},
+                       {"name": "status", "in": "query", "schema": {"type": "string",
+                                                                     "enum": ["pending", "delivered", "failed"]}}],
+        "responses": {"200": _json({"type": "object"}), **_errors(400, 401)}}},
+    "/v1/webhooks/deliveries/{id}": {"get": {
+        "summary": "One webhook delivery with every attempt (time, response code)", "parameters": [ID_PARAM],
+        "responses": {"200": _json({"type": "object"}), **_errors(401, 404)}}},
+    "/v1/webhooks/deliveries/{id}/replay": {"post": {
+        "summary": "Deliver again (a failed or delivered webhook)", "parameters": [ID_PARAM],
+        "responses": {"202": _json({"type": "object"}), **_errors(401, 404)}}},
+    "/admin/accounts": {
+        "post": {"summary": "Create an account; the answer holds its first API key", "security": OPERATOR,
+                 "requestBody": _body({"type": "object", "required": ["name"], "additionalProperties": False,
+                                       "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200},
+                                                      "max_rate_per_s": {"type": "integer", "minimum": 1}}}),
+                 "responses": {"201": _json(_ref("Account")), **_errors(400, 401, 409, 422)}},
+        "get": {"summary": "List accounts", "security": OPERATOR,
+                "responses": {"200": _json({"type": "object"}), **_errors(401)}},
+    },
+    "/admin/accounts/{id}/keys": {"post": {"summary": "Issue another API key for an account", "security": OPERATOR,
+                                           "parameters": [ID_PARAM],
+                                           "responses": {"201": _json({"type": "object"}), **_errors(401, 404)}}},
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["code", "message"],
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}}}},
+    "SendMessage": {"type": "object", "required": ["to", "body"], "additionalProperties": False, "properties": {
+        "to": {"type": "string", "description": "Destination, E.164 or national (default country)"},
+        "body": {"type": "string", "minLength": 1},
+        "from": {"type": "string", "description": "A sending number of the account; chosen when absent"},
+        "status_callback": {"type": "string", "format": "uri"},
+        "ttl": {"type": "integer", "minimum": 5, "maximum": 259200, "description": "Seconds to live"},
+        "dry_run": {"type": "boolean"}}},
+    "Message": {"type": "object", "properties": {
+        "id": {"type": ["string", "null"]}, "status": {"type": "string", "enum": [
+            "queued", "sending", "sent", "delivered", "undelivered", "failed", "blocked", "expired", "dry_run"]},
+        "from": {"type": "string"}, "to": {"type": "string"}, "body": {"type": "string"},
+        "encoding": {"type": "string", "enum": ["gsm7", "ucs2"]}, "segments": {"type": "integer"},
+        "characters": {"type": "integer"}, "error_code": {"type": ["string", "null"]},
+        "carrier_message_id": {"type": ["string", "null"]},
+        "created_at": {"type": ["string", "null"], "format": "date-time"},
+        "sent_at": {"type": ["string", "null"], "format": "date-time"},
+        "done_at": {"type": ["string", "null"], "format": "date-time"}}},
+    "AccountSelf": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "name": {"type": "string"}, "max_rate_per_s": {"type": "number"},
+        "event_webhook_url": {"type": ["string", "null"]}, "webhook_secret": {"type": "string"}}},
+    "Account": {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
+                                                 "api_key": {"type": "string"}}},
+}
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "SMS and voice gateway", "version": "1"},
+        "paths": PATHS,
+        "components": {"schemas": SCHEMAS, "securitySchemes": {
+            "apiKey": {"type": "http", "scheme": "bearer", "description": "An account's API key"},
+            "operatorToken": {"type": "http", "scheme": "bearer", "description": "The operator token"}}},
+        "security": [{"apiKey": []}],
+    }
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(document())

@@ -1,0 +1,94 @@
+"""The customer's own account: event webhook URL, the secret that signs webhooks, webhook deliveries."""
+
+from __future__ import annotations
+
+import secrets
+
+from aiohttp import web
+from sqlalchemy import select
+
+from gateway import keys
+from gateway.errors import NotFound
+from gateway.models import WebhookAttempt, WebhookDelivery
+from gateway.services.messages import iso
+from gateway.validation import Fields, query_limit, read_json_object
+from gateway.webhooks import replay
+from registry.models import Account
+
+routes = web.RouteTableDef()
+
+
+def _view(account: Account) -> dict:
+    return {"id": account.id, "name": account.name, "max_rate_per_s": account.max_rate_per_s,
+            "event_webhook_url": account.event_webhook_url, "webhook_secret": account.webhook_secret}
+
+
+@routes.get("/v1/account")
+async def get_account(request: web.Request) -> web.Response:
+    async with request.app[keys.SESSIONMAKER]() as session:
+        account = await session.get(Account, request[keys.ACCOUNT_ID])
+        return web.json_response(_view(account))
+
+
+@routes.patch("/v1/account")
+async def update_account(request: web.Request) -> web.Response:
+    data = await read_json_object(request)
+    f = Fields(data, {"event_webhook_url"})
+    async with request.app[keys.SESSIONMAKER]() as session, session.begin():
+        account = await session.get(Account, request[keys.ACCOUNT_ID])
+        if "event_webhook_url" in data:
+            account.event_webhook_url = f.url("event_webhook_url")
+        return web.json_response(_view(account))
+
+
+@routes.post("/v1/account/webhook-secret")
+async def rotate_secret(request: web.Request) -> web.Response:
+    async with request.app[keys.SESSIONMAKER]() as session, session.begin():
+        account = await session.get(Account, request[keys.ACCOUNT_ID])
+        account.webhook_secret = secrets.token_hex(32)
+        return web.json_response(_view(account))
+
+
+def _delivery_view(d: WebhookDelivery, attempts: list[WebhookAttempt] | None = None) -> dict:
+    view = {"id": d.public_id, "kind": d.kind, "event_type": d.event_type, "url": d.url, "status": d.status,
+            "attempts": d.attempts, "last_status_code": d.last_status_code, "last_error": d.last_error,
+            "created_at": iso(d.created_at), "next_attempt_at": iso(d.next_attempt_at) if d.status == "pending"
+            else None, "delivered_at": iso(d.delivered_at)}
+    if attempts is not None:
+        view["attempt_log"] = [{"at": iso(a.at), "status_code": a.status_code, "error": a.error,
+                                "duration_ms": a.duration_ms} for a in attempts]
+    return view
+
+
+@routes.get("/v1/webhooks/deliveries")
+async def list_deliveries(request: web.Request) -> web.Response:
+    q = request.query
+    limit = query_limit(request)
+    stmt = select(WebhookDelivery).where(WebhookDelivery.account_id == request[keys.ACCOUNT_ID])
+    if "status" in q:
+        stmt = stmt.where(WebhookDelivery.status == q["status"])
+    async with request.app[keys.SESSIONMAKER]() as session:
+        rows = (await session.scalars(stmt.order_by(WebhookDelivery.id.desc()).limit(limit))).all()
+    return web.json_response({"deliveries": [_delivery_view(d) for d in rows]})
+
+
+@routes.get("/v1/webhooks/deliveries/{id}")
+async def get_delivery(request: web.Request) -> web.Response:
+    async with request.app[keys.SESSIONMAKER]() as session:
+        d = await session.scalar(select(WebhookDelivery).where(
+            WebhookDelivery.public_id == request.match_info["id"],
+            WebhookDelivery.account_id == request[keys.ACCOUNT_ID]))
+        if d is None:
+            raise NotFound("No such webhook delivery in this account.", code="delivery_not_found")
+        attempts = (await session.scalars(select(WebhookAttempt).where(WebhookAttempt.delivery_id == d.id)
+                                          .order_by(WebhookAttempt.id))).all()
+        return web.json_response(_delivery_view(d, list(attempts)))
+
+
+@routes.post("/v1/webhooks/deliveries/{id}/replay")
+async def replay_delivery(request: web.Request) -> web.Response:
+    async with request.app[keys.SESSIONMAKER]() as session, session.begin():
+        if not await replay(session, request[keys.ACCOUNT_ID], request.match_info["id"]):
+            raise NotFound("No such webhook delivery in this account.", code="delivery_not_found")
+    request.app[keys.WEBHOOKS].notify()
+    return web.json_response({"id": request.match_info["id"], "status": "pending"}, status=202)

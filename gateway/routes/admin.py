@@ -1,0 +1,55 @@
+"""Operator routes (the operator token): accounts."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy import select
+
+from gateway import keys
+from gateway.errors import NotFound
+from gateway.services import accounts as svc
+from gateway.validation import Fields, read_json_object
+from registry.models import Account
+
+routes = web.RouteTableDef()
+
+
+def account_view(account: Account) -> dict:
+    return {"id": account.id, "name": account.name, "status": account.status,
+            "max_rate_per_s": account.max_rate_per_s, "event_webhook_url": account.event_webhook_url,
+            "created_at": account.created_at.isoformat().replace("+00:00", "Z")}
+
+
+@routes.post("/admin/accounts")
+async def create_account(request: web.Request) -> web.Response:
+    f = Fields(await read_json_object(request), {"name", "max_rate_per_s"})
+    name = f.text("name", required=True, max_length=200, allow_empty=False) or ""
+    rate = f.integer("max_rate_per_s", minimum=1, maximum=10_000)
+    async with request.app[keys.SESSIONMAKER]() as session, session.begin():
+        account, key = await svc.create_account(session, name, rate=rate)
+        body = {**account_view(account), "api_key": key}
+    return web.json_response(body, status=201)
+
+
+@routes.get("/admin/accounts")
+async def list_accounts(request: web.Request) -> web.Response:
+    async with request.app[keys.SESSIONMAKER]() as session:
+        rows = (await session.scalars(select(Account).order_by(Account.id))).all()
+    return web.json_response({"accounts": [account_view(a) for a in rows]})
+
+
+@routes.post("/admin/accounts/{id}/keys")
+async def new_key(request: web.Request) -> web.Response:
+    account_id = _int_id(request)
+    async with request.app[keys.SESSIONMAKER]() as session, session.begin():
+        if await session.get(Account, account_id) is None:
+            raise NotFound(f"No account {account_id}.", code="account_not_found")
+        key = await svc.issue_key(session, account_id)
+    return web.json_response({"account_id": account_id, "api_key": key}, status=201)
+
+
+def _int_id(request: web.Request, name: str = "id") -> int:
+    try:
+        return int(request.match_info[name])
+    except ValueError:
+        raise NotFound(f"No such resource: {request.match_info[name]!r}.") from None

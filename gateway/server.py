@@ -1,0 +1,91 @@
+"""Running the gateway (and the standalone simulator) until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+
+import click
+from aiohttp import web
+from sqlalchemy import select
+
+from gateway import keys
+from gateway.app import create_app
+from gateway.migrate import upgrade
+from gateway.services.accounts import create_account, issue_key, revoke_keys
+from gateway.settings import Settings
+from registry.models import Account, Number
+
+DEMO_ACCOUNT = "demo"
+DEMO_NUMBER = "12345"  # a short code: it may send to US numbers without 10DLC registration
+
+
+async def seed_demo(app: web.Application, settings: Settings) -> str:
+    """Make sure the demo account owns an active short code; give it a fresh API key (old ones revoked)."""
+    async with app[keys.SESSIONMAKER]() as session, session.begin():
+        account = await session.scalar(select(Account).where(Account.name == DEMO_ACCOUNT))
+        if account is None:
+            account, key = await create_account(session, DEMO_ACCOUNT)
+        else:
+            await revoke_keys(session, account.id)
+            key = await issue_key(session, account.id, label="demo")
+        number = await session.scalar(select(Number).where(Number.number == DEMO_NUMBER))
+        if number is None:
+            session.add(Number(number=DEMO_NUMBER, type="short_code", country="US", capabilities="sms",
+                               status="active", account_id=account.id, carrier="sim"))
+    app[keys.AUTH].forget()
+    path = settings.data_path / "demo_api_key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def serve(settings: Settings, *, demo: bool = False, migrate: bool = True) -> None:
+    if migrate:
+        await upgrade(settings.database_url)
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.server.host, settings.server.port)
+        await site.start()
+        click.echo(f"Gateway: http://{settings.server.host}:{settings.server.port}")
+        if settings.simulator.embedded:
+            sim = settings.simulator
+            click.echo(f"SMPP simulator: {sim.host}:{sim.smpp_port} (control API http://{sim.host}:{sim.http_port})")
+        if demo:
+            key = await seed_demo(app, settings)
+            click.echo(f"API key: {key}")
+            click.echo(f"(also in {settings.data_path / 'demo_api_key'}; the demo account sends from {DEMO_NUMBER})")
+        click.echo("Press Ctrl+C to stop.")
+        await _until_signalled()
+    finally:
+        await runner.cleanup()
+
+
+async def serve_simulator(host: str, smpp_port: int, http_port: int, accounts: dict[str, str],
+                          receipt_delay: float, id_format: str) -> None:
+    from carriers.simulator import SimulatorServices
+
+    services = SimulatorServices(host=host, smpp_port=smpp_port, http_port=http_port, accounts=accounts,
+                                 receipt_delay=receipt_delay, id_format=id_format)
+    await services.start()
+    try:
+        click.echo(f"SMPP simulator: {host}:{services.smpp_port} (control API http://{host}:{services.http_port})")
+        await _until_signalled()
+    finally:
+        await services.stop()

@@ -1,0 +1,242 @@
+"""Settings: config/gateway.toml (or the file GATEWAY_CONFIG names), overridden by environment variables.
+
+Every scalar setting ``[section] key`` can be overridden by ``GATEWAY_<SECTION>_<KEY>`` (upper case), for
+example ``GATEWAY_DATABASE_URL`` or ``GATEWAY_SIMULATOR_SMPP_PORT``. Short aliases: ``GATEWAY_PORT`` and
+``GATEWAY_HOST`` for the HTTP server, ``GATEWAY_OPERATOR_TOKEN`` for the admin token.
+Carriers are a list of tables (``[[carriers]]``) and are configured in the file only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, get_type_hints
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "gateway.toml"
+
+ALIASES = {
+    "GATEWAY_PORT": ("server", "port"),
+    "GATEWAY_HOST": ("server", "host"),
+    "GATEWAY_OPERATOR_TOKEN": ("security", "operator_token"),
+}
+
+
+class SettingsError(ValueError):
+    """The configuration cannot be used; the message says which setting and why."""
+
+
+@dataclass
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""  # base URL that outside parties (carriers) use to reach us; default http://host:port
+    data_dir: str = "data"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+
+@dataclass
+class DatabaseSettings:
+    url: str = field(default="sqlite+aiosqlite:///data/gateway.db", repr=False)  # may hold a password
+    echo: bool = False
+    pool_size: int = 10
+
+
+@dataclass
+class SecuritySettings:
+    operator_token: str = field(default="", repr=False)  # empty: generated once into data_dir/operator_token
+    key_cache_seconds: float = 30.0
+
+
+@dataclass
+class SimulatorSettings:
+    embedded: bool = True
+    host: str = "127.0.0.1"
+    smpp_port: int = 2775
+    http_port: int = 2776
+    system_id: str = "gateway"
+    password: str = field(default="secret", repr=False)
+    receipt_delay_ms: int = 50
+    id_format: str = "hex"
+
+
+@dataclass
+class CarrierSettings:
+    name: str = "sim"
+    type: str = "smpp"  # smpp | loopback
+    host: str = "127.0.0.1"
+    port: int = 2775
+    system_id: str = "gateway"
+    password: str = field(default="secret", repr=False)
+    system_type: str = ""
+    bind_mode: str = "transceiver"  # transceiver | transmitter_receiver
+    window: int = 100
+    enquire_link_interval: float = 30.0
+    response_timeout: float = 10.0
+    concatenation: str = "udh"  # udh | sar | payload
+    receipt_id_base: str = "same"  # same | hex_to_dec | dec_to_hex: how receipts quote submit_sm_resp ids
+    binds: int = 1  # SMPP connections to open to this carrier
+
+
+@dataclass
+class DispatcherSettings:
+    batch_size: int = 500
+    poll_interval_ms: int = 250
+    concurrency: int = 400  # messages in flight to carriers at once
+    retry_min_ms: int = 200
+    retry_max_ms: int = 30_000
+    receipt_batch_ms: int = 20
+
+
+@dataclass
+class WebhookSettings:
+    concurrency: int = 50
+    timeout_s: float = 10.0
+    retry_base_s: float = 1.0  # first retry after this, doubling
+    retry_max_s: float = 600.0  # longest pause between two attempts
+    max_age_h: float = 24.0  # keep trying this long before a delivery is marked failed
+    poll_interval_ms: int = 500
+
+
+@dataclass
+class MessageSettings:
+    default_ttl_s: int = 72 * 3600
+    min_ttl_s: int = 5
+    max_ttl_s: int = 72 * 3600
+    default_country: str = "US"  # region used to read numbers written without a leading +
+
+
+@dataclass
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
+    dispatcher: DispatcherSettings = field(default_factory=DispatcherSettings)
+    messages: MessageSettings = field(default_factory=MessageSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    carriers: list[CarrierSettings] = field(default_factory=lambda: [CarrierSettings()])
+
+    @property
+    def data_path(self) -> Path:
+        path = Path(self.server.data_dir)
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
+    @property
+    def database_url(self) -> str:
+        """The database URL with a relative SQLite path resolved against the project root."""
+        url = self.database.url
+        prefix = "sqlite+aiosqlite:///"
+        if url.startswith(prefix) and not url[len(prefix):].startswith("/") and ":memory:" not in url:
+            return prefix + str(PROJECT_ROOT / url[len(prefix):])
+        return url
+
+
+def _coerce(kind: Any, value: Any, where: str) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in {"1", "true", "yes", "on"}:
+            return True
+        if text in {"0", "false", "no", "off", ""}:
+            return False
+        raise SettingsError(f"{where}: expected true or false, got {value!r}")
+    if kind in (int, float):
+        if isinstance(value, bool):
+            raise SettingsError(f"{where}: expected a number, got {value!r}")
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{where}: expected a number, got {value!r}") from None
+    if kind is str:
+        if isinstance(value, (dict, list)):
+            raise SettingsError(f"{where}: expected text, got {value!r}")
+        return str(value)
+    raise SettingsError(f"{where}: unsupported setting type")
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    hints = get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise SettingsError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
+    kwargs = {name: _coerce(hints[name], value, f"{where}.{name}") for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read the TOML file (default: GATEWAY_CONFIG or config/gateway.toml), then apply the environment."""
+    env = os.environ if env is None else env
+    config_path = Path(path or env.get("GATEWAY_CONFIG") or DEFAULT_CONFIG)
+    raw: dict[str, Any] = {}
+    if config_path.exists():
+        with config_path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    elif path is not None or "GATEWAY_CONFIG" in env:
+        raise SettingsError(f"configuration file {config_path} does not exist")
+
+    sections = {f.name: f for f in dataclasses.fields(Settings)}
+    unknown = set(raw) - set(sections)
+    if unknown:
+        raise SettingsError(f"{config_path}: unknown section(s) {', '.join(sorted(unknown))}")
+
+    values: dict[str, Any] = {}
+    hints = get_type_hints(Settings)
+    for name, hint in hints.items():
+        if name == "carriers":
+            continue
+        section = dict(raw.get(name, {}))
+        values[name] = section
+    # environment overrides
+    for key, value in env.items():
+        if not key.startswith("GATEWAY_"):
+            continue
+        if key in ALIASES:
+            section, option = ALIASES[key]
+            values[section][option] = value
+            continue
+        rest = key[len("GATEWAY_"):].lower()
+        for section in values:
+            if rest.startswith(section + "_"):
+                option = rest[len(section) + 1:]
+                fields = {f.name for f in dataclasses.fields(hints[section])}
+                if option in fields:
+                    values[section][option] = value
+                break
+    built = {name: _build(hints[name], data, name) for name, data in values.items()}
+    carriers_raw = raw.get("carriers")
+    if carriers_raw is None:
+        carriers = [CarrierSettings()]
+    else:
+        carriers = [_build(CarrierSettings, item, f"carriers[{i}]") for i, item in enumerate(carriers_raw)]
+    settings = Settings(**built, carriers=carriers)
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    if not 0 < settings.server.port < 65536:
+        raise SettingsError("server.port must be between 1 and 65535")
+    names = [c.name for c in settings.carriers]
+    if len(set(names)) != len(names):
+        raise SettingsError("carriers: names must be unique")
+    for carrier in settings.carriers:
+        if carrier.type not in {"smpp", "loopback"}:
+            raise SettingsError(f"carriers.{carrier.name}.type must be smpp or loopback")
+        if carrier.bind_mode not in {"transceiver", "transmitter_receiver"}:
+            raise SettingsError(f"carriers.{carrier.name}.bind_mode must be transceiver or transmitter_receiver")
+        if carrier.concatenation not in {"udh", "sar", "payload"}:
+            raise SettingsError(f"carriers.{carrier.name}.concatenation must be udh, sar or payload")
+        if carrier.receipt_id_base not in {"same", "hex_to_dec", "dec_to_hex"}:
+            raise SettingsError(f"carriers.{carrier.name}.receipt_id_base must be same, hex_to_dec or dec_to_hex")
+    m = settings.messages
+    if not m.min_ttl_s <= m.default_ttl_s <= m.max_ttl_s:
+        raise SettingsError("messages.default_ttl_s must lie between min_ttl_s and max_ttl_s")

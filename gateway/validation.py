@@ -1,0 +1,123 @@
+"""Reading request bodies: JSON objects with typed fields, and phone numbers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import phonenumbers
+from aiohttp import web
+
+from gateway.errors import BadRequest, Unprocessable
+
+MAX_BODY_BYTES = 1 << 20
+
+
+async def read_json_object(request: web.Request, *, max_bytes: int = MAX_BODY_BYTES) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise BadRequest(f"The request body is larger than {max_bytes} bytes.", code="body_too_large")
+    raw = await request.read()
+    if len(raw) > max_bytes:
+        raise BadRequest(f"The request body is larger than {max_bytes} bytes.", code="body_too_large")
+    try:
+        data = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("The request body is not valid JSON.", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise BadRequest("The request body must be a JSON object.", code="invalid_json")
+    return data
+
+
+class Fields:
+    """Typed access to a JSON object's fields, with errors naming the field."""
+
+    def __init__(self, data: dict[str, Any], allowed: set[str]):
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise BadRequest(f"Unknown field(s): {', '.join(unknown)}.", code="unknown_field",
+                             details={"fields": unknown})
+        self.data = data
+
+    def text(self, name: str, *, required: bool = False, max_length: int | None = None,
+             allow_empty: bool = True) -> str | None:
+        value = self.data.get(name)
+        if value is None:
+            if required:
+                raise Unprocessable(f"The field '{name}' is required.", code="missing_field",
+                                    details={"field": name})
+            return None
+        if not isinstance(value, str):
+            raise Unprocessable(f"The field '{name}' must be a string.", code="invalid_field",
+                                details={"field": name})
+        if not allow_empty and not value.strip():
+            raise Unprocessable(f"The field '{name}' must not be empty.", code="invalid_field",
+                                details={"field": name})
+        if max_length is not None and len(value) > max_length:
+            raise Unprocessable(f"The field '{name}' is longer than {max_length} characters.",
+                                code="invalid_field", details={"field": name})
+        return value
+
+    def integer(self, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Unprocessable(f"The field '{name}' must be an integer.", code="invalid_field",
+                                details={"field": name})
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise Unprocessable(f"The field '{name}' must be between {minimum} and {maximum}.",
+                                code="invalid_field", details={"field": name})
+        return value
+
+    def boolean(self, name: str) -> bool | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            raise Unprocessable(f"The field '{name}' must be true or false.", code="invalid_field",
+                                details={"field": name})
+        return value
+
+    def url(self, name: str) -> str | None:
+        value = self.text(name, max_length=2000)
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")) or " " in value:
+            raise Unprocessable(f"The field '{name}' must be an http(s) URL.", code="invalid_field",
+                                details={"field": name})
+        return value
+
+
+def e164(value: str, *, field: str = "to", default_region: str = "US") -> str:
+    """Normalize a phone number to E.164, or raise 422 invalid_destination / invalid_from."""
+    code = "invalid_destination" if field == "to" else "invalid_from"
+    try:
+        parsed = phonenumbers.parse(value, None if value.strip().startswith("+") else default_region)
+    except phonenumbers.NumberParseException:
+        raise Unprocessable(f"'{value}' is not a phone number.", code=code, details={"field": field}) from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise Unprocessable(f"'{value}' is not a valid phone number.", code=code, details={"field": field})
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def origination(value: str, *, default_region: str = "US") -> str:
+    """A sending number as stored: a short code's digits, or E.164."""
+    compact = value.strip()
+    if compact.isdigit() and 3 <= len(compact) <= 8:
+        return compact
+    return e164(compact, field="from", default_region=default_region)
+
+
+def region_of(number: str) -> str | None:
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(number, None))
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def query_limit(request: web.Request, default: int = 50, maximum: int = 500) -> int:
+    """The ``limit`` query parameter, clamped to 1..maximum."""
+    try:
+        return min(max(int(request.query.get("limit", str(default))), 1), maximum)
+    except ValueError:
+        raise BadRequest("limit must be a whole number.", code="invalid_query") from None

@@ -1,0 +1,81 @@
+"""Accounts, their API keys and the numbers they lease."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import Boolean, ForeignKey, Integer, Numeric, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from registry.db import Base, UTCDateTime, utcnow
+
+
+class NumberType(str, enum.Enum):
+    SHORT_CODE = "short_code"
+    LONG_CODE = "long_code"
+    TEN_DLC = "ten_dlc"
+    TOLL_FREE = "toll_free"
+
+
+class NumberStatus(str, enum.Enum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    ASSOCIATING = "associating"
+    DISASSOCIATING = "disassociating"
+    RELEASED = "released"
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    max_rate_per_s: Mapped[float] = mapped_column(Numeric(10, 3, asdecimal=False), default=20.0)
+    event_webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    webhook_secret: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiKey(Base):
+    """An account's API key, stored as its SHA-256 (keys are 256-bit random: a slow hash adds nothing)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # shown to people to tell keys apart
+    label: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Number(Base):
+    """An origination identity the operator holds: short code, long code, 10DLC or toll-free number."""
+
+    __tablename__ = "numbers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)  # E.164, or the short code's digits
+    type: Mapped[str] = mapped_column(String(20))
+    country: Mapped[str] = mapped_column(String(2))
+    capabilities: Mapped[str] = mapped_column(String(40), default="sms")  # comma list: sms,voice
+    carrier: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    monthly_price: Mapped[float | None] = mapped_column(Numeric(10, 4, asdecimal=False), nullable=True)
+    status: Mapped[str] = mapped_column(String(20), default=NumberStatus.ACTIVE.value)
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    message_type: Mapped[str] = mapped_column(String(20), default="transactional")
+    two_way_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    two_way_webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    deletion_protection: Mapped[bool] = mapped_column(Boolean, default=False)
+    international: Mapped[bool] = mapped_column(Boolean, default=False)
+    leased_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def capability_set(self) -> frozenset[str]:
+        return frozenset(c for c in self.capabilities.split(",") if c)

@@ -1,0 +1,127 @@
+"""Shared fixtures: settings on a temporary SQLite file, a migrated database, the app, accounts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import pytest
+from sqlalchemy import text
+
+from gateway.db import create_engine, create_sessionmaker
+from gateway.migrate import upgrade
+from gateway.settings import CarrierSettings, Settings, load_settings
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+POSTGRES_URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL",
+                              "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+OPERATOR_TOKEN = "op_test_token"
+
+
+def make_settings(tmp_path: Path, **carrier: Any) -> Settings:
+    settings = load_settings(env={})
+    settings.server.data_dir = str(tmp_path)
+    settings.database.url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+    settings.security.operator_token = OPERATOR_TOKEN
+    settings.security.key_cache_seconds = 0.0
+    settings.simulator.embedded = False
+    settings.dispatcher.poll_interval_ms = 50
+    settings.dispatcher.receipt_batch_ms = 5
+    settings.dispatcher.retry_min_ms = 50
+    settings.dispatcher.retry_max_ms = 200
+    settings.carriers = [CarrierSettings(**{"name": "sim", "enquire_link_interval": 5.0, **carrier})]
+    return settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+async def migrated(settings: Settings) -> Settings:
+    await upgrade(settings.database_url)
+    return settings
+
+
+@pytest.fixture
+async def sessionmaker(migrated: Settings):  # noqa: ANN201
+    engine = create_engine(migrated.database_url)
+    yield create_sessionmaker(engine)
+    await engine.dispose()
+
+
+async def _postgres_reachable(url: str) -> str | None:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            await asyncio.wait_for(conn.execute(text("SELECT 1")), 5)
+        return None
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    problem = await _postgres_reachable(POSTGRES_URL)
+    if problem:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL must be reachable in CI at {POSTGRES_URL}: {problem}")
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL} ({problem})")
+    name = f"gw_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL).execution_options(isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    base, _, _ = POSTGRES_URL.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 5.0, interval: float = 0.02) -> None:
+    """Poll an async predicate until it is true; fail the test when the timeout passes."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        if await predicate():
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class Customer:
+    account_id: int
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+ADMIN = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+
+
+async def new_customer(client, sessionmaker, name: str, numbers: tuple[tuple[str, str], ...] = (("12345", "short_code"),)
+                       ) -> Customer:  # noqa: ANN001
+    """Create an account through the admin API and give it numbers straight in the registry."""
+    from registry.models import Number
+
+    resp = await client.post("/admin/accounts", json={"name": name}, headers=ADMIN)
+    assert resp.status == 201, await resp.text()
+    data = await resp.json()
+    async with sessionmaker() as session, session.begin():
+        for number, kind in numbers:
+            session.add(Number(number=number, type=kind, country="US", capabilities="sms,voice",
+                               status="active", account_id=data["id"]))
+    return Customer(data["id"], data["api_key"])

@@ -1,0 +1,214 @@
+"""The HTTP API through the real app: authentication, validation errors, idempotency, OpenAPI coverage."""
+
+from __future__ import annotations
+
+import pytest
+
+from carriers.loopback import LoopbackCarrier
+from gateway.app import create_app
+from gateway.openapi import document
+from tests.conftest import ADMIN, new_customer, wait_for
+
+
+@pytest.fixture
+async def api(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001, ANN201
+    carrier = LoopbackCarrier("sim")
+    client = await aiohttp_client(create_app(migrated, carriers=[carrier]))
+    client.carrier = carrier
+    client.sessionmaker = sessionmaker
+    return client
+
+
+@pytest.fixture
+async def customer(api):  # noqa: ANN001, ANN201
+    return await new_customer(api, api.sessionmaker, "acme")
+
+
+async def test_send_and_read_delivered(api, customer):  # noqa: ANN001
+    resp = await api.post("/v1/messages", json={"to": "+14155550123", "body": "hi"}, headers=customer.headers)
+    assert resp.status == 202
+    sent = await resp.json()
+    assert sent["status"] == "queued" and sent["id"].startswith("msg_")
+    assert sent["from"] == "12345" and sent["to"] == "+14155550123"
+    assert (sent["encoding"], sent["segments"]) == ("gsm7", 1)
+
+    async def delivered() -> bool:
+        got = await (await api.get(f"/v1/messages/{sent['id']}", headers=customer.headers)).json()
+        return got["status"] == "delivered"
+
+    await wait_for(delivered)
+    got = await (await api.get(f"/v1/messages/{sent['id']}", headers=customer.headers)).json()
+    assert got["carrier_message_id"] and got["sent_at"] and got["done_at"]
+    assert [e["type"] for e in got["events"]] == ["TEXT_QUEUED", "TEXT_SENT", "TEXT_DELIVERED"]
+
+
+async def test_national_number_is_normalized_to_e164(api, customer):  # noqa: ANN001
+    resp = await api.post("/v1/messages", json={"to": "(415) 555-0123", "body": "hi"}, headers=customer.headers)
+    assert resp.status == 202
+    assert (await resp.json())["to"] == "+14155550123"
+
+
+@pytest.mark.parametrize("headers, code", [
+    ({}, "missing_api_key"),
+    ({"Authorization": "Bearer gk_not_a_key"}, "invalid_api_key"),
+    ({"Authorization": "Basic abc"}, "missing_api_key"),
+])
+async def test_401_without_a_valid_key(api, headers, code):  # noqa: ANN001
+    resp = await api.post("/v1/messages", json={"to": "+14155550123", "body": "hi"}, headers=headers)
+    assert resp.status == 401
+    assert (await resp.json())["error"]["code"] == code
+
+
+async def test_admin_routes_need_the_operator_token(api, customer):  # noqa: ANN001
+    resp = await api.post("/admin/accounts", json={"name": "x"}, headers=customer.headers)
+    assert resp.status == 401
+    assert (await resp.json())["error"]["code"] == "invalid_operator_token"
+
+
+@pytest.mark.parametrize("raw, status, code", [
+    (b"{not json", 400, "invalid_json"),
+    (b"[1, 2]", 400, "invalid_json"),
+    (b"", 400, "invalid_json"),
+    (b'{"to": "+14155550123", "body": "x", "colour": "red"}', 400, "unknown_field"),
+    (b'{"body": "x"}', 422, "missing_field"),
+    (b'{"to": "+14155550123"}', 422, "missing_field"),
+    (b'{"to": 14155550123, "body": "x"}', 422, "invalid_field"),
+    (b'{"to": "12", "body": "x"}', 422, "invalid_destination"),
+    (b'{"to": "not a number", "body": "x"}', 422, "invalid_destination"),
+    (b'{"to": "+14155550123", "body": ""}', 422, "empty_body"),
+    (b'{"to": "+14155550123", "body": "x", "ttl": 2}', 422, "invalid_field"),
+    (b'{"to": "+14155550123", "body": "x", "ttl": "soon"}', 422, "invalid_field"),
+    (b'{"to": "+14155550123", "body": "x", "dry_run": "yes"}', 422, "invalid_field"),
+    (b'{"to": "+14155550123", "body": "x", "status_callback": "ftp://x"}', 422, "invalid_field"),
+    (b'{"to": "+14155550123", "body": "x", "from": "+14155550999"}', 422, "invalid_from"),
+])
+async def test_bad_input_gets_a_stable_code(api, customer, raw, status, code):  # noqa: ANN001
+    resp = await api.post("/v1/messages", data=raw, headers={**customer.headers, "Content-Type": "application/json"})
+    assert resp.status == status
+    body = await resp.json()
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+
+
+async def test_too_long_bodies(api, customer):  # noqa: ANN001
+    resp = await api.post("/v1/messages", json={"to": "+14155550123", "body": "a" * 1601}, headers=customer.headers)
+    assert (resp.status, (await resp.json())["error"]["code"]) == (422, "body_too_long")
+    resp = await api.post("/v1/messages", json={"to": "+14155550123", "body": "é" * 1600}, headers=customer.headers)
+    assert resp.status == 202  # é is GSM-7
+    resp = await api.post("/v1/messages", json={"to": "+14155550123", "body": "ж" * 631}, headers=customer.headers)
+    assert (resp.status, (await resp.json())["error"]["code"]) == (422, "body_too_long")
+
+
+async def test_account_without_numbers(api):  # noqa: ANN001
+    bare = await new_customer(api, api.sessionmaker, "bare", numbers=())
+    resp = await api.post("/v1/messages", json={"to": "+14155550123", "body": "x"}, headers=bare.headers)
+    assert (resp.status, (await resp.json())["error"]["code"]) == (422, "no_sending_number")
+
+
+async def test_another_accounts_message_is_404(api, customer):  # noqa: ANN001
+    other = await new_customer(api, api.sessionmaker, "other", numbers=(("54321", "short_code"),))
+    sent = await (await api.post("/v1/messages", json={"to": "+14155550123", "body": "x"},
+                                 headers=customer.headers)).json()
+    resp = await api.get(f"/v1/messages/{sent['id']}", headers=other.headers)
+    assert resp.status == 404
+    assert (await resp.json())["error"]["code"] == "message_not_found"
+    listing = await (await api.get("/v1/messages", headers=other.headers)).json()
+    assert listing["messages"] == []
+
+
+async def test_from_must_be_the_accounts_own_number(api, customer):  # noqa: ANN001
+    await new_customer(api, api.sessionmaker, "other", numbers=(("54321", "short_code"),))
+    resp = await api.post("/v1/messages", json={"to": "+14155550123", "body": "x", "from": "54321"},
+                          headers=customer.headers)
+    assert (resp.status, (await resp.json())["error"]["code"]) == (422, "invalid_from")
+    resp = await api.post("/v1/messages", json={"to": "+14155550123", "body": "x", "from": "12345"},
+                          headers=customer.headers)
+    assert resp.status == 202
+
+
+async def test_idempotency_key_returns_the_same_message(api, customer):  # noqa: ANN001
+    headers = {**customer.headers, "Idempotency-Key": "order-42"}
+    first = await api.post("/v1/messages", json={"to": "+14155550123", "body": "x"}, headers=headers)
+    second = await api.post("/v1/messages", json={"to": "+14155550123", "body": "x"}, headers=headers)
+    assert (first.status, second.status) == (202, 200)
+    assert (await first.json())["id"] == (await second.json())["id"]
+    listing = await (await api.get("/v1/messages", headers=customer.headers)).json()
+    assert len(listing["messages"]) == 1
+
+
+async def test_dry_run_validates_without_sending(api, customer):  # noqa: ANN001
+    resp = await api.post("/v1/messages", json={"to": "+14155550123", "body": "x" * 200, "dry_run": True},
+                          headers=customer.headers)
+    assert resp.status == 200
+    body = await resp.json()
+    assert (body["status"], body["segments"], body["id"]) == ("dry_run", 2, None)
+    listing = await (await api.get("/v1/messages", headers=customer.headers)).json()
+    assert listing["messages"] == [] and api.carrier.sent == []
+
+
+async def test_list_is_paged(api, customer):  # noqa: ANN001
+    ids = []
+    for i in range(5):
+        ids.append((await (await api.post("/v1/messages", json={"to": "+14155550123", "body": f"m{i}"},
+                                          headers=customer.headers)).json())["id"])
+    page1 = await (await api.get("/v1/messages?limit=2", headers=customer.headers)).json()
+    assert [m["id"] for m in page1["messages"]] == ids[::-1][:2]
+    page2 = await (await api.get(f"/v1/messages?limit=2&before={page1['next']}", headers=customer.headers)).json()
+    assert [m["id"] for m in page2["messages"]] == ids[::-1][2:4]
+    resp = await api.get("/v1/messages?limit=abc", headers=customer.headers)
+    assert (await resp.json())["error"]["code"] == "invalid_query"
+
+
+async def test_unknown_route_and_method_answer_json(api, customer):  # noqa: ANN001
+    resp = await api.get("/v1/nothing-here", headers=customer.headers)
+    assert (resp.status, (await resp.json())["error"]["code"]) == (404, "not_found")
+    resp = await api.delete("/v1/messages", headers=customer.headers)
+    assert (resp.status, (await resp.json())["error"]["code"]) == (405, "method_not_allowed")
+
+
+async def test_health_and_readiness(api):  # noqa: ANN001
+    assert (await (await api.get("/healthz")).json()) == {"status": "ok"}
+    ready = await api.get("/readyz")
+    assert ready.status == 200
+    assert (await ready.json())["checks"] == {"database": True, "carrier": True}
+    await api.carrier.close()  # no carrier bound: not ready
+    assert (await api.get("/readyz")).status == 503
+
+
+async def test_openapi_documents_every_route(api):  # noqa: ANN001
+    doc = await (await api.get("/openapi.json")).json()
+    assert doc == document()
+    missing = []
+    for resource in api.app.router.resources():
+        info = resource.get_info()
+        path = info.get("path") or info.get("formatter")
+        for route in resource:
+            if route.method in {"HEAD", "OPTIONS"}:
+                continue
+            if route.method.lower() not in doc["paths"].get(path, {}):
+                missing.append(f"{route.method} {path}")
+    assert missing == [], f"routes missing from /openapi.json: {missing}"
+
+
+async def test_accounts_admin(api):  # noqa: ANN001
+    resp = await api.post("/admin/accounts", json={"name": "dup"}, headers=ADMIN)
+    assert resp.status == 201
+    key = (await resp.json())["api_key"]
+    assert key.startswith("gk_")
+    resp = await api.post("/admin/accounts", json={"name": "dup"}, headers=ADMIN)
+    assert (resp.status, (await resp.json())["error"]["code"]) == (409, "account_exists")
+    resp = await api.post("/admin/accounts", json={"name": ""}, headers=ADMIN)
+    assert (resp.status, (await resp.json())["error"]["code"]) == (422, "invalid_field")
+    names = [a["name"] for a in (await (await api.get("/admin/accounts", headers=ADMIN)).json())["accounts"]]
+    assert "dup" in names
+
+
+async def test_api_keys_are_stored_hashed(api, customer):  # noqa: ANN001
+    from sqlalchemy import select
+
+    from registry.models import ApiKey
+
+    async with api.sessionmaker() as session:
+        stored = (await session.scalars(select(ApiKey.key_hash))).all()
+    assert customer.key not in stored
+    assert all(len(h) == 64 for h in stored)
