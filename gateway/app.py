@@ -14,7 +14,9 @@ from carriers import Carrier
 from gateway import keys, middleware
 from gateway.db import create_engine, create_sessionmaker
 from gateway.dispatcher import CarrierPool, Dispatcher
+from gateway.lookup import NumberLookup
 from gateway.openapi import routes as openapi_routes
+from gateway.policy import PacingPolicy
 from gateway.routes.account import routes as account_routes
 from gateway.routes.admin import routes as admin_routes
 from gateway.routes.health import routes as health_routes
@@ -52,6 +54,15 @@ def build_carrier(cfg: CarrierSettings) -> Carrier:
     raise ValueError(f"carrier type {cfg.type!r} cannot be built from settings")
 
 
+async def campaign_limits(session, campaign_id: int):  # noqa: ANN001, ANN201
+    """10DLC campaign limits from the registry (none until the registry knows campaigns)."""
+    try:
+        from registry.limits import carrier_limits_for_campaign
+    except ImportError:
+        return None
+    return await carrier_limits_for_campaign(session, campaign_id)
+
+
 def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None) -> web.Application:
     """Build the application. ``carriers`` replaces the configured ones (tests)."""
     app = web.Application(middlewares=[middleware.errors, middleware.auth], client_max_size=2 << 20)
@@ -85,11 +96,16 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
     async def dispatching(app: web.Application) -> AsyncIterator[None]:
         held = list(carriers) if carriers is not None else [build_carrier(c) for c in settings.carriers]
         pool = CarrierPool(held)
+        policy = None
+        if settings.pacing.enabled:
+            lookup = NumberLookup.load(settings.path(settings.pacing.lookup_file))
+            policy = PacingPolicy(settings.pacing, lookup, app[keys.SESSIONMAKER], campaign_limits)
         sender = WebhookSender(app[keys.SESSIONMAKER], settings.webhooks)
         await sender.start()
         app[keys.WEBHOOKS] = sender
         dispatcher = Dispatcher(app[keys.SESSIONMAKER], pool, settings.dispatcher, on_webhooks=sender.notify,
-                                receipt_id_bases={c.name: c.receipt_id_base for c in settings.carriers})
+                                receipt_id_bases={c.name: c.receipt_id_base for c in settings.carriers},
+                                policy=policy)
         app[keys.CARRIERS] = pool
         app[keys.DISPATCHER] = dispatcher
         for carrier in held:

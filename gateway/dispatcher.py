@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import logging
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -30,6 +31,8 @@ from gateway.models import (
     MessageStatus as S,
     UnmatchedReceipt,
 )
+from gateway.pacing import MemoryLimiter
+from gateway.policy import PacingPolicy
 from gateway.services.events import record as record_events
 from gateway.settings import DispatcherSettings
 from registry.db import utcnow
@@ -48,6 +51,8 @@ class _Claimed:
     body: str
     attempts: int
     expires_at: dt.datetime
+    segments: int
+    paced: bool
 
 
 @dataclass(slots=True)
@@ -61,6 +66,7 @@ class _Outcome:
     error_message: str | None = None
     attempts: int = 0
     expires_at: dt.datetime | None = None
+    source: str = ""
     at: dt.datetime = field(default_factory=utcnow)
 
 
@@ -95,8 +101,11 @@ class Dispatcher:
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], pool: CarrierPool,
                  settings: DispatcherSettings, *, on_webhooks: Callable[[], None] = lambda: None,
-                 receipt_id_bases: dict[str, str] | None = None):
+                 receipt_id_bases: dict[str, str] | None = None, policy: PacingPolicy | None = None,
+                 limiter: MemoryLimiter | None = None):
         self._sm = sessionmaker
+        self._policy = policy
+        self._limiter = limiter or MemoryLimiter()
         self._id_bases = receipt_id_bases or {}
         self._on_webhooks = on_webhooks
         self._pool = pool
@@ -109,7 +118,7 @@ class Dispatcher:
         self._inflight: set[asyncio.Task] = set()
         self._tasks: list[asyncio.Task] = []
         self._unmatched = True  # there may be unmatched receipts in the table
-        self._stopping = False
+        self._stop = asyncio.Event()
         self.stats = {"claimed": 0, "sent": 0, "retried": 0, "failed": 0, "receipts": 0, "unmatched": 0}
 
     # --- lifecycle -------------------------------------------------------------------------------------------
@@ -118,16 +127,25 @@ class Dispatcher:
             # a previous process died with these in flight: send them again (at-least-once to the carrier)
             await session.execute(update(Message).where(Message.status == S.SENDING.value)
                                   .values(status=S.QUEUED.value).execution_options(synchronize_session=False))
+            # pacing reservations lived in that process's memory: let those messages ask the limits again
+            await session.execute(update(Message).where(Message.paced.is_(True), Message.status == S.QUEUED.value)
+                                  .values(paced=False).execution_options(synchronize_session=False))
         self._tasks = [asyncio.create_task(self._claim_loop(), name="dispatcher-claim"),
                        asyncio.create_task(self._writer_loop(), name="dispatcher-writer"),
                        asyncio.create_task(self._sweep_loop(), name="dispatcher-sweep")]
 
     async def stop(self) -> None:
-        self._stopping = True
-        self._tasks[0].cancel()
+        """Stop claiming, let sends in flight finish, write their outcomes. No task is cancelled inside a
+        transaction (a cancelled SQLite connection could keep its write lock)."""
+        self._stop.set()
+        self._wakeup.set()
+        self._write_signal.set()
+        await asyncio.wait([self._tasks[0]], timeout=15)
         if self._inflight:
             await asyncio.wait(self._inflight, timeout=10)
-        for task in self._tasks[1:]:
+        self._write_signal.set()  # the writer writes what they left and ends
+        await asyncio.wait(self._tasks[1:], timeout=15)
+        for task in self._tasks:  # only reached if something hung
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._flush()  # whatever came in last
@@ -147,7 +165,7 @@ class Dispatcher:
     # --- claim and send --------------------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
         poll = self._settings.poll_interval_ms / 1000
-        while True:
+        while not self._stop.is_set():
             try:
                 free = self._settings.concurrency - len(self._inflight)
                 batch = await self._claim(min(self._settings.batch_size, free)) if free > 0 else []
@@ -157,12 +175,15 @@ class Dispatcher:
                 log.exception("claiming queued messages failed; retrying")
                 batch = []
                 await asyncio.sleep(poll)
-            for item in batch:
-                await self._slots.acquire()
-                task = asyncio.create_task(self._send(item))
-                self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
-            if not batch or len(batch) < self._settings.batch_size:
+            try:
+                await self._pace(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("pacing a batch failed; its messages are queued again")
+                await self._requeue([{"id": b.id, "status": S.QUEUED.value, "attempts": b.attempts - 1,
+                                      "paced": False} for b in batch])
+            if (not batch or len(batch) < self._settings.batch_size) and not self._stop.is_set():
                 self._wakeup.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), poll)
@@ -180,7 +201,7 @@ class Dispatcher:
                 update(Message).where(Message.id.in_(due.scalar_subquery()))
                 .values(status=S.SENDING.value, attempts=Message.attempts + 1, updated_at=now)
                 .returning(Message.id, Message.account_id, Message.source, Message.destination, Message.body,
-                           Message.attempts, Message.expires_at)
+                           Message.attempts, Message.expires_at, Message.segments, Message.paced)
                 .execution_options(synchronize_session=False)
             )).all()
         self.stats["claimed"] += len(rows)
@@ -188,9 +209,50 @@ class Dispatcher:
         claimed.sort(key=lambda c: c.id)
         return claimed
 
-    async def _send(self, item: _Claimed) -> None:
-        outcome = _Outcome(item.id, item.account_id, "retry", attempts=item.attempts, expires_at=item.expires_at)
+    async def _pace(self, batch: list[_Claimed]) -> None:
+        """Send each claimed message now, at its reserved slot, or put it back in the queue for later."""
+        policy = self._policy
+        if policy is not None and batch:
+            await policy.prepare({b.account_id for b in batch}, {b.source for b in batch if not b.paced})
+        horizon = policy.settings.horizon_s if policy is not None else 0.0
+        now = time.time()
+        later: list[dict] = []
+        for item in batch:
+            at = now
+            if policy is not None and not item.paced:
+                limits = policy.limits(item.account_id, item.source, item.destination)
+                ttl_left = item.expires_at.timestamp() - now
+                at = self._limiter.reserve(limits, item.segments, now, horizon=max(ttl_left, 0.0))
+                if at is None:  # no slot before it expires: it waits, and the sweep expires it
+                    later.append({"id": item.id, "status": S.QUEUED.value, "attempts": item.attempts - 1,
+                                  "paced": False, "next_attempt_at": item.expires_at})
+                    continue
+                if at - now > horizon:  # its slot is reserved; it waits in the queue until then
+                    later.append({"id": item.id, "status": S.QUEUED.value, "attempts": item.attempts - 1,
+                                  "paced": True,
+                                  "next_attempt_at": dt.datetime.fromtimestamp(at, dt.timezone.utc)})
+                    continue
+            await self._slots.acquire()
+            task = asyncio.create_task(self._send(item, delay=at - now))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+        if later:
+            await self._requeue(later)
+
+    async def _requeue(self, rows: list[dict]) -> None:
+        by_keys: dict[frozenset, list[dict]] = {}
+        for row in rows:
+            by_keys.setdefault(frozenset(row), []).append(row)
+        async with self._sm() as session, session.begin():
+            for group in by_keys.values():
+                await session.execute(update(Message), group)
+
+    async def _send(self, item: _Claimed, delay: float = 0.0) -> None:
+        outcome = _Outcome(item.id, item.account_id, "retry", attempts=item.attempts, expires_at=item.expires_at,
+                           source=item.source)
         try:
+            if delay > 0:
+                await asyncio.sleep(delay)
             carrier = self._pool.pick()
             if carrier is None:
                 outcome.error_code, outcome.error_message = "no_carrier", "No carrier is connected."
@@ -204,6 +266,9 @@ class Dispatcher:
                 outcome.kind, outcome.carrier, outcome.carrier_ids = "sent", carrier.name, result.message_ids
         except CarrierRetryable as exc:
             outcome.error_code, outcome.error_message = exc.code, str(exc)
+            if exc.code in ("throttled", "queue_full") and self._policy is not None:
+                # the carrier says slow down although its limit was kept: give this sender a pause
+                self._limiter.penalize(f"num:{item.source}", self._policy.settings.throttle_penalty_s, time.time())
         except CarrierRejected as exc:
             status = exc.command_status
             outcome.kind = "failed"
@@ -225,7 +290,7 @@ class Dispatcher:
     # --- the writer ------------------------------------------------------------------------------------------
     async def _writer_loop(self) -> None:
         pause = self._settings.receipt_batch_ms / 1000
-        while True:
+        while not self._stop.is_set() or self._inflight:
             await self._write_signal.wait()
             await asyncio.sleep(pause)  # let a batch gather
             self._write_signal.clear()
@@ -286,7 +351,7 @@ class Dispatcher:
                 else:
                     msg_updates.append({"id": o.message_id, "status": S.QUEUED.value, "next_attempt_at": at,
                                         "error_code": o.error_code, "error_message": o.error_message,
-                                        "updated_at": now})
+                                        "updated_at": now, "paced": False})
         by_keys: dict[frozenset, list[dict]] = {}
         for row in msg_updates:  # bulk UPDATE by primary key needs the same keys in each row
             by_keys.setdefault(frozenset(row), []).append(row)
@@ -410,7 +475,10 @@ class Dispatcher:
     # --- the sweep -------------------------------------------------------------------------------------------
     async def _sweep_loop(self) -> None:
         while True:
-            await asyncio.sleep(2.0)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 2.0)
+            if self._stop.is_set():
+                return
             try:
                 await self.sweep()
             except asyncio.CancelledError:
@@ -421,6 +489,7 @@ class Dispatcher:
     async def sweep(self) -> None:
         """Expire queued messages whose time to live ran out; match receipts that arrived early."""
         now = utcnow()
+        self._limiter.forget_before(time.time() - 60)
         async with self._sm() as session, session.begin():
             expired = (await session.execute(
                 update(Message).where(Message.status == S.QUEUED.value, Message.expires_at <= now)

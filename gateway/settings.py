@@ -95,6 +95,21 @@ class DispatcherSettings:
 
 
 @dataclass
+class PacingSettings:
+    enabled: bool = True
+    account_per_s: float = 20.0  # default for accounts; each account has its own (max_rate_per_s)
+    recipient_per_s: float = 1.0  # to one phone number
+    short_code_per_s: float = 100.0
+    toll_free_per_s: float = 3.0
+    long_code_per_s: float = 1.0
+    ten_dlc_per_s: float = 100.0  # a 10DLC number's own ceiling; its campaign's carrier limits apply too
+    headroom: float = 1.0  # fraction of each limit actually used (e.g. 0.98 to leave a margin)
+    horizon_s: float = 2.0  # how far ahead slots are reserved in memory; later traffic waits in the queue
+    throttle_penalty_s: float = 1.0  # pause a carrier key after it answered ESME_RTHROTTLED anyway
+    lookup_file: str = "config/carrier_lookup.toml"
+
+
+@dataclass
 class WebhookSettings:
     concurrency: int = 50
     timeout_s: float = 10.0
@@ -121,11 +136,17 @@ class Settings:
     dispatcher: DispatcherSettings = field(default_factory=DispatcherSettings)
     messages: MessageSettings = field(default_factory=MessageSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    pacing: PacingSettings = field(default_factory=PacingSettings)
     carriers: list[CarrierSettings] = field(default_factory=lambda: [CarrierSettings()])
 
     @property
     def data_path(self) -> Path:
         path = Path(self.server.data_dir)
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
+    def path(self, value: str) -> Path:
+        """A configured path, relative to the project root unless absolute."""
+        path = Path(value)
         return path if path.is_absolute() else PROJECT_ROOT / path
 
     @property
@@ -237,6 +258,13 @@ def validate(settings: Settings) -> None:
             raise SettingsError(f"carriers.{carrier.name}.concatenation must be udh, sar or payload")
         if carrier.receipt_id_base not in {"same", "hex_to_dec", "dec_to_hex"}:
             raise SettingsError(f"carriers.{carrier.name}.receipt_id_base must be same, hex_to_dec or dec_to_hex")
+    p = settings.pacing
+    if not 0 < p.headroom <= 1:
+        raise SettingsError("pacing.headroom must be above 0 and at most 1")
+    for name in ("account_per_s", "recipient_per_s", "short_code_per_s", "toll_free_per_s", "long_code_per_s",
+                 "ten_dlc_per_s", "horizon_s"):
+        if getattr(p, name) <= 0:
+            raise SettingsError(f"pacing.{name} must be above 0")
     m = settings.messages
     if not m.min_ttl_s <= m.default_ttl_s <= m.max_ttl_s:
         raise SettingsError("messages.default_ttl_s must lie between min_ttl_s and max_ttl_s")

@@ -95,6 +95,7 @@ class WebhookSender:
         self._secrets: dict[int, tuple[str, float]] = {}
         self._inflight: set[asyncio.Task] = set()
         self._slots = asyncio.Semaphore(concurrency)
+        self._stop = asyncio.Event()
 
     async def start(self) -> None:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout),
@@ -102,11 +103,15 @@ class WebhookSender:
         self._task = asyncio.create_task(self._loop(), name="webhook-sender")
 
     async def stop(self) -> None:
+        """Stop claiming and let deliveries in flight record their outcome (never cancelled mid-transaction)."""
+        self._stop.set()
+        self._wakeup.set()
         if self._task:
+            await asyncio.wait([self._task], timeout=10)
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         if self._inflight:
-            await asyncio.wait(self._inflight, timeout=5)
+            await asyncio.wait(self._inflight, timeout=self._timeout + 5)
         if self._http:
             await self._http.close()
 
@@ -114,7 +119,7 @@ class WebhookSender:
         self._wakeup.set()
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stop.is_set():
             try:
                 batch = await self._claim(self._concurrency)
             except asyncio.CancelledError:
@@ -127,7 +132,7 @@ class WebhookSender:
                 task = asyncio.create_task(self._deliver(delivery))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
-            if len(batch) < self._concurrency:
+            if len(batch) < self._concurrency and not self._stop.is_set():
                 self._wakeup.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), self._poll)

@@ -33,6 +33,7 @@ def make_settings(tmp_path: Path, **carrier: Any) -> Settings:
     settings.dispatcher.receipt_batch_ms = 5
     settings.dispatcher.retry_min_ms = 50
     settings.dispatcher.retry_max_ms = 200
+    settings.pacing.enabled = False  # tests of pacing turn it on
     settings.carriers = [CarrierSettings(**{"name": "sim", "enquire_link_interval": 5.0, **carrier})]
     return settings
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 16:07:10.506368
+Create Date: 2026-11-22 16:14:05.993194
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ def upgrade() -> None:
     sa.Column('error_message', sa.Text(), nullable=True),
     sa.Column('carrier', sa.String(length=50), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('paced', sa.Boolean(), nullable=False),
     sa.Column('idempotency_key', sa.String(length=200), nullable=True),
     sa.Column('status_callback', sa.Text(), nullable=True),
     sa.Column('created_at', registry.db.UTCDateTime(timezone=True), nullable=False),
