@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import secrets
@@ -50,7 +51,7 @@ def build_carrier(cfg: CarrierSettings) -> Carrier:
         return SmppCarrier(cfg.name, cfg.host, cfg.port, cfg.system_id, cfg.password,
                            system_type=cfg.system_type, bind_mode=cfg.bind_mode, window=cfg.window,
                            enquire_link_interval=cfg.enquire_link_interval, response_timeout=cfg.response_timeout,
-                           concatenation=cfg.concatenation)
+                           concatenation=cfg.concatenation, binds=cfg.binds)
     raise ValueError(f"carrier type {cfg.type!r} cannot be built from settings")
 
 
@@ -94,7 +95,14 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
         await services.stop()
 
     async def dispatching(app: web.Application) -> AsyncIterator[None]:
-        held = list(carriers) if carriers is not None else [build_carrier(c) for c in settings.carriers]
+        configured = settings.carriers
+        services = app.get(keys.SIMULATOR)
+        if services is not None:  # carriers pointed at the embedded simulator follow the port it really got
+            sim_cfg = settings.simulator
+            configured = [dataclasses.replace(c, port=services.smpp_port)
+                          if (c.type, c.host, c.port) == ("smpp", sim_cfg.host, sim_cfg.smpp_port) else c
+                          for c in configured]
+        held = list(carriers) if carriers is not None else [build_carrier(c) for c in configured]
         pool = CarrierPool(held)
         policy = None
         if settings.pacing.enabled:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from carriers.simulator import SimulatorServices
 from gateway.dispatcher import CarrierPool, Dispatcher
 from gateway.services.accounts import KeyAuthenticator
 from gateway.settings import Settings
@@ -18,6 +19,6 @@ CARRIERS = web.AppKey("carriers", CarrierPool)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 OPERATOR_TOKEN = web.AppKey("operator_token", str)
 WEBHOOKS = web.AppKey("webhooks", WebhookSender)
-SIMULATOR = web.AppKey("simulator", object)  # the embedded SMSC simulator, when there is one
+SIMULATOR = web.AppKey("simulator", SimulatorServices)  # the embedded SMSC simulator, when there is one
 
 ACCOUNT_ID = web.RequestKey("account_id", int)  # the authenticated account

@@ -1,0 +1,8 @@
+"""Simulators of the outside world: the SMSC (SMPP server) with its HTTP control API."""
+
+from __future__ import annotations
+
+from carriers.simulator.control import SimulatorServices, create_control_app
+from carriers.simulator.smsc import SmscHandler, SmscProtocol, SmscSimulator, Submitted
+
+__all__ = ["SimulatorServices", "SmscHandler", "SmscProtocol", "SmscSimulator", "Submitted", "create_control_app"]

@@ -17,12 +17,12 @@ from gateway.events import TEXT_QUEUED
 from gateway.models import Message, MessageEvent, MessagePart, MessageStatus
 from gateway.services.events import record as record_events
 from gateway.settings import MessageSettings
-from gateway.validation import Fields, e164, origination
+from gateway.services import origination
+from gateway.validation import Fields, e164, origination as parse_origination, region_of
 from registry.db import utcnow
 from registry.models import Number, NumberStatus
 
 SEND_FIELDS = {"to", "body", "from", "status_callback", "ttl", "dry_run"}
-ORIGINATION_ORDER = ["short_code", "ten_dlc", "toll_free", "long_code"]
 
 
 @dataclass
@@ -46,7 +46,7 @@ def parse_send(data: dict[str, Any], settings: MessageSettings) -> SendRequest:
     body = f.text("body", required=True, max_length=10_000) or ""
     source = f.text("from", max_length=40)
     if source is not None:
-        source = origination(source, default_region=settings.default_country)
+        source = parse_origination(source, default_region=settings.default_country)
     ttl = f.integer("ttl", minimum=settings.min_ttl_s, maximum=settings.max_ttl_s) or settings.default_ttl_s
     try:
         encoded = encode(body)
@@ -55,21 +55,10 @@ def parse_send(data: dict[str, Any], settings: MessageSettings) -> SendRequest:
     return SendRequest(to, body, source, f.url("status_callback"), ttl, bool(f.boolean("dry_run")), encoded)
 
 
-async def choose_source(session: AsyncSession, account_id: int, source: str | None) -> Number:
-    numbers = (await session.scalars(
-        select(Number).where(Number.account_id == account_id, Number.status == NumberStatus.ACTIVE.value)
-    )).all()
-    eligible = [n for n in numbers if "sms" in n.capability_set]
-    if source is not None:
-        for number in eligible:
-            if number.number == source:
-                return number
-        raise Unprocessable(f"{source} is not an active SMS number of this account.", code="invalid_from",
-                            details={"field": "from"})
-    if not eligible:
-        raise Unprocessable("This account has no active number that can send SMS.", code="no_sending_number")
-    eligible.sort(key=lambda n: (ORIGINATION_ORDER.index(n.type) if n.type in ORIGINATION_ORDER else 99, n.id))
-    return eligible[0]
+async def choose_source(session: AsyncSession, account_id: int, destination: str, source: str | None) -> Number:
+    numbers = (await session.scalars(select(Number).where(Number.account_id == account_id,
+                                                          Number.status != NumberStatus.RELEASED.value))).all()
+    return origination.choose(numbers, destination, region_of(destination), source)
 
 
 async def accept(session: AsyncSession, account_id: int, req: SendRequest, *,
@@ -80,7 +69,7 @@ async def accept(session: AsyncSession, account_id: int, req: SendRequest, *,
             Message.account_id == account_id, Message.idempotency_key == idempotency_key))
         if existing is not None:
             return existing, False
-    number = await choose_source(session, account_id, req.source)
+    number = await choose_source(session, account_id, req.to, req.source)
     now = utcnow()
     message = Message(
         public_id=new_public_id(), account_id=account_id, source=number.number, destination=req.to,

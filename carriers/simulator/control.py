@@ -1,0 +1,158 @@
+"""The simulator's HTTP control API: inject mobile-originated messages, read what it received, set scenarios.
+
+    POST /mo          {"from", "to", "text", "concatenation"?: "udh"|"sar"}   -> {"sent": parts}
+    GET  /messages    ?limit=&destination=                                   -> [{message_id, source, ...}]
+    GET  /stats                                                              -> counters, per-second counts
+    POST /scenario    {"throttle_all"?, "throttle_fraction"?, "response_delay"?, "receipt_delay"?,
+                       "outcome"?, "outcomes_by_destination"?, "fail"?: {destination: status},
+                       "rate_limits"?: {label: per_second}, "disconnect_every"?: seconds|null}
+    POST /disconnect                                                         -> {"dropped": n}
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from carriers.simulator.smsc import SmscSimulator
+
+SIM = web.AppKey("sim", SmscSimulator)
+STATS = {"DELIVRD", "EXPIRED", "DELETED", "UNDELIV", "ACCEPTD", "UNKNOWN", "REJECTD"}
+
+
+def _error(code: str, message: str, status: int = 400) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+async def _body(request: web.Request) -> dict[str, Any] | web.Response:
+    try:
+        data = json.loads(await request.read() or b"{}")
+    except ValueError:
+        return _error("invalid_json", "The body is not valid JSON.")
+    if not isinstance(data, dict):
+        return _error("invalid_json", "The body must be a JSON object.")
+    return data
+
+
+async def post_mo(request: web.Request) -> web.Response:
+    data = await _body(request)
+    if isinstance(data, web.Response):
+        return data
+    for name in ("from", "to", "text"):
+        if not isinstance(data.get(name), str) or not data[name]:
+            return _error("missing_field", f"'{name}' must be a non-empty string.")
+    concatenation = data.get("concatenation", "udh")
+    if concatenation not in ("udh", "sar"):
+        return _error("invalid_field", "'concatenation' must be udh or sar.")
+    try:
+        parts = await request.app[SIM].inject_mo(data["from"], data["to"], data["text"], concatenation=concatenation)
+    except ValueError as exc:
+        return _error("invalid_field", str(exc))
+    return web.json_response({"sent": parts})
+
+
+async def get_messages(request: web.Request) -> web.Response:
+    try:
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        return _error("invalid_query", "limit must be a whole number.")
+    items = request.app[SIM].received
+    destination = request.query.get("destination")
+    if destination:
+        items = [m for m in items if m.destination == destination]
+    return web.json_response([m.to_json() for m in items[-limit:]])
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SIM].snapshot())
+
+
+async def post_scenario(request: web.Request) -> web.Response:
+    data = await _body(request)
+    if isinstance(data, web.Response):
+        return data
+    sim = request.app[SIM]
+    h = sim.handler
+    try:
+        for key, value in data.items():
+            if key == "throttle_all":
+                h.throttle_all = bool(value)
+            elif key == "throttle_fraction":
+                h.throttle_fraction = _number(value, 0, 1)
+            elif key == "response_delay":
+                h.response_delay = _number(value, 0, 60)
+            elif key == "receipt_delay":
+                sim.receipt_delay = _number(value, 0, 3600)
+            elif key == "outcome":
+                if value not in STATS:
+                    raise ValueError(f"outcome must be one of {', '.join(sorted(STATS))}")
+                h.outcome = value
+            elif key == "outcomes_by_destination":
+                if not isinstance(value, dict) or not set(value.values()) <= STATS:
+                    raise ValueError("outcomes_by_destination maps numbers to receipt states")
+                h.outcomes_by_destination = dict(value)
+            elif key == "fail":
+                if not isinstance(value, dict) or not all(isinstance(v, int) for v in value.values()):
+                    raise ValueError("fail maps numbers to command_status integers")
+                h.fail = dict(value)
+            elif key == "rate_limits":
+                if not isinstance(value, dict):
+                    raise ValueError("rate_limits maps carrier labels to submits per second")
+                h.rate_limits = {str(k): _number(v, 0, 1e6) for k, v in value.items()}
+            elif key == "disconnect_every":
+                sim.disconnect_every(None if value is None else _number(value, 0.1, 3600))
+            else:
+                raise ValueError(f"unknown scenario setting '{key}'")
+    except ValueError as exc:
+        return _error("invalid_field", str(exc))
+    return web.json_response({"ok": True})
+
+
+def _number(value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ValueError(f"expected a number from {low} to {high}, got {value!r}")
+    return float(value)
+
+
+async def post_disconnect(request: web.Request) -> web.Response:
+    return web.json_response({"dropped": request.app[SIM].disconnect()})
+
+
+def create_control_app(sim: SmscSimulator) -> web.Application:
+    app = web.Application()
+    app[SIM] = sim
+    app.router.add_post("/mo", post_mo)
+    app.router.add_get("/messages", get_messages)
+    app.router.add_get("/stats", get_stats)
+    app.router.add_post("/scenario", post_scenario)
+    app.router.add_post("/disconnect", post_disconnect)
+    return app
+
+
+class SimulatorServices:
+    """The SMSC simulator and its control API, started and stopped together."""
+
+    def __init__(self, host: str = "127.0.0.1", smpp_port: int = 0, http_port: int = 0, *,
+                 accounts: dict[str, str] | None = None, receipt_delay: float = 0.05, id_format: str = "hex"):
+        self.sim = SmscSimulator(host, smpp_port, accounts=accounts, receipt_delay=receipt_delay, id_format=id_format)
+        self.host, self.http_port = host, http_port
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def smpp_port(self) -> int:
+        return self.sim.port
+
+    async def start(self) -> None:
+        await self.sim.start()
+        self._runner = web.AppRunner(create_control_app(self.sim), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.http_port)
+        await site.start()
+        self.http_port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.sim.stop()

@@ -1,0 +1,401 @@
+"""An SMSC simulator: an asyncio SMPP 3.4 server that plays the carriers, for tests, the demo and benchmarks.
+
+Shape (after aiosmtpd): :class:`SmscProtocol` owns one connection's state machine, one ``handle_<command>``
+method per command gathered in a dispatch table, with per-connection state in a :class:`Session`.
+:class:`SmscHandler` holds the scenario hooks (throttle, fail, delay, per-carrier rate limits, receipt
+outcome) that tests and benchmarks set; :class:`SmscSimulator` owns the server, the receipts and the counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import datetime as dt
+import itertools
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from carriers.encoding import encode as encode_text
+from carriers.smpp import _pdu as P
+from carriers.smpp.receipts import STATE_CODES, parse_inbound
+
+log = logging.getLogger(__name__)
+
+BIND_COMMANDS = {"bind_transmitter": "tx", "bind_receiver": "rx", "bind_transceiver": "trx"}
+
+
+@dataclass
+class Submitted:
+    """A submit_sm as the simulator received it."""
+
+    message_id: str
+    system_id: str
+    source: str
+    destination: str
+    data_coding: int
+    esm_class: int
+    text: str
+    short_message: bytes
+    concat: tuple[int, int, int] | None  # (ref, total, seq) from UDH or SAR
+    registered_delivery: int
+    label: str  # the carrier this destination belongs to (for per-carrier limits)
+    received_at: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"message_id": self.message_id, "system_id": self.system_id, "source": self.source,
+                "destination": self.destination, "data_coding": self.data_coding, "esm_class": self.esm_class,
+                "text": self.text, "concat": list(self.concat) if self.concat else None, "label": self.label,
+                "received_at": self.received_at}
+
+
+class SmscHandler:
+    """Scenario hooks. Each may be changed while the simulator runs."""
+
+    def __init__(self) -> None:
+        self.throttle_all = False  # answer ESME_RTHROTTLED to every submit_sm
+        self.throttle_fraction = 0.0  # ... or to this random fraction of them
+        self.fail: dict[str, int] = {}  # destination -> command_status to answer
+        self.response_delay = 0.0  # seconds before each submit_sm_resp
+        self.rate_limits: dict[str, float] = {}  # carrier label -> submits per calendar second
+        self.label_of: Callable[[str], str] = lambda destination: "default"
+        self.outcome: str | Callable[[str, str], str] = "DELIVRD"  # receipt stat, or f(destination, text)
+        self.outcomes_by_destination: dict[str, str] = {}
+
+    def submit_status(self, sim: "SmscSimulator", sub: Submitted) -> int:
+        """The command_status to answer a submit_sm with (0: accepted)."""
+        if sub.destination in self.fail:
+            return self.fail[sub.destination]
+        if self.throttle_all or (self.throttle_fraction and random.random() < self.throttle_fraction):
+            return P.ESME_RTHROTTLED
+        limit = self.rate_limits.get(sub.label)
+        if limit is not None and sim.count_this_second(sub.label) >= limit:
+            return P.ESME_RTHROTTLED
+        return P.ESME_ROK
+
+    def receipt_stat(self, sub: Submitted) -> str:
+        if sub.destination in self.outcomes_by_destination:
+            return self.outcomes_by_destination[sub.destination]
+        return self.outcome(sub.destination, sub.text) if callable(self.outcome) else self.outcome
+
+
+@dataclass
+class Session:
+    peer: str
+    system_id: str | None = None
+    mode: str | None = None  # tx | rx | trx
+
+    @property
+    def can_receive(self) -> bool:
+        return self.mode in ("rx", "trx")
+
+
+class SmscProtocol:
+    def __init__(self, sim: "SmscSimulator", reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.sim = sim
+        self.reader, self.writer = reader, writer
+        peer = writer.get_extra_info("peername")
+        self.session = Session(peer=f"{peer[0]}:{peer[1]}" if peer else "?")
+        self._seq = itertools.count(1)
+        self.pending_receipts: dict[int, tuple[bytes, int]] = {}
+        self.handlers: dict[str, Callable[[Any, int], Any]] = {
+            "bind_transmitter": self.handle_bind, "bind_receiver": self.handle_bind,
+            "bind_transceiver": self.handle_bind, "submit_sm": self.handle_submit_sm,
+            "enquire_link": self.handle_enquire_link, "unbind": self.handle_unbind,
+        }
+
+    def send(self, raw: bytes) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(raw)
+
+    def next_seq(self) -> int:
+        return next(self._seq)
+
+    async def run(self) -> None:
+        P.set_nodelay(self.writer)
+        try:
+            while True:
+                try:
+                    raw = await P.read_frame(self.reader)
+                except P.FrameError as exc:
+                    log.info("simulator: closing %s: %s", self.session.peer, exc)
+                    self.sim.stats["garbage"] += 1
+                    break
+                _, command_id, status, seq = P.header(raw)
+                if command_id & 0x80000000:
+                    self.on_response(command_id, status, seq)
+                    continue
+                try:
+                    pdu = P.parse(raw)
+                except ValueError:
+                    self.sim.stats["garbage"] += 1
+                    self.send(P.build("generic_nack", seq, status=P.ESME_RINVCMDID))
+                    continue
+                handler = self.handlers.get(pdu.command)
+                if handler is None:
+                    self.send(P.build("generic_nack", seq, status=P.ESME_RINVCMDID))
+                    continue
+                if await handler(pdu, seq) is False:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.sim.connection_closed(self)
+            with contextlib.suppress(Exception):
+                self.writer.close()
+
+    def on_response(self, command_id: int, status: int, seq: int) -> None:
+        pending = self.pending_receipts.pop(seq, None)
+        if pending is not None and status != P.ESME_ROK:
+            raw, attempt = pending  # the ESME asked us to retry: again in a moment
+            self.sim.stats["receipts_refused"] += 1
+            if attempt < 5:
+                asyncio.get_running_loop().call_later(0.5 * attempt, self.sim.requeue_receipt,
+                                                      self.session.system_id, raw, attempt + 1)
+
+    async def handle_bind(self, pdu: Any, seq: int) -> None:
+        resp = pdu.command + "_resp"
+        if self.session.mode is not None:
+            self.send(P.build(resp, seq, status=P.ESME_RALYBND, system_id="smsc-sim"))
+            return
+        system_id, password = P.text(pdu.system_id), P.text(pdu.password)
+        if system_id not in self.sim.accounts:
+            status = P.ESME_RINVSYSID
+        elif self.sim.accounts[system_id] != password:
+            status = P.ESME_RINVPASWD
+        else:
+            status = P.ESME_ROK
+        self.send(P.build(resp, seq, status=status, system_id="smsc-sim"))
+        if status == P.ESME_ROK:
+            self.session.system_id, self.session.mode = system_id, BIND_COMMANDS[pdu.command]
+            self.sim.bound(self)
+        else:
+            self.sim.stats["bind_refused"] += 1
+
+    async def handle_enquire_link(self, pdu: Any, seq: int) -> None:
+        self.sim.stats["enquire_link"] += 1
+        self.send(P.build("enquire_link_resp", seq))
+
+    async def handle_unbind(self, pdu: Any, seq: int) -> bool:
+        self.sim.stats["unbind"] += 1
+        self.send(P.build("unbind_resp", seq))
+        with contextlib.suppress(Exception):
+            await self.writer.drain()
+        return False
+
+    async def handle_submit_sm(self, pdu: Any, seq: int) -> None:
+        if self.session.mode not in ("tx", "trx"):
+            self.send(P.build("submit_sm_resp", seq, status=P.ESME_RINVBNDSTS, message_id=""))
+            return
+        sub = self.sim.record(pdu, self.session.system_id or "")
+        status = self.sim.handler.submit_status(self.sim, sub)
+        delay = self.sim.handler.response_delay
+        if status != P.ESME_ROK:
+            self.sim.refused(sub, status)
+            raw = P.build("submit_sm_resp", seq, status=status, message_id="")
+        else:
+            self.sim.accepted(sub)
+            raw = P.build("submit_sm_resp", seq, message_id=sub.message_id)
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self.send, raw)
+        else:
+            self.send(raw)
+        if status == P.ESME_ROK and sub.registered_delivery & 0x03:
+            asyncio.get_running_loop().call_later(self.sim.receipt_delay, self.sim.send_receipt, sub)
+
+    def deliver(self, raw_without_seq: Callable[[int], bytes], attempt: int = 1) -> None:
+        seq = self.next_seq()
+        raw = raw_without_seq(seq)
+        self.pending_receipts[seq] = (raw, attempt)
+        self.send(raw)
+
+
+class SmscSimulator:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, accounts: dict[str, str] | None = None,
+                 receipt_delay: float = 0.05, outcome: str | Callable[[str, str], str] = "DELIVRD",
+                 handler: SmscHandler | None = None, id_format: str = "hex"):
+        if id_format not in ("hex", "decimal"):
+            raise ValueError("id_format must be hex or decimal")
+        self.host, self.port = host, port
+        self.accounts = dict(accounts or {"gateway": "secret"})
+        self.receipt_delay = receipt_delay
+        self.handler = handler or SmscHandler()
+        if outcome != "DELIVRD":
+            self.handler.outcome = outcome
+        self.id_format = id_format
+        self._ids = itertools.count(0x1000 + random.randrange(0x100000))
+        self._server: asyncio.base_events.Server | None = None
+        self.connections: set[SmscProtocol] = set()
+        self.received: list[Submitted] = []
+        self.refusals: list[tuple[Submitted, int]] = []
+        self._queued_receipts: dict[str, collections.deque] = collections.defaultdict(collections.deque)
+        self.per_second: collections.Counter[int] = collections.Counter()
+        self._label_seconds: collections.Counter[tuple[str, int]] = collections.Counter()
+        self.stats: collections.Counter[str] = collections.Counter()
+        self._disconnector: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._disconnector:
+            self._disconnector.cancel()
+        if self._server is not None:
+            self._server.close()
+        self.disconnect()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        protocol = SmscProtocol(self, reader, writer)
+        self.connections.add(protocol)
+        self.stats["connections"] += 1
+        await protocol.run()
+
+    def connection_closed(self, protocol: SmscProtocol) -> None:
+        self.connections.discard(protocol)
+
+    def disconnect(self) -> int:
+        """Drop every connection now (a carrier outage). Returns how many were dropped."""
+        dropped = 0
+        for protocol in list(self.connections):
+            transport = protocol.writer.transport
+            if transport is not None:
+                transport.abort()
+                dropped += 1
+        self.stats["disconnects"] += dropped
+        return dropped
+
+    def disconnect_every(self, seconds: float | None) -> None:
+        """Drop all connections every ``seconds`` (None stops it)."""
+        if self._disconnector:
+            self._disconnector.cancel()
+            self._disconnector = None
+        if seconds:
+            async def _loop() -> None:
+                while True:
+                    await asyncio.sleep(seconds)
+                    self.disconnect()
+
+            self._disconnector = asyncio.create_task(_loop())
+
+    # --- submits ---------------------------------------------------------------------------------------------
+    def new_id(self) -> str:
+        n = next(self._ids)
+        return format(n, "X") if self.id_format == "hex" else str(n)
+
+    def record(self, pdu: Any, system_id: str) -> Submitted:
+        inbound = parse_inbound(pdu)  # decodes text, UDH/SAR the same way for both directions
+        concat = ((inbound.concat_ref, inbound.concat_total, inbound.concat_seq)
+                  if inbound.concat_ref is not None else None)
+        destination = inbound.destination
+        if destination and not destination.startswith("+") and (pdu.dest_addr_ton or 0) == 1:
+            destination = "+" + destination
+        short = pdu.short_message or b""
+        return Submitted(message_id="", system_id=system_id, source=inbound.source, destination=destination,
+                         data_coding=pdu.data_coding or 0, esm_class=pdu.esm_class or 0, text=inbound.text,
+                         short_message=short if isinstance(short, bytes) else short.encode("latin-1"),
+                         concat=concat, registered_delivery=pdu.registered_delivery or 0,
+                         label=self.handler.label_of(destination))
+
+    def count_this_second(self, label: str) -> int:
+        return self._label_seconds[(label, int(time.time()))]
+
+    def accepted(self, sub: Submitted) -> None:
+        sub.message_id = self.new_id()
+        second = int(sub.received_at)
+        self.per_second[second] += 1
+        self._label_seconds[(sub.label, second)] += 1
+        self.received.append(sub)
+        self.stats["submitted"] += 1
+
+    def refused(self, sub: Submitted, status: int) -> None:
+        self.refusals.append((sub, status))
+        self.stats["throttled" if status == P.ESME_RTHROTTLED else "refused"] += 1
+
+    # --- receipts and mobile-originated messages -------------------------------------------------------------
+    def _receiver(self, system_id: str | None) -> SmscProtocol | None:
+        candidates = [p for p in self.connections if p.session.can_receive
+                      and (system_id is None or p.session.system_id == system_id)]
+        return random.choice(candidates) if candidates else None
+
+    def send_receipt(self, sub: Submitted) -> None:
+        stat = self.handler.receipt_stat(sub)
+        now = dt.datetime.now(dt.timezone.utc).strftime("%y%m%d%H%M")
+        submitted = dt.datetime.fromtimestamp(sub.received_at, dt.timezone.utc).strftime("%y%m%d%H%M")
+        body = (f"id:{sub.message_id} sub:001 dlvrd:{'001' if stat == 'DELIVRD' else '000'} submit date:{submitted} "
+                f"done date:{now} stat:{stat} err:{'000' if stat == 'DELIVRD' else '001'} text:{sub.text[:20]}")
+        fields = dict(source_addr_ton=1, source_addr_npi=1, source_addr=sub.destination.lstrip("+"),
+                      dest_addr_ton=3 if sub.source.isdigit() else 1, dest_addr_npi=0 if sub.source.isdigit() else 1,
+                      destination_addr=sub.source.lstrip("+"), esm_class=0x04, data_coding=0,
+                      short_message=body.encode("ascii", "replace"), receipted_message_id=sub.message_id,
+                      message_state=STATE_CODES.get(stat, 7))
+        self._deliver(sub.system_id, lambda seq: P.build("deliver_sm", seq, **fields))
+        self.stats["receipts"] += 1
+
+    def requeue_receipt(self, system_id: str | None, raw: bytes, attempt: int) -> None:
+        body = raw[16:]
+
+        def rebuild(seq: int) -> bytes:
+            return raw[:12] + seq.to_bytes(4, "big") + body
+
+        self._deliver(system_id, rebuild, attempt)
+
+    def _deliver(self, system_id: str | None, build: Callable[[int], bytes], attempt: int = 1) -> None:
+        receiver = self._receiver(system_id)
+        if receiver is None:
+            self._queued_receipts[system_id or ""].append((build, attempt))
+            self.stats["queued_for_receiver"] += 1
+            return
+        receiver.deliver(build, attempt)
+
+    def bound(self, protocol: SmscProtocol) -> None:
+        if not protocol.session.can_receive:
+            return
+        for key in (protocol.session.system_id or "", ""):
+            queue = self._queued_receipts.get(key)
+            while queue:
+                build, attempt = queue.popleft()
+                protocol.deliver(build, attempt)
+
+    async def inject_mo(self, source: str, destination: str, text: str, *, system_id: str | None = None,
+                        data_coding: int | None = None, concatenation: str = "udh", reference: int | None = None
+                        ) -> int:
+        """Send a mobile-originated message to a bound receiver; long text goes in UDH or SAR parts.
+        Returns the number of parts."""
+        if data_coding == 0x03:
+            encoded_parts, coding = [text.encode("latin-1")], 0x03
+        else:
+            enc = encode_text(text)
+            encoded_parts, coding = list(enc.segments), enc.data_coding
+        ref = random.randrange(256) if reference is None else reference
+        total = len(encoded_parts)
+        for seq_no, payload in enumerate(encoded_parts, start=1):
+            fields: dict[str, Any] = dict(source_addr_ton=1 if source.startswith("+") else 3, source_addr_npi=1,
+                                          source_addr=source.lstrip("+"),
+                                          dest_addr_ton=1 if destination.startswith("+") else 3, dest_addr_npi=1,
+                                          destination_addr=destination.lstrip("+"), data_coding=coding,
+                                          esm_class=0, short_message=payload)
+            if total > 1 and concatenation == "sar":
+                fields.update(sar_msg_ref_num=ref, sar_total_segments=total, sar_segment_seqnum=seq_no)
+            elif total > 1:
+                udh = (bytes((0x06, 0x08, 0x04, ref >> 8, ref & 0xFF, total, seq_no)) if ref > 0xFF
+                       else bytes((0x05, 0x00, 0x03, ref, total, seq_no)))
+                fields.update(esm_class=0x40, short_message=udh + payload)
+            self._deliver(system_id, lambda seq, f=fields: P.build("deliver_sm", seq, **f))
+        self.stats["mo"] += total
+        return total
+
+    def snapshot(self) -> dict[str, Any]:
+        seconds = sorted(self.per_second)
+        return {"stats": dict(self.stats), "received": len(self.received), "connections": len(self.connections),
+                "per_second": {str(s): self.per_second[s] for s in seconds}}

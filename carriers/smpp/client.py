@@ -1,0 +1,270 @@
+"""An asyncio SMPP 3.4 client (ESME) on smpplib's PDU codec.
+
+One transceiver bind, or a transmitter and a receiver bind; a window of submit_sm in flight matched to their
+responses by sequence number; enquire_link keep-alive and answers to the peer's; unbind and generic_nack;
+reconnection with exponential backoff and jitter after a dropped connection; a clean unbind on close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from typing import Any, Awaitable, Callable
+
+from carriers._base import CarrierRejected, CarrierRetryable
+from carriers.smpp import _pdu as P
+
+log = logging.getLogger(__name__)
+
+DeliverHandler = Callable[[Any], Awaitable[int]]
+
+
+class _Closed(Exception):
+    """The connection ended (EOF, unbind, keep-alive failure, garbage)."""
+
+
+class _Link:
+    """One TCP connection and its bind."""
+
+    def __init__(self, client: "SmppClient", reader: asyncio.StreamReader, writer: asyncio.StreamWriter, role: str):
+        self.client = client
+        self.reader, self.writer, self.role = reader, writer, role
+        self.pending: dict[int, asyncio.Future] = {}
+        self._seq = 0
+        self.closed = asyncio.Event()
+
+    def next_seq(self) -> int:
+        self._seq = self._seq % 0x7FFFFFFF + 1
+        return self._seq
+
+    def send(self, raw: bytes) -> None:
+        if self.writer.is_closing():
+            raise _Closed("connection closing")
+        self.writer.write(raw)
+
+    async def request(self, command: str, timeout: float, **fields: Any) -> tuple[int, bytes]:
+        seq = self.next_seq()
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.pending[seq] = fut
+        try:
+            self.send(P.build(command, seq, **fields))
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self.pending.pop(seq, None)
+
+    def fail_pending(self, exc: Exception) -> None:
+        for fut in self.pending.values():
+            if not fut.done():
+                fut.set_exception(exc)
+        self.pending.clear()
+
+    async def read_loop(self) -> None:
+        try:
+            await self._read()
+        except _Closed as exc:
+            log.info("%s: %s connection ended: %s", self.client.name, self.role, exc)
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                try:
+                    raw = await P.read_frame(self.reader)
+                except (asyncio.IncompleteReadError, ConnectionError) as exc:
+                    raise _Closed("connection closed by peer") from exc
+                except P.FrameError as exc:
+                    raise _Closed(str(exc)) from exc
+                _, command_id, status, seq = P.header(raw)
+                if command_id & 0x80000000:
+                    fut = self.pending.get(seq)
+                    if fut is not None and not fut.done():
+                        fut.set_result((status, raw))
+                    continue
+                await self._on_request(raw, command_id, seq)
+        finally:
+            self.closed.set()
+            self.fail_pending(CarrierRetryable("The SMPP connection was lost.", code="connection_lost"))
+
+    async def _on_request(self, raw: bytes, command_id: int, seq: int) -> None:
+        try:
+            pdu = P.parse(raw)
+        except ValueError:
+            log.warning("%s: undecodable PDU 0x%08x from the SMSC answered with generic_nack", self.client.name,
+                        command_id)
+            self.send(P.build("generic_nack", seq, status=P.ESME_RINVCMDID))
+            return
+        if pdu.command == "enquire_link":
+            self.send(P.build("enquire_link_resp", seq))
+        elif pdu.command == "unbind":
+            self.send(P.build("unbind_resp", seq))
+            raise _Closed("the SMSC unbound")
+        elif pdu.command == "deliver_sm":
+            status = P.ESME_ROK
+            try:
+                status = await self.client.on_deliver_sm(pdu)
+            except Exception:
+                log.exception("%s: handling deliver_sm failed; asking the SMSC to retry", self.client.name)
+                status = P.ESME_RX_T_APPN
+            self.send(P.build("deliver_sm_resp", seq, status=status, message_id=""))
+        else:
+            self.send(P.build("generic_nack", seq, status=P.ESME_RINVCMDID))
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+            await asyncio.wait_for(self.writer.wait_closed(), 2)
+
+
+async def _no_deliveries(pdu: Any) -> int:
+    return P.ESME_ROK
+
+
+class SmppClient:
+    def __init__(self, host: str, port: int, system_id: str, password: str, *, system_type: str = "",
+                 bind_mode: str = "transceiver", window: int = 100, enquire_link_interval: float = 30.0,
+                 response_timeout: float = 10.0, reconnect_min: float = 0.1, reconnect_max: float = 30.0,
+                 on_deliver_sm: DeliverHandler | None = None, name: str = "smpp"):
+        if bind_mode not in ("transceiver", "transmitter_receiver"):
+            raise ValueError("bind_mode must be transceiver or transmitter_receiver")
+        self.host, self.port, self.name = host, port, name
+        self._system_id, self._password, self._system_type = system_id, password, system_type
+        self.bind_mode = bind_mode
+        self.window = window
+        self.enquire_link_interval = enquire_link_interval
+        self.response_timeout = response_timeout
+        self.reconnect_min, self.reconnect_max = reconnect_min, reconnect_max
+        self.on_deliver_sm = on_deliver_sm or _no_deliveries
+        self._slots = asyncio.Semaphore(window)
+        self._tx: _Link | None = None
+        self._links: list[_Link] = []
+        self._bound = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task | None = None
+        self._first_attempt = asyncio.Event()
+        self.binds = 0  # successful binds so far (reconnects show up here)
+        self.last_error: str | None = None
+
+    def __repr__(self) -> str:  # never the password
+        return f"SmppClient({self.name!r}, {self.host}:{self.port}, system_id={self._system_id!r})"
+
+    @property
+    def bound(self) -> bool:
+        return self._bound.is_set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"smpp-{self.name}")
+        await self._first_attempt.wait()
+
+    async def wait_bound(self, timeout: float | None = None) -> bool:
+        try:
+            await asyncio.wait_for(self._bound.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def _bind(self, command: str, role: str) -> _Link:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), self.response_timeout)
+        P.set_nodelay(writer)
+        link = _Link(self, reader, writer, role)
+        reader_task = asyncio.create_task(link.read_loop())
+        try:
+            status, _ = await link.request(command, self.response_timeout, system_id=self._system_id,
+                                           password=self._password, system_type=self._system_type,
+                                           interface_version=0x34, addr_ton=0, addr_npi=0, address_range="")
+        except BaseException:
+            reader_task.cancel()
+            await link.close()
+            raise
+        if status != P.ESME_ROK:
+            reader_task.cancel()
+            await link.close()
+            raise CarrierRejected(f"{self.name}: {command} refused with status 0x{status:02x}", code="bind_failed",
+                                  command_status=status)
+        link.task = reader_task  # type: ignore[attr-defined]
+        return link
+
+    async def _run(self) -> None:
+        delay = self.reconnect_min
+        while not self._closing:
+            links: list[_Link] = []
+            try:
+                if self.bind_mode == "transceiver":
+                    links = [await self._bind("bind_transceiver", "trx")]
+                else:
+                    links = [await self._bind("bind_transmitter", "tx")]
+                    links.append(await self._bind("bind_receiver", "rx"))
+                self._links, self._tx = links, links[0]
+                self.binds += 1
+                self.last_error = None
+                delay = self.reconnect_min
+                log.info("%s: bound to %s:%s (%s)", self.name, self.host, self.port, self.bind_mode)
+                self._bound.set()
+                self._first_attempt.set()
+                keepalive = asyncio.create_task(self._keepalive(links))
+                waits = [asyncio.create_task(link.closed.wait()) for link in links] + [keepalive]
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for task in waits:
+                    task.cancel()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure means: try again later
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("%s: SMPP connection to %s:%s failed: %s", self.name, self.host, self.port,
+                            self.last_error)
+            finally:
+                self._bound.clear()
+                self._first_attempt.set()
+                for link in links:
+                    getattr(link, "task", None) and link.task.cancel()  # type: ignore[attr-defined]
+                    link.fail_pending(CarrierRetryable("The SMPP connection was lost.", code="connection_lost"))
+                    await link.close()
+                self._links, self._tx = [], None
+            if self._closing:
+                break
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0) + 0.01)
+            delay = min(self.reconnect_max, delay * 2)
+
+    async def _keepalive(self, links: list[_Link]) -> None:
+        while True:
+            await asyncio.sleep(self.enquire_link_interval)
+            for link in links:
+                try:
+                    await link.request("enquire_link", self.response_timeout)
+                except (asyncio.TimeoutError, CarrierRetryable, _Closed):
+                    log.warning("%s: enquire_link unanswered; reconnecting", self.name)
+                    return
+
+    async def submit_sm(self, **fields: Any) -> str:
+        """Submit one message; return the SMSC's message id. Raises CarrierRetryable / CarrierRejected."""
+        async with self._slots:
+            link = self._tx
+            if link is None or not self._bound.is_set():
+                raise CarrierRetryable(f"{self.name} is not bound.", code="not_bound")
+            try:
+                status, raw = await link.request("submit_sm", self.response_timeout, **fields)
+            except asyncio.TimeoutError:
+                raise CarrierRetryable(f"{self.name}: no submit_sm_resp in time.", code="timeout") from None
+            except _Closed:
+                raise CarrierRetryable("The SMPP connection was lost.", code="connection_lost") from None
+        if status in P.RETRYABLE:
+            raise CarrierRetryable(f"{self.name} asked to slow down (0x{status:02x}).", code=P.RETRYABLE[status],
+                                   command_status=status)
+        if status != P.ESME_ROK:
+            raise CarrierRejected(f"{self.name} rejected the message (command_status 0x{status:02x}).",
+                                  code="rejected", command_status=status)
+        try:
+            return P.text(P.parse(raw).message_id)
+        except ValueError:
+            raise CarrierRejected(f"{self.name} answered with an undecodable submit_sm_resp.",
+                                  code="bad_response") from None
+
+    async def close(self) -> None:
+        self._closing = True
+        for link in list(self._links):
+            with contextlib.suppress(Exception):
+                await link.request("unbind", 2.0)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._bound.clear()

@@ -1,0 +1,133 @@
+"""Reading deliver_sm: delivery receipts (TLV or text form) and mobile-originated messages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from carriers import gsm7
+from carriers._base import InboundSms, Receipt
+from carriers.smpp._pdu import text
+
+MESSAGE_STATES = {1: "ENROUTE", 2: "DELIVRD", 3: "EXPIRED", 4: "DELETED", 5: "UNDELIV", 6: "ACCEPTD",
+                  7: "UNKNOWN", 8: "REJECTD"}
+STATE_CODES = {v: k for k, v in MESSAGE_STATES.items()}
+STATS = set(MESSAGE_STATES.values())
+
+_FIELD = re.compile(r"(id|sub|dlvrd|submit date|done date|stat|err|text)\s*:\s*", re.IGNORECASE)
+
+
+def is_receipt(pdu: Any) -> bool:
+    """esm_class message type 0x04 (SMSC delivery receipt) or 0x08 (intermediate notification)."""
+    return ((pdu.esm_class or 0) & 0x3C) in (0x04, 0x08)
+
+
+def parse_receipt_text(body: str) -> dict[str, str]:
+    """The `id:... sub:... stat:...` fields, keys lower case (tolerates case, spacing and missing fields)."""
+    fields: dict[str, str] = {}
+    matches = list(_FIELD.finditer(body))
+    for i, m in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(body)
+        key = m.group(1).lower()
+        value = body[m.end():end].strip()
+        if key != "text":
+            value = value.split()[0] if value.split() else ""
+        fields.setdefault(key, value)
+    return fields
+
+
+def _receipt_date(value: str | None) -> dt.datetime | None:
+    if not value or not value.isdigit() or len(value) not in (10, 12):
+        return None
+    try:
+        fmt = "%y%m%d%H%M%S" if len(value) == 12 else "%y%m%d%H%M"
+        return dt.datetime.strptime(value, fmt).replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        return None
+
+
+def parse_receipt(pdu: Any) -> Receipt | None:
+    """A Receipt from a receipt deliver_sm, or None when it names no message id."""
+    raw = _decode(pdu.short_message or pdu_payload(pdu), pdu.data_coding or 0)
+    fields = parse_receipt_text(raw)
+    message_id = text(getattr(pdu, "receipted_message_id", None)) or fields.get("id", "")
+    state = getattr(pdu, "message_state", None)
+    stat = MESSAGE_STATES.get(state) if state else None
+    if stat is None:
+        stat = fields.get("stat", "UNKNOWN").upper()
+        if stat not in STATS:
+            stat = {"DELIVERED": "DELIVRD", "UNDELIVERABLE": "UNDELIV", "REJECTED": "REJECTD"}.get(stat, "UNKNOWN")
+    if not message_id:
+        return None
+    return Receipt(carrier_message_id=message_id.strip(), stat=stat, error_code=fields.get("err"),
+                   done_at=_receipt_date(fields.get("done date")), raw=raw[:500])
+
+
+def pdu_payload(pdu: Any) -> bytes:
+    payload = getattr(pdu, "message_payload", None)
+    if isinstance(payload, str):
+        return payload.encode("latin-1")
+    return payload or b""
+
+
+def _decode(data: bytes | str, data_coding: int) -> str:
+    if isinstance(data, str):
+        return data
+    coding = data_coding & 0x0F if data_coding & 0xF0 in (0x00, 0xF0) else data_coding
+    if data_coding == 0x08 or coding == 0x08:
+        return data.decode("utf-16-be", errors="replace")
+    if data_coding in (0x03,):
+        return data.decode("latin-1")
+    if data_coding in (0x01,):
+        return data.decode("ascii", errors="replace")
+    if data_coding == 0x04 or data_coding == 0x02:
+        return data.decode("latin-1")
+    return gsm7.decode(data)
+
+
+def parse_udh(data: bytes) -> tuple[bytes, tuple[int, int, int] | None]:
+    """Strip a user data header; return (text bytes, (ref, total, seq) or None)."""
+    if not data:
+        return data, None
+    udhl = data[0]
+    if 1 + udhl > len(data):
+        return data, None
+    header, body = data[1:1 + udhl], data[1 + udhl:]
+    pos, concat = 0, None
+    while pos + 2 <= len(header):
+        iei, length = header[pos], header[pos + 1]
+        value = header[pos + 2:pos + 2 + length]
+        if iei == 0x00 and length == 3 and len(value) == 3:
+            concat = (value[0], value[1], value[2])
+        elif iei == 0x08 and length == 4 and len(value) == 4:
+            concat = ((value[0] << 8) | value[1], value[2], value[3])
+        pos += 2 + length
+    return body, concat
+
+
+def parse_inbound(pdu: Any) -> InboundSms:
+    """A mobile-originated message (or one part of one), decoded."""
+    data = pdu.short_message or pdu_payload(pdu)
+    if isinstance(data, str):
+        data = data.encode("latin-1")
+    concat = None
+    if (pdu.esm_class or 0) & 0x40:
+        data, concat = parse_udh(data)
+    sar_ref = getattr(pdu, "sar_msg_ref_num", None)
+    if concat is None and sar_ref is not None:
+        concat = (sar_ref, getattr(pdu, "sar_total_segments", None) or 1, getattr(pdu, "sar_segment_seqnum", None) or 1)
+    coding = pdu.data_coding or 0
+    return InboundSms(
+        source=_address(pdu.source_addr, pdu.source_addr_ton), destination=_address(pdu.destination_addr,
+                                                                                  pdu.dest_addr_ton),
+        text=_decode(data, coding), data_coding=coding,
+        concat_ref=concat[0] if concat else None, concat_total=concat[1] if concat else None,
+        concat_seq=concat[2] if concat else None)
+
+
+def _address(value: Any, ton: int | None) -> str:
+    addr = text(value)
+    if ton == 1 and addr and not addr.startswith("+"):
+        return "+" + addr
+    return addr
