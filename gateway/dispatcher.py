@@ -264,6 +264,7 @@ class Dispatcher:
                                   reference=item.id & 0xFFFF)
                 result = await carrier.send_sms(sms)
                 outcome.kind, outcome.carrier, outcome.carrier_ids = "sent", carrier.name, result.message_ids
+                outcome.at = utcnow()
         except CarrierRetryable as exc:
             outcome.error_code, outcome.error_message = exc.code, str(exc)
             if exc.code in ("throttled", "queue_full") and self._policy is not None:
