@@ -32,6 +32,7 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         Index("ix_messages_queue", "status", "next_attempt_at", "id"),
+        Index("ix_messages_account_status", "account_id", "status"),
         UniqueConstraint("account_id", "idempotency_key", name="uq_messages_idempotency"),
     )
 
@@ -53,6 +54,7 @@ class Message(Base):
     paced: Mapped[bool] = mapped_column(Boolean, default=False)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     status_callback: Mapped[str | None] = mapped_column(Text, nullable=True)
+    message_type: Mapped[str] = mapped_column(String(20), default="transactional")  # or promotional
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

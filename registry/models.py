@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import Boolean, ForeignKey, Integer, Numeric, String, Text
+from sqlalchemy import Boolean, ForeignKey, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base, UTCDateTime, utcnow
@@ -35,6 +35,24 @@ class Account(Base):
     max_rate_per_s: Mapped[float] = mapped_column(Numeric(10, 3, asdecimal=False), default=20.0)
     event_webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     webhook_secret: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    smart_encoding: Mapped[bool] = mapped_column(Boolean, default=False)  # curly quotes etc. -> GSM look-alikes
+    quiet_hours: Mapped[bool] = mapped_column(Boolean, default=False)  # no promotional SMS 21:00-08:00 local
+    queue_policy: Mapped[str] = mapped_column(String(10), default="queue")  # queue | reject (429 over max_queued)
+    max_queued: Mapped[int] = mapped_column(Integer, default=100_000)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OptOut(Base):
+    """A phone number that opted out: from the account's default list, or from one number's own list."""
+
+    __tablename__ = "opt_outs"
+    __table_args__ = (UniqueConstraint("account_id", "list_name", "phone", name="uq_opt_outs_entry"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    list_name: Mapped[str] = mapped_column(String(100), default="default")
+    phone: Mapped[str] = mapped_column(String(20), index=True)
+    source: Mapped[str] = mapped_column(String(20), default="api")  # keyword | api | import | operator
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -73,6 +91,7 @@ class Number(Base):
     two_way_webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     deletion_protection: Mapped[bool] = mapped_column(Boolean, default=False)
     international: Mapped[bool] = mapped_column(Boolean, default=False)
+    opt_out_list: Mapped[str | None] = mapped_column(String(100), nullable=True)  # its own list, besides "default"
     leased_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -12,7 +12,7 @@ from gateway.migrate import downgrade, upgrade
 from gateway.models_all import metadata
 
 TABLES = {"accounts", "api_keys", "numbers", "messages", "message_parts", "message_events", "unmatched_receipts",
-          "alembic_version"}
+          "opt_outs", "webhook_deliveries", "webhook_attempts", "alembic_version"}
 
 
 async def _check(url: str) -> None:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 16:14:05.993194
+Create Date: 2026-11-22 16:40:10.354330
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ def upgrade() -> None:
     sa.Column('max_rate_per_s', sa.Numeric(precision=10, scale=3, asdecimal=False), nullable=False),
     sa.Column('event_webhook_url', sa.Text(), nullable=True),
     sa.Column('webhook_secret', sa.String(length=100), nullable=True),
+    sa.Column('smart_encoding', sa.Boolean(), nullable=False),
+    sa.Column('quiet_hours', sa.Boolean(), nullable=False),
+    sa.Column('queue_policy', sa.String(length=10), nullable=False),
+    sa.Column('max_queued', sa.Integer(), nullable=False),
     sa.Column('created_at', registry.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_accounts')),
     sa.UniqueConstraint('name', name=op.f('uq_accounts_name'))
@@ -78,6 +82,7 @@ def upgrade() -> None:
     sa.Column('paced', sa.Boolean(), nullable=False),
     sa.Column('idempotency_key', sa.String(length=200), nullable=True),
     sa.Column('status_callback', sa.Text(), nullable=True),
+    sa.Column('message_type', sa.String(length=20), nullable=False),
     sa.Column('created_at', registry.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', registry.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('next_attempt_at', registry.db.UTCDateTime(timezone=True), nullable=False),
@@ -91,6 +96,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_messages_account_id'), ['account_id'], unique=False)
+        batch_op.create_index('ix_messages_account_status', ['account_id', 'status'], unique=False)
         batch_op.create_index(batch_op.f('ix_messages_destination'), ['destination'], unique=False)
         batch_op.create_index('ix_messages_queue', ['status', 'next_attempt_at', 'id'], unique=False)
 
@@ -109,6 +115,7 @@ def upgrade() -> None:
     sa.Column('two_way_webhook_url', sa.Text(), nullable=True),
     sa.Column('deletion_protection', sa.Boolean(), nullable=False),
     sa.Column('international', sa.Boolean(), nullable=False),
+    sa.Column('opt_out_list', sa.String(length=100), nullable=True),
     sa.Column('leased_at', registry.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', registry.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_numbers_account_id_accounts'), ondelete='SET NULL'),
@@ -117,6 +124,21 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('numbers', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_numbers_account_id'), ['account_id'], unique=False)
+
+    op.create_table('opt_outs',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('list_name', sa.String(length=100), nullable=False),
+    sa.Column('phone', sa.String(length=20), nullable=False),
+    sa.Column('source', sa.String(length=20), nullable=False),
+    sa.Column('created_at', registry.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_opt_outs_account_id_accounts'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_opt_outs')),
+    sa.UniqueConstraint('account_id', 'list_name', 'phone', name='uq_opt_outs_entry')
+    )
+    with op.batch_alter_table('opt_outs', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_opt_outs_account_id'), ['account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_opt_outs_phone'), ['phone'], unique=False)
 
     op.create_table('webhook_deliveries',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -210,6 +232,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_webhook_deliveries_account_id'))
 
     op.drop_table('webhook_deliveries')
+    with op.batch_alter_table('opt_outs', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_opt_outs_phone'))
+        batch_op.drop_index(batch_op.f('ix_opt_outs_account_id'))
+
+    op.drop_table('opt_outs')
     with op.batch_alter_table('numbers', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_numbers_account_id'))
 
@@ -217,6 +244,7 @@ def downgrade() -> None:
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.drop_index('ix_messages_queue')
         batch_op.drop_index(batch_op.f('ix_messages_destination'))
+        batch_op.drop_index('ix_messages_account_status')
         batch_op.drop_index(batch_op.f('ix_messages_account_id'))
 
     op.drop_table('messages')
