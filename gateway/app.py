@@ -69,6 +69,7 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
     app = web.Application(middlewares=[middleware.errors, middleware.auth], client_max_size=2 << 20)
     app[keys.SETTINGS] = settings
     app[keys.OPERATOR_TOKEN] = operator_token(settings)
+    app[keys.CLOCK] = keys.Clock()
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url, echo=settings.database.echo,

@@ -21,4 +21,20 @@ OPERATOR_TOKEN = web.AppKey("operator_token", str)
 WEBHOOKS = web.AppKey("webhooks", WebhookSender)
 SIMULATOR = web.AppKey("simulator", SimulatorServices)  # the embedded SMSC simulator, when there is one
 
+CLOCK = web.AppKey("clock", "Clock")  # the time rules use; tests set another
 ACCOUNT_ID = web.RequestKey("account_id", int)  # the authenticated account
+
+
+class Clock:
+    """The time the app's rules use (quiet hours); tests set another."""
+
+    def __init__(self) -> None:
+        from registry.db import utcnow
+
+        self._now = utcnow
+
+    def set(self, now) -> None:  # noqa: ANN001
+        self._now = now
+
+    def __call__(self):  # noqa: ANN204
+        return self._now()

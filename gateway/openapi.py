@@ -48,6 +48,9 @@ PATHS: dict[str, dict[str, Any]] = {
             "responses": {"202": _json(_ref("Message"), "Accepted and queued"),
                           "200": _json(_ref("Message"), "Dry run, or the message of a repeated Idempotency-Key"),
                           **_errors(400, 401, 409, 422, 429)},
+            "description": "Refusals after validation (recipient_opted_out, public_url_shortener, "
+                           "number_not_active, quiet_hours) are stored as blocked messages with a TEXT_BLOCKED "
+                           "event; the error's details carry their message_id.",
         },
         "get": {
             "summary": "List messages, newest first",
@@ -60,6 +63,16 @@ PATHS: dict[str, dict[str, Any]] = {
                 "next": {"type": ["string", "null"]}}}), **_errors(400, 401)},
         },
     },
+    "/v1/messages/batch": {"post": {
+        "summary": "Send up to 1,000 SMS; each is answered on its own",
+        "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
+        "requestBody": _body({"type": "object", "required": ["messages"], "additionalProperties": False,
+                              "properties": {"messages": {"type": "array", "minItems": 1, "maxItems": 1000,
+                                                          "items": _ref("SendMessage")}}}),
+        "responses": {"200": _json({"type": "object", "properties": {
+            "accepted": {"type": "integer"}, "failed": {"type": "integer"},
+            "results": {"type": "array", "items": {"type": "object"}}}}), **_errors(400, 401, 422)}}},
     "/v1/messages/{id}": {"get": {"summary": "A message with its status, parts and events",
                                   "parameters": [ID_PARAM],
                                   "responses": {"200": _json(_ref("Message")), **_errors(401, 404)}}},
@@ -109,6 +122,8 @@ SCHEMAS: dict[str, Any] = {
         "from": {"type": "string", "description": "A sending number of the account; chosen when absent"},
         "status_callback": {"type": "string", "format": "uri"},
         "ttl": {"type": "integer", "minimum": 5, "maximum": 259200, "description": "Seconds to live"},
+        "message_type": {"type": "string", "enum": ["transactional", "promotional"],
+                         "description": "Default: the sending number's message type"},
         "dry_run": {"type": "boolean"}}},
     "Message": {"type": "object", "properties": {
         "id": {"type": ["string", "null"]}, "status": {"type": "string", "enum": [
@@ -116,6 +131,7 @@ SCHEMAS: dict[str, Any] = {
         "from": {"type": "string"}, "to": {"type": "string"}, "body": {"type": "string"},
         "encoding": {"type": "string", "enum": ["gsm7", "ucs2"]}, "segments": {"type": "integer"},
         "characters": {"type": "integer"}, "error_code": {"type": ["string", "null"]},
+        "message_type": {"type": "string"}, "price": {"type": ["object", "null"]},
         "carrier_message_id": {"type": ["string", "null"]},
         "created_at": {"type": ["string", "null"], "format": "date-time"},
         "sent_at": {"type": ["string", "null"], "format": "date-time"},

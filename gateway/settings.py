@@ -103,7 +103,7 @@ class PacingSettings:
     toll_free_per_s: float = 3.0
     long_code_per_s: float = 1.0
     ten_dlc_per_s: float = 100.0  # a 10DLC number's own ceiling; its campaign's carrier limits apply too
-    headroom: float = 1.0  # fraction of each limit actually used (e.g. 0.98 to leave a margin)
+    headroom: float = 0.98  # fraction of each limit actually used: a margin for send-time jitter
     horizon_s: float = 2.0  # how far ahead slots are reserved in memory; later traffic waits in the queue
     throttle_penalty_s: float = 1.0  # pause a carrier key after it answered ESME_RTHROTTLED anyway
     lookup_file: str = "config/carrier_lookup.toml"
@@ -128,6 +128,15 @@ class MessageSettings:
 
 
 @dataclass
+class PricingSettings:
+    currency: str = "USD"
+    short_code: float = 0.0100  # per segment
+    ten_dlc: float = 0.0079
+    toll_free: float = 0.0083
+    long_code: float = 0.0079
+
+
+@dataclass
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -137,6 +146,7 @@ class Settings:
     messages: MessageSettings = field(default_factory=MessageSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     pacing: PacingSettings = field(default_factory=PacingSettings)
+    pricing: PricingSettings = field(default_factory=PricingSettings)
     carriers: list[CarrierSettings] = field(default_factory=lambda: [CarrierSettings()])
 
     @property

@@ -216,9 +216,12 @@ class SmscProtocol:
 class SmscSimulator:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, accounts: dict[str, str] | None = None,
                  receipt_delay: float = 0.05, outcome: str | Callable[[str, str], str] = "DELIVRD",
-                 handler: SmscHandler | None = None, id_format: str = "hex"):
+                 handler: SmscHandler | None = None, id_format: str = "hex", receipt_id_format: str = "same"):
         if id_format not in ("hex", "decimal"):
             raise ValueError("id_format must be hex or decimal")
+        if receipt_id_format not in ("same", "hex", "decimal", "padded"):
+            raise ValueError("receipt_id_format must be same, hex, decimal or padded")
+        self.receipt_id_format = receipt_id_format  # how receipts quote the id (some SMSCs change base or pad)
         self.host, self.port = host, port
         self.accounts = dict(accounts or {"gateway": "secret"})
         self.receipt_delay = receipt_delay
@@ -328,16 +331,24 @@ class SmscSimulator:
                       and (system_id is None or p.session.system_id == system_id)]
         return random.choice(candidates) if candidates else None
 
-    def send_receipt(self, sub: Submitted) -> None:
+    def receipt_id(self, message_id: str) -> str:
+        base = 16 if self.id_format == "hex" else 10
+        value = int(message_id, base)
+        return {"same": message_id, "hex": format(value, "x"), "decimal": str(value),
+                "padded": message_id.lower().rjust(16, "0")}[self.receipt_id_format]
+
+    def send_receipt(self, sub: Submitted, message_id: str | None = None) -> None:
+        """The delivery receipt for a submit (``message_id`` overrides the id it quotes)."""
         stat = self.handler.receipt_stat(sub)
+        rid = message_id or self.receipt_id(sub.message_id)
         now = dt.datetime.now(dt.timezone.utc).strftime("%y%m%d%H%M")
         submitted = dt.datetime.fromtimestamp(sub.received_at, dt.timezone.utc).strftime("%y%m%d%H%M")
-        body = (f"id:{sub.message_id} sub:001 dlvrd:{'001' if stat == 'DELIVRD' else '000'} submit date:{submitted} "
+        body = (f"id:{rid} sub:001 dlvrd:{'001' if stat == 'DELIVRD' else '000'} submit date:{submitted} "
                 f"done date:{now} stat:{stat} err:{'000' if stat == 'DELIVRD' else '001'} text:{sub.text[:20]}")
         fields = dict(source_addr_ton=1, source_addr_npi=1, source_addr=sub.destination.lstrip("+"),
                       dest_addr_ton=3 if sub.source.isdigit() else 1, dest_addr_npi=0 if sub.source.isdigit() else 1,
                       destination_addr=sub.source.lstrip("+"), esm_class=0x04, data_coding=0,
-                      short_message=body.encode("ascii", "replace"), receipted_message_id=sub.message_id,
+                      short_message=body.encode("ascii", "replace"), receipted_message_id=rid,
                       message_state=STATE_CODES.get(stat, 7))
         self._deliver(sub.system_id, lambda seq: P.build("deliver_sm", seq, **fields))
         self.stats["receipts"] += 1

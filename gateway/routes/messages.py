@@ -6,10 +6,10 @@ from aiohttp import web
 from sqlalchemy import select
 
 from gateway import keys
-from gateway.errors import BadRequest
+from gateway.errors import BadRequest, GatewayError, Unprocessable
 from gateway.models import Message
 from gateway.services import messages as svc
-from gateway.validation import query_limit, read_json_object
+from gateway.validation import Fields, query_limit, read_json_object
 
 routes = web.RouteTableDef()
 
@@ -22,17 +22,64 @@ async def send_message(request: web.Request) -> web.Response:
     idem = request.headers.get("Idempotency-Key")
     if idem is not None and not 1 <= len(idem) <= 200:
         raise BadRequest("Idempotency-Key must have 1 to 200 characters.", code="invalid_idempotency_key")
-    account_id = request[keys.ACCOUNT_ID]
     async with request.app[keys.SESSIONMAKER]() as session, session.begin():
-        message, created = await svc.accept(session, account_id, req, idempotency_key=idem)
-        body = svc.message_summary(message)
+        result = await svc.accept(session, request[keys.ACCOUNT_ID], req, settings.pricing, idempotency_key=idem,
+                                  now=request.app[keys.CLOCK]())
+        body = {**svc.message_summary(result.message), "price": result.price or None}
+    if result.created:
+        request.app[keys.WEBHOOKS].notify()
+    if result.blocked is not None:
+        raise result.blocked  # stored as blocked, with its TEXT_BLOCKED event
     if req.dry_run:
         body.update(id=None, status="dry_run")
         return web.json_response(body, status=200)
+    if result.created:
+        request.app[keys.DISPATCHER].notify()
+    return web.json_response(body, status=202 if result.created else 200)
+
+
+MAX_BATCH = 1000
+
+
+@routes.post("/v1/messages/batch")
+async def send_batch(request: web.Request) -> web.Response:
+    """Up to 1,000 messages; each is answered on its own (status_code 202, or the error it would have had)."""
+    settings = request.app[keys.SETTINGS]
+    data = await read_json_object(request, max_bytes=16 << 20)
+    f = Fields(data, {"messages"})
+    items = data.get("messages")
+    if not isinstance(items, list) or not items:
+        raise Unprocessable("'messages' must be a non-empty list.", code="invalid_field", details={"field": "messages"})
+    if len(items) > MAX_BATCH:
+        raise Unprocessable(f"At most {MAX_BATCH} messages per batch.", code="batch_too_large")
+    del f
+    idem = request.headers.get("Idempotency-Key")
+    results: list[dict] = []
+    created = 0
+    async with request.app[keys.SESSIONMAKER]() as session, session.begin():
+        for index, item in enumerate(items):
+            try:
+                if not isinstance(item, dict):
+                    raise Unprocessable("Each message must be a JSON object.", code="invalid_field")
+                req = svc.parse_send(item, settings.messages)
+                if req.dry_run:
+                    raise Unprocessable("dry_run is not available in batches.", code="invalid_field",
+                                        details={"field": "dry_run"})
+                result = await svc.accept(session, request[keys.ACCOUNT_ID], req, settings.pricing,
+                                          idempotency_key=f"{idem}:{index}" if idem else None,
+                                          now=request.app[keys.CLOCK]())
+                created += result.created
+                if result.blocked is not None:
+                    raise result.blocked
+                results.append({"index": index, "status_code": 202 if result.created else 200,
+                                "message": svc.message_summary(result.message)})
+            except GatewayError as exc:
+                results.append({"index": index, "status_code": exc.status, **exc.to_json()})
     if created:
         request.app[keys.DISPATCHER].notify()
         request.app[keys.WEBHOOKS].notify()
-    return web.json_response(body, status=202 if created else 200)
+    accepted = sum(1 for r in results if r["status_code"] < 300)
+    return web.json_response({"accepted": accepted, "failed": len(results) - accepted, "results": results})
 
 
 @routes.get("/v1/messages/{id}")

@@ -1,0 +1,379 @@
+"""Outbound SMS rules, each over real SMPP to the simulator: origination, encoding, compliance, pacing,
+retries and failures, time to live, receipts in their awkward forms, batches and the queue bound."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiohttp import web
+from sqlalchemy import update
+
+from carriers.simulator import SimulatorServices
+from gateway import keys
+from gateway.app import create_app
+from gateway.services import compliance
+from registry.models import Account, Number, OptOut
+from tests.conftest import ADMIN, new_customer, wait_for
+
+US = "+1415555"  # fictional 555-01xx numbers: +14155550100 ... +14155550199
+
+
+def us(n: int) -> str:
+    return f"{US}01{n:02d}"
+
+
+@pytest.fixture
+async def sim():  # noqa: ANN201
+    services = SimulatorServices(accounts={"gateway": "secret"}, receipt_delay=0.02)
+    await services.start()
+    yield services.sim
+    await services.stop()
+
+
+@pytest.fixture
+async def gw(aiohttp_client, migrated, sessionmaker, sim):  # noqa: ANN001, ANN201
+    migrated.carriers[0].port = sim.port
+    migrated.pacing.enabled = True
+    client = await aiohttp_client(create_app(migrated))
+    client.sm = sessionmaker
+    client.sim = sim
+    await wait_for(lambda: asyncio.sleep(0, client.app[keys.CARRIERS].ready))
+    return client
+
+
+async def customer(gw, numbers, name="acme", **account) -> object:  # noqa: ANN001
+    c = await new_customer(gw, gw.sm, name, numbers=())
+    async with gw.sm() as session, session.begin():
+        for spec in numbers:
+            number, kind = spec[0], spec[1]
+            extra = spec[2] if len(spec) > 2 else {}
+            session.add(Number(**{"number": number, "type": kind, "country": "US", "capabilities": "sms,voice",
+                                  "status": "active", "account_id": c.account_id, **extra}))
+        if account:
+            await session.execute(update(Account).where(Account.id == c.account_id).values(**account))
+    return c
+
+
+async def send(gw, c, expect: int = 202, **body):  # noqa: ANN001, ANN201
+    resp = await gw.post("/v1/messages", json={"body": "hello", **body}, headers=c.headers)
+    data = await resp.json()
+    assert resp.status == expect, data
+    return data
+
+
+async def final(gw, c, mid: str, status: str = "delivered", timeout: float = 5.0) -> dict:  # noqa: ANN001
+    got: dict = {}
+
+    async def done() -> bool:
+        nonlocal got
+        got = await (await gw.get(f"/v1/messages/{mid}", headers=c.headers)).json()
+        return got["status"] == status
+
+    await wait_for(done, timeout)
+    return got
+
+
+# --- origination -----------------------------------------------------------------------------------------------
+
+async def test_priority_short_code_then_10dlc_then_toll_free(gw):  # noqa: ANN001
+    c = await customer(gw, [("+18885550100", "toll_free"), (us(90), "ten_dlc"), ("55501", "short_code")])
+    sent = await send(gw, c, to=us(1))
+    assert sent["from"] == "55501"
+    await final(gw, c, sent["id"])
+    assert gw.sim.received[-1].source == "55501"
+    async with gw.sm() as session, session.begin():
+        await session.execute(update(Number).where(Number.number == "55501").values(status="pending"))
+    assert (await send(gw, c, to=us(2)))["from"] == us(90)
+    async with gw.sm() as session, session.begin():
+        await session.execute(update(Number).where(Number.number == us(90)).values(status="associating"))
+    assert (await send(gw, c, to=us(3)))["from"] == "+18885550100"
+
+
+async def test_single_eligible_number_and_sticky_sender(gw):  # noqa: ANN001
+    pool = [(f"+1888555{n:04d}", "toll_free") for n in range(100, 105)]
+    c = await customer(gw, pool)
+    firsts = {}
+    for n in range(10):
+        firsts[us(n)] = (await send(gw, c, to=us(n)))["from"]
+    assert len(set(firsts.values())) > 1  # spread over the pool
+    await asyncio.sleep(1.05)  # 1 msg/s to one recipient
+    for n in range(10):
+        assert (await send(gw, c, to=us(n)))["from"] == firsts[us(n)]  # each keeps its number
+
+
+async def test_named_from_must_be_owned_active_capable_allowed(gw):  # noqa: ANN001
+    c = await customer(gw, [("55501", "short_code"), ("55502", "short_code", {"status": "pending"}),
+                            ("55503", "short_code", {"capabilities": "voice"}), (us(80), "long_code"),
+                            ("+442071838750", "long_code", {"country": "GB", "international": True})])
+    await customer(gw, [("55599", "short_code")], name="other")
+    cases = [("55599", 422, "invalid_from"), ("55502", 409, "number_not_active"),
+             ("55503", 422, "number_not_sms_capable"), (us(80), 422, "unregistered_long_code")]
+    for source, status, code in cases:
+        data = await send(gw, c, expect=status, to=us(1), **{"from": source})
+        assert data["error"]["code"] == code
+    sent = await send(gw, c, to=us(2), **{"from": "55501"})
+    assert sent["from"] == "55501"
+    # abroad: a short code may not; a long code with international sending enabled may
+    data = await send(gw, c, expect=422, to="+33612345678", **{"from": "55501"})
+    assert data["error"]["code"] == "destination_not_allowed"
+    sent = await send(gw, c, to="+33612345678")
+    assert sent["from"] == "+442071838750"
+    await final(gw, c, sent["id"])
+    assert gw.sim.received[-1].destination == "+33612345678"
+
+
+async def test_us_rules_for_10dlc_and_unregistered_long_codes(gw):  # noqa: ANN001
+    c = await customer(gw, [(us(80), "long_code"), (us(90), "ten_dlc")])
+    data = await send(gw, c, expect=422, to="+33612345678", **{"from": us(90)})
+    assert data["error"]["code"] == "destination_not_allowed"
+    data = await send(gw, c, expect=422, to="+33612345678")  # neither may send abroad
+    assert data["error"]["code"] == "no_sending_number"
+    assert (await send(gw, c, to=us(1)))["from"] == us(90)  # never the unregistered long code
+
+
+# --- encoding --------------------------------------------------------------------------------------------------
+
+async def test_encoding_and_segments_in_the_answer_and_on_the_wire(gw):  # noqa: ANN001
+    c = await customer(gw, [("55501", "short_code")])
+    sent = await send(gw, c, to=us(1), body="Price: 5€ {ok}")
+    assert (sent["encoding"], sent["segments"], sent["characters"]) == ("gsm7", 1, 14)
+    sent = await send(gw, c, to=us(2), body="It’s done")  # a curly apostrophe: UCS-2
+    assert sent["encoding"] == "ucs2"
+    await final(gw, c, sent["id"])
+    assert gw.sim.received[-1].data_coding == 8 and gw.sim.received[-1].text == "It’s done"
+    long = await send(gw, c, to=us(3), body="€" * 100)  # 200 septets, escape pairs never split
+    assert long["segments"] == 2
+    await final(gw, c, long["id"])
+    parts = sorted(gw.sim.received[-2:], key=lambda s: s.concat[2])
+    assert "".join(p.text for p in parts) == "€" * 100
+    assert all(p.short_message[-1] != 0x1B for p in parts)
+
+
+async def test_smart_encoding_per_account(gw):  # noqa: ANN001
+    c = await customer(gw, [("55501", "short_code")], smart_encoding=True)
+    sent = await send(gw, c, to=us(1), body="It’s “done” — ok")
+    assert (sent["encoding"], sent["body"]) == ("gsm7", "It's \"done\" - ok")
+
+
+async def test_sar_concatenation_by_carrier_configuration(aiohttp_client, migrated, sessionmaker, sim):  # noqa: ANN001
+    migrated.carriers[0].port = sim.port
+    migrated.carriers[0].concatenation = "sar"
+    gw = await aiohttp_client(create_app(migrated))
+    gw.sm, gw.sim = sessionmaker, sim
+    c = await customer(gw, [("55501", "short_code")])
+    sent = await send(gw, c, to=us(1), body="s" * 300)
+    await final(gw, c, sent["id"])
+    assert sorted(s.concat[1:] for s in sim.received) == [(2, 1), (2, 2)]
+    assert all(s.esm_class == 0 for s in sim.received)
+
+
+# --- compliance ------------------------------------------------------------------------------------------------
+
+async def test_opted_out_recipient_is_refused_and_told_as_blocked(gw, aiohttp_server):  # noqa: ANN001
+    events = []
+
+    async def hook(request: web.Request) -> web.Response:
+        events.append(json.loads(await request.read()))
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/", hook)
+    server = await aiohttp_server(app)
+    c = await customer(gw, [("55501", "short_code")], event_webhook_url=str(server.make_url("/")))
+    async with gw.sm() as session, session.begin():
+        session.add(OptOut(account_id=c.account_id, phone=us(1), source="keyword"))
+    data = await send(gw, c, expect=409, to=us(1))
+    assert data["error"]["code"] == "recipient_opted_out"
+    mid = data["error"]["details"]["message_id"]
+    got = await (await gw.get(f"/v1/messages/{mid}", headers=c.headers)).json()
+    assert (got["status"], got["events"][-1]["type"]) == ("blocked", "TEXT_BLOCKED")
+    await wait_for(lambda: asyncio.sleep(0, any(e["event_type"] == "TEXT_BLOCKED" for e in events)))
+    assert gw.sim.received == []
+    await send(gw, c, to=us(2))  # others still receive
+
+
+async def test_a_numbers_own_opt_out_list(gw):  # noqa: ANN001
+    c = await customer(gw, [("55501", "short_code", {"opt_out_list": "promo"}), ("55502", "short_code")])
+    async with gw.sm() as session, session.begin():
+        session.add(OptOut(account_id=c.account_id, list_name="promo", phone=us(1)))
+    assert (await send(gw, c, expect=409, to=us(1), **{"from": "55501"}))["error"]["code"] == "recipient_opted_out"
+    await send(gw, c, to=us(1), **{"from": "55502"})
+
+
+async def test_public_url_shorteners_in_10dlc_traffic(gw):  # noqa: ANN001
+    c = await customer(gw, [(us(90), "ten_dlc")])
+    data = await send(gw, c, expect=422, to=us(1), body="Your order: https://bit.ly/3abc")
+    assert data["error"]["code"] == "public_url_shortener"
+    await send(gw, c, to=us(2), body="Your order: https://shop.example.com/o/3abc")
+    c2 = await customer(gw, [("55501", "short_code")], name="shortcode")
+    await send(gw, c2, to=us(3), body="https://bit.ly/3abc")  # not 10DLC traffic
+
+
+async def test_inactive_10dlc_number_is_blocked(gw):  # noqa: ANN001
+    c = await customer(gw, [(us(90), "ten_dlc", {"status": "associating"})])
+    data = await send(gw, c, expect=409, to=us(1), **{"from": us(90)})
+    assert data["error"]["code"] == "number_not_active" and data["error"]["details"]["message_id"]
+
+
+async def test_quiet_hours_for_promotional_traffic(gw):  # noqa: ANN001
+    c = await customer(gw, [("55501", "short_code")], quiet_hours=True)
+    ny = ZoneInfo("America/New_York")
+    clock = {"now": dt.datetime(2026, 11, 20, 22, 30, tzinfo=ny)}
+    gw.app[keys.CLOCK].set(lambda: clock["now"])
+    to_ny = "+12125550100"
+    data = await send(gw, c, expect=409, to=to_ny, message_type="promotional")
+    assert data["error"]["code"] == "quiet_hours"
+    await send(gw, c, to=to_ny, message_type="transactional")  # transactional is fine at night
+    clock["now"] = dt.datetime(2026, 11, 20, 10, 0, tzinfo=ny)
+    await send(gw, c, to="+12125550101", message_type="promotional")
+
+
+def test_quiet_hours_use_the_recipients_time_zone():
+    noon_utc = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone.utc)  # 07:00 New York, 04:00 Los Angeles
+    assert compliance.in_quiet_hours("+12125550100", noon_utc)
+    assert not compliance.in_quiet_hours("+12125550100", noon_utc + dt.timedelta(hours=2))
+    assert compliance.in_quiet_hours("+14155550100", noon_utc + dt.timedelta(hours=2))  # 06:00 in California
+    assert compliance.public_shortener("see tinyurl.com/x") == "tinyurl.com"
+    assert compliance.public_shortener("see notbit.ly.example.com") is None
+
+
+async def test_dry_run_validates_and_prices_without_sending(gw):  # noqa: ANN001
+    c = await customer(gw, [(us(90), "ten_dlc")])
+    data = await send(gw, c, expect=200, to=us(1), body="x" * 200, dry_run=True)
+    assert (data["status"], data["segments"], data["price"]["amount"]) == ("dry_run", 2, pytest.approx(0.0158))
+    data = await send(gw, c, expect=422, to=us(1), body="https://bit.ly/x", dry_run=True)
+    assert data["error"]["code"] == "public_url_shortener"
+    await asyncio.sleep(0.2)
+    assert gw.sim.received == []
+
+
+# --- pacing, retries, failures, time to live -------------------------------------------------------------------
+
+async def test_account_rate_at_the_simulator(gw):  # noqa: ANN001
+    c = await customer(gw, [("55501", "short_code")], max_rate_per_s=5)
+    ids = [(await send(gw, c, to=us(n)))["id"] for n in range(12)]
+    for mid in ids:
+        await final(gw, c, mid, timeout=10)
+    times = sorted(s.received_at for s in gw.sim.received)
+    assert max(gw.sim.per_second.values()) <= 5  # per calendar second, as carriers count
+    assert times[-1] - times[0] >= 11 / 5 - 0.1
+
+
+async def test_one_message_a_second_to_one_recipient_and_toll_free_3_per_second(gw):  # noqa: ANN001
+    c = await customer(gw, [("+18885550100", "toll_free")])
+    same = [(await send(gw, c, to=us(1), body=f"n{i}"))["id"] for i in range(3)]
+    others = [(await send(gw, c, to=us(10 + i)))["id"] for i in range(6)]
+    for mid in same + others:
+        await final(gw, c, mid, timeout=10)
+    to_one = sorted(s.received_at for s in gw.sim.received if s.destination == us(1))
+    assert all(b - a >= 0.95 for a, b in zip(to_one, to_one[1:]))
+    assert [s.text for s in sorted(gw.sim.received, key=lambda s: s.received_at) if s.destination == us(1)] == [
+        "n0", "n1", "n2"]  # in order
+    assert max(gw.sim.per_second.values()) <= 3
+
+
+async def test_throttled_is_retried_and_other_errors_fail_with_the_smpp_code(gw):  # noqa: ANN001
+    c = await customer(gw, [("55501", "short_code")])
+    gw.sim.handler.throttle_all = True
+    slow = (await send(gw, c, to=us(1)))["id"]
+    await asyncio.sleep(0.4)
+    assert (await (await gw.get(f"/v1/messages/{slow}", headers=c.headers)).json())["status"] in ("queued", "sending")
+    gw.sim.handler.throttle_all = False
+    got = await final(gw, c, slow)
+    assert got["attempts"] >= 2
+    gw.sim.handler.fail = {us(2): 0x0B}
+    failed = await final(gw, c, (await send(gw, c, to=us(2)))["id"], status="failed")
+    assert failed["error_code"] == "smpp_0x0b"
+    assert failed["events"][-1] == {**failed["events"][-1], "type": "TEXT_CARRIER_UNREACHABLE",
+                                    "error_code": "smpp_0x0b"}
+
+
+async def test_ttl_expires_while_the_carrier_keeps_throttling(gw):  # noqa: ANN001
+    c = await customer(gw, [("55501", "short_code")])
+    gw.sim.handler.throttle_all = True
+    mid = (await send(gw, c, to=us(1), ttl=5))["id"]
+    got = await final(gw, c, mid, status="expired", timeout=12)
+    assert got["events"][-1]["type"] == "TEXT_TTL_EXPIRED" and got["error_code"] == "ttl_expired"
+
+
+async def test_queue_bound_answers_429_with_retry_after(gw):  # noqa: ANN001
+    c = await customer(gw, [("55501", "short_code")], queue_policy="reject", max_queued=2, max_rate_per_s=1)
+    gw.sim.handler.throttle_all = True
+    await send(gw, c, to=us(1))
+    await send(gw, c, to=us(2))
+    resp = await gw.post("/v1/messages", json={"to": us(3), "body": "x"}, headers=c.headers)
+    assert resp.status == 429
+    assert (await resp.json())["error"]["code"] == "queue_full" and int(resp.headers["Retry-After"]) >= 1
+
+
+# --- receipts --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("id_format, receipt_id_format, base", [
+    ("hex", "decimal", "hex_to_dec"), ("decimal", "hex", "dec_to_hex"), ("hex", "padded", "same")])
+async def test_receipts_quoting_ids_in_another_base(aiohttp_client, migrated, sessionmaker, id_format,
+                                                    receipt_id_format, base):  # noqa: ANN001
+    services = SimulatorServices(accounts={"gateway": "secret"}, receipt_delay=0.02, id_format=id_format)
+    services.sim.receipt_id_format = receipt_id_format
+    await services.start()
+    try:
+        migrated.carriers[0].port = services.smpp_port
+        migrated.carriers[0].receipt_id_base = base
+        gw = await aiohttp_client(create_app(migrated))
+        gw.sm = sessionmaker
+        c = await customer(gw, [("55501", "short_code")])
+        await final(gw, c, (await send(gw, c, to=us(1)))["id"])
+    finally:
+        await services.stop()
+
+
+async def test_receipt_before_its_submit_sm_resp(gw):  # noqa: ANN001
+    gw.sim.handler.response_delay = 0.3  # the receipt (after 0.02 s) overtakes the submit_sm_resp
+    c = await customer(gw, [("55501", "short_code")])
+    got = await final(gw, c, (await send(gw, c, to=us(1)))["id"])
+    assert got["carrier_message_id"] == gw.sim.received[0].message_id
+
+
+async def test_unknown_receipt_is_kept_and_logged(gw, caplog):  # noqa: ANN001
+    caplog.set_level(logging.INFO, logger="gateway.dispatcher")
+    c = await customer(gw, [("55501", "short_code")])
+    mid = (await send(gw, c, to=us(1)))["id"]
+    await final(gw, c, mid)
+    gw.sim.send_receipt(gw.sim.received[0], message_id="FFFFFFF0")
+    from sqlalchemy import func, select
+
+    from gateway.models import UnmatchedReceipt
+
+    async def kept() -> bool:
+        async with gw.sm() as session:
+            return await session.scalar(select(func.count()).select_from(UnmatchedReceipt)) == 1
+
+    await wait_for(kept)
+    assert "FFFFFFF0" in caplog.text
+    await final(gw, c, (await send(gw, c, to=us(2)))["id"])  # and all goes on
+
+
+# --- batches ---------------------------------------------------------------------------------------------------
+
+async def test_batch_answers_each_message(gw):  # noqa: ANN001
+    c = await customer(gw, [("55501", "short_code")])
+    batch = [{"to": us(n), "body": f"b{n}"} for n in range(5)] + [{"to": "nope", "body": "x"}, "not an object"]
+    resp = await gw.post("/v1/messages/batch", json={"messages": batch}, headers=c.headers)
+    data = await resp.json()
+    assert (resp.status, data["accepted"], data["failed"]) == (200, 5, 2)
+    assert [r["status_code"] for r in data["results"]] == [202] * 5 + [422, 422]
+    assert data["results"][5]["error"]["code"] == "invalid_destination"
+    for r in data["results"][:5]:
+        await final(gw, c, r["message"]["id"])
+    resp = await gw.post("/v1/messages/batch", json={"messages": [{"to": us(1), "body": "x"}] * 1001},
+                         headers=c.headers)
+    assert (resp.status, (await resp.json())["error"]["code"]) == (422, "batch_too_large")
+
+
+async def test_admin_token_is_not_an_api_key(gw):  # noqa: ANN001
+    resp = await gw.post("/v1/messages", json={"to": us(1), "body": "x"}, headers=ADMIN)
+    assert resp.status == 401
