@@ -204,6 +204,51 @@ def accounts_list(obj: Ctx) -> None:
     obj.emit(data, ACCOUNT_COLUMNS, data["accounts"])
 
 
+# --- benchmarks ----------------------------------------------------------------------------------------------
+@cli.group()
+def bench() -> None:
+    """Benchmarks; each prints one JSON object (start their own gateway and simulator unless --url)."""
+
+
+def _targets(f):  # noqa: ANN001, ANN202
+    f = click.option("--api-key", envvar="GATEWAY_API_KEY", default=None, help="With --url: the account's API key.")(f)
+    f = click.option("--simulator-url", default=None, help="With --url: the simulator's control API.")(f)
+    return click.option("--target-url", "target_url", default=None,
+                        help="Measure this running gateway instead of starting one.")(f)
+
+
+@bench.command("sms")
+@click.option("--messages", type=click.IntRange(1, 1_000_000), default=30_000, show_default=True)
+@click.option("--throttles/--no-throttles", default=False, show_default=True,
+              help="Keep the pacing limits (by default they are lifted to measure raw throughput).")
+@click.option("--mode", type=click.Choice(["batch", "single"]), default="batch", show_default=True,
+              help="POST /v1/messages/batch or one POST /v1/messages per message.")
+@click.option("--concurrency", type=click.IntRange(1, 512), default=4, show_default=True)
+@click.option("--batch", type=click.IntRange(1, 1000), default=500, show_default=True)
+@click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait for final states.")
+@click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: the output is always JSON.")
+@_targets
+def bench_sms(messages: int, throttles: bool, mode: str, concurrency: int, batch: int, timeout: float,
+              as_json: bool, target_url: str | None, simulator_url: str | None, api_key: str | None) -> None:
+    """Throughput and latency of accept -> SMPP -> receipt -> delivered."""
+    from gateway import bench as b
+
+    b.run(b.bench_sms(messages=messages, url=target_url, sim_url=simulator_url, key=api_key, throttles=throttles,
+                      mode=mode, concurrency=concurrency, batch=batch, timeout=timeout))
+
+
+@bench.command("throttle")
+@click.option("--seconds", type=click.FloatRange(2, 3600), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: the output is always JSON.")
+@_targets
+def bench_throttle(seconds: float, as_json: bool, target_url: str | None, simulator_url: str | None,
+                   api_key: str | None) -> None:
+    """Queue SECONDS x the account's limit at once; print the per-second counts the simulator saw."""
+    from gateway import bench as b
+
+    b.run(b.bench_throttle(seconds=seconds, url=target_url, sim_url=simulator_url, key=api_key))
+
+
 def main() -> None:
     cli(prog_name="gatewayctl")
 

@@ -15,7 +15,11 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
         database = parsed.database or ""
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        # One connection: SQLite has one writer at a time, and writers that contend through several connections
+        # wait in SQLite's busy handler, which sleeps up to 100 ms a turn. Queued in asyncio instead, a writer
+        # starts the moment the previous one commits. Code must not hold a session while opening another.
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, pool_size=1, max_overflow=0,
+                                     pool_timeout=60)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001

@@ -119,6 +119,7 @@ class Dispatcher:
         self._tasks: list[asyncio.Task] = []
         self._unmatched = True  # there may be unmatched receipts in the table
         self._stop = asyncio.Event()
+        self._slot_freed = asyncio.Event()
         self.stats = {"claimed": 0, "sent": 0, "retried": 0, "failed": 0, "receipts": 0, "unmatched": 0}
 
     # --- lifecycle -------------------------------------------------------------------------------------------
@@ -139,6 +140,7 @@ class Dispatcher:
         transaction (a cancelled SQLite connection could keep its write lock)."""
         self._stop.set()
         self._wakeup.set()
+        self._slot_freed.set()
         self._write_signal.set()
         await asyncio.wait([self._tasks[0]], timeout=15)
         if self._inflight:
@@ -166,9 +168,14 @@ class Dispatcher:
     async def _claim_loop(self) -> None:
         poll = self._settings.poll_interval_ms / 1000
         while not self._stop.is_set():
+            free = self._settings.concurrency - len(self._inflight)
+            if free <= 0:  # every slot busy: go on when a send finishes
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            limit = min(self._settings.batch_size, free)
             try:
-                free = self._settings.concurrency - len(self._inflight)
-                batch = await self._claim(min(self._settings.batch_size, free)) if free > 0 else []
+                batch = await self._claim(limit)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -183,7 +190,9 @@ class Dispatcher:
                 log.exception("pacing a batch failed; its messages are queued again")
                 await self._requeue([{"id": b.id, "status": S.QUEUED.value, "attempts": b.attempts - 1,
                                       "paced": False} for b in batch])
-            if (not batch or len(batch) < self._settings.batch_size) and not self._stop.is_set():
+            if len(batch) == limit:
+                continue  # there may be more due right now
+            if not self._stop.is_set():
                 self._wakeup.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), poll)
@@ -280,6 +289,7 @@ class Dispatcher:
             outcome.error_code, outcome.error_message = "internal_error", type(exc).__name__
         finally:
             self._slots.release()
+            self._slot_freed.set()
         self._outcomes.append(outcome)
         self._write_signal.set()
 

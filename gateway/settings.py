@@ -3,7 +3,8 @@
 Every scalar setting ``[section] key`` can be overridden by ``GATEWAY_<SECTION>_<KEY>`` (upper case), for
 example ``GATEWAY_DATABASE_URL`` or ``GATEWAY_SIMULATOR_SMPP_PORT``. Short aliases: ``GATEWAY_PORT`` and
 ``GATEWAY_HOST`` for the HTTP server, ``GATEWAY_OPERATOR_TOKEN`` for the admin token.
-Carriers are a list of tables (``[[carriers]]``) and are configured in the file only.
+Carriers are a list of tables (``[[carriers]]``); ``GATEWAY_CARRIER_<NAME>_<KEY>`` overrides a key of the carrier
+with that name (``GATEWAY_CARRIER_SIM_PASSWORD``): keep carrier passwords in the environment.
 """
 
 from __future__ import annotations
@@ -244,10 +245,14 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
                 break
     built = {name: _build(hints[name], data, name) for name, data in values.items()}
     carriers_raw = raw.get("carriers")
-    if carriers_raw is None:
-        carriers = [CarrierSettings()]
-    else:
-        carriers = [_build(CarrierSettings, item, f"carriers[{i}]") for i, item in enumerate(carriers_raw)]
+    carriers_raw = [dict(c) for c in carriers_raw] if carriers_raw is not None else [{}]
+    carrier_fields = {f.name for f in dataclasses.fields(CarrierSettings)}
+    for item in carriers_raw:  # GATEWAY_CARRIER_<NAME>_<KEY>, e.g. GATEWAY_CARRIER_SIM_PASSWORD
+        prefix = "GATEWAY_CARRIER_" + str(item.get("name", "sim")).upper().replace("-", "_") + "_"
+        for key, value in env.items():
+            if key.startswith(prefix) and key[len(prefix):].lower() in carrier_fields - {"name"}:
+                item[key[len(prefix):].lower()] = value
+    carriers = [_build(CarrierSettings, item, f"carriers[{i}]") for i, item in enumerate(carriers_raw)]
     settings = Settings(**built, carriers=carriers)
     validate(settings)
     return settings

@@ -54,27 +54,31 @@ async def send_batch(request: web.Request) -> web.Response:
         raise Unprocessable(f"At most {MAX_BATCH} messages per batch.", code="batch_too_large")
     del f
     idem = request.headers.get("Idempotency-Key")
-    results: list[dict] = []
-    created = 0
+    reqs: list = []
+    for item in items:
+        try:
+            if not isinstance(item, dict):
+                raise Unprocessable("Each message must be a JSON object.", code="invalid_field")
+            req = svc.parse_send(item, settings.messages)
+            if req.dry_run:
+                raise Unprocessable("dry_run is not available in batches.", code="invalid_field",
+                                    details={"field": "dry_run"})
+            reqs.append(req)
+        except GatewayError as exc:
+            reqs.append(exc)
     async with request.app[keys.SESSIONMAKER]() as session, session.begin():
-        for index, item in enumerate(items):
-            try:
-                if not isinstance(item, dict):
-                    raise Unprocessable("Each message must be a JSON object.", code="invalid_field")
-                req = svc.parse_send(item, settings.messages)
-                if req.dry_run:
-                    raise Unprocessable("dry_run is not available in batches.", code="invalid_field",
-                                        details={"field": "dry_run"})
-                result = await svc.accept(session, request[keys.ACCOUNT_ID], req, settings.pricing,
-                                          idempotency_key=f"{idem}:{index}" if idem else None,
-                                          now=request.app[keys.CLOCK]())
-                created += result.created
-                if result.blocked is not None:
-                    raise result.blocked
-                results.append({"index": index, "status_code": 202 if result.created else 200,
-                                "message": svc.message_summary(result.message)})
-            except GatewayError as exc:
-                results.append({"index": index, "status_code": exc.status, **exc.to_json()})
+        outcomes = await svc.accept_many(session, request[keys.ACCOUNT_ID], reqs, settings.pricing,
+                                         idempotency_keys=[f"{idem}:{i}" if idem else None for i in range(len(reqs))],
+                                         now=request.app[keys.CLOCK]())
+        results: list[dict] = []
+        for index, outcome in enumerate(outcomes):
+            error = outcome if isinstance(outcome, GatewayError) else outcome.blocked
+            if error is not None:
+                results.append({"index": index, "status_code": error.status, **error.to_json()})
+            else:
+                results.append({"index": index, "status_code": 202 if outcome.created else 200,
+                                "message": svc.message_summary(outcome.message)})
+    created = sum(1 for o in outcomes if not isinstance(o, GatewayError) and o.created)
     if created:
         request.app[keys.DISPATCHER].notify()
         request.app[keys.WEBHOOKS].notify()

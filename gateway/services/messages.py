@@ -82,10 +82,16 @@ async def _account_numbers(session: AsyncSession, account_id: int) -> list[Numbe
                                                             Number.status != NumberStatus.RELEASED.value))).all())
 
 
-async def opted_out(session: AsyncSession, account_id: int, phone: str, number: Number) -> bool:
-    lists = ["default"] + ([number.opt_out_list] if number.opt_out_list else [])
-    return await session.scalar(select(OptOut.id).where(OptOut.account_id == account_id, OptOut.phone == phone,
-                                                        OptOut.list_name.in_(lists)).limit(1)) is not None
+async def opted_out_phones(session: AsyncSession, account_id: int, phones: set[str]) -> dict[str, set[str]]:
+    """phone -> the opt-out lists it is on, for these phones."""
+    found: dict[str, set[str]] = {}
+    ordered = sorted(phones)
+    for i in range(0, len(ordered), 400):
+        rows = await session.execute(select(OptOut.phone, OptOut.list_name).where(
+            OptOut.account_id == account_id, OptOut.phone.in_(ordered[i:i + 400])))
+        for phone, list_name in rows.all():
+            found.setdefault(phone, set()).add(list_name)
+    return found
 
 
 def price(number: Number, segments: int, pricing: PricingSettings) -> dict[str, Any]:
@@ -93,9 +99,9 @@ def price(number: Number, segments: int, pricing: PricingSettings) -> dict[str, 
     return {"amount": round(per_segment * segments, 6), "currency": pricing.currency, "per_segment": per_segment}
 
 
-async def _compliance(session: AsyncSession, account: Account, number: Number, req: SendRequest,
-                      encoded: EncodedText, message_type: str, now: dt.datetime) -> GatewayError | None:
-    if await opted_out(session, account.id, req.to, number):
+def _compliance(account: Account, number: Number, req: SendRequest, encoded: EncodedText, message_type: str,
+                now: dt.datetime, opt_lists: set[str]) -> GatewayError | None:
+    if opt_lists & {"default", number.opt_out_list}:
         return Conflict(f"{req.to} opted out of messages from this account; it must opt in (START) again first.",
                         code="recipient_opted_out")
     if number.type == "ten_dlc":
@@ -112,72 +118,106 @@ async def _compliance(session: AsyncSession, account: Account, number: Number, r
     return None
 
 
-async def _queue_bound(session: AsyncSession, account: Account) -> None:
-    if account.queue_policy != "reject":
-        return
-    queued = await session.scalar(select(func.count()).select_from(Message).where(
+async def _queued_count(session: AsyncSession, account: Account) -> int:
+    return await session.scalar(select(func.count()).select_from(Message).where(
         Message.account_id == account.id, Message.status.in_((MessageStatus.QUEUED.value,
                                                                MessageStatus.SENDING.value))))
-    if queued >= account.max_queued:
-        wait = max(1, math.ceil(queued / max(account.max_rate_per_s, 0.1)))
-        raise TooManyRequests(f"{queued} messages of this account are waiting to be sent; try again later.",
-                              code="queue_full", headers={"Retry-After": str(wait)})
+
+
+def _queue_full(queued: int, account: Account) -> TooManyRequests:
+    wait = max(1, math.ceil(queued / max(account.max_rate_per_s, 0.1)))
+    return TooManyRequests(f"{queued} messages of this account are waiting to be sent; try again later.",
+                           code="queue_full", headers={"Retry-After": str(wait)})
 
 
 async def accept(session: AsyncSession, account_id: int, req: SendRequest, pricing: PricingSettings, *,
                  idempotency_key: str | None = None, now: dt.datetime | None = None) -> Accepted:
-    """Validate and store one message (or find the one with the same idempotency key)."""
-    if idempotency_key is not None:
-        existing = await session.scalar(select(Message).where(
-            Message.account_id == account_id, Message.idempotency_key == idempotency_key))
-        if existing is not None:
-            return Accepted(existing, False)
+    """Validate and store one message (or find the one with the same idempotency key); raise its error."""
+    result = (await accept_many(session, account_id, [req], pricing, idempotency_keys=[idempotency_key],
+                                now=now))[0]
+    if isinstance(result, GatewayError):
+        raise result
+    return result
+
+
+async def accept_many(session: AsyncSession, account_id: int, reqs: list[SendRequest | GatewayError],
+                      pricing: PricingSettings, *, idempotency_keys: list[str | None] | None = None,
+                      now: dt.datetime | None = None) -> list[Accepted | GatewayError]:
+    """Validate and store messages in one go: what they share is read once, the new rows written together.
+    Each entry of the answer is an Accepted or the error for that message (items given as errors stay so)."""
+    now = now or utcnow()
+    keys = idempotency_keys or [None] * len(reqs)
     account = await session.get(Account, account_id)
     numbers = await _account_numbers(session, account_id)
-    named = next((n for n in numbers if n.number == req.source), None) if req.source else None
-    if named is not None and named.type == "ten_dlc" and named.status != NumberStatus.ACTIVE.value:
-        number = named  # refused below, as a blocked message from it
-    else:
-        number = origination.choose(numbers, req.to, region_of(req.to), req.source)
-    encoded = _encode(req.body, account.smart_encoding)
-    message_type = req.message_type or number.message_type or "transactional"
-    now = now or utcnow()
-    blocked = await _compliance(session, account, number, req, encoded, message_type, now)
-    if blocked is None and not req.dry_run:
-        await _queue_bound(session, account)
-    message = Message(
-        public_id=new_public_id(), account_id=account_id, source=number.number, destination=req.to,
-        body=encoded.text, encoding=encoded.encoding, segments=len(encoded.segments),
-        characters=encoded.characters, status=MessageStatus.QUEUED.value, idempotency_key=idempotency_key,
-        status_callback=req.status_callback, message_type=message_type, created_at=now, updated_at=now,
-        next_attempt_at=now, expires_at=now + dt.timedelta(seconds=req.ttl),
-    )
-    cost = price(number, len(encoded.segments), pricing)
-    if req.dry_run:
-        if blocked is not None:
-            raise blocked
-        return Accepted(message, False, cost)
-    if blocked is not None:
-        message.status, message.error_code, message.error_message = (MessageStatus.BLOCKED.value, blocked.code,
-                                                                     blocked.message)
-        message.done_at = now
-    session.add(message)
-    try:
-        await session.flush()
-    except IntegrityError:
-        await session.rollback()  # a concurrent request with the same idempotency key won
-        existing = await session.scalar(select(Message).where(
-            Message.account_id == account_id, Message.idempotency_key == idempotency_key))
-        if existing is None:
-            raise
-        return Accepted(existing, False)
-    event = (TEXT_BLOCKED, MessageStatus.BLOCKED.value, blocked.code) if blocked else (
-        TEXT_QUEUED, MessageStatus.QUEUED.value, None)
-    await record_events(session, [{"message_id": message.id, "account_id": account_id, "type": event[0],
-                                   "status": event[1], "error_code": event[2], "created_at": now}])
-    if blocked is not None:
-        blocked.details = {**blocked.details, "message_id": message.public_id}
-    return Accepted(message, True, cost, blocked)
+    by_number = {n.number: n for n in numbers}
+    wanted = [k for k in keys if k is not None]
+    existing: dict[str, Message] = {}
+    for i in range(0, len(wanted), 400):
+        for m in (await session.scalars(select(Message).where(
+                Message.account_id == account_id, Message.idempotency_key.in_(wanted[i:i + 400])))).all():
+            existing[m.idempotency_key] = m
+    valid = [r for r in reqs if isinstance(r, SendRequest)]
+    opted = await opted_out_phones(session, account_id, {r.to for r in valid})
+    queued = await _queued_count(session, account) if account.queue_policy == "reject" else 0
+    results: list[Accepted | GatewayError] = []
+    stored: list[Accepted] = []
+    for req, key in zip(reqs, keys):
+        if isinstance(req, GatewayError):
+            results.append(req)
+            continue
+        try:
+            if key is not None and key in existing:
+                results.append(Accepted(existing[key], False))
+                continue
+            named = by_number.get(req.source) if req.source else None
+            if named is not None and named.type == "ten_dlc" and named.status != NumberStatus.ACTIVE.value:
+                number = named  # refused below, as a blocked message from it
+            else:
+                number = origination.choose(numbers, req.to, region_of(req.to), req.source)
+            encoded = _encode(req.body, account.smart_encoding)
+            message_type = req.message_type or number.message_type or "transactional"
+            blocked = _compliance(account, number, req, encoded, message_type, now, opted.get(req.to, set()))
+            if blocked is None and not req.dry_run and account.queue_policy == "reject":
+                if queued >= account.max_queued:
+                    raise _queue_full(queued, account)
+                queued += 1
+            message = Message(
+                public_id=new_public_id(), account_id=account_id, source=number.number, destination=req.to,
+                body=encoded.text, encoding=encoded.encoding, segments=len(encoded.segments),
+                characters=encoded.characters, status=MessageStatus.QUEUED.value, idempotency_key=key,
+                status_callback=req.status_callback, message_type=message_type, created_at=now, updated_at=now,
+                next_attempt_at=now, expires_at=now + dt.timedelta(seconds=req.ttl), attempts=0, paced=False)
+            cost = price(number, len(encoded.segments), pricing)
+            if req.dry_run:
+                if blocked is not None:
+                    raise blocked
+                results.append(Accepted(message, False, cost))
+                continue
+            if blocked is not None:
+                message.status, message.error_code = MessageStatus.BLOCKED.value, blocked.code
+                message.error_message, message.done_at = blocked.message, now
+            accepted = Accepted(message, True, cost, blocked)
+            if key is not None:
+                existing[key] = message  # the same key twice in one batch: one message
+            results.append(accepted)
+            stored.append(accepted)
+        except GatewayError as exc:
+            results.append(exc)
+    if stored:
+        session.add_all([a.message for a in stored])
+        try:
+            await session.flush()
+        except IntegrityError:
+            raise Conflict("Another request with the same Idempotency-Key is being processed; retry it.",
+                           code="idempotency_conflict") from None
+        await record_events(session, [
+            {"message_id": a.message.id, "account_id": account_id, "type": TEXT_BLOCKED if a.blocked else TEXT_QUEUED,
+             "status": a.message.status, "error_code": a.blocked.code if a.blocked else None, "created_at": now}
+            for a in stored])
+        for a in stored:
+            if a.blocked is not None:
+                a.blocked.details = {**a.blocked.details, "message_id": a.message.public_id}
+    return results
 
 
 async def get_message(session: AsyncSession, account_id: int, public_id: str) -> Message:

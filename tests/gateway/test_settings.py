@@ -45,3 +45,9 @@ def test_unknown_keys_in_the_file_are_refused(tmp_path: Path):
 def test_carrier_repr_hides_the_password():
     s = load_settings(env={})
     assert "secret" not in repr(s.carriers[0]) and "secret" not in repr(s)
+
+
+def test_carrier_keys_from_the_environment():
+    s = load_settings(env={"GATEWAY_CARRIER_SIM_PASSWORD": "from-env", "GATEWAY_CARRIER_SIM_PORT": "3775",
+                           "GATEWAY_CARRIER_OTHER_PORT": "1"})
+    assert (s.carriers[0].password, s.carriers[0].port) == ("from-env", 3775)

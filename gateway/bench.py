@@ -1,0 +1,247 @@
+"""Benchmarks (`gatewayctl bench ...`): figures printed as JSON, never asserted by tests.
+
+By default a benchmark starts its own SMSC simulator and gateway as separate processes (a temporary SQLite
+database, free ports), so that the load generator, the gateway and the simulator do not share one core.
+With --url (and --simulator-url) it targets running ones instead. Everything is measured through the HTTP API
+and the simulator's control API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import aiohttp
+
+BENCH_TOKEN = "op_bench_token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, int(round(p / 100 * (len(ordered) - 1)))))
+    return ordered[k]
+
+
+def recipients(n: int, start: int = 0) -> list[str]:
+    """n distinct valid US numbers (212 2xx-xxxx)."""
+    return [f"+1212{2000000 + (start + i) % 8000000:07d}" for i in range(n)]
+
+
+@dataclass
+class Target:
+    url: str
+    sim_url: str
+    key: str
+    processes: list[subprocess.Popen]
+
+
+def _parse_time(value: str) -> float:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+@contextlib.asynccontextmanager
+async def started(*, url: str | None, sim_url: str | None, key: str | None, env: dict[str, str],
+                  receipt_delay_ms: int = 50) -> AsyncIterator[Target]:
+    """A gateway and a simulator to measure: the given ones, or new processes on free ports."""
+    if url:
+        if not (sim_url and key):
+            raise SystemExit("--url needs --simulator-url and --api-key too")
+        yield Target(url.rstrip("/"), sim_url.rstrip("/"), key, [])
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="gw-bench-"))
+    smpp, sim_http, http = free_port(), free_port(), free_port()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    procs: list[subprocess.Popen] = []
+    log = open(tmp / "bench.log", "w")  # noqa: SIM115
+    try:
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "simulator", "--smpp-port", str(smpp), "--http-port",
+             str(sim_http), "--receipt-delay-ms", str(receipt_delay_ms)], env=base, stdout=log, stderr=log))
+        gw_env = {**base, "GATEWAY_PORT": str(http), "GATEWAY_SERVER_DATA_DIR": str(tmp),
+                  "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'gateway.db'}",
+                  "GATEWAY_SIMULATOR_EMBEDDED": "false", "GATEWAY_OPERATOR_TOKEN": BENCH_TOKEN,
+                  "GATEWAY_CARRIER_SIM_PORT": str(smpp), **env}
+        procs.append(subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--demo"], env=gw_env,
+                                      stdout=log, stderr=log))
+        gw_url = f"http://127.0.0.1:{http}"
+        async with aiohttp.ClientSession() as http_client:
+            for _ in range(300):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http_client.get(gw_url + "/readyz") as resp:
+                        if resp.status == 200 and (tmp / "demo_api_key").exists():
+                            break
+                if any(p.poll() is not None for p in procs):
+                    raise SystemExit(f"a benchmark process ended early; see {tmp / 'bench.log'}")
+                await asyncio.sleep(0.1)
+            else:
+                raise SystemExit(f"the gateway did not become ready; see {tmp / 'bench.log'}")
+        yield Target(gw_url, f"http://127.0.0.1:{sim_http}", (tmp / "demo_api_key").read_text().strip(), procs)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(10)
+        log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _admin(http: aiohttp.ClientSession, target: Target, method: str, path: str, body: Any = None) -> Any:
+    async with http.request(method, target.url + path, json=body,
+                            headers={"Authorization": f"Bearer {BENCH_TOKEN}"}) as resp:
+        return await resp.json()
+
+
+async def _send_batches(http: aiohttp.ClientSession, target: Target, numbers: list[str], batch: int,
+                        concurrency: int, body: str) -> tuple[list[str], list[float], float, float]:
+    """POST /v1/messages/batch; returns (ids, per-request latencies in ms, start, end)."""
+    headers = {"Authorization": f"Bearer {target.key}"}
+    chunks = [numbers[i:i + batch] for i in range(0, len(numbers), batch)]
+    ids: list[str] = []
+    latencies: list[float] = []
+    queue: asyncio.Queue = asyncio.Queue()
+    for chunk in chunks:
+        queue.put_nowait(chunk)
+
+    async def worker() -> None:
+        while not queue.empty():
+            chunk = queue.get_nowait()
+            payload = {"messages": [{"to": n, "body": body} for n in chunk]}
+            t0 = time.perf_counter()
+            async with http.post(target.url + "/v1/messages/batch", json=payload, headers=headers) as resp:
+                data = await resp.json()
+            latencies.append((time.perf_counter() - t0) * 1000)
+            ids.extend(r["message"]["id"] for r in data["results"] if r["status_code"] < 300)
+
+    start = time.time()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return ids, latencies, start, time.time()
+
+
+async def _send_single(http: aiohttp.ClientSession, target: Target, numbers: list[str], concurrency: int,
+                       body: str) -> tuple[list[str], list[float], float, float]:
+    headers = {"Authorization": f"Bearer {target.key}"}
+    ids: list[str] = []
+    latencies: list[float] = []
+    it = iter(numbers)
+
+    async def worker() -> None:
+        for number in it:
+            t0 = time.perf_counter()
+            async with http.post(target.url + "/v1/messages", json={"to": number, "body": body},
+                                 headers=headers) as resp:
+                data = await resp.json()
+            latencies.append((time.perf_counter() - t0) * 1000)
+            if resp.status == 202:
+                ids.append(data["id"])
+
+    start = time.time()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return ids, latencies, start, time.time()
+
+
+async def _final_states(http: aiohttp.ClientSession, target: Target, want: int, timeout: float) -> list[dict]:
+    """Page through the account's messages until ``want`` of them are final (or the timeout passes)."""
+    headers = {"Authorization": f"Bearer {target.key}"}
+    deadline = time.time() + timeout
+    while True:
+        messages: list[dict] = []
+        before = None
+        while True:
+            params = {"limit": "500"} | ({"before": before} if before else {})
+            async with http.get(target.url + "/v1/messages", params=params, headers=headers) as resp:
+                page = await resp.json()
+            messages.extend(page["messages"])
+            before = page["next"]
+            if not before:
+                break
+        finals = [m for m in messages if m["status"] in ("delivered", "undelivered", "failed", "expired", "blocked")]
+        if len(finals) >= want or time.time() > deadline:
+            return messages
+        await asyncio.sleep(1.0)
+
+
+async def bench_sms(*, messages: int, url: str | None, sim_url: str | None, key: str | None, throttles: bool,
+                    mode: str, concurrency: int, batch: int, timeout: float) -> dict[str, Any]:
+    env = {} if throttles else {"GATEWAY_PACING_ENABLED": "false"}
+    async with started(url=url, sim_url=sim_url, key=key, env=env) as target, \
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600),
+                                  connector=aiohttp.TCPConnector(limit=concurrency * 2)) as http:
+        numbers = recipients(messages)
+        if mode == "batch":
+            ids, latencies, start, end = await _send_batches(http, target, numbers, batch, concurrency, "bench")
+        else:
+            ids, latencies, start, end = await _send_single(http, target, numbers, concurrency, "bench")
+        rows = await _final_states(http, target, len(ids), timeout)
+        async with http.get(target.sim_url + "/stats") as resp:
+            sim = await resp.json()
+    mine = {m["id"]: m for m in rows}
+    sent = [mine[i] for i in ids if i in mine]
+    delivered = [m for m in sent if m["status"] == "delivered"]
+    finals = [m for m in sent if m["status"] in ("delivered", "undelivered", "failed", "expired", "blocked")]
+    created = [_parse_time(m["created_at"]) for m in delivered]
+    done = [_parse_time(m["done_at"]) for m in delivered]
+    span = (max(done) - min(created)) if delivered else 0.0
+    return {
+        "benchmark": "sms", "messages": messages, "mode": mode, "throttles": throttles,
+        "accepted": len(ids), "accepted_per_s": round(len(ids) / max(end - start, 1e-9), 1),
+        "accept_p50_ms": round(percentile(latencies, 50), 2), "accept_p99_ms": round(percentile(latencies, 99), 2),
+        "accept_latency_is_per": "batch request" if mode == "batch" else "request",
+        "delivered": len(delivered), "delivered_per_s": round(len(delivered) / span, 1) if span else 0.0,
+        "delivered_p50_ms": round(percentile([d - c for c, d in zip(created, done)], 50) * 1000, 1),
+        "delivered_p99_ms": round(percentile([d - c for c, d in zip(created, done)], 99) * 1000, 1),
+        "lost": len(ids) - len(finals), "simulator_received": sim["received"],
+        "simulator_throttled": sim["stats"].get("throttled", 0),
+    }
+
+
+async def bench_throttle(*, seconds: float, url: str | None, sim_url: str | None, key: str | None,
+                         rate_limits: dict[str, float] | None = None) -> dict[str, Any]:
+    """Queue ``seconds`` worth of the account's limit at once; report what the simulator saw each second."""
+    async with started(url=url, sim_url=sim_url, key=key, env={}) as target, aiohttp.ClientSession() as http:
+        account = await (await http.get(target.url + "/v1/account",
+                                        headers={"Authorization": f"Bearer {target.key}"})).json()
+        limit = float(account["max_rate_per_s"])
+        if rate_limits:
+            async with http.post(target.sim_url + "/scenario", json={"rate_limits": rate_limits}) as resp:
+                resp.raise_for_status()
+        count = int(limit * seconds)
+        numbers = recipients(count, start=int(time.time()) % 1000 * 10_000)
+        ids, _, start, _ = await _send_batches(http, target, numbers, 500, 2, "pace")
+        rows = await _final_states(http, target, len(ids), timeout=seconds * 3 + 60)
+        async with http.get(target.sim_url + "/stats") as resp:
+            sim = await resp.json()
+    per_second = {int(k): v for k, v in sim["per_second"].items() if int(k) >= int(start)}
+    full = sorted(per_second)[1:-1] or sorted(per_second)  # first and last seconds are partial
+    mine = {m["id"] for m in rows if m["status"] in ("delivered", "undelivered", "failed", "expired")}
+    return {
+        "benchmark": "throttle", "seconds": seconds, "limit": limit, "offered": len(ids),
+        "max_per_s": max(per_second.values()) if per_second else 0,
+        "mean_per_s": round(sum(per_second[s] for s in full) / len(full), 2) if full else 0.0,
+        "per_second": [per_second[s] for s in sorted(per_second)],
+        "throttled": sim["stats"].get("throttled", 0), "lost": len(ids) - len(mine & set(ids)),
+    }
+
+
+def run(coro) -> None:  # noqa: ANN001
+    print(json.dumps(asyncio.run(coro), indent=2))
