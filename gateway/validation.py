@@ -88,8 +88,8 @@ class Fields:
         return value
 
 
-def e164(value: str, *, field: str = "to", default_region: str = "US") -> str:
-    """Normalize a phone number to E.164, or raise 422 invalid_destination / invalid_from."""
+def parse_phone(value: str, *, field: str = "to", default_region: str = "US") -> tuple[str, str | None]:
+    """(E.164, region) of a phone number, or raise 422 invalid_destination / invalid_from."""
     code = "invalid_destination" if field == "to" else "invalid_from"
     try:
         parsed = phonenumbers.parse(value, None if value.strip().startswith("+") else default_region)
@@ -97,7 +97,13 @@ def e164(value: str, *, field: str = "to", default_region: str = "US") -> str:
         raise Unprocessable(f"'{value}' is not a phone number.", code=code, details={"field": field}) from None
     if not phonenumbers.is_valid_number(parsed):
         raise Unprocessable(f"'{value}' is not a valid phone number.", code=code, details={"field": field})
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return (phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
+            phonenumbers.region_code_for_number(parsed))
+
+
+def e164(value: str, *, field: str = "to", default_region: str = "US") -> str:
+    """Normalize a phone number to E.164, or raise 422 invalid_destination / invalid_from."""
+    return parse_phone(value, field=field, default_region=default_region)[0]
 
 
 def origination(value: str, *, default_region: str = "US") -> str:

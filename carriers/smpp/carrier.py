@@ -93,7 +93,10 @@ class SmppCarrier(Carrier):
 
     async def send_sms(self, message: OutboundSms) -> SubmitResult:
         client = self._client()
-        ids = await asyncio.gather(*(client.submit_sm(**fields) for fields in self.submits(message)))
+        submits = self.submits(message)
+        if len(submits) == 1:
+            return SubmitResult((await client.submit_sm(**submits[0]),))
+        ids = await asyncio.gather(*(client.submit_sm(**fields) for fields in submits))
         return SubmitResult(tuple(ids))
 
     async def _on_deliver_sm(self, pdu: Any) -> int:

@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 DeliverHandler = Callable[[Any], Awaitable[int]]
 
 
+def _expire(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_exception(asyncio.TimeoutError())
+
+
 class _Closed(Exception):
     """The connection ended (EOF, unbind, keep-alive failure, garbage)."""
 
@@ -46,12 +51,15 @@ class _Link:
 
     async def request(self, command: str, timeout: float, **fields: Any) -> tuple[int, bytes]:
         seq = self.next_seq()
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future = loop.create_future()
         self.pending[seq] = fut
+        timer = loop.call_later(timeout, _expire, fut)  # cheaper than wait_for on the hot path
         try:
             self.send(P.build(command, seq, **fields))
-            return await asyncio.wait_for(fut, timeout)
+            return await fut
         finally:
+            timer.cancel()
             self.pending.pop(seq, None)
 
     def fail_pending(self, exc: Exception) -> None:
@@ -254,7 +262,7 @@ class SmppClient:
             raise CarrierRejected(f"{self.name} rejected the message (command_status 0x{status:02x}).",
                                   code="rejected", command_status=status)
         try:
-            return P.text(P.parse(raw).message_id)
+            return P.submit_sm_resp_id(raw)
         except ValueError:
             raise CarrierRejected(f"{self.name} answered with an undecodable submit_sm_resp.",
                                   code="bad_response") from None

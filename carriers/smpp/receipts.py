@@ -38,11 +38,12 @@ def parse_receipt_text(body: str) -> dict[str, str]:
 
 
 def _receipt_date(value: str | None) -> dt.datetime | None:
+    """YYMMDDhhmm[ss] in UTC, or None."""
     if not value or not value.isdigit() or len(value) not in (10, 12):
         return None
     try:
-        fmt = "%y%m%d%H%M%S" if len(value) == 12 else "%y%m%d%H%M"
-        return dt.datetime.strptime(value, fmt).replace(tzinfo=dt.timezone.utc)
+        return dt.datetime(2000 + int(value[0:2]), int(value[2:4]), int(value[4:6]), int(value[6:8]),
+                           int(value[8:10]), int(value[10:12] or 0), tzinfo=dt.timezone.utc)
     except ValueError:
         return None
 

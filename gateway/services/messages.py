@@ -24,7 +24,7 @@ from gateway.models import Message, MessageEvent, MessagePart, MessageStatus
 from gateway.services import compliance, origination
 from gateway.services.events import record as record_events
 from gateway.settings import MessageSettings, PricingSettings
-from gateway.validation import Fields, e164, origination as parse_origination, region_of
+from gateway.validation import Fields, origination as parse_origination, parse_phone, region_of
 from registry.db import utcnow
 from registry.models import Account, Number, NumberStatus, OptOut
 
@@ -41,6 +41,7 @@ class SendRequest:
     ttl: int
     dry_run: bool
     message_type: str | None
+    region: str | None = None  # the destination's region, from the one parse of it
 
 
 @dataclass
@@ -57,7 +58,7 @@ def new_public_id() -> str:
 
 def parse_send(data: dict[str, Any], settings: MessageSettings) -> SendRequest:
     f = Fields(data, SEND_FIELDS)
-    to = e164(f.text("to", required=True, max_length=40) or "", default_region=settings.default_country)
+    to, region = parse_phone(f.text("to", required=True, max_length=40) or "", default_region=settings.default_country)
     body = f.text("body", required=True, max_length=10_000) or ""
     source = f.text("from", max_length=40)
     if source is not None:
@@ -67,7 +68,8 @@ def parse_send(data: dict[str, Any], settings: MessageSettings) -> SendRequest:
     if message_type is not None and message_type not in MESSAGE_TYPES:
         raise Unprocessable("message_type must be transactional or promotional.", code="invalid_field",
                             details={"field": "message_type"})
-    return SendRequest(to, body, source, f.url("status_callback"), ttl, bool(f.boolean("dry_run")), message_type)
+    return SendRequest(to, body, source, f.url("status_callback"), ttl, bool(f.boolean("dry_run")), message_type,
+                       region)
 
 
 def _encode(body: str, smart: bool) -> EncodedText:
@@ -173,7 +175,7 @@ async def accept_many(session: AsyncSession, account_id: int, reqs: list[SendReq
             if named is not None and named.type == "ten_dlc" and named.status != NumberStatus.ACTIVE.value:
                 number = named  # refused below, as a blocked message from it
             else:
-                number = origination.choose(numbers, req.to, region_of(req.to), req.source)
+                number = origination.choose(numbers, req.to, req.region or region_of(req.to), req.source)
             encoded = _encode(req.body, account.smart_encoding)
             message_type = req.message_type or number.message_type or "transactional"
             blocked = _compliance(account, number, req, encoded, message_type, now, opted.get(req.to, set()))

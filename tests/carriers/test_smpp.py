@@ -330,3 +330,11 @@ async def test_garbage_gets_generic_nack_or_a_clean_close_and_others_keep_workin
         s.sendall(bytes(range(256)) * 4)
     assert await good.submit_sm(source_addr="1", destination_addr="2", short_message=b"still fine")
     await good.close()
+
+
+def test_fast_submit_sm_resp_reading_agrees_with_smpplib():
+    for message_id in ("A1B2C3", "0", "x" * 64):
+        raw = P.build("submit_sm_resp", 3, message_id=message_id)
+        assert P.submit_sm_resp_id(raw) == P.text(P.parse(raw).message_id) == message_id
+    with pytest.raises(ValueError):
+        P.submit_sm_resp_id(struct.pack(">LLLL", 16, 0x80000004, 0, 3))
