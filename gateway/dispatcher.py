@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carriers import Carrier, CarrierRejected, CarrierRetryable, OutboundSms, Receipt, Segment
@@ -53,6 +53,7 @@ class _Claimed:
     expires_at: dt.datetime
     segments: int
     paced: bool
+    next_attempt_at: dt.datetime
 
 
 @dataclass(slots=True)
@@ -202,7 +203,11 @@ class Dispatcher:
             return []
         now = utcnow()
         async with self._sm() as session, session.begin():
-            due = (select(Message.id).where(Message.status == S.QUEUED.value, Message.next_attempt_at <= now)
+            # a message with a reserved slot is taken up to one horizon early and sent exactly at its slot
+            early = now + dt.timedelta(seconds=self._policy.settings.horizon_s if self._policy else 0.0)
+            due = (select(Message.id).where(Message.status == S.QUEUED.value,
+                                            or_(Message.next_attempt_at <= now,
+                                                and_(Message.paced.is_(True), Message.next_attempt_at <= early)))
                    .order_by(Message.id).limit(limit))
             if session.bind.dialect.name == "postgresql":
                 due = due.with_for_update(skip_locked=True)
@@ -210,7 +215,8 @@ class Dispatcher:
                 update(Message).where(Message.id.in_(due.scalar_subquery()))
                 .values(status=S.SENDING.value, attempts=Message.attempts + 1, updated_at=now)
                 .returning(Message.id, Message.account_id, Message.source, Message.destination, Message.body,
-                           Message.attempts, Message.expires_at, Message.segments, Message.paced)
+                           Message.attempts, Message.expires_at, Message.segments, Message.paced,
+                           Message.next_attempt_at)
                 .execution_options(synchronize_session=False)
             )).all()
         self.stats["claimed"] += len(rows)
@@ -227,7 +233,7 @@ class Dispatcher:
         now = time.time()
         later: list[dict] = []
         for item in batch:
-            at = now
+            at = item.next_attempt_at.timestamp() if item.paced else now
             if policy is not None and not item.paced:
                 limits = policy.limits(item.account_id, item.source, item.destination)
                 ttl_left = item.expires_at.timestamp() - now
@@ -247,6 +253,10 @@ class Dispatcher:
             task.add_done_callback(self._inflight.discard)
         if later:
             await self._requeue(later)
+            slots = [row["next_attempt_at"].timestamp() for row in later if row["paced"]]
+            if slots:  # wake the claim loop when the first reserved slot is a horizon away, not at the next poll
+                delay = max(0.0, min(slots) - horizon - time.time())
+                asyncio.get_running_loop().call_later(delay, self._wakeup.set)
 
     async def _requeue(self, rows: list[dict]) -> None:
         by_keys: dict[frozenset, list[dict]] = {}
