@@ -15,6 +15,7 @@ from carriers import Carrier
 from gateway import keys, middleware
 from gateway.db import create_engine, create_sessionmaker
 from gateway.dispatcher import CarrierPool, Dispatcher
+from gateway.inbound import InboundService
 from gateway.lookup import NumberLookup
 from gateway.openapi import routes as openapi_routes
 from gateway.policy import PacingPolicy
@@ -22,6 +23,7 @@ from gateway.routes.account import routes as account_routes
 from gateway.routes.admin import routes as admin_routes
 from gateway.routes.health import routes as health_routes
 from gateway.routes.messages import routes as message_routes
+from gateway.routes.two_way import routes as two_way_routes
 from gateway.services.accounts import KeyAuthenticator
 from gateway.settings import CarrierSettings, Settings
 from gateway.webhooks import WebhookSender
@@ -62,6 +64,14 @@ async def campaign_limits(session, campaign_id: int):  # noqa: ANN001, ANN201
     except ImportError:
         return None
     return await carrier_limits_for_campaign(session, campaign_id)
+
+
+class CarrierSink:
+    """What carriers report: receipts to the dispatcher, inbound messages to the inbound service."""
+
+    def __init__(self, dispatcher: Dispatcher, inbound: InboundService):
+        self.on_receipt = dispatcher.on_receipt
+        self.on_inbound = inbound.on_inbound
 
 
 def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None) -> web.Application:
@@ -117,15 +127,21 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
                                 policy=policy)
         app[keys.CARRIERS] = pool
         app[keys.DISPATCHER] = dispatcher
+        inbound = InboundService(app[keys.SESSIONMAKER], reassembly_timeout_s=settings.messages.reassembly_timeout_s,
+                                 on_reply=dispatcher.notify, on_webhooks=sender.notify)
+        app[keys.INBOUND] = inbound
+        sink = CarrierSink(dispatcher, inbound)
         for carrier in held:
-            carrier.set_events(dispatcher)
+            carrier.set_events(sink)
             await carrier.start()
         for _ in range(50):  # give the first bind a moment so the first message need not wait for a poll
             if pool.ready:
                 break
             await asyncio.sleep(0.02)
         await dispatcher.start()
+        await inbound.start()
         yield
+        await inbound.stop()
         await dispatcher.stop()
         await asyncio.gather(*(c.close() for c in held), return_exceptions=True)
         await sender.stop()
@@ -135,5 +151,6 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
     app.add_routes(openapi_routes)
     app.add_routes(message_routes)
     app.add_routes(account_routes)
+    app.add_routes(two_way_routes)
     app.add_routes(admin_routes)
     return app

@@ -162,9 +162,6 @@ class Dispatcher:
         self._receipts.append((carrier, receipt))
         self._write_signal.set()
 
-    async def on_inbound(self, carrier: str, message) -> None:  # noqa: ANN001 - routed by the inbound service
-        log.warning("inbound message from carrier %s dropped: inbound routing is not configured", carrier)
-
     # --- claim and send --------------------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
         poll = self._settings.poll_interval_ms / 1000

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from carriers.simulator import SimulatorServices
 from gateway.dispatcher import CarrierPool, Dispatcher
+from gateway.inbound import InboundService
 from gateway.services.accounts import KeyAuthenticator
 from gateway.settings import Settings
 from gateway.webhooks import WebhookSender
@@ -18,6 +19,7 @@ AUTH = web.AppKey("auth", KeyAuthenticator)
 CARRIERS = web.AppKey("carriers", CarrierPool)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 OPERATOR_TOKEN = web.AppKey("operator_token", str)
+INBOUND = web.AppKey("inbound", InboundService)
 WEBHOOKS = web.AppKey("webhooks", WebhookSender)
 SIMULATOR = web.AppKey("simulator", SimulatorServices)  # the embedded SMSC simulator, when there is one
 

@@ -143,3 +143,59 @@ class WebhookAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class InboundMessage(Base):
+    """A message a person sent to a leased number (multipart ones reassembled)."""
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (Index("ix_inbound_account", "account_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), nullable=True)
+    number: Mapped[str] = mapped_column(String(20))  # the leased number it was sent to
+    source: Mapped[str] = mapped_column(String(20), index=True)  # the person
+    body: Mapped[str] = mapped_column(Text)
+    segments: Mapped[int] = mapped_column(Integer, default=1)
+    complete: Mapped[bool] = mapped_column(Boolean, default=True)  # False: parts never all arrived
+    keyword: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    action: Mapped[str | None] = mapped_column(String(20), nullable=True)  # opt_out | opt_in | help | auto_response
+    in_reply_to: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    reply_id: Mapped[str | None] = mapped_column(String(40), nullable=True)  # our automatic reply, if any
+    forwarded: Mapped[bool] = mapped_column(Boolean, default=False)
+    carrier: Mapped[str] = mapped_column(String(50))
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class InboundPart(Base):
+    """One part of a multipart inbound message, kept until the set is complete (or times out)."""
+
+    __tablename__ = "inbound_parts"
+    __table_args__ = (UniqueConstraint("carrier", "source", "destination", "ref", "seq", name="uq_inbound_parts"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    carrier: Mapped[str] = mapped_column(String(50))
+    source: Mapped[str] = mapped_column(String(20))
+    destination: Mapped[str] = mapped_column(String(20))
+    ref: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # set when its message was handed on; kept for the reassembly window so a late repeat is recognized
+    assembled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class NumberKeyword(Base):
+    """A customer's keyword on one of its numbers."""
+
+    __tablename__ = "number_keywords"
+    __table_args__ = (UniqueConstraint("number_id", "keyword", name="uq_number_keywords"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number_id: Mapped[int] = mapped_column(ForeignKey("numbers.id", ondelete="CASCADE"), index=True)
+    keyword: Mapped[str] = mapped_column(String(40))
+    action: Mapped[str] = mapped_column(String(20))
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -112,6 +112,72 @@ PATHS: dict[str, dict[str, Any]] = {
                                            "responses": {"201": _json({"type": "object"}), **_errors(401, 404)}}},
 }
 
+NUMBER_PARAM = {"name": "number", "in": "path", "required": True, "schema": {"type": "string"},
+                "description": "E.164 (URL-encoded '+') or short code"}
+KEYWORD_PARAM = {"name": "keyword", "in": "path", "required": True, "schema": {"type": "string"}}
+PHONE_PARAM = {"name": "phone", "in": "path", "required": True, "schema": {"type": "string"}}
+PAGE = [{"name": "limit", "in": "query", "schema": {"type": "integer"}},
+        {"name": "before", "in": "query", "schema": {"type": "string"}}]
+
+TWO_WAY: dict[str, dict[str, Any]] = {
+    "/inbound": {"get": {"summary": "Inbound messages, newest first", "parameters": PAGE + [
+        {"name": n, "in": "query", "schema": {"type": "string"}} for n in ("to", "from", "keyword")],
+        "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 404)}}},
+    "/inbound/{id}": {"get": {"summary": "One inbound message", "parameters": [ID_PARAM],
+                              "responses": {"200": _json({"type": "object"}), **_errors(401, 404)}}},
+    "/numbers": {"get": {"summary": "The account's numbers with their two-way settings",
+                         "responses": {"200": _json({"type": "object"}), **_errors(401, 404)}}},
+    "/numbers/{number}": {"patch": {
+        "summary": "Two-way settings: forwarding webhook, opt-out list, self-managed opt-outs, HELP/STOP replies",
+        "parameters": [NUMBER_PARAM],
+        "requestBody": _body({"type": "object", "additionalProperties": False, "properties": {
+            "two_way_enabled": {"type": "boolean"}, "two_way_webhook_url": {"type": ["string", "null"]},
+            "opt_out_list": {"type": ["string", "null"]}, "self_managed_opt_outs": {"type": "boolean"},
+            "help_message": {"type": ["string", "null"]}, "stop_message": {"type": ["string", "null"]}}}),
+        "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 404, 422)}}},
+    "/numbers/{number}/keywords": {"get": {
+        "summary": "A number's keywords (and the reserved ones)", "parameters": [NUMBER_PARAM],
+        "responses": {"200": _json({"type": "object"}), **_errors(401, 404)}}},
+    "/numbers/{number}/keywords/{keyword}": {
+        "put": {"summary": "Add or change a keyword (up to 30 per number)", "parameters": [NUMBER_PARAM, KEYWORD_PARAM],
+                "requestBody": _body({"type": "object", "required": ["action"], "additionalProperties": False,
+                                      "properties": {"action": {"type": "string",
+                                                                "enum": ["auto_response", "opt_out", "opt_in"]},
+                                                     "message": {"type": "string", "maxLength": 1600}}}),
+                "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 404, 409, 422)}},
+        "delete": {"summary": "Remove a keyword (reserved ones cannot be removed)",
+                   "parameters": [NUMBER_PARAM, KEYWORD_PARAM],
+                   "responses": {"200": _json({"type": "object"}), **_errors(401, 404, 409)}}},
+    "/opt-outs": {
+        "get": {"summary": "Opted-out phone numbers, newest first", "parameters": PAGE + [
+            {"name": n, "in": "query", "schema": {"type": "string"}} for n in ("list", "phone")],
+            "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 404)}},
+        "post": {"summary": "Add a phone number to a list (default: the account's default list)",
+                 "requestBody": _body({"type": "object", "required": ["phone"], "additionalProperties": False,
+                                       "properties": {"phone": {"type": "string"}, "list": {"type": "string"}}}),
+                 "responses": {"201": _json({"type": "object"}), "200": _json({"type": "object"}),
+                               **_errors(400, 401, 404, 422)}}},
+    "/opt-outs/{phone}": {"delete": {
+        "summary": "Take a phone number off a list", "parameters": [PHONE_PARAM, {
+            "name": "list", "in": "query", "schema": {"type": "string"}}],
+        "responses": {"200": _json({"type": "object"}), **_errors(401, 404, 422)}}},
+    "/opt-outs/import": {"post": {
+        "summary": "Import a CSV (phone[,list]); bad rows are reported, good ones kept",
+        "parameters": [{"name": "list", "in": "query", "schema": {"type": "string"}}],
+        "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}},
+        "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 404)}}},
+    "/opt-outs/export": {"get": {
+        "summary": "Export as CSV", "parameters": [{"name": "list", "in": "query", "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}},
+                      **_errors(401, 404)}}},
+}
+ACCOUNT_PARAM = {"name": "account", "in": "path", "required": True, "schema": {"type": "integer"}}
+for _path, _ops in TWO_WAY.items():
+    PATHS["/v1" + _path] = _ops
+    PATHS["/admin/accounts/{account}" + _path] = {
+        method: {**op, "security": OPERATOR, "parameters": [ACCOUNT_PARAM] + op.get("parameters", [])}
+        for method, op in _ops.items()}
+
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {
         "type": "object", "required": ["code", "message"],

@@ -126,6 +126,7 @@ class MessageSettings:
     min_ttl_s: int = 5
     max_ttl_s: int = 72 * 3600
     default_country: str = "US"  # region used to read numbers written without a leading +
+    reassembly_timeout_s: float = 120.0  # an inbound multipart message still incomplete after this is handed on
 
 
 @dataclass

@@ -39,6 +39,9 @@ class Account(Base):
     quiet_hours: Mapped[bool] = mapped_column(Boolean, default=False)  # no promotional SMS 21:00-08:00 local
     queue_policy: Mapped[str] = mapped_column(String(10), default="queue")  # queue | reject (429 over max_queued)
     max_queued: Mapped[int] = mapped_column(Integer, default=100_000)
+    program_name: Mapped[str | None] = mapped_column(String(200), nullable=True)  # in HELP/STOP replies
+    support_contact: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    message_frequency: Mapped[str | None] = mapped_column(String(100), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -92,6 +95,9 @@ class Number(Base):
     deletion_protection: Mapped[bool] = mapped_column(Boolean, default=False)
     international: Mapped[bool] = mapped_column(Boolean, default=False)
     opt_out_list: Mapped[str | None] = mapped_column(String(100), nullable=True)  # its own list, besides "default"
+    help_message: Mapped[str | None] = mapped_column(Text, nullable=True)  # custom HELP reply (default: built)
+    stop_message: Mapped[str | None] = mapped_column(Text, nullable=True)  # custom STOP reply
+    self_managed_opt_outs: Mapped[bool] = mapped_column(Boolean, default=False)  # no auto replies; forward only
     leased_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -379,9 +379,10 @@ class SmscSimulator:
                 protocol.deliver(build, attempt)
 
     async def inject_mo(self, source: str, destination: str, text: str, *, system_id: str | None = None,
-                        data_coding: int | None = None, concatenation: str = "udh", reference: int | None = None
-                        ) -> int:
-        """Send a mobile-originated message to a bound receiver; long text goes in UDH or SAR parts.
+                        data_coding: int | None = None, concatenation: str = "udh", reference: int | None = None,
+                        order: str = "forward", repeat: tuple[int, ...] = (), drop: tuple[int, ...] = ()) -> int:
+        """Send a mobile-originated message to a bound receiver; long text goes in UDH or SAR parts, in
+        ``order`` (forward | reverse), parts in ``repeat`` sent twice, parts in ``drop`` never.
         Returns the number of parts."""
         if data_coding == 0x03:
             encoded_parts, coding = [text.encode("latin-1")], 0x03
@@ -390,7 +391,11 @@ class SmscSimulator:
             encoded_parts, coding = list(enc.segments), enc.data_coding
         ref = random.randrange(256) if reference is None else reference
         total = len(encoded_parts)
-        for seq_no, payload in enumerate(encoded_parts, start=1):
+        numbered = list(enumerate(encoded_parts, start=1))
+        if order == "reverse":
+            numbered.reverse()
+        numbered = [p for p in numbered if p[0] not in drop] + [p for p in numbered if p[0] in repeat]
+        for seq_no, payload in numbered:
             fields: dict[str, Any] = dict(source_addr_ton=1 if source.startswith("+") else 3, source_addr_npi=1,
                                           source_addr=source.lstrip("+"),
                                           dest_addr_ton=1 if destination.startswith("+") else 3, dest_addr_npi=1,

@@ -12,7 +12,8 @@ from gateway.migrate import downgrade, upgrade
 from gateway.models_all import metadata
 
 TABLES = {"accounts", "api_keys", "numbers", "messages", "message_parts", "message_events", "unmatched_receipts",
-          "opt_outs", "webhook_deliveries", "webhook_attempts", "alembic_version"}
+          "opt_outs", "webhook_deliveries", "webhook_attempts", "inbound_messages", "inbound_parts",
+          "number_keywords", "alembic_version"}
 
 
 async def _check(url: str) -> None:
