@@ -75,13 +75,13 @@ async def started(*, url: str | None, sim_url: str | None, key: str | None, env:
     log = open(tmp / "bench.log", "w")  # noqa: SIM115
     try:
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "simulator", "--smpp-port", str(smpp), "--http-port",
+            [sys.executable, "-m", "gateway", "simulator", "--smpp-port", str(smpp), "--http-port",
              str(sim_http), "--receipt-delay-ms", str(receipt_delay_ms)], env=base, stdout=log, stderr=log))
         gw_env = {**base, "GATEWAY_PORT": str(http), "GATEWAY_SERVER_DATA_DIR": str(tmp),
                   "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'gateway.db'}",
                   "GATEWAY_SIMULATOR_EMBEDDED": "false", "GATEWAY_OPERATOR_TOKEN": BENCH_TOKEN,
                   "GATEWAY_CARRIER_SIM_PORT": str(smpp), **env}
-        procs.append(subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--demo"], env=gw_env,
+        procs.append(subprocess.Popen([sys.executable, "-m", "gateway", "run", "--demo"], env=gw_env,
                                       stdout=log, stderr=log))
         gw_url = f"http://127.0.0.1:{http}"
         async with aiohttp.ClientSession() as http_client:

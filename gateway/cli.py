@@ -249,9 +249,11 @@ def bench_throttle(seconds: float, as_json: bool, target_url: str | None, simula
     b.run(b.bench_throttle(seconds=seconds, url=target_url, sim_url=simulator_url, key=api_key))
 
 
+from gateway.cli_two_way import register as _register_two_way  # noqa: E402 - needs cli defined
+
+_register_two_way(cli)
+
+
 def main() -> None:
     cli(prog_name="gatewayctl")
 
-
-if __name__ == "__main__":
-    main()

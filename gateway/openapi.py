@@ -172,6 +172,11 @@ TWO_WAY: dict[str, dict[str, Any]] = {
                       **_errors(401, 404)}}},
 }
 ACCOUNT_PARAM = {"name": "account", "in": "path", "required": True, "schema": {"type": "integer"}}
+for _path in ("/webhooks/deliveries", "/webhooks/deliveries/{id}", "/webhooks/deliveries/{id}/replay"):
+    TWO_WAY[_path] = PATHS.pop("/v1" + _path)
+PATHS["/admin/numbers/{number}"] = {"get": {"summary": "A number and the account leasing it", "security": OPERATOR,
+                                            "parameters": [NUMBER_PARAM],
+                                            "responses": {"200": _json({"type": "object"}), **_errors(401, 404)}}}
 for _path, _ops in TWO_WAY.items():
     PATHS["/v1" + _path] = _ops
     PATHS["/admin/accounts/{account}" + _path] = {

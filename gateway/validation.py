@@ -89,8 +89,8 @@ class Fields:
 
 
 def parse_phone(value: str, *, field: str = "to", default_region: str = "US") -> tuple[str, str | None]:
-    """(E.164, region) of a phone number, or raise 422 invalid_destination / invalid_from."""
-    code = "invalid_destination" if field == "to" else "invalid_from"
+    """(E.164, region) of a phone number, or raise 422 invalid_destination / invalid_from / invalid_phone."""
+    code = {"to": "invalid_destination", "from": "invalid_from"}.get(field, "invalid_phone")
     try:
         parsed = phonenumbers.parse(value, None if value.strip().startswith("+") else default_region)
     except phonenumbers.NumberParseException:

@@ -60,11 +60,18 @@ def _delivery_view(d: WebhookDelivery, attempts: list[WebhookAttempt] | None = N
     return view
 
 
+async def _acting_account(request: web.Request) -> int:
+    from gateway.routes.two_way import _account
+
+    return await _account(request)
+
+
 @routes.get("/v1/webhooks/deliveries")
+@routes.get("/admin/accounts/{account}/webhooks/deliveries")
 async def list_deliveries(request: web.Request) -> web.Response:
     q = request.query
     limit = query_limit(request)
-    stmt = select(WebhookDelivery).where(WebhookDelivery.account_id == request[keys.ACCOUNT_ID])
+    stmt = select(WebhookDelivery).where(WebhookDelivery.account_id == await _acting_account(request))
     if "status" in q:
         stmt = stmt.where(WebhookDelivery.status == q["status"])
     async with request.app[keys.SESSIONMAKER]() as session:
@@ -73,11 +80,12 @@ async def list_deliveries(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/webhooks/deliveries/{id}")
+@routes.get("/admin/accounts/{account}/webhooks/deliveries/{id}")
 async def get_delivery(request: web.Request) -> web.Response:
+    account_id = await _acting_account(request)
     async with request.app[keys.SESSIONMAKER]() as session:
         d = await session.scalar(select(WebhookDelivery).where(
-            WebhookDelivery.public_id == request.match_info["id"],
-            WebhookDelivery.account_id == request[keys.ACCOUNT_ID]))
+            WebhookDelivery.public_id == request.match_info["id"], WebhookDelivery.account_id == account_id))
         if d is None:
             raise NotFound("No such webhook delivery in this account.", code="delivery_not_found")
         attempts = (await session.scalars(select(WebhookAttempt).where(WebhookAttempt.delivery_id == d.id)
@@ -86,9 +94,11 @@ async def get_delivery(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/webhooks/deliveries/{id}/replay")
+@routes.post("/admin/accounts/{account}/webhooks/deliveries/{id}/replay")
 async def replay_delivery(request: web.Request) -> web.Response:
+    account_id = await _acting_account(request)
     async with request.app[keys.SESSIONMAKER]() as session, session.begin():
-        if not await replay(session, request[keys.ACCOUNT_ID], request.match_info["id"]):
+        if not await replay(session, account_id, request.match_info["id"]):
             raise NotFound("No such webhook delivery in this account.", code="delivery_not_found")
     request.app[keys.WEBHOOKS].notify()
     return web.json_response({"id": request.match_info["id"], "status": "pending"}, status=202)

@@ -296,3 +296,14 @@ async def export_optouts(request: web.Request) -> web.StreamResponse:
         for o in (await session.scalars(stmt.order_by(OptOut.id))).all():
             writer.writerow([o.phone, o.list_name, o.source, iso(o.created_at)])
     return web.Response(text=out.getvalue(), content_type="text/csv")
+
+
+@routes.get("/admin/numbers/{number}")
+async def admin_number(request: web.Request) -> web.Response:
+    """A number and the account leasing it (what the CLI looks up before acting on a number)."""
+    async with request.app[keys.SESSIONMAKER]() as session:
+        n = await session.scalar(select(Number).where(Number.number == request.match_info["number"],
+                                                      Number.status != "released"))
+    if n is None:
+        raise NotFound(f"No number {request.match_info['number']}.", code="number_not_found")
+    return web.json_response({**number_view(n), "account_id": n.account_id})

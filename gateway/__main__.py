@@ -1,0 +1,5 @@
+"""`python -m gateway ...` is gatewayctl."""
+
+from gateway.cli import main
+
+main()
