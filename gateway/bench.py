@@ -245,3 +245,88 @@ async def bench_throttle(*, seconds: float, url: str | None, sim_url: str | None
 
 def run(coro) -> None:  # noqa: ANN001
     print(json.dumps(asyncio.run(coro), indent=2))
+
+
+async def bench_inbound(*, rate: float, seconds: float, receiver_down_s: float, stop_every: int,
+                        url: str | None, sim_url: str | None, key: str | None, timeout: float) -> dict[str, Any]:
+    """Inject mobile-originated messages at ``rate``/s; measure the way to the customer's webhook and STOP
+    confirmations. The webhook receiver can be down (answering 503) for the first ``receiver_down_s``."""
+    from aiohttp import web
+
+    seen: dict[str, float] = {}  # inbound id -> first time the receiver accepted it
+    latencies: list[float] = []
+    started_at = time.time()
+
+    async def hook(request: web.Request) -> web.Response:
+        body = json.loads(await request.read())
+        now = time.time()
+        if now - started_at < receiver_down_s:
+            return web.Response(status=503)
+        if body["inbound_id"] not in seen:
+            seen[body["inbound_id"]] = now
+            latencies.append((now - _parse_time(body["received_at"])) * 1000)
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with started(url=url, sim_url=sim_url, key=key, env={}) as target, aiohttp.ClientSession() as http:
+            headers = {"Authorization": f"Bearer {target.key}"}
+            numbers = await (await http.get(target.url + "/v1/numbers", headers=headers)).json()
+            number = numbers["numbers"][0]["number"]
+            async with http.patch(f"{target.url}/v1/numbers/{number}", headers=headers, json={
+                    "two_way_enabled": True, "two_way_webhook_url": f"http://127.0.0.1:{port}/hook"}) as resp:
+                resp.raise_for_status()
+            started_at = time.time()
+            total = int(rate * seconds)
+            people = recipients(total, start=3_000_000)
+            stops: list[str] = []
+            t0 = time.perf_counter()
+            pending = set()
+            for i in range(total):
+                text = "STOP" if stop_every and i % stop_every == 0 else f"reply {i}"
+                if text == "STOP":
+                    stops.append(people[i])
+                pending.add(asyncio.create_task(
+                    http.post(target.sim_url + "/mo", json={"from": people[i], "to": number, "text": text})))
+                delay = t0 + (i + 1) / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            for task in pending:
+                (await task).release()
+            deadline = time.time() + timeout + receiver_down_s
+            while len(seen) < total and time.time() < deadline:
+                await asyncio.sleep(0.5)
+            # STOP confirmations as the simulator saw them, against the STOP's arrival at the gateway
+            arrived = {}
+            before = None
+            while True:
+                params = {"keyword": "STOP", "limit": "500"} | ({"before": before} if before else {})
+                page = await (await http.get(target.url + "/v1/inbound", params=params, headers=headers)).json()
+                arrived.update({m["from"]: _parse_time(m["received_at"]) for m in page["inbound"]})
+                before = page["next"]
+                if not before:
+                    break
+            submits = await (await http.get(target.sim_url + "/messages", params={"limit": "1000000"})).json()
+            confirmed = {}
+            for s in submits:
+                person = s["destination"] if s["destination"].startswith("+") else "+" + s["destination"]
+                if person in arrived and person not in confirmed:
+                    confirmed[person] = (s["received_at"] - arrived[person]) * 1000
+    finally:
+        await runner.cleanup()
+    stop_ms = list(confirmed.values())
+    return {
+        "benchmark": "inbound", "rate": rate, "seconds": seconds, "receiver_down_s": receiver_down_s,
+        "injected": total, "forwarded": len(seen), "lost": total - len(seen),
+        "webhook_p50_ms": round(percentile(latencies, 50), 1), "webhook_p99_ms": round(percentile(latencies, 99), 1),
+        "webhook_p99_ms_after_recovery": round(percentile(
+            [lat for lat, t in zip(latencies, sorted(seen.values())) if t - started_at > receiver_down_s + 5], 99), 1)
+        if receiver_down_s else None,
+        "stops": len(stops), "stop_confirmed": len(confirmed), "stop_confirmation_p50_ms": round(percentile(stop_ms, 50), 1),
+        "stop_confirmation_p99_ms": round(percentile(stop_ms, 99), 1),
+    }

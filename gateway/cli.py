@@ -249,6 +249,25 @@ def bench_throttle(seconds: float, as_json: bool, target_url: str | None, simula
     b.run(b.bench_throttle(seconds=seconds, url=target_url, sim_url=simulator_url, key=api_key))
 
 
+@bench.command("inbound")
+@click.option("--rate", type=click.FloatRange(1, 5000), default=200, show_default=True, help="Messages per second.")
+@click.option("--seconds", type=click.FloatRange(1, 3600), default=10, show_default=True)
+@click.option("--receiver-down", "receiver_down", type=click.FloatRange(0, 3600), default=0, show_default=True,
+              help="The customer's webhook receiver answers 503 for this many seconds first.")
+@click.option("--stop-every", type=click.IntRange(0, 1_000_000), default=10, show_default=True,
+              help="Every Nth message is a STOP (0: none).")
+@click.option("--timeout", type=float, default=180, show_default=True, help="Seconds to wait for deliveries.")
+@click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: the output is always JSON.")
+@_targets
+def bench_inbound(rate: float, seconds: float, receiver_down: float, stop_every: int, timeout: float, as_json: bool,
+                  target_url: str | None, simulator_url: str | None, api_key: str | None) -> None:
+    """Inbound messages at RATE/s: webhook latency, STOP confirmation latency, and lost."""
+    from gateway import bench as b
+
+    b.run(b.bench_inbound(rate=rate, seconds=seconds, receiver_down_s=receiver_down, stop_every=stop_every,
+                          url=target_url, sim_url=simulator_url, key=api_key, timeout=timeout))
+
+
 from gateway.cli_two_way import register as _register_two_way  # noqa: E402 - needs cli defined
 
 _register_two_way(cli)
