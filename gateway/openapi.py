@@ -79,9 +79,14 @@ PATHS: dict[str, dict[str, Any]] = {
     "/v1/account": {
         "get": {"summary": "The caller's account, with its event webhook URL and webhook signing secret",
                 "responses": {"200": _json(_ref("AccountSelf")), **_errors(401)}},
-        "patch": {"summary": "Set the account-level event webhook URL (null removes it)",
+        "patch": {"summary": "Account settings: event webhook, HELP/STOP program details, encoding, quiet hours, queue policy",
                   "requestBody": _body({"type": "object", "additionalProperties": False, "properties": {
-                      "event_webhook_url": {"type": ["string", "null"], "format": "uri"}}}),
+                      "event_webhook_url": {"type": ["string", "null"], "format": "uri"},
+                      "program_name": {"type": ["string", "null"]}, "support_contact": {"type": ["string", "null"]},
+                      "message_frequency": {"type": ["string", "null"]}, "smart_encoding": {"type": "boolean"},
+                      "quiet_hours": {"type": "boolean"}, "queue_policy": {"type": "string",
+                                                                           "enum": ["queue", "reject"]},
+                      "max_queued": {"type": "integer", "minimum": 1}}}),
                   "responses": {"200": _json(_ref("AccountSelf")), **_errors(400, 401, 422)}},
     },
     "/v1/account/webhook-secret": {"post": {"summary": "Rotate the secret that signs webhooks",

@@ -8,7 +8,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from gateway import keys
-from gateway.errors import NotFound
+from gateway.errors import NotFound, Unprocessable
 from gateway.models import WebhookAttempt, WebhookDelivery
 from gateway.services.messages import iso
 from gateway.validation import Fields, query_limit, read_json_object
@@ -20,7 +20,11 @@ routes = web.RouteTableDef()
 
 def _view(account: Account) -> dict:
     return {"id": account.id, "name": account.name, "max_rate_per_s": account.max_rate_per_s,
-            "event_webhook_url": account.event_webhook_url, "webhook_secret": account.webhook_secret}
+            "event_webhook_url": account.event_webhook_url, "webhook_secret": account.webhook_secret,
+            "program_name": account.program_name, "support_contact": account.support_contact,
+            "message_frequency": account.message_frequency, "smart_encoding": account.smart_encoding,
+            "quiet_hours": account.quiet_hours, "queue_policy": account.queue_policy,
+            "max_queued": account.max_queued}
 
 
 @routes.get("/v1/account")
@@ -33,11 +37,28 @@ async def get_account(request: web.Request) -> web.Response:
 @routes.patch("/v1/account")
 async def update_account(request: web.Request) -> web.Response:
     data = await read_json_object(request)
-    f = Fields(data, {"event_webhook_url"})
+    f = Fields(data, {"event_webhook_url", "program_name", "support_contact", "message_frequency", "smart_encoding",
+                      "quiet_hours", "queue_policy", "max_queued"})
     async with request.app[keys.SESSIONMAKER]() as session, session.begin():
         account = await session.get(Account, request[keys.ACCOUNT_ID])
         if "event_webhook_url" in data:
             account.event_webhook_url = f.url("event_webhook_url")
+        for name in ("program_name", "support_contact"):
+            if name in data:
+                setattr(account, name, f.text(name, max_length=200) or None)
+        if "message_frequency" in data:
+            account.message_frequency = f.text("message_frequency", max_length=100) or None
+        for name in ("smart_encoding", "quiet_hours"):
+            if name in data:
+                setattr(account, name, bool(f.boolean(name)))
+        if "queue_policy" in data:
+            policy = f.text("queue_policy")
+            if policy not in ("queue", "reject"):
+                raise Unprocessable("queue_policy must be queue or reject.", code="invalid_field",
+                                    details={"field": "queue_policy"})
+            account.queue_policy = policy
+        if "max_queued" in data:
+            account.max_queued = f.integer("max_queued", minimum=1, maximum=100_000_000)
         return web.json_response(_view(account))
 
 

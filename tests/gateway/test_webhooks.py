@@ -120,3 +120,14 @@ def test_signature_rejects_old_timestamps():
     assert not verify("s", sign("s", old, body), body)
     assert verify("s", sign("s", int(time.time()), body), body)
     assert not verify("s", "garbage", body)
+
+
+async def test_account_settings(client):  # noqa: ANN001
+    h = client.customer.headers
+    resp = await client.patch("/v1/account", json={"program_name": "Acme Alerts", "support_contact": "help@acme.example",
+                                                   "smart_encoding": True, "quiet_hours": True,
+                                                   "queue_policy": "reject", "max_queued": 10}, headers=h)
+    body = await resp.json()
+    assert resp.status == 200 and body["program_name"] == "Acme Alerts" and body["queue_policy"] == "reject"
+    resp = await client.patch("/v1/account", json={"queue_policy": "sometimes"}, headers=h)
+    assert (resp.status, (await resp.json())["error"]["code"]) == (422, "invalid_field")
