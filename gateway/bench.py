@@ -324,9 +324,6 @@ async def bench_inbound(*, rate: float, seconds: float, receiver_down_s: float, 
         "benchmark": "inbound", "rate": rate, "seconds": seconds, "receiver_down_s": receiver_down_s,
         "injected": total, "forwarded": len(seen), "lost": total - len(seen),
         "webhook_p50_ms": round(percentile(latencies, 50), 1), "webhook_p99_ms": round(percentile(latencies, 99), 1),
-        "webhook_p99_ms_after_recovery": round(percentile(
-            [lat for lat, t in zip(latencies, sorted(seen.values())) if t - started_at > receiver_down_s + 5], 99), 1)
-        if receiver_down_s else None,
         "stops": len(stops), "stop_confirmed": len(confirmed), "stop_confirmation_p50_ms": round(percentile(stop_ms, 50), 1),
         "stop_confirmation_p99_ms": round(percentile(stop_ms, 99), 1),
     }
