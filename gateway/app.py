@@ -15,7 +15,11 @@ from carriers import Carrier
 from gateway import keys, middleware
 from gateway.db import create_engine, create_sessionmaker
 from gateway.dispatcher import CarrierPool, Dispatcher
+from carriers.simulator.voice import VoiceSimulator
+from carriers.voice_http import HttpVoiceCarrier
 from gateway.inbound import InboundService
+from gateway.voice_calls import VoiceCalls
+from voice.render import Renderer
 from gateway.lookup import NumberLookup
 from gateway.openapi import routes as openapi_routes
 from gateway.policy import PacingPolicy
@@ -24,6 +28,7 @@ from gateway.routes.admin import routes as admin_routes
 from gateway.routes.health import routes as health_routes
 from gateway.routes.messages import routes as message_routes
 from gateway.routes.two_way import routes as two_way_routes
+from gateway.routes.voice import routes as voice_routes
 from gateway.services.accounts import KeyAuthenticator
 from gateway.settings import CarrierSettings, Settings
 from gateway.webhooks import WebhookSender
@@ -31,19 +36,22 @@ from gateway.webhooks import WebhookSender
 log = logging.getLogger(__name__)
 
 
-def operator_token(settings: Settings) -> str:
-    """The configured operator token, or the one generated once into the data folder."""
-    if settings.security.operator_token:
-        return settings.security.operator_token
-    path = settings.data_path / "operator_token"
+def stored_secret(settings: Settings, name: str, prefix: str = "") -> str:
+    """A secret generated once into the data folder (mode 0600) and read back afterwards."""
+    path = settings.data_path / name
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    token = "op_" + secrets.token_urlsafe(32)
+    token = prefix + secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(token + "\n")
     return token
+
+
+def operator_token(settings: Settings) -> str:
+    """The configured operator token, or the one generated once into the data folder."""
+    return settings.security.operator_token or stored_secret(settings, "operator_token", "op_")
 
 
 def build_carrier(cfg: CarrierSettings) -> Carrier:
@@ -102,7 +110,14 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
                                      receipt_delay=sim_cfg.receipt_delay_ms / 1000, id_format=sim_cfg.id_format)
         await services.start()
         app[keys.SIMULATOR] = services
+        voice_sim = None
+        if settings.voice.enabled:
+            voice_sim = VoiceSimulator(sim_cfg.host, sim_cfg.voice_port, api_key=settings.voice.carrier_api_key)
+            await voice_sim.start()
+            app[keys.VOICE_SIMULATOR] = voice_sim
         yield
+        if voice_sim is not None:
+            await voice_sim.stop()
         await services.stop()
 
     async def dispatching(app: web.Application) -> AsyncIterator[None]:
@@ -116,8 +131,9 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
         held = list(carriers) if carriers is not None else [build_carrier(c) for c in configured]
         pool = CarrierPool(held)
         policy = None
+        lookup = NumberLookup.load(settings.path(settings.pacing.lookup_file))
+        pool.lookup = lookup
         if settings.pacing.enabled:
-            lookup = NumberLookup.load(settings.path(settings.pacing.lookup_file))
             policy = PacingPolicy(settings.pacing, lookup, app[keys.SESSIONMAKER], campaign_limits)
         sender = WebhookSender(app[keys.SESSIONMAKER], settings.webhooks)
         await sender.start()
@@ -140,7 +156,23 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
             await asyncio.sleep(0.02)
         await dispatcher.start()
         await inbound.start()
+        calls = None
+        if settings.voice.enabled:
+            voice_url = settings.voice.carrier_url
+            voice_sim = app.get(keys.VOICE_SIMULATOR)
+            if voice_sim is not None and voice_url.rstrip("/") == f"http://{settings.simulator.host}:{settings.simulator.voice_port}":
+                voice_url = voice_sim.url  # the embedded voice simulator, on the port it really got
+            calls = VoiceCalls(app[keys.SESSIONMAKER], settings,
+                               Renderer(settings.path(settings.voice.cache_dir), workers=settings.voice.workers),
+                               HttpVoiceCarrier("voice", voice_url, settings.voice.carrier_api_key),
+                               stored_secret(settings, "voice_secret"), on_webhooks=sender.notify)
+            app[keys.VOICE] = calls
+            await calls.start()
         yield
+        if calls is not None:
+            await calls.stop()
+            await calls.carrier.close()
+            calls.renderer.close()
         await inbound.stop()
         await dispatcher.stop()
         await asyncio.gather(*(c.close() for c in held), return_exceptions=True)
@@ -152,5 +184,6 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
     app.add_routes(message_routes)
     app.add_routes(account_routes)
     app.add_routes(two_way_routes)
+    app.add_routes(voice_routes)
     app.add_routes(admin_routes)
     return app

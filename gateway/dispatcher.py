@@ -77,6 +77,7 @@ class CarrierPool:
     def __init__(self, carriers: Iterable[Carrier]):
         self.carriers = list(carriers)
         self._next = 0
+        self.lookup = None  # the recipient lookup (carrier, line type), set by the app
 
     def pick(self) -> Carrier | None:
         n = len(self.carriers)

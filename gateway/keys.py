@@ -6,8 +6,10 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from carriers.simulator import SimulatorServices
+from carriers.simulator.voice import VoiceSimulator
 from gateway.dispatcher import CarrierPool, Dispatcher
 from gateway.inbound import InboundService
+from gateway.voice_calls import VoiceCalls
 from gateway.services.accounts import KeyAuthenticator
 from gateway.settings import Settings
 from gateway.webhooks import WebhookSender
@@ -19,9 +21,11 @@ AUTH = web.AppKey("auth", KeyAuthenticator)
 CARRIERS = web.AppKey("carriers", CarrierPool)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 OPERATOR_TOKEN = web.AppKey("operator_token", str)
+VOICE = web.AppKey("voice", VoiceCalls)
 INBOUND = web.AppKey("inbound", InboundService)
 WEBHOOKS = web.AppKey("webhooks", WebhookSender)
-SIMULATOR = web.AppKey("simulator", SimulatorServices)  # the embedded SMSC simulator, when there is one
+SIMULATOR = web.AppKey("simulator", SimulatorServices)
+VOICE_SIMULATOR = web.AppKey("voice_simulator", VoiceSimulator)  # the embedded SMSC simulator, when there is one
 
 CLOCK = web.AppKey("clock", "Clock")  # the time rules use; tests set another
 ACCOUNT_ID = web.RequestKey("account_id", int)  # the authenticated account

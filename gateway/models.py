@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base, UTCDateTime, utcnow
@@ -198,4 +198,42 @@ class NumberKeyword(Base):
     keyword: Mapped[str] = mapped_column(String(40))
     action: Mapped[str] = mapped_column(String(20))
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class VoiceMessage(Base):
+    """A text script delivered as a phone call."""
+
+    __tablename__ = "voice_messages"
+    __table_args__ = (Index("ix_voice_account", "account_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(20))
+    destination: Mapped[str] = mapped_column(String(20))
+    script: Mapped[str] = mapped_column(Text)  # with variables filled in, as rendered
+    markup: Mapped[bool] = mapped_column(Boolean, default=False)
+    voice: Mapped[str] = mapped_column(String(40))
+    audio_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    audio_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    carrier_call_id: Mapped[str | None] = mapped_column(String(80), nullable=True, index=True)
+    call_seconds: Mapped[float | None] = mapped_column(Numeric(10, 2, asdecimal=False), nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    status_callback: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class VoiceEvent(Base):
+    __tablename__ = "voice_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    voice_message_id: Mapped[int] = mapped_column(ForeignKey("voice_messages.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))
+    error_code: Mapped[str | None] = mapped_column(String(50), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -176,6 +176,36 @@ TWO_WAY: dict[str, dict[str, Any]] = {
         "responses": {"200": {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}},
                       **_errors(401, 404)}}},
 }
+PATHS["/v1/voice-messages"] = {"post": {
+    "summary": "Deliver a text script as a phone call (plain script up to 3,000 characters or markup up to 6,000: "
+               "speak, break, say-as digits, prosody rate; see docs/voice-markup.md)",
+    "requestBody": _body({"type": "object", "required": ["to"], "additionalProperties": False, "properties": {
+        "to": {"type": "string"}, "from": {"type": "string"}, "script": {"type": "string", "maxLength": 3000},
+        "markup": {"type": "string", "maxLength": 6000}, "voice": {"type": "string", "example": "en-us"},
+        "language": {"type": "string", "example": "en"},
+        "variables": {"type": "object", "additionalProperties": {"type": ["string", "number"]}},
+        "status_callback": {"type": "string", "format": "uri"}}}),
+    "responses": {"202": _json({"type": "object"}, "Queued; rendered and placed by the worker"),
+                  **_errors(400, 401, 422, 503)}}}
+PATHS["/v1/voice-messages/{id}"] = {"get": {"summary": "A call's status, outcome, duration and events",
+                                            "parameters": [ID_PARAM],
+                                            "responses": {"200": _json({"type": "object"}), **_errors(401, 404)}}}
+PATHS["/v1/voice-metrics"] = {"get": {"summary": "Calls per number and account: completed, failed, busy, "
+                                                 "no answer, minutes",
+                                      "responses": {"200": _json({"type": "object"}), **_errors(401)}}}
+PATHS["/audio/{key}.wav"] = {"get": {
+    "summary": "Rendered telephony audio for the voice carrier (signed, expiring link)", "security": [],
+    "parameters": [{"name": "key", "in": "path", "required": True, "schema": {"type": "string"}},
+                   {"name": "expires", "in": "query", "required": True, "schema": {"type": "integer"}},
+                   {"name": "sig", "in": "query", "required": True, "schema": {"type": "string"}}],
+    "responses": {"200": {"description": "8 kHz mono mu-law WAV", "content": {"audio/wav": {}}},
+                  **_errors(401, 404)}}}
+PATHS["/callbacks/voice/{token}"] = {"post": {
+    "summary": "Status callbacks from the voice carrier (docs/voice-carrier-api.md)", "security": [],
+    "parameters": [{"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}],
+    "requestBody": _body({"type": "object", "required": ["status"]}),
+    "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 422)}}}
+
 ACCOUNT_PARAM = {"name": "account", "in": "path", "required": True, "schema": {"type": "integer"}}
 for _path in ("/webhooks/deliveries", "/webhooks/deliveries/{id}", "/webhooks/deliveries/{id}/replay"):
     TWO_WAY[_path] = PATHS.pop("/v1" + _path)
@@ -198,6 +228,8 @@ SCHEMAS: dict[str, Any] = {
         "from": {"type": "string", "description": "A sending number of the account; chosen when absent"},
         "status_callback": {"type": "string", "format": "uri"},
         "ttl": {"type": "integer", "minimum": 5, "maximum": 259200, "description": "Seconds to live"},
+        "channel": {"type": "string", "enum": ["sms", "voice", "auto"],
+                    "description": "auto: a call for landlines (from the number lookup), SMS otherwise"},
         "message_type": {"type": "string", "enum": ["transactional", "promotional"],
                          "description": "Default: the sending number's message type"},
         "dry_run": {"type": "boolean"}}},

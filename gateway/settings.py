@@ -65,6 +65,7 @@ class SimulatorSettings:
     password: str = field(default="secret", repr=False)
     receipt_delay_ms: int = 50
     id_format: str = "hex"
+    voice_port: int = 2777  # the embedded voice carrier simulator
 
 
 @dataclass
@@ -130,6 +131,18 @@ class MessageSettings:
 
 
 @dataclass
+class VoiceSettings:
+    enabled: bool = True
+    carrier_url: str = "http://127.0.0.1:2777"  # the HTTP voice carrier (default: the embedded voice simulator)
+    carrier_api_key: str = field(default="voice-secret", repr=False)
+    workers: int = 2  # speech synthesis processes
+    cache_dir: str = "data/audio"
+    audio_url_ttl_s: int = 3600  # how long a carrier may fetch a call's audio
+    retry_s: float = 5.0  # pause before placing a call again after the carrier was unavailable
+    max_attempts: int = 10
+
+
+@dataclass
 class PricingSettings:
     currency: str = "USD"
     short_code: float = 0.0100  # per segment
@@ -149,6 +162,7 @@ class Settings:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     pacing: PacingSettings = field(default_factory=PacingSettings)
     pricing: PricingSettings = field(default_factory=PricingSettings)
+    voice: VoiceSettings = field(default_factory=VoiceSettings)
     carriers: list[CarrierSettings] = field(default_factory=lambda: [CarrierSettings()])
 
     @property

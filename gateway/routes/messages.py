@@ -18,7 +18,18 @@ routes = web.RouteTableDef()
 async def send_message(request: web.Request) -> web.Response:
     settings = request.app[keys.SETTINGS]
     data = await read_json_object(request)
+    channel = data.pop("channel", "sms")
+    if channel not in ("sms", "voice", "auto"):
+        raise Unprocessable("channel must be sms, voice or auto.", code="invalid_field", details={"field": "channel"})
     req = svc.parse_send(data, settings.messages)
+    lookup = request.app[keys.CARRIERS].lookup
+    if channel == "voice" or (channel == "auto" and lookup is not None and lookup.is_landline(req.to)):
+        # a landline cannot take SMS: the body is read to the person as a call
+        from gateway.routes.voice import create_voice_message
+
+        body = {"to": req.to, "script": req.body} | ({"status_callback": req.status_callback}
+                                                    if req.status_callback else {})
+        return web.json_response(await create_voice_message(request, body, request[keys.ACCOUNT_ID]), status=202)
     idem = request.headers.get("Idempotency-Key")
     if idem is not None and not 1 <= len(idem) <= 200:
         raise BadRequest("Idempotency-Key must have 1 to 200 characters.", code="invalid_idempotency_key")

@@ -1,0 +1,159 @@
+"""Voice messages: send a script as a call, read its progress, the signed audio, carrier callbacks, metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from aiohttp import web
+from sqlalchemy import case, func, select
+
+from carriers.voice_http import CALL_STATUSES
+from gateway import keys
+from gateway.errors import BadRequest, NotFound, ServiceUnavailable, Unauthorized, Unprocessable
+from gateway.services.origination import PRIORITY
+from gateway.validation import Fields, origination as parse_origination, parse_phone, read_json_object
+from gateway.voice_calls import new_voice_id, voice_view
+from gateway.models import VoiceEvent, VoiceMessage
+from registry.db import utcnow
+from registry.models import Number
+from voice import markup as vm
+from voice.signing import verify
+
+routes = web.RouteTableDef()
+VOICE_FIELDS = {"to", "from", "script", "markup", "voice", "language", "variables", "status_callback"}
+
+
+def _calls(request: web.Request):  # noqa: ANN202
+    calls = request.app.get(keys.VOICE)
+    if calls is None:
+        raise ServiceUnavailable("Voice is not enabled on this gateway.", code="voice_disabled")
+    return calls
+
+
+async def create_voice_message(request: web.Request, data: dict, account_id: int) -> dict:
+    """Validate, choose a voice-capable number, store the call for the worker. Raises 4xx errors."""
+    calls = _calls(request)
+    settings = request.app[keys.SETTINGS]
+    f = Fields(data, VOICE_FIELDS | {"body", "channel", "dry_run", "ttl", "message_type"})
+    to, _ = parse_phone(f.text("to", required=True, max_length=40) or "", default_region=settings.messages.default_country)
+    script, markup_text = f.text("script"), f.text("markup")
+    if script is None and markup_text is None:
+        script = f.text("body")  # channel auto: the SMS body is the script
+    if (script is None) == (markup_text is None):
+        raise Unprocessable("Give either 'script' (plain text) or 'markup'.", code="missing_field",
+                            details={"field": "script"})
+    variables = data.get("variables") or {}
+    if not isinstance(variables, dict) or not all(isinstance(v, (str, int, float)) for v in variables.values()):
+        raise Unprocessable("variables must be an object of strings or numbers.", code="invalid_field",
+                            details={"field": "variables"})
+    try:
+        text = markup_text if markup_text is not None else script
+        chunks = vm.parse(text, variables, markup=markup_text is not None)
+        voice = await calls.renderer.resolve_voice(f.text("voice"), f.text("language"))
+    except vm.VoiceInputError as exc:
+        raise Unprocessable(str(exc), code=exc.code) from None
+    filled = vm._substitute(text, variables, markup_text is not None)  # noqa: SLF001 - as rendered
+    source = f.text("from")
+    async with request.app[keys.SESSIONMAKER]() as session, session.begin():
+        numbers = (await session.scalars(select(Number).where(Number.account_id == account_id,
+                                                              Number.status == "active"))).all()
+        capable = [n for n in numbers if "voice" in n.capability_set and n.type != "short_code"]
+        if source is not None:
+            source = parse_origination(source, default_region=settings.messages.default_country)
+            number = next((n for n in capable if n.number == source), None)
+            if number is None:
+                raise Unprocessable(f"{source} is not an active voice number of this account.", code="invalid_from",
+                                    details={"field": "from"})
+        else:
+            if not capable:
+                raise Unprocessable("This account has no active number that can place calls.",
+                                    code="no_voice_number")
+            order = ["long_code", "ten_dlc", "toll_free"] + list(PRIORITY)
+            number = sorted(capable, key=lambda n: (order.index(n.type) if n.type in order else 99, n.id))[0]
+        v = VoiceMessage(public_id=new_voice_id(), account_id=account_id, source=number.number, destination=to,
+                         script=filled, markup=markup_text is not None, voice=voice, status="queued",
+                         status_callback=f.url("status_callback"), created_at=utcnow(), updated_at=utcnow())
+        session.add(v)
+        await session.flush()
+        view = voice_view(v)
+    calls.notify()
+    del chunks
+    return {**view, "channel": "voice"}
+
+
+@routes.post("/v1/voice-messages")
+async def send_voice(request: web.Request) -> web.Response:
+    data = await read_json_object(request)
+    Fields(data, VOICE_FIELDS)
+    return web.json_response(await create_voice_message(request, data, request[keys.ACCOUNT_ID]), status=202)
+
+
+@routes.get("/v1/voice-messages/{id}")
+async def get_voice(request: web.Request) -> web.Response:
+    async with request.app[keys.SESSIONMAKER]() as session:
+        v = await session.scalar(select(VoiceMessage).where(VoiceMessage.public_id == request.match_info["id"],
+                                                            VoiceMessage.account_id == request[keys.ACCOUNT_ID]))
+        if v is None:
+            raise NotFound("No such voice message in this account.", code="voice_message_not_found")
+        events = (await session.scalars(select(VoiceEvent).where(VoiceEvent.voice_message_id == v.id)
+                                        .order_by(VoiceEvent.id))).all()
+        return web.json_response(voice_view(v, list(events)))
+
+
+@routes.get("/v1/voice-metrics")
+async def voice_metrics(request: web.Request) -> web.Response:
+    """Calls per number and for the account: completed, failed, busy, no answer, minutes."""
+    def count(status: str):  # noqa: ANN202
+        return func.sum(case((VoiceMessage.status == status, 1), else_=0)).label(status)
+
+    cols = [count(s) for s in ("completed", "failed", "busy", "no_answer")]
+    minutes = (func.coalesce(func.sum(VoiceMessage.call_seconds), 0) / 60).label("minutes")
+    async with request.app[keys.SESSIONMAKER]() as session:
+        rows = (await session.execute(select(VoiceMessage.source, func.count().label("calls"), *cols, minutes)
+                                      .where(VoiceMessage.account_id == request[keys.ACCOUNT_ID])
+                                      .group_by(VoiceMessage.source))).all()
+
+    def view(r) -> dict:  # noqa: ANN001
+        return {"calls": r.calls, "completed": r.completed or 0, "failed": r.failed or 0, "busy": r.busy or 0,
+                "no_answer": r.no_answer or 0, "minutes": round(float(r.minutes or 0), 2)}
+
+    per_number = {r.source: view(r) for r in rows}
+    total = {k: sum(v[k] for v in per_number.values()) for k in ("calls", "completed", "failed", "busy", "no_answer")}
+    total["minutes"] = round(sum(v["minutes"] for v in per_number.values()), 2)
+    return web.json_response({"account": total, "numbers": per_number})
+
+
+@routes.get("/audio/{key}.wav")
+async def audio(request: web.Request) -> web.StreamResponse:
+    """Rendered audio for carriers: public, but only with a valid, unexpired signature."""
+    calls = _calls(request)
+    key = request.match_info["key"]
+    if not (len(key) == 64 and all(c in "0123456789abcdef" for c in key)):
+        raise NotFound("No such audio.", code="audio_not_found")
+    if not verify(key, request.query.get("expires"), request.query.get("sig", ""), calls._secret, time.time()):  # noqa: SLF001
+        raise Unauthorized("The audio link is invalid or has expired.", code="invalid_signature")
+    path = calls.renderer.path(key)
+    if not path.exists():
+        raise NotFound("No such audio.", code="audio_not_found")
+    return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "private, max-age=60"})
+
+
+@routes.post("/callbacks/voice/{token}")
+async def voice_callback(request: web.Request) -> web.Response:
+    """Status callbacks from the voice carrier (the token in the path authenticates them)."""
+    calls = _calls(request)
+    public_id = calls.check_token(request.match_info["token"])
+    if public_id is None:
+        raise Unauthorized("Unknown callback.", code="invalid_callback")
+    try:
+        data = json.loads(await request.read())
+        status = data["status"]
+    except (ValueError, KeyError, TypeError):
+        raise BadRequest("A callback is JSON with a status.", code="invalid_json") from None
+    if status not in CALL_STATUSES:
+        raise Unprocessable(f"Unknown call status {status!r}.", code="invalid_field")
+    duration = data.get("duration_s")
+    await calls.advance(public_id, status, duration_s=float(duration) if isinstance(duration, (int, float)) else None,
+                        error=data.get("error"))
+    return web.json_response({"ok": True})
