@@ -268,6 +268,22 @@ def bench_inbound(rate: float, seconds: float, receiver_down: float, stop_every:
                           url=target_url, sim_url=simulator_url, key=api_key, timeout=timeout))
 
 
+@bench.command("voice")
+@click.option("--renders", type=click.IntRange(5, 10_000), default=40, show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Synthesis processes.")
+@click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: the output is always JSON.")
+def bench_voice(renders: int, concurrency: int, workers: int, as_json: bool) -> None:
+    """Speech pipeline: cached serve p99, new 25-word render p95, renders per second."""
+    from gateway import bench as b
+
+    b.run(b.bench_voice(renders=renders, concurrency=concurrency, workers=workers))
+
+
+from gateway.cli_voice import register as _register_voice  # noqa: E402
+
+_register_voice(cli)
+
 from gateway.cli_two_way import register as _register_two_way  # noqa: E402 - needs cli defined
 
 _register_two_way(cli)

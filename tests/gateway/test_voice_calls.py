@@ -1,0 +1,174 @@
+"""Voice messages end to end: API -> render (real espeak-ng) -> signed audio URL -> HTTP voice carrier simulator
+(fetches and checks the audio) -> status callbacks -> the call's status, events, customer webhooks, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from aiohttp import web
+
+from carriers.simulator.voice import VoiceSimulator
+from carriers.loopback import LoopbackCarrier
+from gateway import keys
+from gateway.app import create_app
+from tests.conftest import new_customer, wait_for
+
+FROM = "+14155550100"
+
+
+@pytest.fixture
+async def voice_sim():  # noqa: ANN201
+    sim = VoiceSimulator(rules={"+14155550131": "busy", "+14155550132": "no_answer", "+14155550133": "failed"})
+    await sim.start()
+    yield sim
+    await sim.stop()
+
+
+@pytest.fixture
+async def gw(aiohttp_client, migrated, sessionmaker, voice_sim, aiohttp_server):  # noqa: ANN001, ANN201
+    migrated.voice.carrier_url = voice_sim.url
+    migrated.voice.cache_dir = str(migrated.data_path / "audio")
+    client = await aiohttp_client(create_app(migrated, carriers=[LoopbackCarrier("sim")]))
+    migrated.server.public_url = str(client.make_url("")).rstrip("/")  # where the carrier fetches audio
+    client.customer = await new_customer(client, sessionmaker, "acme",
+                                         numbers=((FROM, "long_code"), ("55501", "short_code")))
+    client.events = []
+
+    async def hook(request: web.Request) -> web.Response:
+        client.events.append(json.loads(await request.read()))
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/", hook)
+    server = await aiohttp_server(app)
+    await client.patch("/v1/account", json={"event_webhook_url": str(server.make_url("/"))},
+                       headers=client.customer.headers)
+    client.voice_sim = voice_sim
+    return client
+
+
+async def call(gw, expect: int = 202, **body) -> dict:  # noqa: ANN001
+    resp = await gw.post("/v1/voice-messages", json=body, headers=gw.customer.headers)
+    data = await resp.json()
+    assert resp.status == expect, data
+    return data
+
+
+async def until(gw, vid: str, status: str) -> dict:  # noqa: ANN001
+    got: dict = {}
+
+    async def done() -> bool:
+        nonlocal got
+        got = await (await gw.get(f"/v1/voice-messages/{vid}", headers=gw.customer.headers)).json()
+        return got["status"] == status
+
+    await wait_for(done, timeout=10)
+    return got
+
+
+async def test_completed_call_with_personalised_code(gw):  # noqa: ANN001
+    sent = await call(gw, to="+14155550123", script="Hello {name}, your code is {code}.",
+                      variables={"name": "Ada", "code": "4821"})
+    assert sent["status"] == "queued" and sent["from"] == FROM  # an unregistered long code may place calls
+    got = await until(gw, sent["id"], "completed")
+    assert [e["type"] for e in got["events"]] == ["VOICE_INITIATED", "VOICE_RINGING", "VOICE_ANSWERED",
+                                                  "VOICE_COMPLETED"]
+    assert got["outcome"] == "completed" and got["duration_s"] == pytest.approx(got["audio_ms"] / 1000, abs=0.05)
+    placed = gw.voice_sim.calls[0]
+    assert placed["audio_seconds"] and placed["to"] == "+14155550123"
+    await wait_for(lambda: asyncio.sleep(0, any(e["event_type"] == "VOICE_COMPLETED" for e in gw.events)))
+
+
+@pytest.mark.parametrize("to, outcome, steps", [
+    ("+14155550131", "busy", ["VOICE_INITIATED", "VOICE_RINGING", "VOICE_BUSY"]),
+    ("+14155550132", "no_answer", ["VOICE_INITIATED", "VOICE_RINGING", "VOICE_NO_ANSWER"]),
+    ("+14155550133", "failed", ["VOICE_INITIATED", "VOICE_FAILED"]),
+])
+async def test_other_outcomes(gw, to, outcome, steps):  # noqa: ANN001
+    sent = await call(gw, to=to, markup='<speak>Reminder <break time="300ms"/> tomorrow at 3 pm.</speak>')
+    got = await until(gw, sent["id"], outcome)
+    assert [e["type"] for e in got["events"]] == steps
+
+
+async def test_same_script_is_rendered_once(gw):  # noqa: ANN001
+    calls = gw.app[keys.VOICE]
+    first = await call(gw, to="+14155550124", script="Your order has shipped.")
+    await until(gw, first["id"], "completed")
+    before = calls.renderer.syntheses
+    second = await call(gw, to="+14155550125", script="Your order has shipped.")
+    await until(gw, second["id"], "completed")
+    assert calls.renderer.syntheses == before
+
+
+async def test_audio_links_are_signed_and_expire(gw):  # noqa: ANN001
+    sent = await call(gw, to="+14155550126", script="Signed audio.")
+    await until(gw, sent["id"], "completed")
+    url = gw.voice_sim.calls[0]["audio_url"]
+    path = url.split(str(gw.make_url("")).rstrip("/"), 1)[1]
+    assert (await gw.get(path)).status == 200
+    assert (await gw.get(path.replace("sig=", "sig=0"))).status == 401
+    assert (await gw.get(path.split("?")[0] + "?expires=1&sig=x")).status == 401
+
+
+async def test_invalid_audio_fails_the_call(gw):  # noqa: ANN001
+    import wave
+
+    from voice.markup import parse
+
+    renderer = gw.app[keys.VOICE].renderer
+    script = "Nobody will hear this."
+    path = renderer.path(renderer.key(parse(script), "en-us"))
+    with wave.open(str(path), "wb") as w:  # 16-bit PCM in the cache: not telephony audio
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\x00\x01" * 8000)
+    sent = await call(gw, to="+14155550127", script=script)
+    got = await until(gw, sent["id"], "failed")
+    assert got["error_code"] == "invalid_audio"
+
+
+@pytest.mark.parametrize("body, code", [
+    ({"to": "+14155550123", "script": ""}, "empty_script"),
+    ({"to": "+14155550123", "script": "x" * 3001}, "script_too_long"),
+    ({"to": "+14155550123", "markup": "<speak>oops"}, "malformed_markup"),
+    ({"to": "+14155550123", "script": "Hi {name}"}, "missing_variable"),
+    ({"to": "+14155550123", "script": "Hi", "voice": "xx-robot"}, "unknown_voice"),
+    ({"to": "+14155550123", "script": "Hi", "language": "tlh"}, "unknown_language"),
+    ({"to": "+14155550123"}, "missing_field"),
+    ({"to": "+14155550123", "script": "Hi", "from": "55501"}, "invalid_from"),  # short codes place no calls
+    ({"to": "nope", "script": "Hi"}, "invalid_destination"),
+])
+async def test_bad_input_answers_422(gw, body, code):  # noqa: ANN001
+    data = await call(gw, expect=422, **body)
+    assert data["error"]["code"] == code
+
+
+async def test_channel_auto_calls_landlines(gw):  # noqa: ANN001
+    resp = await gw.post("/v1/messages", json={"to": "+14155550190", "body": "Your table is ready", "channel": "auto"},
+                         headers=gw.customer.headers)  # +1415555019x is a landline in config/carrier_lookup.toml
+    data = await resp.json()
+    assert resp.status == 202 and data["channel"] == "voice" and data["id"].startswith("vm_")
+    await until(gw, data["id"], "completed")
+    resp = await gw.post("/v1/messages", json={"to": "+14155550123", "body": "Your table is ready", "channel": "auto"},
+                         headers=gw.customer.headers)
+    assert (await resp.json())["id"].startswith("msg_")  # a mobile gets SMS
+
+
+async def test_metrics_per_number_and_account(gw):  # noqa: ANN001
+    done = []
+    for to, status in [("+14155550123", "completed"), ("+14155550131", "busy"), ("+14155550133", "failed")]:
+        sent = await call(gw, to=to, script="Metrics call.")
+        done.append(until(gw, sent["id"], status))
+    await asyncio.gather(*done)
+    metrics = await (await gw.get("/v1/voice-metrics", headers=gw.customer.headers)).json()
+    assert metrics["account"] == {**metrics["account"], "calls": 3, "completed": 1, "busy": 1, "failed": 1,
+                                  "no_answer": 0}
+    assert metrics["numbers"][FROM]["calls"] == 3 and metrics["account"]["minutes"] > 0
+
+
+async def test_forged_callbacks_are_refused(gw):  # noqa: ANN001
+    resp = await gw.post("/callbacks/voice/vm_123.deadbeef", json={"status": "completed"})
+    assert (resp.status, (await resp.json())["error"]["code"]) == (401, "invalid_callback")
