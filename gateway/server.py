@@ -20,6 +20,7 @@ from registry.models import Account, Number
 
 DEMO_ACCOUNT = "demo"
 DEMO_NUMBER = "12345"  # a short code: it may send to US numbers without 10DLC registration
+DEMO_VOICE_NUMBER = "+14155550100"  # places the demo's voice calls
 
 
 async def seed_demo(app: web.Application, settings: Settings) -> str:
@@ -31,9 +32,12 @@ async def seed_demo(app: web.Application, settings: Settings) -> str:
         else:
             await revoke_keys(session, account.id)
             key = await issue_key(session, account.id, label="demo")
-        number = await session.scalar(select(Number).where(Number.number == DEMO_NUMBER))
-        if number is None:
+        if await session.scalar(select(Number).where(Number.number == DEMO_NUMBER)) is None:
             session.add(Number(number=DEMO_NUMBER, type="short_code", country="US", capabilities="sms",
+                               status="active", account_id=account.id, carrier="sim"))
+        if await session.scalar(select(Number).where(Number.number == DEMO_VOICE_NUMBER)) is None:
+            # an unregistered US long code: voice only (it may not send SMS to US numbers)
+            session.add(Number(number=DEMO_VOICE_NUMBER, type="long_code", country="US", capabilities="voice",
                                status="active", account_id=account.id, carrier="sim"))
     app[keys.AUTH].forget()
     path = settings.data_path / "demo_api_key"
@@ -67,10 +71,13 @@ async def serve(settings: Settings, *, demo: bool = False, migrate: bool = True)
         if settings.simulator.embedded:
             sim = settings.simulator
             click.echo(f"SMPP simulator: {sim.host}:{sim.smpp_port} (control API http://{sim.host}:{sim.http_port})")
+            if settings.voice.enabled:
+                click.echo(f"Voice carrier simulator: http://{sim.host}:{sim.voice_port}")
         if demo:
             key = await seed_demo(app, settings)
             click.echo(f"API key: {key}")
-            click.echo(f"(also in {settings.data_path / 'demo_api_key'}; the demo account sends from {DEMO_NUMBER})")
+            click.echo(f"(also in {settings.data_path / 'demo_api_key'}; the demo account sends SMS from {DEMO_NUMBER}"
+                       f" and calls from {DEMO_VOICE_NUMBER})")
         click.echo("Press Ctrl+C to stop.")
         await _until_signalled()
     finally:
