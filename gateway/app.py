@@ -28,6 +28,7 @@ from gateway.routes.admin import routes as admin_routes
 from gateway.routes.health import routes as health_routes
 from gateway.routes.messages import routes as message_routes
 from gateway.routes.two_way import routes as two_way_routes
+from gateway.routes.registry import routes as registry_routes
 from gateway.routes.voice import routes as voice_routes
 from gateway.services.accounts import KeyAuthenticator
 from gateway.settings import CarrierSettings, Settings
@@ -185,5 +186,6 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
     app.add_routes(account_routes)
     app.add_routes(two_way_routes)
     app.add_routes(voice_routes)
+    app.add_routes(registry_routes)
     app.add_routes(admin_routes)
     return app

@@ -206,12 +206,70 @@ PATHS["/callbacks/voice/{token}"] = {"post": {
     "requestBody": _body({"type": "object", "required": ["status"]}),
     "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 422)}}}
 
+_OBJ = {"type": "object"}
+
+
+def _op(summary: str, *, body: bool = False, params: list | None = None, codes: tuple = (401, 404, 409, 422),
+        admin: bool = True, status: str = "200") -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {status: _json(_OBJ), **_errors(*codes)}}
+    if admin:
+        op["security"] = OPERATOR
+    if params:
+        op["parameters"] = params
+    if body:
+        op["requestBody"] = _body(_OBJ)
+    return op
+
+
+_N = [NUMBER_PARAM]
+_I = [ID_PARAM]
+PATHS.update({
+    "/admin/inventory/import": {"post": {**_op("Import numbers from CSV: number,type,country,capabilities,carrier,"
+                                               "monthly_price; bad rows reported, good ones kept", codes=(400, 401)),
+                                         "requestBody": {"required": True, "content": {"text/csv": {
+                                             "schema": {"type": "string"}}}}}},
+    "/admin/numbers": {"get": _op("The inventory (account=, free=true, type=)", codes=(401,))},
+    "/admin/numbers/lease": {"post": _op("Lease a free number of a kind to an account", body=True, status="201")},
+    "/admin/numbers/{number}/registry": {"get": _op("A number with its history", params=_N, codes=(401, 404))},
+    "/admin/numbers/{number}/{action}": {"post": _op("activate (a pending short code) or release (refused while "
+                                                     "protected)", params=_N + [{"name": "action", "in": "path",
+                                                     "required": True, "schema": {"type": "string", "enum": [
+                                                         "activate", "release"]}}])},
+    "/admin/brands": {"post": _op("Register a 10DLC brand (submitted unless submit=false)", body=True,
+                                  status="201"), "get": _op("Brands", codes=(401,))},
+    "/admin/brands/{id}": {"get": _op("A brand with its history", params=_I, codes=(401, 404))},
+    "/admin/brands/{id}/{action}": {"post": _op("review (outcome verified|unverified|requires_updates, trust_score, "
+                                                "reason), vet (trust_score), resubmit", body=True,
+                                                params=_I + [{"name": "action", "in": "path", "required": True,
+                                                              "schema": {"type": "string", "enum": [
+                                                                  "review", "vet", "resubmit"]}}])},
+    "/admin/campaigns": {"post": _op("Create a 10DLC campaign for a verified brand", body=True, status="201"),
+                         "get": _op("Campaigns", codes=(401,))},
+    "/admin/campaigns/{id}": {"get": _op("A campaign with its limits per carrier, numbers and history", params=_I,
+                                         codes=(401, 404))},
+    "/admin/campaigns/{id}/{action}": {"post": _op("review (approved|rejected|requires_updates), suspend, reinstate, "
+                                                   "expire, resubmit, associate or disassociate a number", body=True,
+                                                   params=_I + [{"name": "action", "in": "path", "required": True,
+                                                                 "schema": {"type": "string"}}])},
+    "/admin/registry/advance": {"post": _op("Advance the local registry's clock by days", body=True)},
+    "/v1/brands": {"get": _op("The account's brands", admin=False, codes=(401,))},
+    "/v1/brands/{id}": {"get": _op("One of the account's brands", params=_I, admin=False, codes=(401, 404))},
+    "/v1/campaigns": {"get": _op("The account's campaigns", admin=False, codes=(401,))},
+    "/v1/campaigns/{id}": {"get": _op("One of the account's campaigns with its limits", params=_I, admin=False,
+                                      codes=(401, 404))},
+})
+
 ACCOUNT_PARAM = {"name": "account", "in": "path", "required": True, "schema": {"type": "integer"}}
 for _path in ("/webhooks/deliveries", "/webhooks/deliveries/{id}", "/webhooks/deliveries/{id}/replay"):
     TWO_WAY[_path] = PATHS.pop("/v1" + _path)
 PATHS["/admin/numbers/{number}"] = {"get": {"summary": "A number and the account leasing it", "security": OPERATOR,
                                             "parameters": [NUMBER_PARAM],
                                             "responses": {"200": _json({"type": "object"}), **_errors(401, 404)}}}
+PATHS["/admin/numbers/{number}"]["patch"] = {
+    "summary": "Update a number: two-way and webhook, message type, opt-out list, deletion protection, "
+               "international sending", "security": OPERATOR, "parameters": [NUMBER_PARAM],
+    "requestBody": _body({"type": "object"}), "responses": {"200": _json({"type": "object"}),
+                                                             **_errors(400, 401, 404, 422)}}
 for _path, _ops in TWO_WAY.items():
     PATHS["/v1" + _path] = _ops
     PATHS["/admin/accounts/{account}" + _path] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import Boolean, ForeignKey, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base, UTCDateTime, utcnow
@@ -98,9 +98,82 @@ class Number(Base):
     help_message: Mapped[str | None] = mapped_column(Text, nullable=True)  # custom HELP reply (default: built)
     stop_message: Mapped[str | None] = mapped_column(Text, nullable=True)  # custom STOP reply
     self_managed_opt_outs: Mapped[bool] = mapped_column(Boolean, default=False)  # no auto replies; forward only
+    # 10DLC: the campaign the number belongs to (at most one), and when the registry finishes (dis)associating it
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"), nullable=True,
+                                                    index=True)
+    registry_due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     leased_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     @property
     def capability_set(self) -> frozenset[str]:
         return frozenset(c for c in self.capabilities.split(",") if c)
+
+
+class Brand(Base):
+    """A 10DLC brand: the company behind the messages."""
+
+    __tablename__ = "brands"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    legal_name: Mapped[str] = mapped_column(String(255))
+    ein: Mapped[str] = mapped_column(String(20))
+    entity_type: Mapped[str] = mapped_column(String(30))
+    vertical: Mapped[str] = mapped_column(String(50))
+    website: Mapped[str] = mapped_column(String(255))
+    country: Mapped[str] = mapped_column(String(2))
+    contact_email: Mapped[str] = mapped_column(String(255))
+    contact_phone: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    status: Mapped[str] = mapped_column(String(20), default="created")  # registration status
+    identity_status: Mapped[str] = mapped_column(String(20), default="unverified")
+    trust_score: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Campaign(Base):
+    """A 10DLC campaign: one use case of a brand's messaging."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    brand_id: Mapped[int] = mapped_column(ForeignKey("brands.id", ondelete="CASCADE"), index=True)
+    use_case: Mapped[str] = mapped_column(String(40))
+    description: Mapped[str] = mapped_column(Text)
+    sample_messages: Mapped[str] = mapped_column(Text)  # JSON list of 2-5 samples
+    opt_in_message: Mapped[str] = mapped_column(Text)
+    opt_out_message: Mapped[str] = mapped_column(Text)
+    help_message: Mapped[str] = mapped_column(Text)
+    embedded_links: Mapped[bool] = mapped_column(Boolean, default=False)
+    number_pooling: Mapped[bool] = mapped_column(Boolean, default=False)
+    age_gated: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20), default="submitted")
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Transition(Base):
+    """Every state change of a number, brand or campaign: when, by whom, why."""
+
+    __tablename__ = "transitions"
+    __table_args__ = (Index("ix_transitions_entity", "entity", "entity_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    entity: Mapped[str] = mapped_column(String(20))  # number | brand | campaign
+    entity_id: Mapped[int] = mapped_column(Integer)
+    from_state: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    to_state: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(60))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)  # the registry clock's time
+
+
+class RegistryClock(Base):
+    """The local registry's clock: real time plus the days the operator advanced it."""
+
+    __tablename__ = "registry_clock"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    offset_days: Mapped[int] = mapped_column(Integer, default=0)

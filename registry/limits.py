@@ -1,0 +1,70 @@
+"""Carrier limits of a 10DLC campaign, derived from its brand's trust score (config/carrier_limits.toml)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+TABLES = Path(__file__).resolve().parent.parent / "config" / "carrier_limits.toml"
+MIXED_USE_CASES = {"MIXED", "MARKETING"}
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignLimits:
+    campaign_key: str
+    brand_key: str
+    att_class: str
+    att_per_minute: float
+    tmobile_tier: str
+    tmobile_per_day: int
+    verizon_per_minute: float
+    brand_per_second: float | None = None  # sole proprietors
+    brand_per_day: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@lru_cache(maxsize=4)
+def tables(path: str = str(TABLES)) -> dict[str, Any]:
+    with open(path, "rb") as fh:
+        return tomllib.load(fh)
+
+
+def derive(trust_score: int, use_case: str, entity_type: str, *, campaign_key: str = "c?", brand_key: str = "b?",
+           path: str = str(TABLES)) -> CampaignLimits:
+    t = tables(path)
+    mixed = use_case.upper() in MIXED_USE_CASES
+    if use_case.upper() == "LOW_VOLUME":
+        att_class, att_tpm = t["att_low_volume"]["class"], t["att_low_volume"]["tpm"]
+    else:
+        row = next((r for r in t["att"] if r["min_score"] <= trust_score <= r["max_score"]), None)
+        if row is None:  # score 0: the lowest class
+            row = min(t["att"], key=lambda r: r["min_score"])
+        att_class, att_tpm = row["class"], row["mixed_tpm" if mixed else "standard_tpm"]
+    tier = next((r for r in t["tmobile"] if r["mixed" if mixed else "standard"][0] <= trust_score
+                 <= r["mixed" if mixed else "standard"][1]), t["tmobile"][-1])
+    sole = entity_type.upper() == "SOLE_PROPRIETOR"
+    sp = t["sole_proprietor"]
+    return CampaignLimits(campaign_key, brand_key, att_class, float(att_tpm), tier["tier"], int(tier["daily"]),
+                          float(t["verizon"]["tpm_per_number"]), float(sp["per_second"]) if sole else None,
+                          int(sp["per_day"]) if sole else None)
+
+
+async def carrier_limits_for_campaign(session: AsyncSession, campaign_id: int) -> CampaignLimits | None:
+    """The limits the send path enforces, or None while the campaign is not approved or its brand unscored."""
+    from registry.models import Brand, Campaign
+
+    campaign = await session.get(Campaign, campaign_id)
+    if campaign is None or campaign.status != "approved":
+        return None
+    brand = await session.get(Brand, campaign.brand_id)
+    if brand is None or brand.trust_score is None:
+        return None
+    return derive(brand.trust_score, campaign.use_case, brand.entity_type, campaign_key=f"c{campaign.id}",
+                  brand_key=f"b{brand.id}")
