@@ -280,7 +280,10 @@ def bench_voice(renders: int, concurrency: int, workers: int, as_json: bool) -> 
     b.run(b.bench_voice(renders=renders, concurrency=concurrency, workers=workers))
 
 
+from gateway.cli_registry import register as _register_registry  # noqa: E402
 from gateway.cli_voice import register as _register_voice  # noqa: E402
+
+_register_registry(cli)
 
 _register_voice(cli)
 

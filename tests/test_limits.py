@@ -31,3 +31,14 @@ def test_low_volume_is_class_t_and_sole_proprietors():
     assert (lim.att_class, lim.att_per_minute) == ("T", 75)
     sp = derive(80, "2FA", "SOLE_PROPRIETOR")
     assert (sp.brand_per_second, sp.brand_per_day) == (1, 1000)
+
+
+def test_association_completes_within_two_weeks_from_any_day():
+    import datetime as dt
+
+    from registry.tcr import ASSOCIATION_BUSINESS_DAYS, add_business_days
+
+    for day in range(7):
+        start = dt.datetime(2026, 11, 16 + day, 12, tzinfo=dt.timezone.utc)  # Monday .. Sunday
+        due = add_business_days(start, ASSOCIATION_BUSINESS_DAYS)
+        assert due.weekday() < 5 and dt.timedelta(days=12) <= due - start <= dt.timedelta(days=14)
