@@ -90,7 +90,6 @@ async def world(running):  # noqa: ANN001, ANN201, F811
             async with http.request(method, url + path, json=body, headers=ADMIN) as resp:
                 return resp.status, await resp.json()
 
-        status, _ = await call("POST", "/admin/inventory/import") if False else (200, None)
         async with http.post(url + "/admin/inventory/import", headers=ADMIN, data=INVENTORY.encode()) as resp:
             assert resp.status == 200
         _, account = await call("POST", "/admin/accounts", {"name": "Acme"})
