@@ -71,6 +71,20 @@ class Ctx:
             err.exit_code = EXIT_UNREACHABLE
             raise err from None
 
+    async def send_text(self, http: aiohttp.ClientSession, method: str, path: str, *, text: str | None = None,
+                        params: dict | None = None) -> Any:
+        """A call with a CSV body or a CSV answer: the answer's JSON, or its text when it is not JSON."""
+        headers = {"Authorization": f"Bearer {self.token}"} | ({"Content-Type": "text/csv"} if text is not None else {})
+        async with http.request(method, self.url + path, data=text.encode() if text is not None else None,
+                                params=params, headers=headers) as resp:
+            body = await resp.text()
+            is_json = resp.content_type == "application/json"
+            data = json.loads(body) if is_json and body else body
+            if resp.status >= 400:
+                err = data.get("error", {}) if isinstance(data, dict) else {}
+                raise ApiError(resp.status, err.get("code", "http_error"), err.get("message", body[:200]))
+            return data
+
     def emit(self, data: Any, table: list[tuple[str, str]] | None = None, rows: list[dict] | None = None) -> None:
         """Print JSON for scripts, or a table (columns: (key, title)) for people."""
         if self.as_json:

@@ -65,12 +65,7 @@ def inventory_import(obj: Ctx, file: Path, chunk: int) -> None:
             async with aiohttp.ClientSession() as http:
                 for start in range(0, len(body), chunk):
                     part = body[start:start + chunk]
-                    async with http.post(f"{obj.url}/admin/inventory/import", data="\n".join(part).encode(),
-                                         headers={"Authorization": f"Bearer {obj.token}",
-                                                  "Content-Type": "text/csv"}) as r:
-                        data = await r.json()
-                        if r.status >= 400:
-                            raise click.ClickException(f"{data['error']['message']} ({data['error']['code']})")
+                    data = await obj.send_text(http, "POST", "/admin/inventory/import", text="\n".join(part))
                     totals["added"] += data["added"]
                     totals["rejected"] += data["rejected"]
                     errors.extend({**e, "line": e["line"] + start + header} for e in data["errors"])

@@ -159,12 +159,8 @@ def optouts_import(obj: Ctx, account: int, list_name: str | None, file: Path, ch
                 out = io.StringIO()
                 csv.writer(out).writerows(part)
                 async with aiohttp.ClientSession() as http:
-                    async with http.post(f"{obj.url}/admin/accounts/{account}/opt-outs/import", params=params,
-                                         data=out.getvalue().encode(), headers={
-                                             "Authorization": f"Bearer {obj.token}", "Content-Type": "text/csv"}) as r:
-                        data = await r.json()
-                        if r.status >= 400:
-                            raise click.ClickException(f"{data['error']['message']} ({data['error']['code']})")
+                    data = await obj.send_text(http, "POST", f"/admin/accounts/{account}/opt-outs/import",
+                                               text=out.getvalue(), params=params)
                 for key in totals:
                     totals[key] += data[key]
                 errors.extend({**e, "line": line_of[start + e["line"] - 1]} for e in data["errors"])
@@ -186,13 +182,8 @@ def optouts_export(obj: Ctx, account: int, list_name: str | None, output: Path) 
     """Export a list (or all lists) as CSV."""
     async def go() -> str:
         async with aiohttp.ClientSession() as http:
-            async with http.get(f"{obj.url}/admin/accounts/{account}/opt-outs/export",
-                                params={"list": list_name} if list_name else None,
-                                headers={"Authorization": f"Bearer {obj.token}"}) as r:
-                if r.status >= 400:
-                    data = await r.json()
-                    raise click.ClickException(f"{data['error']['message']} ({data['error']['code']})")
-                return await r.text()
+            return await obj.send_text(http, "GET", f"/admin/accounts/{account}/opt-outs/export",
+                                       params={"list": list_name} if list_name else None)
 
     text = run_async(go())
     lines = text.splitlines()
