@@ -113,7 +113,8 @@ async def _admin(http: aiohttp.ClientSession, target: Target, method: str, path:
 
 
 async def _send_batches(http: aiohttp.ClientSession, target: Target, numbers: list[str], batch: int,
-                        concurrency: int, body: str) -> tuple[list[str], list[float], float, float]:
+                        concurrency: int, body: str, source: str | None = None
+                        ) -> tuple[list[str], list[float], float, float]:
     """POST /v1/messages/batch; returns (ids, per-request latencies in ms, start, end)."""
     headers = {"Authorization": f"Bearer {target.key}"}
     chunks = [numbers[i:i + batch] for i in range(0, len(numbers), batch)]
@@ -126,7 +127,7 @@ async def _send_batches(http: aiohttp.ClientSession, target: Target, numbers: li
     async def worker() -> None:
         while not queue.empty():
             chunk = queue.get_nowait()
-            payload = {"messages": [{"to": n, "body": body} for n in chunk]}
+            payload = {"messages": [{"to": n, "body": body} | ({"from": source} if source else {}) for n in chunk]}
             t0 = time.perf_counter()
             async with http.post(target.url + "/v1/messages/batch", json=payload, headers=headers) as resp:
                 data = await resp.json()
@@ -370,3 +371,54 @@ async def bench_voice(*, renders: int, concurrency: int, workers: int) -> dict[s
             "cached_serve_p99_ms": round(percentile(served, 99), 3), "render_25_words_p50_ms":
             round(percentile(singles, 50), 1), "render_25_words_p95_ms": round(percentile(singles, 95), 1),
             "renders_per_s_concurrent": round(many, 1), "renders": renders}
+
+
+async def bench_carrier_limits(*, seconds: float, trust_score: int, url: str | None, sim_url: str | None,
+                               key: str | None) -> dict[str, Any]:
+    """A 10DLC campaign at a trust score, AT&T recipients, the simulator enforcing AT&T's limit for that score:
+    offer more than the limit and count ESME_RTHROTTLED answers and the rate reached."""
+    from registry.limits import derive
+
+    async with started(url=url, sim_url=sim_url, key=key, env={}) as target, aiohttp.ClientSession() as http:
+        me = {"Authorization": f"Bearer {target.key}"}
+        account = await (await http.get(target.url + "/v1/account", headers=me)).json()
+        number = "+12145550100"
+        inventory = f"number,type,country,capabilities\n{number},long_code,US,sms\n"
+        async with http.post(target.url + "/admin/inventory/import", data=inventory,
+                             headers={"Authorization": f"Bearer {BENCH_TOKEN}"}) as resp:
+            resp.raise_for_status()
+        await _admin(http, target, "PATCH", f"/admin/accounts/{account['id']}", {"max_rate_per_s": 1000})
+        await _admin(http, target, "POST", "/admin/numbers/lease", {"account_id": account["id"], "type": "long_code"})
+        brand = await _admin(http, target, "POST", "/admin/brands", {
+            "account_id": account["id"], "legal_name": "Bench Inc", "ein": "123456789",
+            "entity_type": "PRIVATE_PROFIT", "vertical": "TECHNOLOGY", "website": "https://bench.example",
+            "contact_email": "ops@bench.example"})
+        await _admin(http, target, "POST", f"/admin/brands/{brand['id']}/review",
+                     {"outcome": "verified", "trust_score": trust_score})
+        campaign = await _admin(http, target, "POST", "/admin/campaigns", {
+            "brand_id": brand["id"], "use_case": "ACCOUNT_NOTIFICATION", "description": "Benchmark traffic",
+            "sample_messages": ["Your order {#var} has shipped today.", "Your code is {#var}, valid 10 minutes."],
+            "opt_in_message": "x", "opt_out_message": "Reply STOP", "help_message": "Reply HELP"})
+        await _admin(http, target, "POST", f"/admin/campaigns/{campaign['id']}/review", {"outcome": "approved"})
+        await _admin(http, target, "POST", f"/admin/campaigns/{campaign['id']}/associate", {"number": number})
+        await _admin(http, target, "POST", "/admin/registry/advance", {"days": 14})
+        att_per_s = derive(trust_score, "ACCOUNT_NOTIFICATION", "PRIVATE_PROFIT").att_per_minute / 60
+        async with http.post(target.sim_url + "/scenario", json={"rate_limits": {"att": att_per_s},
+                                                                 "carrier_prefixes": {"+1214": "att"}}) as resp:
+            resp.raise_for_status()
+        await asyncio.sleep(5.5)  # the gateway's caches of numbers and campaigns refresh every 5 s
+        count = int(att_per_s * seconds)
+        numbers = [f"+1214{2000000 + i:07d}" for i in range(count)]
+        ids, _, start, _ = await _send_batches(http, target, numbers, 500, 2, "carrier pace", source=number)
+        rows = await _final_states(http, target, len(ids), timeout=seconds * 3 + 60)
+        async with http.get(target.sim_url + "/stats") as resp:
+            sim = await resp.json()
+    per_second = {int(k): v for k, v in sim["per_second"].items() if int(k) >= int(start)}
+    full = sorted(per_second)[1:-1] or sorted(per_second)
+    mean = sum(per_second[s] for s in full) / len(full) if full else 0.0
+    delivered = sum(1 for m in rows if m["status"] == "delivered")
+    return {"benchmark": "carrier_limits", "trust_score": trust_score, "att_limit_per_s": round(att_per_s, 2),
+            "offered": len(ids), "delivered": delivered, "throttled": sim["stats"].get("throttled", 0),
+            "max_per_s": max(per_second.values()) if per_second else 0, "mean_per_s": round(mean, 2),
+            "share_of_allowed": round(mean / att_per_s, 3) if att_per_s else 0.0,
+            "per_second": [per_second[s] for s in sorted(per_second)]}

@@ -253,14 +253,21 @@ def bench_sms(messages: int, throttles: bool, mode: str, concurrency: int, batch
 
 @bench.command("throttle")
 @click.option("--seconds", type=click.FloatRange(2, 3600), default=20, show_default=True)
+@click.option("--carrier-limits", "trust_score", type=click.IntRange(0, 100), default=None,
+              help="Instead: a 10DLC campaign at this trust score, with the simulator enforcing AT&T's limit for "
+                   "it; counts ESME_RTHROTTLED answers.")
 @click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: the output is always JSON.")
 @_targets
-def bench_throttle(seconds: float, as_json: bool, target_url: str | None, simulator_url: str | None,
-                   api_key: str | None) -> None:
+def bench_throttle(seconds: float, trust_score: int | None, as_json: bool, target_url: str | None,
+                   simulator_url: str | None, api_key: str | None) -> None:
     """Queue SECONDS x the account's limit at once; print the per-second counts the simulator saw."""
     from gateway import bench as b
 
-    b.run(b.bench_throttle(seconds=seconds, url=target_url, sim_url=simulator_url, key=api_key))
+    if trust_score is not None:
+        b.run(b.bench_carrier_limits(seconds=seconds, trust_score=trust_score, url=target_url,
+                                     sim_url=simulator_url, key=api_key))
+    else:
+        b.run(b.bench_throttle(seconds=seconds, url=target_url, sim_url=simulator_url, key=api_key))
 
 
 @bench.command("inbound")

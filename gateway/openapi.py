@@ -112,6 +112,13 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": {"summary": "List accounts", "security": OPERATOR,
                 "responses": {"200": _json({"type": "object"}), **_errors(401)}},
     },
+    "/admin/accounts/{id}": {"patch": {
+        "summary": "An account's send rate (msg/s, raised on request) and status (active, suspended)",
+        "security": OPERATOR, "parameters": [ID_PARAM],
+        "requestBody": _body({"type": "object", "additionalProperties": False, "properties": {
+            "max_rate_per_s": {"type": "integer", "minimum": 1}, "status": {"type": "string",
+                                                                           "enum": ["active", "suspended"]}}}),
+        "responses": {"200": _json(_ref("Account")), **_errors(400, 401, 404, 422)}}},
     "/admin/accounts/{id}/keys": {"post": {"summary": "Issue another API key for an account", "security": OPERATOR,
                                            "parameters": [ID_PARAM],
                                            "responses": {"201": _json({"type": "object"}), **_errors(401, 404)}}},

@@ -5,7 +5,8 @@
     GET  /stats                                                              -> counters, per-second counts
     POST /scenario    {"throttle_all"?, "throttle_fraction"?, "response_delay"?, "receipt_delay"?,
                        "outcome"?, "outcomes_by_destination"?, "fail"?: {destination: status},
-                       "rate_limits"?: {label: per_second}, "disconnect_every"?: seconds|null}
+                       "rate_limits"?: {label: per_second}, "carrier_prefixes"?: {prefix: label},
+                       "disconnect_every"?: seconds|null}
     POST /disconnect                                                         -> {"dropped": n}
 """
 
@@ -101,6 +102,16 @@ async def post_scenario(request: web.Request) -> web.Response:
                 if not isinstance(value, dict):
                     raise ValueError("rate_limits maps carrier labels to submits per second")
                 h.rate_limits = {str(k): _number(v, 0, 1e6) for k, v in value.items()}
+            elif key == "carrier_prefixes":
+                if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                    raise ValueError("carrier_prefixes maps number prefixes to carrier labels")
+                prefixes = dict(sorted(value.items(), key=lambda kv: -len(kv[0])))
+
+                def label_of(destination: str, prefixes=prefixes) -> str:  # noqa: ANN001
+                    number = destination if destination.startswith("+") else "+" + destination
+                    return next((label for p, label in prefixes.items() if number.startswith(p)), "default")
+
+                h.label_of = label_of
             elif key == "disconnect_every":
                 sim.disconnect_every(None if value is None else _number(value, 0.1, 3600))
             else:

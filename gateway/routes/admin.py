@@ -6,7 +6,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from gateway import keys
-from gateway.errors import NotFound
+from gateway.errors import NotFound, Unprocessable
 from gateway.services import accounts as svc
 from gateway.validation import Fields, read_json_object
 from registry.models import Account
@@ -36,6 +36,28 @@ async def list_accounts(request: web.Request) -> web.Response:
     async with request.app[keys.SESSIONMAKER]() as session:
         rows = (await session.scalars(select(Account).order_by(Account.id))).all()
     return web.json_response({"accounts": [account_view(a) for a in rows]})
+
+
+@routes.patch("/admin/accounts/{id}")
+async def update_account(request: web.Request) -> web.Response:
+    """The operator's account settings: the send rate (raised on request) and whether the account is active."""
+    account_id = _int_id(request)
+    data = await read_json_object(request)
+    f = Fields(data, {"max_rate_per_s", "status"})
+    async with request.app[keys.SESSIONMAKER]() as session, session.begin():
+        account = await session.get(Account, account_id)
+        if account is None:
+            raise NotFound(f"No account {account_id}.", code="account_not_found")
+        if "max_rate_per_s" in data:
+            account.max_rate_per_s = f.integer("max_rate_per_s", minimum=1, maximum=10_000)
+        if "status" in data:
+            status = f.text("status")
+            if status not in ("active", "suspended"):
+                raise Unprocessable("status is active or suspended.", code="invalid_field")
+            account.status = status
+        body = account_view(account)
+    request.app[keys.AUTH].forget()
+    return web.json_response(body)
 
 
 @routes.post("/admin/accounts/{id}/keys")
