@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 import secrets
+import socket
 from typing import AsyncIterator, Sequence
 
 from aiohttp import web
@@ -14,6 +15,7 @@ from aiohttp import web
 from carriers import Carrier
 from gateway import keys, middleware
 from gateway.db import create_engine, create_sessionmaker
+from gateway.cluster import QUEUE_CHANNEL, WEBHOOK_CHANNEL, BindSlots, PgListener
 from gateway.dispatcher import CarrierPool, Dispatcher
 from carriers.simulator.voice import VoiceSimulator
 from carriers.voice_http import HttpVoiceCarrier
@@ -22,6 +24,7 @@ from gateway.voice_calls import VoiceCalls
 from voice.render import Renderer
 from gateway.lookup import NumberLookup
 from gateway.openapi import routes as openapi_routes
+from gateway.pacing import RedisLimiter
 from gateway.policy import PacingPolicy
 from gateway.routes.account import routes as account_routes
 from gateway.routes.admin import routes as admin_routes
@@ -73,6 +76,22 @@ async def campaign_limits(session, campaign_id: int):  # noqa: ANN001, ANN201
     except ImportError:
         return None
     return await carrier_limits_for_campaign(session, campaign_id)
+
+
+async def _leased_binds(slots: BindSlots, configured: Sequence[CarrierSettings]) -> list[CarrierSettings]:
+    """The carriers with as many binds as this instance may open within each one's ``max_binds``."""
+    out = []
+    for cfg in configured:
+        if not cfg.max_binds:
+            out.append(cfg)
+            continue
+        got = await slots.acquire(cfg.name, min(cfg.binds, cfg.max_binds), cfg.max_binds)
+        if got == 0:
+            log.warning("carrier %s: all %d bind slots are held by other instances; this one opens none",
+                        cfg.name, cfg.max_binds)
+            continue
+        out.append(dataclasses.replace(cfg, binds=got))
+    return out
 
 
 class CarrierSink:
@@ -129,19 +148,30 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
             configured = [dataclasses.replace(c, port=services.smpp_port)
                           if (c.type, c.host, c.port) == ("smpp", sim_cfg.host, sim_cfg.smpp_port) else c
                           for c in configured]
+        instance_id = f"{socket.gethostname()[:20]}-{os.getpid()}-{secrets.token_hex(4)}"
+        slots = None
+        if settings.redis.url and carriers is None and any(c.max_binds for c in configured):
+            slots = BindSlots(settings.redis.url, instance_id, prefix=settings.redis.key_prefix,
+                              timeout=settings.redis.timeout_s)
+            configured = await _leased_binds(slots, configured)
+            slots.start()
         held = list(carriers) if carriers is not None else [build_carrier(c) for c in configured]
         pool = CarrierPool(held)
         policy = None
         lookup = NumberLookup.load(settings.path(settings.pacing.lookup_file))
         pool.lookup = lookup
+        limiter = None
         if settings.pacing.enabled:
             policy = PacingPolicy(settings.pacing, lookup, app[keys.SESSIONMAKER], campaign_limits)
+            if settings.redis.url:  # several instances: the limits are shared in Redis
+                limiter = RedisLimiter(settings.redis.url, prefix=settings.redis.key_prefix,
+                                       timeout=settings.redis.timeout_s)
         sender = WebhookSender(app[keys.SESSIONMAKER], settings.webhooks)
         await sender.start()
         app[keys.WEBHOOKS] = sender
         dispatcher = Dispatcher(app[keys.SESSIONMAKER], pool, settings.dispatcher, on_webhooks=sender.notify,
                                 receipt_id_bases={c.name: c.receipt_id_base for c in settings.carriers},
-                                policy=policy)
+                                policy=policy, limiter=limiter, instance_id=instance_id)
         app[keys.CARRIERS] = pool
         app[keys.DISPATCHER] = dispatcher
         inbound = InboundService(app[keys.SESSIONMAKER], reassembly_timeout_s=settings.messages.reassembly_timeout_s,
@@ -156,6 +186,11 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
                 break
             await asyncio.sleep(0.02)
         await dispatcher.start()
+        listener = None
+        if settings.database_url.startswith("postgresql"):  # other instances' work wakes this one at once
+            listener = PgListener(settings.database_url, {QUEUE_CHANNEL: dispatcher.notify,
+                                                          WEBHOOK_CHANNEL: sender.notify})
+            await listener.start()
         await inbound.start()
         calls = None
         if settings.voice.enabled:
@@ -175,8 +210,14 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
             await calls.carrier.close()
             calls.renderer.close()
         await inbound.stop()
+        if listener is not None:
+            await listener.stop()
         await dispatcher.stop()
         await asyncio.gather(*(c.close() for c in held), return_exceptions=True)
+        if slots is not None:
+            await slots.close()
+        if limiter is not None:
+            await limiter.close()
         await sender.stop()
 
     app.cleanup_ctx.extend([database, simulator, dispatching])

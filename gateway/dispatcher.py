@@ -13,8 +13,11 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import os
 import random
+import socket
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -26,12 +29,13 @@ from carriers.encoding import encode
 from carriers.ids import normalize_message_id, receipt_lookup_id
 from gateway import events as ev
 from gateway.models import (
+    GatewayInstance,
     Message,
     MessagePart,
     MessageStatus as S,
     UnmatchedReceipt,
 )
-from gateway.pacing import MemoryLimiter
+from gateway.pacing import LimiterUnavailable, MemoryLimiter, RedisLimiter
 from gateway.policy import PacingPolicy
 from gateway.services.events import record as record_events
 from gateway.settings import DispatcherSettings
@@ -104,10 +108,13 @@ class Dispatcher:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], pool: CarrierPool,
                  settings: DispatcherSettings, *, on_webhooks: Callable[[], None] = lambda: None,
                  receipt_id_bases: dict[str, str] | None = None, policy: PacingPolicy | None = None,
-                 limiter: MemoryLimiter | None = None):
+                 limiter: MemoryLimiter | RedisLimiter | None = None, instance_id: str | None = None):
         self._sm = sessionmaker
         self._policy = policy
         self._limiter = limiter or MemoryLimiter()
+        self._shared_limits = isinstance(self._limiter, RedisLimiter)
+        self.instance_id = instance_id or f"{socket.gethostname()[:20]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.paused: str | None = None  # why sending is paused (the shared limits cannot be reached)
         self._id_bases = receipt_id_bases or {}
         self._on_webhooks = on_webhooks
         self._pool = pool
@@ -126,16 +133,56 @@ class Dispatcher:
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     async def start(self) -> None:
+        now = utcnow()
         async with self._sm() as session, session.begin():
-            # a previous process died with these in flight: send them again (at-least-once to the carrier)
-            await session.execute(update(Message).where(Message.status == S.SENDING.value)
-                                  .values(status=S.QUEUED.value).execution_options(synchronize_session=False))
-            # pacing reservations lived in that process's memory: let those messages ask the limits again
-            await session.execute(update(Message).where(Message.paced.is_(True), Message.status == S.QUEUED.value)
-                                  .values(paced=False).execution_options(synchronize_session=False))
+            session.add(GatewayInstance(id=self.instance_id, host=socket.gethostname()[:255], pid=os.getpid(),
+                                        started_at=now, heartbeat_at=now))
+            if session.bind.dialect.name == "sqlite":
+                # one process owns an embedded database: whatever is still `sending` was in flight when an
+                # earlier process died; send it again (at-least-once to the carrier)
+                await session.execute(update(Message).where(Message.status == S.SENDING.value)
+                                      .values(status=S.QUEUED.value, claimed_by=None)
+                                      .execution_options(synchronize_session=False))
+            else:  # several instances may share the queue: take back only what dead instances held
+                await self._recover(session, now)
+            if not self._shared_limits:
+                # pacing reservations lived in that process's memory: let those messages ask the limits again
+                await self._forget_reservations(session)
         self._tasks = [asyncio.create_task(self._claim_loop(), name="dispatcher-claim"),
                        asyncio.create_task(self._writer_loop(), name="dispatcher-writer"),
                        asyncio.create_task(self._sweep_loop(), name="dispatcher-sweep")]
+
+    async def _recover(self, session: AsyncSession, now: dt.datetime) -> int:
+        """Queue again the messages that instances without a fresh heartbeat left in `sending`."""
+        cutoff = now - dt.timedelta(seconds=self._settings.lease_s)
+        alive = select(GatewayInstance.id).where(GatewayInstance.heartbeat_at > cutoff)
+        result = await session.execute(
+            update(Message).where(Message.status == S.SENDING.value,
+                                  or_(Message.claimed_by.is_(None), Message.claimed_by.not_in(alive)))
+            .values(status=S.QUEUED.value, claimed_by=None, updated_at=now)
+            .execution_options(synchronize_session=False))
+        if result.rowcount:
+            log.warning("%d message(s) held by a stopped instance queued again", result.rowcount)
+            self.notify()
+        await session.execute(delete(GatewayInstance).where(
+            GatewayInstance.heartbeat_at < now - dt.timedelta(seconds=10 * self._settings.lease_s)))
+        return result.rowcount
+
+    @staticmethod
+    async def _forget_reservations(session: AsyncSession) -> None:
+        await session.execute(update(Message).where(Message.paced.is_(True), Message.status == S.QUEUED.value)
+                              .values(paced=False).execution_options(synchronize_session=False))
+
+    async def _heartbeat(self) -> None:
+        now = utcnow()
+        async with self._sm() as session, session.begin():
+            beat = await session.execute(update(GatewayInstance).where(GatewayInstance.id == self.instance_id)
+                                         .values(heartbeat_at=now))
+            if not beat.rowcount:  # removed as dead while it was stalled: register again
+                session.add(GatewayInstance(id=self.instance_id, host=socket.gethostname()[:255], pid=os.getpid(),
+                                            started_at=now, heartbeat_at=now))
+            if session.bind.dialect.name != "sqlite":
+                await self._recover(session, now)
 
     async def stop(self) -> None:
         """Stop claiming, let sends in flight finish, write their outcomes. No task is cancelled inside a
@@ -153,6 +200,9 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._flush()  # whatever came in last
+        with contextlib.suppress(Exception):  # a clean stop: what it held (nothing, normally) is free at once
+            async with self._sm() as session, session.begin():
+                await session.execute(delete(GatewayInstance).where(GatewayInstance.id == self.instance_id))
 
     def notify(self) -> None:
         """A message was queued: wake the claim loop now rather than at the next poll."""
@@ -188,7 +238,7 @@ class Dispatcher:
             except Exception:
                 log.exception("pacing a batch failed; its messages are queued again")
                 await self._requeue([{"id": b.id, "status": S.QUEUED.value, "attempts": b.attempts - 1,
-                                      "paced": False} for b in batch])
+                                      "paced": False, "claimed_by": None} for b in batch])
             if len(batch) == limit:
                 continue  # there may be more due right now
             if not self._stop.is_set():
@@ -211,7 +261,8 @@ class Dispatcher:
                 due = due.with_for_update(skip_locked=True)
             rows = (await session.execute(
                 update(Message).where(Message.id.in_(due.scalar_subquery()))
-                .values(status=S.SENDING.value, attempts=Message.attempts + 1, updated_at=now)
+                .values(status=S.SENDING.value, attempts=Message.attempts + 1, updated_at=now,
+                        claimed_by=self.instance_id)
                 .returning(Message.id, Message.account_id, Message.source, Message.destination, Message.body,
                            Message.attempts, Message.expires_at, Message.segments, Message.paced,
                            Message.next_attempt_at)
@@ -230,19 +281,44 @@ class Dispatcher:
         horizon = policy.settings.horizon_s if policy is not None else 0.0
         now = time.time()
         later: list[dict] = []
+        slots: dict[int, float | None] = {}
+        if policy is not None:
+            asking = [item for item in batch if not item.paced]
+            try:
+                reserved = await self._limiter.reserve_many(
+                    [(policy.limits(item.account_id, item.source, item.destination), item.segments,
+                      max(item.expires_at.timestamp() - now, 0.0)) for item in asking], now)
+            except LimiterUnavailable as exc:
+                # the shared limits cannot be reached: send nothing that needs them (never exceed a limit);
+                # those messages wait in the queue and the dispatcher asks again shortly
+                if self.paused is None:
+                    log.warning("sending paused: the shared limits cannot be reached (%s)", exc)
+                self.paused = "limits_unreachable"
+                retry = dt.datetime.fromtimestamp(now + 1.0, dt.timezone.utc)
+                later.extend({"id": item.id, "status": S.QUEUED.value, "attempts": item.attempts - 1,
+                              "paced": False, "next_attempt_at": retry, "claimed_by": None} for item in asking)
+                batch = [item for item in batch if item.paced]
+                reserved = []
+                asking = []
+            else:
+                if self.paused is not None:
+                    log.warning("sending resumed: the shared limits answer again")
+                    self.paused = None
+                    # reservations taken before the outage may be gone with a restarted Redis: take new ones
+                    async with self._sm() as session, session.begin():
+                        await self._forget_reservations(session)
+            slots = {item.id: at for item, at in zip(asking, reserved)}
         for item in batch:
             at = item.next_attempt_at.timestamp() if item.paced else now
             if policy is not None and not item.paced:
-                limits = policy.limits(item.account_id, item.source, item.destination)
-                ttl_left = item.expires_at.timestamp() - now
-                at = self._limiter.reserve(limits, item.segments, now, horizon=max(ttl_left, 0.0))
+                at = slots[item.id]
                 if at is None:  # no slot before it expires: it waits, and the sweep expires it
                     later.append({"id": item.id, "status": S.QUEUED.value, "attempts": item.attempts - 1,
-                                  "paced": False, "next_attempt_at": item.expires_at})
+                                  "paced": False, "next_attempt_at": item.expires_at, "claimed_by": None})
                     continue
                 if at - now > horizon:  # its slot is reserved; it waits in the queue until then
                     later.append({"id": item.id, "status": S.QUEUED.value, "attempts": item.attempts - 1,
-                                  "paced": True,
+                                  "paced": True, "claimed_by": None,
                                   "next_attempt_at": dt.datetime.fromtimestamp(at, dt.timezone.utc)})
                     continue
             await self._slots.acquire()
@@ -286,7 +362,9 @@ class Dispatcher:
             outcome.error_code, outcome.error_message = exc.code, str(exc)
             if exc.code in ("throttled", "queue_full") and self._policy is not None:
                 # the carrier says slow down although its limit was kept: give this sender a pause
-                self._limiter.penalize(f"num:{item.source}", self._policy.settings.throttle_penalty_s, time.time())
+                with contextlib.suppress(LimiterUnavailable):
+                    await self._limiter.penalize(f"num:{item.source}", self._policy.settings.throttle_penalty_s,
+                                                 time.time())
         except CarrierRejected as exc:
             status = exc.command_status
             outcome.kind = "failed"
@@ -506,7 +584,9 @@ class Dispatcher:
                 log.exception("sweep failed")
 
     async def sweep(self) -> None:
-        """Expire queued messages whose time to live ran out; match receipts that arrived early."""
+        """Beat this instance's heart (and take back what dead instances held); expire queued messages whose
+        time to live ran out; match receipts that arrived early."""
+        await self._heartbeat()
         now = utcnow()
         self._limiter.forget_before(time.time() - 60)
         async with self._sm() as session, session.begin():

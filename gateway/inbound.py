@@ -19,7 +19,7 @@ import logging
 import secrets
 from typing import Callable
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text as sql_text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import keywords as kw
@@ -46,6 +46,15 @@ def inbound_view(m: InboundMessage) -> dict:
     return {"id": m.public_id, "from": m.source, "to": m.number, "body": m.body, "keyword": m.keyword,
             "action": m.action, "segments": m.segments, "complete": m.complete, "in_reply_to": m.in_reply_to,
             "reply_id": m.reply_id, "forwarded": m.forwarded, "received_at": _iso(m.received_at)}
+
+
+async def _lock_set(session: AsyncSession, *identity: object) -> None:
+    """Several instances on PostgreSQL: parts of one set may arrive on different instances' binds at once;
+    each transaction on a set waits for the one before it, so exactly one of them sees the set complete.
+    (SQLite serializes writers anyway.)"""
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(sql_text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                              {"k": "inbound:" + "|".join(map(str, identity))})
 
 
 class InboundService:
@@ -82,6 +91,7 @@ class InboundService:
                InboundPart.destination == m.destination, InboundPart.ref == m.concat_ref,
                InboundPart.total == m.concat_total)
         async with self._sm() as session, session.begin():
+            await _lock_set(session, carrier, m.source, m.destination, m.concat_ref, m.concat_total)
             seen = await session.scalar(select(InboundPart.id).where(*key, InboundPart.seq == m.concat_seq))
             if seen is not None:
                 return None  # a repeated part (also of a set already handed on) counts once
@@ -124,8 +134,12 @@ class InboundService:
             for carrier, source, destination, ref, total in stale:
                 key = (InboundPart.carrier == carrier, InboundPart.source == source,
                        InboundPart.destination == destination, InboundPart.ref == ref, InboundPart.total == total)
+                await _lock_set(session, carrier, source, destination, ref, total)
+                taken = await session.execute(update(InboundPart).where(*key, InboundPart.assembled_at.is_(None))
+                                              .values(assembled_at=now))
+                if not taken.rowcount:  # another instance handed this set on meanwhile
+                    continue
                 parts = (await session.scalars(select(InboundPart).where(*key).order_by(InboundPart.seq))).all()
-                await session.execute(update(InboundPart).where(*key).values(assembled_at=now))
                 sets.append((carrier, source, destination, "".join(p.text for p in parts), total,
                              parts[0].received_at))
         for carrier, source, destination, text, total, received_at in sets:

@@ -52,6 +52,8 @@ class Message(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # next_attempt_at is a slot reserved by pacing: send at that time without asking the limits again
     paced: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the gateway instance that holds it while it is `sending` (several processes may share one queue)
+    claimed_by: Mapped[str | None] = mapped_column(String(40), nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     status_callback: Mapped[str | None] = mapped_column(Text, nullable=True)
     message_type: Mapped[str] = mapped_column(String(20), default="transactional")  # or promotional
@@ -61,6 +63,18 @@ class Message(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class GatewayInstance(Base):
+    """A running gateway process: its heartbeat is the lease on the messages it has claimed."""
+
+    __tablename__ = "gateway_instances"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class MessagePart(Base):

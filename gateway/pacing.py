@@ -10,12 +10,14 @@ rate, paid back by the wait that follows.
 
 Daily caps (T-Mobile per brand, sole proprietors) are counters that reset at midnight in a given time zone.
 
-This in-process limiter serves one gateway process; several processes share limits through Redis.
+:class:`MemoryLimiter` serves one gateway process; several processes share the same limits through
+:class:`RedisLimiter`, which runs the same algorithm atomically in Redis.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Iterable, Protocol
 from zoneinfo import ZoneInfo
@@ -110,12 +112,159 @@ class MemoryLimiter:
                 self._daily[slot] = self._daily.get(slot, 0.0) + cost
         return at
 
+    async def reserve_many(self, requests: list[tuple[list[Limit], float, float]], now: float
+                           ) -> list[float | None]:
+        """Reserve each (limits, cost, horizon) in order (the interface the dispatcher uses)."""
+        return [self.reserve(limits, cost, now, horizon) for limits, cost, horizon in requests]
+
     def forget_before(self, now: float) -> None:
         """Drop state that can no longer matter (rate keys idle since before ``now``, past days)."""
         self._tat = {k: v for k, v in self._tat.items() if v > now}
         yesterday = dt.date.fromtimestamp(now) - dt.timedelta(days=1)
         self._daily = {k: v for k, v in self._daily.items() if k[1] >= yesterday}
 
-    def penalize(self, key: str, seconds: float, now: float) -> None:
+    async def penalize(self, key: str, seconds: float, now: float) -> None:
         """Push a rate key's schedule back (a carrier said "slow down" although we kept to its limit)."""
         self._tat[key] = max(self._tat.get(key, now), now) + seconds
+
+
+# --- several processes: the same limits in Redis ------------------------------------------------------------
+
+# One reservation, atomically, in Redis's own clock (instances on several hosts agree on it).
+# KEYS: the rate keys, then for each daily cap two keys (today's and tomorrow's counter).
+# ARGV: cost, horizon, number of rates, then per rate: interval, burst; then per cap: limit, seconds to the
+# end of today, seconds to the end of tomorrow (from the caller's clock), absolute ms of those two ends.
+# Returns {reserved (1|0), delay seconds as text}; delay -1 when no slot exists within two days.
+RESERVE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local cost = tonumber(ARGV[1])
+local horizon = tonumber(ARGV[2])
+local nrates = tonumber(ARGV[3])
+local at = now
+for i = 1, nrates do
+  local interval = tonumber(ARGV[2 + 2 * i])
+  local burst = tonumber(ARGV[3 + 2 * i])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  local start = tat - (burst - 1) * interval
+  if start > at then at = start end
+end
+local ncaps = (#KEYS - nrates) / 2
+local base = 3 + 2 * nrates
+local day = {}
+for pass = 1, 3 do
+  for c = 1, ncaps do
+    local limit = tonumber(ARGV[base + 4 * (c - 1) + 1])
+    local today_end = now + tonumber(ARGV[base + 4 * (c - 1) + 2])
+    local today = tonumber(redis.call('GET', KEYS[nrates + 2 * c - 1]) or 0)
+    if at < today_end and today + cost <= limit then
+      day[c] = 1
+    else
+      local tomorrow = tonumber(redis.call('GET', KEYS[nrates + 2 * c]) or 0)
+      if tomorrow + cost > limit or cost > limit then return {0, '-1'} end
+      day[c] = 2
+      if today_end > at then at = today_end end
+    end
+  end
+end
+if at - now > horizon then return {0, tostring(at - now)} end
+for i = 1, nrates do
+  local interval = tonumber(ARGV[2 + 2 * i])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or at)
+  if tat < at then tat = at end
+  tat = tat + cost * interval
+  redis.call('SET', KEYS[i], tostring(tat), 'PX', math.ceil((tat - now) * 1000) + 60000)
+end
+for c = 1, ncaps do
+  local key = KEYS[nrates + 2 * c - 2 + day[c]]
+  redis.call('INCRBYFLOAT', key, cost)
+  redis.call('PEXPIREAT', key, ARGV[base + 4 * (c - 1) + 2 + day[c]])
+end
+return {1, tostring(at - now)}
+"""
+
+# Push a rate key's schedule back by ARGV[1] seconds (a carrier said "slow down" although its limit was kept).
+PENALIZE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+tat = tat + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], tostring(tat), 'PX', math.ceil((tat - now) * 1000) + 60000)
+return tostring(tat - now)
+"""
+
+
+class LimiterUnavailable(Exception):
+    """The shared limits cannot be reached: nothing may be sent that needs them until they can."""
+
+
+class RedisLimiter:
+    """GCRA and daily counters in Redis, shared by every gateway instance that names the same Redis.
+
+    Each reservation is one Lua script run (atomic: the combined traffic of all instances keeps every limit);
+    a batch's reservations go in one pipeline, executed in order. Rate keys expire a minute after their
+    schedule runs out; a daily counter expires at the end of its day in the cap's time zone.
+    """
+
+    def __init__(self, url: str, *, prefix: str = "gw:", timeout: float = 2.0):
+        import redis.asyncio as aioredis
+
+        self.prefix = prefix
+        self._redis = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                              health_check_interval=10)
+        self._reserve = self._redis.register_script(RESERVE_LUA)
+        self._penalize = self._redis.register_script(PENALIZE_LUA)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    def _args(self, limits: Iterable[Limit], cost: float, horizon: float, now: float) -> tuple[list[str], list]:
+        rates = [lim for lim in limits if isinstance(lim, Rate)]
+        caps = [lim for lim in limits if isinstance(lim, DailyCap)]
+        keys = [f"{self.prefix}rate:{r.key}" for r in rates]
+        args: list = [cost, horizon, len(rates)]
+        for r in rates:
+            args += [repr(r.interval), repr(r.burst)]
+        for cap in caps:
+            end_today = _next_midnight(now, cap.tz)
+            end_tomorrow = _next_midnight(end_today + 1, cap.tz)
+            keys += [f"{self.prefix}day:{cap.key}:{_day(now, cap.tz)}",
+                     f"{self.prefix}day:{cap.key}:{_day(end_today + 1, cap.tz)}"]
+            args += [cap.limit, repr(end_today - now), int(end_today * 1000), int(end_tomorrow * 1000)]
+        return keys, args
+
+    async def reserve_many(self, requests: list[tuple[list[Limit], float, float]], now: float
+                           ) -> list[float | None]:
+        """Reserve each (limits, cost, horizon) in order; the slot times are on this process's clock."""
+        from redis.exceptions import RedisError
+
+        if not requests:
+            return []
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for limits, cost, horizon in requests:
+                    keys, args = self._args(limits, cost, horizon, now)
+                    await self._reserve(keys=keys, args=args, client=pipe)
+                results = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise LimiterUnavailable(f"Redis: {type(exc).__name__}: {exc}") from exc
+        local = time.time()
+        return [local + float(delay) if int(ok) == 1 else None for ok, delay in results]
+
+    async def penalize(self, key: str, seconds: float, now: float) -> None:
+        from redis.exceptions import RedisError
+
+        try:
+            await self._penalize(keys=[f"{self.prefix}rate:{key}"], args=[seconds])
+        except (RedisError, OSError) as exc:
+            raise LimiterUnavailable(f"Redis: {type(exc).__name__}: {exc}") from exc
+
+    def forget_before(self, now: float) -> None:
+        """Nothing to do: Redis expires what can no longer matter."""
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except Exception:  # noqa: BLE001 - any failure means not reachable
+            return False

@@ -83,7 +83,8 @@ class CarrierSettings:
     response_timeout: float = 10.0
     concatenation: str = "udh"  # udh | sar | payload
     receipt_id_base: str = "same"  # same | hex_to_dec | dec_to_hex: how receipts quote submit_sm_resp ids
-    binds: int = 1  # SMPP connections to open to this carrier
+    binds: int = 1  # SMPP connections this instance opens to this carrier
+    max_binds: int = 0  # connections to this carrier across all instances (0: no maximum); needs [redis]
 
 
 @dataclass
@@ -94,6 +95,17 @@ class DispatcherSettings:
     retry_min_ms: int = 200
     retry_max_ms: int = 30_000
     receipt_batch_ms: int = 20
+    # an instance's claim on the messages it is sending lasts this long past its last heartbeat; then another
+    # instance sends them again (several instances on PostgreSQL)
+    lease_s: float = 20.0
+
+
+@dataclass
+class RedisSettings:
+    # Empty: limits live in this process (one gateway process). Set it to share them among several instances.
+    url: str = field(default="", repr=False)  # may hold a password
+    key_prefix: str = "gw:"
+    timeout_s: float = 2.0  # a Redis call that takes longer counts as Redis unreachable: sending pauses
 
 
 @dataclass
@@ -161,6 +173,7 @@ class Settings:
     messages: MessageSettings = field(default_factory=MessageSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     pacing: PacingSettings = field(default_factory=PacingSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
     pricing: PricingSettings = field(default_factory=PricingSettings)
     voice: VoiceSettings = field(default_factory=VoiceSettings)
     carriers: list[CarrierSettings] = field(default_factory=lambda: [CarrierSettings()])
@@ -288,6 +301,13 @@ def validate(settings: Settings) -> None:
             raise SettingsError(f"carriers.{carrier.name}.concatenation must be udh, sar or payload")
         if carrier.receipt_id_base not in {"same", "hex_to_dec", "dec_to_hex"}:
             raise SettingsError(f"carriers.{carrier.name}.receipt_id_base must be same, hex_to_dec or dec_to_hex")
+    for carrier in settings.carriers:
+        if carrier.binds < 1 or carrier.max_binds < 0:
+            raise SettingsError(f"carriers.{carrier.name}: binds must be at least 1 and max_binds at least 0")
+    if settings.redis.url and not settings.redis.url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError("redis.url must start with redis://, rediss:// or unix://")
+    if settings.dispatcher.lease_s < 5:
+        raise SettingsError("dispatcher.lease_s must be at least 5 seconds")
     p = settings.pacing
     if not 0 < p.headroom <= 1:
         raise SettingsError("pacing.headroom must be above 0 and at most 1")

@@ -19,6 +19,7 @@ from gateway.settings import CarrierSettings, Settings, load_settings
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 POSTGRES_URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL",
                               "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 OPERATOR_TOKEN = "op_test_token"
 
 
@@ -36,6 +37,17 @@ def make_settings(tmp_path: Path, **carrier: Any) -> Settings:
     settings.pacing.enabled = False  # tests of pacing turn it on
     settings.carriers = [CarrierSettings(**{"name": "sim", "enquire_link_interval": 5.0, **carrier})]
     return settings
+
+
+@pytest.fixture
+async def sim():  # noqa: ANN201
+    """The SMSC simulator on free ports (SMPP and control API), with quick receipts."""
+    from carriers.simulator import SimulatorServices
+
+    services = SimulatorServices(accounts={"gateway": "secret"}, receipt_delay=0.02)
+    await services.start()
+    yield services.sim
+    await services.stop()
 
 
 @pytest.fixture
@@ -87,6 +99,38 @@ async def postgres_url() -> AsyncIterator[str]:
         async with admin.connect() as conn:
             await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         await admin.dispose()
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    """The test Redis server's URL; each test gets its own key prefix (``redis_prefix``) and cleans it up."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        await client.ping()
+    except Exception as exc:  # noqa: BLE001
+        await client.aclose()
+        if IN_CI:
+            pytest.fail(f"Redis must be reachable in CI at {REDIS_URL}: {exc}")
+        pytest.skip(f"Redis not reachable at {REDIS_URL} ({type(exc).__name__}: {exc})")
+    try:
+        yield REDIS_URL
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
+    import redis.asyncio as aioredis
+
+    prefix = f"gwtest:{uuid.uuid4().hex[:10]}:"
+    yield prefix
+    client = aioredis.Redis.from_url(redis_url)
+    keys = [k async for k in client.scan_iter(match=prefix + "*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
 
 
 async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 5.0, interval: float = 0.02) -> None:

@@ -28,14 +28,6 @@ def us(n: int) -> str:
 
 
 @pytest.fixture
-async def sim():  # noqa: ANN201
-    services = SimulatorServices(accounts={"gateway": "secret"}, receipt_delay=0.02)
-    await services.start()
-    yield services.sim
-    await services.stop()
-
-
-@pytest.fixture
 async def gw(aiohttp_client, migrated, sessionmaker, sim):  # noqa: ANN001, ANN201
     migrated.carriers[0].port = sim.port
     migrated.pacing.enabled = True

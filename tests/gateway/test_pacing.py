@@ -92,9 +92,9 @@ def test_reserving_tomorrow_keeps_todays_count():
     assert limiter.earliest(cap, 1, noon) == midnight + 86400  # today and tomorrow are both full
 
 
-def test_penalty_delays_a_key():
+async def test_penalty_delays_a_key():
     limiter = MemoryLimiter()
-    limiter.penalize("carrier:att", 5.0, now=100.0)
+    await limiter.penalize("carrier:att", 5.0, now=100.0)
     assert limiter.earliest([Rate("carrier:att", 75)], 1, 100.0) >= 105.0 - 1 / 75
 
 
