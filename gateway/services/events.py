@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,13 +17,38 @@ def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-async def record(session: AsyncSession, events: list[dict[str, Any]]) -> int:
+class EventTarget(NamedTuple):
+    """What an event's webhook payload and URLs need of its message (the columns ``record`` would select)."""
+
+    id: int
+    public_id: str
+    source: str
+    destination: str
+    segments: int
+    status_callback: str | None
+    created_at: dt.datetime
+    sent_at: dt.datetime | None
+    carrier: str | None
+    event_webhook_url: str | None
+
+    @classmethod
+    def of(cls, message: Any, event_webhook_url: str | None) -> "EventTarget":
+        return cls(message.id, message.public_id, message.source, message.destination, message.segments,
+                   message.status_callback, message.created_at, message.sent_at, message.carrier, event_webhook_url)
+
+
+async def record(session: AsyncSession, events: list[dict[str, Any]], *,
+                 known: dict[int, EventTarget] | None = None) -> int:
     """Insert events ({message_id, account_id, type, status, error_code, created_at}); queue their webhooks.
 
+    ``known``, when the caller already holds them: the messages with a webhook to tell (a status callback or their
+    account's event webhook URL); the others have none, and nothing is read back from the database.
     Returns how many webhook deliveries were queued."""
     if not events:
         return 0
-    await session.execute(insert(MessageEvent), events)
+    await session.execute(insert(MessageEvent.__table__), events)
+    if known is not None:
+        return await _deliveries(session, events, known)
     ids = sorted({e["message_id"] for e in events})
     rows: dict[int, Any] = {}
     for i in range(0, len(ids), 400):
@@ -35,6 +60,10 @@ async def record(session: AsyncSession, events: list[dict[str, Any]]) -> int:
             .where(Message.id.in_(ids[i:i + 400]),
                    (Message.status_callback.is_not(None)) | (Account.event_webhook_url.is_not(None))))
         rows.update({r.id: r for r in result.all()})
+    return await _deliveries(session, events, rows)
+
+
+async def _deliveries(session: AsyncSession, events: list[dict[str, Any]], rows: dict[int, Any]) -> int:
     if not rows:
         return 0
     deliveries = []
