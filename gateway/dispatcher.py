@@ -531,9 +531,12 @@ class Dispatcher:
         finals = {mid: stat for mid, stat in finals.items() if stat is not None}
         if not finals:
             return
-        rows = (await session.execute(
-            select(Message.id, Message.account_id, Message.status).where(Message.id.in_(list(finals)))
-        )).all()
+        current = select(Message.id, Message.account_id, Message.status).where(Message.id.in_(list(finals)))
+        if session.bind.dialect.name == "postgresql":
+            # two instances may apply receipts for one message at once (a carrier's repeated receipt on
+            # another bind): the second waits here and then finds it final, so it is told about once
+            current = current.order_by(Message.id).with_for_update(of=Message)
+        rows = (await session.execute(current)).all()
         updates, new_events = [], []
         for row in rows:
             if row.status != S.SENT.value:
@@ -555,6 +558,7 @@ class Dispatcher:
             .join(MessagePart, (MessagePart.carrier_id_norm == UnmatchedReceipt.lookup_id)
                   & (MessagePart.carrier == UnmatchedReceipt.carrier))
             .order_by(UnmatchedReceipt.id)
+            .with_for_update(of=UnmatchedReceipt, skip_locked=True)  # one instance applies each (PostgreSQL)
         )).scalars().all()
         if not rows:
             remaining = await session.scalar(select(func.count()).select_from(UnmatchedReceipt))
