@@ -2,6 +2,12 @@
 
 smpplib notes: a ``sequence=`` keyword is shadowed by a property and ignored, so the sequence number is set
 on the object; parsing draws a number from the client object it is given, so parsing uses a throwaway one.
+
+The hot PDUs (submit_sm, deliver_sm, their responses, enquire_link, unbind, generic_nack) take a hand-written
+encoder and decoder that give exactly what smpplib gives (the same bytes; the same fields, None when absent),
+driven by smpplib's own field tables. Whatever they do not cover -- other commands, other TLVs, odd values,
+malformed bytes -- goes through smpplib, so its behaviour (and its errors) stay the reference;
+tests/carriers/test_fastpath.py compares the two on many PDUs.
 """
 
 from __future__ import annotations
@@ -10,7 +16,8 @@ import asyncio
 import struct
 from typing import Any
 
-from smpplib import smpp
+from smpplib import command as smpp_command
+from smpplib import command_codes, consts, smpp
 from smpplib import exceptions as smpp_exceptions
 
 HEADER = struct.Struct(">LLLL")
@@ -51,6 +58,14 @@ _PARSE = _Sequencer()
 
 
 def build(command: str, sequence: int, status: int = ESME_ROK, **fields: Any) -> bytes:
+    body = _fast_body(command, fields)
+    if body is not None:
+        return HEADER.pack(len(body) + 16, command_codes.commands[command], status, sequence) + body
+    return build_smpplib(command, sequence, status, **fields)
+
+
+def build_smpplib(command: str, sequence: int, status: int = ESME_ROK, **fields: Any) -> bytes:
+    """``build`` through smpplib only (the reference the fast encoder is tested against)."""
     pdu = smpp.make_pdu(command, client=_PARSE, **fields)
     pdu.sequence = sequence
     pdu.status = status
@@ -59,6 +74,14 @@ def build(command: str, sequence: int, status: int = ESME_ROK, **fields: Any) ->
 
 def parse(raw: bytes) -> Any:
     """Decode one whole PDU. Raises ValueError for anything smpplib cannot decode."""
+    pdu = _fast_parse(raw)
+    if pdu is not None:
+        return pdu
+    return parse_smpplib(raw)
+
+
+def parse_smpplib(raw: bytes) -> Any:
+    """``parse`` through smpplib only (the reference the fast decoder is tested against)."""
     try:
         pdu = smpp.parse_pdu(raw, client=_PARSE, allow_unknown_opt_params=True)
     except (smpp_exceptions.UnknownCommandError, struct.error, IndexError, KeyError, ValueError,
@@ -67,6 +90,197 @@ def parse(raw: bytes) -> Any:
     if pdu is None:
         raise ValueError("undecodable PDU")
     return pdu
+
+
+# --- the fast codec ----------------------------------------------------------------------------------------
+_SM = {"submit_sm": smpp_command.SubmitSM, "deliver_sm": smpp_command.DeliverSM}
+_RESP = {"submit_sm_resp": smpp_command.SubmitSMResp, "deliver_sm_resp": smpp_command.DeliverSMResp}
+_EMPTY = {name: smpp_command.factory(name, client=_PARSE).__class__
+          for name in ("enquire_link", "enquire_link_resp", "unbind", "unbind_resp", "generic_nack")}
+# the mandatory part of submit_sm and deliver_sm (SMPP 3.4, 4.4.1 and 4.6.1): (name, kind, C-string maximum)
+_SM_MANDATORY = (("service_type", str, 6), ("source_addr_ton", int, 1), ("source_addr_npi", int, 1),
+                 ("source_addr", str, 21), ("dest_addr_ton", int, 1), ("dest_addr_npi", int, 1),
+                 ("destination_addr", str, 21), ("esm_class", int, 1), ("protocol_id", int, 1),
+                 ("priority_flag", int, 1), ("schedule_delivery_time", str, 17), ("validity_period", str, 17),
+                 ("registered_delivery", int, 1), ("replace_if_present_flag", int, 1), ("data_coding", int, 1),
+                 ("sm_default_msg_id", int, 1), ("sm_length", int, 1), ("short_message", smpp_command.ostr, 254))
+_SM_TLVS = ("sar_msg_ref_num", "sar_total_segments", "sar_segment_seqnum", "message_payload",
+            "message_state", "receipted_message_id")  # the optional fields the fast encoder writes
+_TLV_NAMES: dict[int, str] = {}
+for _name, _code in consts.OPTIONAL_PARAMS.items():
+    _TLV_NAMES.setdefault(_code, _name)  # smpplib takes the first name with a code
+_SM_FIELDS = {}  # command -> (every field: None, the TLVs the encoder writes in smpplib's order, accepted fields)
+for _command, _cls in _SM.items():
+    assert tuple(_cls.params_order[:len(_SM_MANDATORY)]) == tuple(n for n, _, _ in _SM_MANDATORY), _command
+    for _name, _kind, _size in _SM_MANDATORY:
+        _param = _cls.params[_name]
+        assert _param.type is _kind and getattr(_param, "max", getattr(_param, "size", None)) == _size, _name
+    _tlvs = tuple((n, consts.OPTIONAL_PARAMS[n], _cls.params[n]) for n in _cls.params_order if n in _SM_TLVS)
+    _SM_FIELDS[_command] = (dict.fromkeys(_cls.params), _tlvs,
+                            frozenset(n for n, _, _ in _SM_MANDATORY if n != "sm_length") | {n for n, _, _ in _tlvs})
+_INT_TLV = {1: struct.Struct(">HHB"), 2: struct.Struct(">HHH"), 4: struct.Struct(">HHL")}
+_TL = struct.Struct(">HH")
+
+
+class Pdu:
+    """A PDU decoded by the fast path: ``command``, ``status``, ``sequence``, ``length`` and every field of
+    the command, as smpplib's parse sets them (C-strings as bytes; None when absent)."""
+
+    def __init__(self, command: str, length: int, status: int, sequence: int, fields: dict[str, Any]):
+        self.__dict__.update(fields)
+        self.command, self.length, self.status, self.sequence = command, length, status, sequence
+
+    def __repr__(self) -> str:
+        return f"Pdu({self.command}, seq={self.sequence}, status=0x{self.status:x})"
+
+
+def _cstring(value: Any, maximum: int) -> bytes | None:
+    """smpplib's mandatory C-octet string: cut to maximum - 1 characters, Latin-1, NUL-terminated."""
+    if value is None or value == "":
+        return b"\x00"
+    if type(value) is not str:
+        return None
+    if len(value) >= maximum:
+        value = value[:maximum - 1]
+    try:
+        return value.encode("latin-1") + b"\x00"
+    except UnicodeEncodeError:
+        return None
+
+
+def _fast_body(command: str, fields: dict[str, Any]) -> bytes | None:
+    """The body smpplib would generate, or None when this is not a case the fast encoder covers."""
+    if command in _SM:
+        return _sm_body(command, fields)
+    if command in _RESP:
+        if fields.keys() - {"message_id"}:
+            return None
+        return _cstring(fields.get("message_id"), 65)
+    if command in _EMPTY and not fields:
+        return b""
+    return None
+
+
+def _sm_body(command: str, fields: dict[str, Any]) -> bytes | None:
+    defaults, tlvs, accepted = _SM_FIELDS[command]
+    if not accepted.issuperset(fields):
+        return None
+    out = bytearray()
+    for name, kind, size in _SM_MANDATORY[:-2]:
+        value = fields.get(name)
+        if kind is int:
+            if not value:
+                out.append(0)
+            elif type(value) is int and 0 < value < 256:
+                out.append(value)
+            else:
+                return None
+        else:
+            encoded = _cstring(value, size)
+            if encoded is None:
+                return None
+            out += encoded
+    short = fields.get("short_message")
+    payload = fields.get("message_payload")
+    if short is None:
+        short = b""
+    if type(short) is not bytes or len(short) > 255 or (short and payload):
+        return None  # smpplib refuses these (struct.error, ValueError, TypeError): let it say so
+    out.append(len(short))
+    out += short
+    for name, code, param in tlvs:
+        value = fields.get(name)
+        if value is None:
+            continue
+        if param.type is int:
+            if type(value) is not int or not 0 <= value < 1 << (8 * param.size):
+                return None
+            out += _INT_TLV[param.size].pack(code, param.size, value)
+        elif param.type is str:  # receipted_message_id: smpplib cuts above its maximum, writes UTF-8
+            if type(value) is not str or not value.isascii():
+                return None
+            if len(value) > param.max:
+                value = value[:param.max - 1]
+            if value:
+                out += _TL.pack(code, len(value) + 1) + value.encode() + b"\x00"
+        else:  # an octet string: message_payload
+            if type(value) is not bytes or len(value) > 0xFFFF:
+                return None
+            if value:
+                out += _TL.pack(code, len(value)) + value
+    return bytes(out)
+
+
+def _fast_parse(raw: bytes) -> Pdu | None:
+    """A submit_sm or deliver_sm decoded as smpplib would decode it, or None (anything else, or any oddity:
+    smpplib then decodes it, or refuses it, itself)."""
+    if len(raw) < 16:
+        return None
+    length, command_id, status, sequence = HEADER.unpack_from(raw)
+    if command_id == 0x00000005:
+        command = "deliver_sm"
+    elif command_id == 0x00000004:
+        command = "submit_sm"
+    else:
+        return None
+    defaults, _, _ = _SM_FIELDS[command]
+    cls = _SM[command]
+    fields = dict(defaults)
+    end = len(raw)
+    pos = 16
+    for name, kind, _ in _SM_MANDATORY[:-1]:
+        if pos >= end:
+            return None
+        if kind is int:
+            fields[name] = raw[pos]
+            pos += 1
+        else:
+            stop = raw.find(b"\x00", pos)
+            if stop < 0:
+                return None
+            fields[name] = raw[pos:stop]
+            pos = stop + 1
+    sm_length = fields["sm_length"]
+    if pos + sm_length > end:
+        return None
+    if pos < end:  # smpplib stops before an empty short_message at the very end: it stays None
+        fields["short_message"] = raw[pos:pos + sm_length]
+        pos += sm_length
+    params = cls.params
+    while pos < end:
+        if pos + 4 > end:
+            return None
+        code, size = _TL.unpack_from(raw, pos)
+        pos += 4
+        name = _TLV_NAMES.get(code)
+        param = params.get(name) if name is not None else None
+        if param is None or pos + size > end:
+            return None  # unknown here: smpplib skips it with a warning, or refuses it
+        kind = param.type
+        if kind is int:
+            if size != param.size:
+                return None
+            fields[name] = int.from_bytes(raw[pos:pos + size], "big")
+        elif kind is str:
+            if size < 1:
+                return None
+            fields[name] = raw[pos:pos + size - 1]  # smpplib drops the last octet (the NUL) unseen
+        elif kind is smpp_command.ostr:
+            fields[name] = raw[pos:pos + size]
+        else:
+            return None
+        pos += size
+    return Pdu(command, length, status, sequence, fields)
+
+
+def nack_status(command_id: int) -> int:
+    """generic_nack's command_status for a PDU that cannot be answered: ESME_RINVCMDID for a command id that SMPP
+    3.4 does not define, ESME_RINVCMDLEN for a defined command whose body does not decode within its length."""
+    try:
+        command_codes.get_command_name(command_id)
+    except smpp_exceptions.UnknownCommandError:
+        return ESME_RINVCMDID
+    return ESME_RINVCMDLEN
 
 
 def submit_sm_resp_id(raw: bytes) -> str:
