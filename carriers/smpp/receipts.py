@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import re
 from typing import Any
@@ -15,7 +16,8 @@ MESSAGE_STATES = {1: "ENROUTE", 2: "DELIVRD", 3: "EXPIRED", 4: "DELETED", 5: "UN
 STATE_CODES = {v: k for k, v in MESSAGE_STATES.items()}
 STATS = set(MESSAGE_STATES.values())
 
-_FIELD = re.compile(r"(id|sub|dlvrd|submit date|done date|stat|err|text)\s*:\s*", re.IGNORECASE)
+# the lookahead (each name's first letter) only lets the scan skip other positions fast: it matches the same
+_FIELD = re.compile(r"(?=[idset])(id|sub|dlvrd|submit date|done date|stat|err|text)\s*:\s*", re.IGNORECASE)
 
 
 def is_receipt(pdu: Any) -> bool:
@@ -24,16 +26,18 @@ def is_receipt(pdu: Any) -> bool:
 
 
 def parse_receipt_text(body: str) -> dict[str, str]:
-    """The `id:... sub:... stat:...` fields, keys lower case (tolerates case, spacing and missing fields)."""
+    """The `id:... sub:... stat:...` fields, keys lower case (tolerates case, spacing and missing fields).
+    Each value runs to the next field name; the first of a repeated field counts."""
     fields: dict[str, str] = {}
-    matches = list(_FIELD.finditer(body))
-    for i, m in enumerate(matches):
-        end = matches[i + 1].start() if i + 1 < len(matches) else len(body)
-        key = m.group(1).lower()
-        value = body[m.end():end].strip()
-        if key != "text":
-            value = value.split()[0] if value.split() else ""
-        fields.setdefault(key, value)
+    pieces = _FIELD.split(body)  # [before, name, value, name, value, ...]
+    for i in range(1, len(pieces), 2):
+        key = pieces[i].lower()
+        if key in fields:
+            continue
+        value = pieces[i + 1].strip()
+        if key != "text" and value:
+            value = value.split(None, 1)[0]
+        fields[key] = value
     return fields
 
 
@@ -61,8 +65,7 @@ def parse_receipt(pdu: Any) -> Receipt | None:
             stat = {"DELIVERED": "DELIVRD", "UNDELIVERABLE": "UNDELIV", "REJECTED": "REJECTD"}.get(stat, "UNKNOWN")
     if not message_id:
         return None
-    return Receipt(carrier_message_id=message_id.strip(), stat=stat, error_code=fields.get("err"),
-                   done_at=_receipt_date(fields.get("done date")), raw=raw[:500])
+    return Receipt(message_id.strip(), stat, fields.get("err"), _receipt_date(fields.get("done date")), raw[:500])
 
 
 def pdu_payload(pdu: Any) -> bytes:
@@ -84,7 +87,17 @@ def _decode(data: bytes | str, data_coding: int) -> str:
         return data.decode("ascii", errors="replace")
     if data_coding == 0x04 or data_coding == 0x02:
         return data.decode("latin-1")
-    return gsm7.decode(data)
+    return decode_gsm7(data)
+
+
+_GSM7_TABLE = gsm7.GSM7_BASIC * 2  # byte -> character, the high bit ignored as gsm7.decode ignores it
+
+
+def decode_gsm7(data: bytes) -> str:
+    """gsm7.decode in C speed (a charmap decode) when there is no escape septet; gsm7.decode itself otherwise."""
+    if b"\x1b" in data or b"\x9b" in data:
+        return gsm7.decode(data)
+    return codecs.charmap_decode(data, "strict", _GSM7_TABLE)[0]
 
 
 def parse_udh(data: bytes) -> tuple[bytes, tuple[int, int, int] | None]:

@@ -233,3 +233,54 @@ def test_random_pdus_agree_both_ways():
             if len(mutated) > 16:
                 mutated[rng.randrange(16, len(mutated))] = rng.randrange(256)
         assert_same_parse(bytes(mutated), fast=None)
+
+
+# --- receipts: the text form and GSM-7, against the plain implementations ----------------------------------------
+def reference_receipt_text(body: str) -> dict[str, str]:
+    """The receipt text parser as first written (one match at a time): the reference for the faster one."""
+    import re
+
+    pattern = re.compile(r"(id|sub|dlvrd|submit date|done date|stat|err|text)\s*:\s*", re.IGNORECASE)
+    fields: dict[str, str] = {}
+    matches = list(pattern.finditer(body))
+    for i, m in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(body)
+        key = m.group(1).lower()
+        value = body[m.end():end].strip()
+        if key != "text":
+            value = value.split()[0] if value.split() else ""
+        fields.setdefault(key, value)
+    return fields
+
+
+RECEIPT_TEXTS = [
+    "id:1A2B3C4 sub:001 dlvrd:001 submit date:2611231715 done date:2611231715 stat:DELIVRD err:000 text:bench",
+    "ID : 0042 SUB:1 DLVRD:1 SUBMIT DATE:240101120000 DONE DATE:240101120105 STAT:UNDELIV ERR:005 TEXT:x stat:y",
+    "id:12err:5 stat:DELIVRD err:000 text:hello stat:nope id:again",
+    "text:only text here", "", "no fields at all", "id:", "id:   stat:", "  id:\t77\n stat:\u00a0DELIVRD  ",
+    "\u017ftat:DELIVRD \u0130d:5 Id:6 ſub:1",  # letters that fold to s / i under IGNORECASE
+    "submit  date:1 done date:2 done date:3 Err : 9",
+]
+
+
+def test_receipt_text_parser_agrees_with_the_reference():
+    from carriers.smpp.receipts import parse_receipt_text
+
+    rng = random.Random(SEED)
+    words = ["id:", "ID:", "sub:", "dlvrd:", "submit date:", "done date:", "stat:", "err:", "text:", "Stat :",
+             "x", "DELIVRD", "0012", " ", "  ", "\t", "idle", "errand", "ſ", "İ", "date:", "done", "submit"]
+    cases = RECEIPT_TEXTS + ["".join(rng.choice(words) for _ in range(rng.randrange(12))) for _ in range(3000)]
+    for body in cases:
+        assert parse_receipt_text(body) == reference_receipt_text(body), body
+
+
+def test_gsm7_receipt_decoding_agrees_with_gsm7_decode():
+    from carriers import gsm7
+    from carriers.smpp.receipts import decode_gsm7
+
+    rng = random.Random(SEED)
+    samples = [bytes([b]) for b in range(256)] + [bytes(range(128)), bytes(range(128, 256)), b"",
+                                                  b"\x1b\x65 euro", b"\x9b\x28x", b"end\x1b"]
+    samples += [rng.randbytes(rng.randrange(200)) for _ in range(2000)]
+    for data in samples:
+        assert decode_gsm7(data) == gsm7.decode(data), data
