@@ -12,6 +12,7 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
+import heapq
 import itertools
 import logging
 import random
@@ -101,6 +102,7 @@ class SmscProtocol:
         self.session = Session(peer=f"{peer[0]}:{peer[1]}" if peer else "?")
         self._seq = itertools.count(1)
         self.pending_receipts: dict[int, tuple[bytes, int]] = {}
+        self._out: list[bytes] = []  # PDUs sent during this turn of the event loop, written together
         self.handlers: dict[str, Callable[[Any, int], Any]] = {
             "bind_transmitter": self.handle_bind, "bind_receiver": self.handle_bind,
             "bind_transceiver": self.handle_bind, "submit_sm": self.handle_submit_sm,
@@ -108,8 +110,17 @@ class SmscProtocol:
         }
 
     def send(self, raw: bytes) -> None:
-        if not self.writer.is_closing():
-            self.writer.write(raw)
+        if self.writer.is_closing():
+            return
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._out.append(raw)
+
+    def flush(self) -> None:
+        """Write the PDUs sent during this turn of the event loop in one go (one system call, not one per PDU)."""
+        out, self._out = self._out, []
+        if out and not self.writer.is_closing():
+            self.writer.write(out[0] if len(out) == 1 else b"".join(out))
 
     def next_seq(self) -> int:
         return next(self._seq)
@@ -145,6 +156,7 @@ class SmscProtocol:
         finally:
             self.sim.connection_closed(self)
             with contextlib.suppress(Exception):
+                self.flush()
                 self.writer.close()
 
     def on_response(self, command_id: int, status: int, seq: int) -> None:
@@ -182,6 +194,7 @@ class SmscProtocol:
     async def handle_unbind(self, pdu: Any, seq: int) -> bool:
         self.sim.stats["unbind"] += 1
         self.send(P.build("unbind_resp", seq))
+        self.flush()
         with contextlib.suppress(Exception):
             await self.writer.drain()
         return False
@@ -204,7 +217,7 @@ class SmscProtocol:
         else:
             self.send(raw)
         if status == P.ESME_ROK and sub.registered_delivery & 0x03:
-            asyncio.get_running_loop().call_later(self.sim.receipt_delay, self.sim.send_receipt, sub)
+            self.sim.schedule_receipt(sub)
 
     def deliver(self, raw_without_seq: Callable[[int], bytes], attempt: int = 1) -> None:
         seq = self.next_seq()
@@ -240,6 +253,10 @@ class SmscSimulator:
         self.stats: collections.Counter[str] = collections.Counter()
         self._disconnector: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._due_receipts: list[tuple[float, int, Submitted]] = []  # a heap: (due, order, submit)
+        self._receipt_order = itertools.count()
+        self._receipt_timer: asyncio.TimerHandle | None = None
+        self._minutes: dict[int, str] = {}  # minute -> YYMMDDhhmm, for receipt dates
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -249,6 +266,9 @@ class SmscSimulator:
     async def stop(self) -> None:
         if self._disconnector:
             self._disconnector.cancel()
+        if self._receipt_timer is not None:
+            self._receipt_timer.cancel()
+            self._receipt_timer = None
         if self._server is not None:
             self._server.close()
         self.disconnect()
@@ -337,12 +357,46 @@ class SmscSimulator:
         return {"same": message_id, "hex": format(value, "x"), "decimal": str(value),
                 "padded": message_id.lower().rjust(16, "0")}[self.receipt_id_format]
 
+    def schedule_receipt(self, sub: Submitted) -> None:
+        """Send the receipt for a submit ``receipt_delay`` from now. All pending receipts share one timer, set
+        for the earliest; it sends every receipt then due in one go."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.receipt_delay
+        heapq.heappush(self._due_receipts, (due, next(self._receipt_order), sub))
+        if self._receipt_timer is None or due < self._receipt_timer.when():
+            if self._receipt_timer is not None:
+                self._receipt_timer.cancel()
+            self._receipt_timer = loop.call_at(due, self._send_due_receipts)
+
+    def _send_due_receipts(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = self._due_receipts
+        now = loop.time()
+        while due and due[0][0] <= now:
+            sub = heapq.heappop(due)[2]
+            try:
+                self.send_receipt(sub)
+            except Exception:  # one bad scenario hook must not hold back the other receipts
+                log.exception("simulator: the receipt for %s could not be sent", sub.message_id)
+        self._receipt_timer = loop.call_at(due[0][0], self._send_due_receipts) if due else None
+
+    def _minute(self, timestamp: float) -> str:
+        """YYMMDDhhmm (UTC) of a Unix time, as receipts write dates; formatted once per minute."""
+        minute = int(timestamp // 60)
+        text = self._minutes.get(minute)
+        if text is None:
+            if len(self._minutes) > 1000:
+                self._minutes.clear()
+            text = self._minutes[minute] = dt.datetime.fromtimestamp(minute * 60, dt.timezone.utc).strftime(
+                "%y%m%d%H%M")
+        return text
+
     def send_receipt(self, sub: Submitted, message_id: str | None = None) -> None:
         """The delivery receipt for a submit (``message_id`` overrides the id it quotes)."""
         stat = self.handler.receipt_stat(sub)
         rid = message_id or self.receipt_id(sub.message_id)
-        now = dt.datetime.now(dt.timezone.utc).strftime("%y%m%d%H%M")
-        submitted = dt.datetime.fromtimestamp(sub.received_at, dt.timezone.utc).strftime("%y%m%d%H%M")
+        now = self._minute(time.time())
+        submitted = self._minute(sub.received_at)
         body = (f"id:{rid} sub:001 dlvrd:{'001' if stat == 'DELIVRD' else '000'} submit date:{submitted} "
                 f"done date:{now} stat:{stat} err:{'000' if stat == 'DELIVRD' else '001'} text:{sub.text[:20]}")
         fields = dict(source_addr_ton=1, source_addr_npi=1, source_addr=sub.destination.lstrip("+"),

@@ -39,6 +39,8 @@ class _Link:
         self.pending: dict[int, asyncio.Future] = {}
         self._seq = 0
         self.closed = asyncio.Event()
+        self._out: list[bytes] = []  # PDUs sent during this turn of the event loop, written together
+        self._loop = asyncio.get_running_loop()
 
     def next_seq(self) -> int:
         self._seq = self._seq % 0x7FFFFFFF + 1
@@ -47,7 +49,16 @@ class _Link:
     def send(self, raw: bytes) -> None:
         if self.writer.is_closing():
             raise _Closed("connection closing")
-        self.writer.write(raw)
+        if not self._out:
+            self._loop.call_soon(self.flush)
+        self._out.append(raw)
+
+    def flush(self) -> None:
+        """Write the PDUs sent during this turn of the event loop in one go: one system call for a whole window
+        of submit_sm (or of deliver_sm_resp) instead of one per PDU."""
+        out, self._out = self._out, []
+        if out and not self.writer.is_closing():
+            self.writer.write(out[0] if len(out) == 1 else b"".join(out))
 
     async def request(self, command: str, timeout: float, **fields: Any) -> tuple[int, bytes]:
         seq = self.next_seq()
@@ -120,6 +131,7 @@ class _Link:
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
+            self.flush()
             self.writer.close()
             await asyncio.wait_for(self.writer.wait_closed(), 2)
 
