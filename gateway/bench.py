@@ -12,11 +12,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -25,13 +22,9 @@ from typing import Any, AsyncIterator
 
 import aiohttp
 
+from gateway.processes import Gateway, ProcessError, Simulator, free_port, stop
+
 BENCH_TOKEN = "op_bench_token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -69,39 +62,19 @@ async def started(*, url: str | None, sim_url: str | None, key: str | None, env:
         yield Target(url.rstrip("/"), sim_url.rstrip("/"), key, [])
         return
     tmp = Path(tempfile.mkdtemp(prefix="gw-bench-"))
-    smpp, sim_http, http = free_port(), free_port(), free_port()
-    base = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    procs: list[subprocess.Popen] = []
     log = open(tmp / "bench.log", "w")  # noqa: SIM115
+    sim = gateway = None
     try:
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "gateway", "simulator", "--smpp-port", str(smpp), "--http-port",
-             str(sim_http), "--receipt-delay-ms", str(receipt_delay_ms)], env=base, stdout=log, stderr=log))
-        gw_env = {**base, "GATEWAY_PORT": str(http), "GATEWAY_SERVER_DATA_DIR": str(tmp),
-                  "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'gateway.db'}",
-                  "GATEWAY_SIMULATOR_EMBEDDED": "false", "GATEWAY_OPERATOR_TOKEN": BENCH_TOKEN,
-                  "GATEWAY_CARRIER_SIM_PORT": str(smpp), **env}
-        procs.append(subprocess.Popen([sys.executable, "-m", "gateway", "run", "--demo"], env=gw_env,
-                                      stdout=log, stderr=log))
-        gw_url = f"http://127.0.0.1:{http}"
-        async with aiohttp.ClientSession() as http_client:
-            for _ in range(300):
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http_client.get(gw_url + "/readyz") as resp:
-                        if resp.status == 200 and (tmp / "demo_api_key").exists():
-                            break
-                if any(p.poll() is not None for p in procs):
-                    raise SystemExit(f"a benchmark process ended early; see {tmp / 'bench.log'}")
-                await asyncio.sleep(0.1)
-            else:
-                raise SystemExit(f"the gateway did not become ready; see {tmp / 'bench.log'}")
-        yield Target(gw_url, f"http://127.0.0.1:{sim_http}", (tmp / "demo_api_key").read_text().strip(), procs)
+        sim = Simulator.start(log, receipt_delay_ms=receipt_delay_ms)
+        gateway = Gateway.for_simulator(tmp, sim, BENCH_TOKEN, log, env)
+        gateway.start()
+        try:
+            await gateway.ready(sim.process)
+        except ProcessError as exc:
+            raise SystemExit(str(exc)) from None
+        yield Target(gateway.url, sim.url, gateway.api_key, [sim.process, gateway.process])
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(10)
+        stop(sim and sim.process, gateway and gateway.process)
         log.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -161,21 +134,26 @@ async def _send_single(http: aiohttp.ClientSession, target: Target, numbers: lis
     return ids, latencies, start, time.time()
 
 
+async def all_messages(http: aiohttp.ClientSession, target: Target) -> list[dict]:
+    """Every message of the account, newest first (GET /v1/messages page by page)."""
+    headers = {"Authorization": f"Bearer {target.key}"}
+    messages: list[dict] = []
+    before = None
+    while True:
+        params = {"limit": "500"} | ({"before": before} if before else {})
+        async with http.get(target.url + "/v1/messages", params=params, headers=headers) as resp:
+            page = await resp.json()
+        messages.extend(page["messages"])
+        before = page["next"]
+        if not before:
+            return messages
+
+
 async def _final_states(http: aiohttp.ClientSession, target: Target, want: int, timeout: float) -> list[dict]:
     """Page through the account's messages until ``want`` of them are final (or the timeout passes)."""
-    headers = {"Authorization": f"Bearer {target.key}"}
     deadline = time.time() + timeout
     while True:
-        messages: list[dict] = []
-        before = None
-        while True:
-            params = {"limit": "500"} | ({"before": before} if before else {})
-            async with http.get(target.url + "/v1/messages", params=params, headers=headers) as resp:
-                page = await resp.json()
-            messages.extend(page["messages"])
-            before = page["next"]
-            if not before:
-                break
+        messages = await all_messages(http, target)
         finals = [m for m in messages if m["status"] in ("delivered", "undelivered", "failed", "expired", "blocked")]
         if len(finals) >= want or time.time() > deadline:
             return messages
