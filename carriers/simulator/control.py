@@ -2,6 +2,7 @@
 
     POST /mo          {"from", "to", "text", "concatenation"?: "udh"|"sar"}   -> {"sent": parts}
     GET  /messages    ?limit=&destination=                                   -> [{message_id, source, ...}]
+    GET  /counts                                  -> {"accepted": {destination: n}, "refused": {destination: n}}
     GET  /stats                                                              -> counters, per-second counts
     POST /scenario    {"throttle_all"?, "throttle_fraction"?, "response_delay"?, "receipt_delay"?,
                        "outcome"?, "outcomes_by_destination"?, "fail"?: {destination: status},
@@ -12,6 +13,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 from typing import Any
 
@@ -64,6 +66,13 @@ async def get_messages(request: web.Request) -> web.Response:
     if destination:
         items = [m for m in items if m.destination == destination]
     return web.json_response([m.to_json() for m in items[-limit:]])
+
+
+async def get_counts(request: web.Request) -> web.Response:
+    """submit_sm per destination: those accepted (each one a message to the handset) and those refused."""
+    sim = request.app[SIM]
+    return web.json_response({"accepted": collections.Counter(m.destination for m in sim.received),
+                              "refused": collections.Counter(sub.destination for sub, _ in sim.refusals)})
 
 
 async def get_stats(request: web.Request) -> web.Response:
@@ -136,6 +145,7 @@ def create_control_app(sim: SmscSimulator) -> web.Application:
     app[SIM] = sim
     app.router.add_post("/mo", post_mo)
     app.router.add_get("/messages", get_messages)
+    app.router.add_get("/counts", get_counts)
     app.router.add_get("/stats", get_stats)
     app.router.add_post("/scenario", post_scenario)
     app.router.add_post("/disconnect", post_disconnect)

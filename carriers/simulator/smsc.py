@@ -286,6 +286,11 @@ class SmscSimulator:
 
     def connection_closed(self, protocol: SmscProtocol) -> None:
         self.connections.discard(protocol)
+        # a deliver_sm the ESME never answered is sent again on the next bind, as a real SMSC retries it
+        pending, protocol.pending_receipts = protocol.pending_receipts, {}
+        for raw, attempt in pending.values():
+            self.stats["redelivered"] += 1
+            self.requeue_receipt(protocol.session.system_id, raw, attempt)
 
     def disconnect(self) -> int:
         """Drop every connection now (a carrier outage). Returns how many were dropped."""
