@@ -322,7 +322,7 @@ class Dispatcher:
                                   "next_attempt_at": dt.datetime.fromtimestamp(at, dt.timezone.utc)})
                     continue
             await self._slots.acquire()
-            task = asyncio.create_task(self._send(item, delay=at - now))
+            task = asyncio.create_task(self._send(item, delay=at - now, slot=at if policy is not None else None))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
         if later:
@@ -340,11 +340,40 @@ class Dispatcher:
             for group in by_keys.values():
                 await session.execute(update(Message), group)
 
-    async def _send(self, item: _Claimed, delay: float = 0.0) -> None:
+    async def _wait_for_slot(self, item: _Claimed, slot: float) -> bool:
+        """Sleep until the message's reserved slot. A message that would leave later than its slot by more than
+        the pacing headroom covers (a busy event loop, a slot that passed while it sat in the queue) could put one
+        message too many into a carrier's second: it takes a new slot instead. False: none before it expires."""
+        assert self._policy is not None
+        headroom = self._policy.settings.headroom
+        tolerance = (1 - headroom) / headroom  # seconds of lateness the headroom absorbs, at any rate
+        while True:
+            delay = slot - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now = time.time()
+            if now - slot <= tolerance:
+                return True
+            self.stats["late"] = self.stats.get("late", 0) + 1
+            limits = self._policy.limits(item.account_id, item.source, item.destination)
+            try:
+                (new,) = await self._limiter.reserve_many(
+                    [(limits, item.segments, max(item.expires_at.timestamp() - now, 0.0))], now)
+            except LimiterUnavailable as exc:
+                raise CarrierRetryable(f"The shared limits cannot be reached: {exc}",
+                                       code="limits_unreachable") from None
+            if new is None:
+                return False
+            slot = new
+
+    async def _send(self, item: _Claimed, delay: float = 0.0, slot: float | None = None) -> None:
         outcome = _Outcome(item.id, item.account_id, "retry", attempts=item.attempts, expires_at=item.expires_at,
                            source=item.source)
         try:
-            if delay > 0:
+            if slot is not None:
+                if not await self._wait_for_slot(item, slot):
+                    raise CarrierRetryable("No slot within the limits before the message expires.", code="no_slot")
+            elif delay > 0:
                 await asyncio.sleep(delay)
             carrier = self._pool.pick()
             if carrier is None:

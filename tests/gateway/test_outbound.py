@@ -7,6 +7,8 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import threading
+import time
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -254,6 +256,47 @@ async def test_account_rate_at_the_simulator(gw):  # noqa: ANN001
     times = sorted(s.received_at for s in gw.sim.received)
     assert max(gw.sim.per_second.values()) <= 5  # per calendar second, as carriers count
     assert times[-1] - times[0] >= 11 / 5 - 0.1
+
+
+async def test_a_send_that_misses_its_slot_takes_a_new_one(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001
+    """A stalled event loop must not release the sends it held back all at once: each that missed its slot
+    by more than the headroom covers takes a new one, so the carrier still never sees more than the limit."""
+    ready = threading.Event()
+    holder: dict = {}
+
+    def serve() -> None:  # the carrier keeps its own clock: a simulator on a thread with its own event loop
+        async def main() -> None:
+            services = SimulatorServices(accounts={"gateway": "secret"}, receipt_delay=0.02)
+            await services.start()
+            holder["services"], holder["loop"], holder["stop"] = services, asyncio.get_running_loop(), asyncio.Event()
+            ready.set()
+            await holder["stop"].wait()
+            await services.stop()
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    sim = holder["services"].sim
+    try:
+        migrated.carriers[0].port = sim.port
+        migrated.pacing.enabled = True
+        gw = await aiohttp_client(create_app(migrated))
+        gw.sm = sessionmaker
+        await wait_for(lambda: asyncio.sleep(0, gw.app[keys.CARRIERS].ready))
+        c = await customer(gw, [("55501", "short_code")], max_rate_per_s=5)
+        ids = [(await send(gw, c, to=us(n)))["id"] for n in range(14)]
+        await asyncio.sleep(0.3)
+        time.sleep(1.2)  # the gateway's event loop stalls for a whole second: every slot due meanwhile passes
+        for mid in ids:
+            await final(gw, c, mid, timeout=15)
+        assert len(sim.received) == 14
+        assert max(sim.per_second.values()) <= 5  # per calendar second, as carriers count
+        assert gw.app[keys.DISPATCHER].stats.get("late", 0) >= 4
+    finally:
+        holder["loop"].call_soon_threadsafe(holder["stop"].set)
+        thread.join(10)
 
 
 async def test_one_message_a_second_to_one_recipient_and_toll_free_3_per_second(gw):  # noqa: ANN001
