@@ -143,7 +143,7 @@ class SmscProtocol:
                     pdu = P.parse(raw)
                 except ValueError:
                     self.sim.stats["garbage"] += 1
-                    self.send(P.build("generic_nack", seq, status=P.ESME_RINVCMDID))
+                    self.send(P.build("generic_nack", seq, status=P.nack_status(command_id)))
                     continue
                 handler = self.handlers.get(pdu.command)
                 if handler is None:

@@ -111,7 +111,7 @@ class _Link:
         except ValueError:
             log.warning("%s: undecodable PDU 0x%08x from the SMSC answered with generic_nack", self.client.name,
                         command_id)
-            self.send(P.build("generic_nack", seq, status=P.ESME_RINVCMDID))
+            self.send(P.build("generic_nack", seq, status=P.nack_status(command_id)))
             return
         if pdu.command == "enquire_link":
             self.send(P.build("enquire_link_resp", seq))
