@@ -150,8 +150,21 @@ async def all_messages(http: aiohttp.ClientSession, target: Target) -> list[dict
 
 
 async def _final_states(http: aiohttp.ClientSession, target: Target, want: int, timeout: float) -> list[dict]:
-    """Page through the account's messages until ``want`` of them are final (or the timeout passes)."""
+    """Page through the account's messages until ``want`` of them are final (or the timeout passes).
+
+    Reading every message back costs the gateway about as much as sending them, so it is not done while they
+    are still in flight: first the simulator's receipt count (cheap) is awaited, until it reaches ``want`` or
+    stops growing for two seconds (messages that end without a receipt)."""
     deadline = time.time() + timeout
+    last, still = -1, time.time()
+    while time.time() < deadline:
+        async with http.get(target.sim_url + "/stats") as resp:
+            receipts = (await resp.json())["stats"].get("receipts", 0)
+        if receipts >= want or (receipts == last and time.time() - still > 2.0):
+            break
+        if receipts != last:
+            last, still = receipts, time.time()
+        await asyncio.sleep(0.1)
     while True:
         messages = await all_messages(http, target)
         finals = [m for m in messages if m["status"] in ("delivered", "undelivered", "failed", "expired", "blocked")]
