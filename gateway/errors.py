@@ -8,7 +8,7 @@ Exception tree::
     ├── NotFound (404)            not_found (also for another account's resources)
     ├── Conflict (409)            an illegal state change: recipient_opted_out, number_protected, ...
     ├── Unprocessable (422)       well-formed but invalid: missing_field, invalid_field, invalid_destination, ...
-    ├── TooManyRequests (429)     rate_limited, queue_full (with Retry-After)
+    ├── TooManyRequests (429)     rate_limited, queue_full, too_many_auth_failures (with Retry-After)
     └── ServiceUnavailable (503)  not_ready
 
 The error middleware turns them into ``{"error": {"code": ..., "message": ...}}``.

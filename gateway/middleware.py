@@ -1,15 +1,20 @@
-"""Errors to JSON, and authentication by path: /v1/* needs an API key, /admin/* the operator token."""
+"""Errors to JSON, and authentication by path: /v1/* needs an API key, /admin/* the operator token; repeated
+authentication failures from one client IP (or with one key prefix) are answered 429 for a while."""
 
 from __future__ import annotations
 
+import collections
 import hmac
 import logging
+import math
+import time
+import weakref
 from typing import Awaitable, Callable
 
 from aiohttp import web
 
 from gateway import keys
-from gateway.errors import GatewayError, Unauthorized
+from gateway.errors import GatewayError, TooManyRequests, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +56,89 @@ def _bearer(request: web.Request) -> str | None:
     return token.strip()
 
 
-@web.middleware
-async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    path = request.path
-    if path.startswith("/v1/"):
-        token = _bearer(request)
-        if token is None:
-            raise Unauthorized("Send your API key as 'Authorization: Bearer <key>'.", code="missing_api_key")
-        request[keys.ACCOUNT_ID] = await request.app[keys.AUTH].account_id(token)
-    elif path.startswith("/admin/"):
-        token = _bearer(request)
+class AuthFailures:
+    """Failed authentications per key ("ip:<address>", "key:<first 10 characters>") in a sliding window: a key
+    with ``limit`` failures in the last ``window_s`` seconds must wait until the oldest of them leaves it."""
+
+    MAX_TRACKED = 100_000  # keys remembered at most; beyond that expired ones are dropped (then all, failing open)
+
+    def __init__(self, limit: int, window_s: float, clock: Callable[[], float] = time.monotonic):
+        self.limit, self.window_s, self.clock = limit, window_s, clock
+        self._failures: dict[str, collections.deque[float]] = {}
+
+    def retry_after(self, *names: str) -> int | None:
+        """Whole seconds until all of ``names`` may try again, or None when none of them is over the limit."""
+        if self.limit <= 0:
+            return None
+        now, wait = self.clock(), 0.0
+        for name in names:
+            times = self._failures.get(name)
+            if times is not None and len(times) >= self.limit and times[0] > now - self.window_s:
+                wait = max(wait, times[0] + self.window_s - now)
+        return max(1, math.ceil(wait)) if wait > 0 else None
+
+    def failed(self, *names: str) -> None:
+        if self.limit <= 0:
+            return
+        now = self.clock()
+        if len(self._failures) >= self.MAX_TRACKED:
+            self._failures = {k: v for k, v in self._failures.items() if v and v[-1] > now - self.window_s}
+            if len(self._failures) >= self.MAX_TRACKED:
+                self._failures.clear()
+        for name in names:
+            times = self._failures.get(name)
+            if times is None:
+                times = self._failures[name] = collections.deque(maxlen=self.limit)
+            times.append(now)
+
+
+_AUTH_FAILURES: weakref.WeakKeyDictionary[web.Application, AuthFailures] = weakref.WeakKeyDictionary()
+
+
+def auth_failures(app: web.Application) -> AuthFailures:
+    """The app's record of failed authentications, made on first use from its [security] settings."""
+    failures = _AUTH_FAILURES.get(app)
+    if failures is None:
+        security = app[keys.SETTINGS].security
+        failures = _AUTH_FAILURES[app] = AuthFailures(security.auth_failure_limit, security.auth_failure_window_s)
+    return failures
+
+
+def _too_many(retry_after: int) -> TooManyRequests:
+    return TooManyRequests(f"Too many failed authentication attempts; try again in {retry_after} s.",
+                           code="too_many_auth_failures", headers={"Retry-After": str(retry_after)})
+
+
+async def _authenticate(request: web.Request, token: str | None, admin: bool) -> None:
+    if admin:
         expected = request.app[keys.OPERATOR_TOKEN]
         if token is None or not hmac.compare_digest(token.encode(), expected.encode()):
             raise Unauthorized("This route needs the operator token.", code="invalid_operator_token")
+        return
+    if token is None:
+        raise Unauthorized("Send your API key as 'Authorization: Bearer <key>'.", code="missing_api_key")
+    request[keys.ACCOUNT_ID] = await request.app[keys.AUTH].account_id(token)
+
+
+@web.middleware
+async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    path = request.path
+    admin = path.startswith("/admin/")
+    if not admin and not path.startswith("/v1/"):
+        return await handler(request)
+    failures = auth_failures(request.app)
+    client = f"ip:{request.remote}"
+    wait = failures.retry_after(client)  # a client over the limit is not even looked at: no oracle for guesses
+    if wait is not None:
+        raise _too_many(wait)
+    token = _bearer(request)
+    try:
+        await _authenticate(request, token, admin)
+    except Unauthorized:
+        presented = (f"key:{token[:10]}",) if token else ()
+        wait = failures.retry_after(*presented)  # a wrong key tried too often, from anywhere; a valid one passes
+        failures.failed(client, *presented)
+        if wait is not None:
+            raise _too_many(wait) from None
+        raise
     return await handler(request)

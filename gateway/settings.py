@@ -53,6 +53,10 @@ class DatabaseSettings:
 class SecuritySettings:
     operator_token: str = field(default="", repr=False)  # empty: generated once into data_dir/operator_token
     key_cache_seconds: float = 30.0
+    # failed authentications (missing or wrong API key or operator token) allowed per client IP, and per presented
+    # key prefix, within auth_failure_window_s; beyond that 429 too_many_auth_failures with Retry-After (0: off)
+    auth_failure_limit: int = 20
+    auth_failure_window_s: float = 60.0
 
 
 @dataclass
@@ -308,6 +312,8 @@ def validate(settings: Settings) -> None:
         raise SettingsError("redis.url must start with redis://, rediss:// or unix://")
     if settings.dispatcher.lease_s < 5:
         raise SettingsError("dispatcher.lease_s must be at least 5 seconds")
+    if settings.security.auth_failure_limit < 0 or settings.security.auth_failure_window_s <= 0:
+        raise SettingsError("security.auth_failure_limit must be at least 0 and auth_failure_window_s above 0")
     p = settings.pacing
     if not 0 < p.headroom <= 1:
         raise SettingsError("pacing.headroom must be above 0 and at most 1")

@@ -115,7 +115,8 @@ async def list_messages(request: web.Request) -> web.Response:
         stmt = stmt.where(Message.destination == q["to"])
     if "before" in q:
         async with request.app[keys.SESSIONMAKER]() as session:
-            before = await session.scalar(select(Message.id).where(Message.public_id == q["before"]))
+            before = await session.scalar(select(Message.id).where(Message.public_id == q["before"],
+                                                                   Message.account_id == request[keys.ACCOUNT_ID]))
         if before is None:
             raise BadRequest("before must be a message id from a previous page.", code="invalid_query")
         stmt = stmt.where(Message.id < before)

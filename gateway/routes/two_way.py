@@ -60,7 +60,8 @@ async def list_inbound(request: web.Request) -> web.Response:
     limit = query_limit(request)
     async with request.app[keys.SESSIONMAKER]() as session:
         if "before" in q:
-            before = await session.scalar(select(InboundMessage.id).where(InboundMessage.public_id == q["before"]))
+            before = await session.scalar(select(InboundMessage.id).where(InboundMessage.public_id == q["before"],
+                                                                          InboundMessage.account_id == account_id))
             if before is None:
                 raise BadRequest("before must be an id from a previous page.", code="invalid_query")
             stmt = stmt.where(InboundMessage.id < before)
