@@ -38,6 +38,7 @@ from gateway.models import (
 from gateway.pacing import LimiterUnavailable, MemoryLimiter, RedisLimiter
 from gateway.policy import PacingPolicy
 from gateway.services.events import record as record_events
+from gateway.services.messages import update_by_id
 from gateway.settings import DispatcherSettings
 from registry.db import utcnow
 
@@ -482,12 +483,12 @@ class Dispatcher:
         for row in msg_updates:  # bulk UPDATE by primary key needs the same keys in each row
             by_keys.setdefault(frozenset(row), []).append(row)
         for rows in by_keys.values():
-            await session.execute(update(Message), rows)
+            await update_by_id(session, Message.__table__, rows)
         resent = [o.message_id for o in outcomes if o.kind == "sent" and o.attempts > 1]
         if resent:  # parts of a superseded attempt (a crash between submit and write): the new ones replace them
             await session.execute(delete(MessagePart).where(MessagePart.message_id.in_(resent)))
         if parts:
-            await session.execute(insert(MessagePart), parts)
+            await session.execute(insert(MessagePart.__table__), parts)
         await self._record(session, [
             {"message_id": o.message_id, "account_id": o.account_id, "type": t, "status": s.value,
              "error_code": code, "created_at": now} for o, t, s, code in events])
@@ -532,7 +533,7 @@ class Dispatcher:
                 touched.add(message_id)
                 by_norm[(carrier, lookup)] = (part_id, message_id, stat)  # a later duplicate in this batch is ignored
         if part_updates:
-            await session.execute(update(MessagePart), list(part_updates.values()))
+            await update_by_id(session, MessagePart.__table__, list(part_updates.values()))
         if touched:
             await self._finish_messages(session, sorted(touched), now)
         if unmatched:
@@ -577,7 +578,7 @@ class Dispatcher:
             new_events.append({"message_id": row.id, "account_id": row.account_id, "type": event,
                                "status": status.value, "error_code": code, "created_at": now})
         if updates:
-            await session.execute(update(Message), updates)
+            await update_by_id(session, Message.__table__, updates)
             await self._record(session, new_events)
 
     async def _rematch(self, session: AsyncSession) -> None:

@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -270,6 +270,30 @@ async def _insert(session: AsyncSession, messages: list[NewMessage]) -> None:
     ids = dict(result.all())
     for m in messages:
         m.id = ids[m.public_id]
+
+
+_UPDATES: dict[tuple[str, frozenset[str]], Any] = {}
+
+
+async def update_by_id(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
+    """``UPDATE table SET ... WHERE id = :id`` for each row (a dict with ``id`` and the columns to set), one
+    executemany per set of columns. Core, not the ORM's bulk UPDATE by primary key: the same statements,
+    without the ORM's bookkeeping for each row (about a third of the cost on the dispatcher's hot path)."""
+    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(frozenset(row), []).append(row)
+    for names, group in groups.items():
+        key = (table.name, names)
+        statement = _UPDATES.get(key)
+        if statement is None:
+            statement = _UPDATES[key] = update(table).where(table.c.id == bindparam("id_")).values(
+                {name: bindparam(name) for name in sorted(names - {"id"})})
+        params = []
+        for row in group:
+            row = dict(row)  # the key is renamed: an "id" among the parameters would be SET as well
+            row["id_"] = row.pop("id")
+            params.append(row)
+        await session.execute(statement, params)
 
 
 async def get_message(session: AsyncSession, account_id: int, public_id: str) -> Message:
