@@ -1,5 +1,6 @@
 """Errors to JSON, and authentication by path: /v1/* needs an API key, /admin/* the operator token; repeated
-authentication failures from one client IP (or with one key prefix) are answered 429 for a while."""
+authentication failures from one client IP (or with one key prefix) are answered 429 for a while. Access log
+lines never carry secrets (query strings, path tokens, bearer credentials)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import collections
 import hmac
 import logging
 import math
+import re
 import time
 import weakref
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
@@ -17,6 +19,43 @@ from gateway import keys
 from gateway.errors import GatewayError, TooManyRequests, Unauthorized
 
 log = logging.getLogger(__name__)
+
+_SECRETS = (
+    (re.compile(r"\?[^\s\"']*"), "?<redacted>"),  # query strings: signatures (?sig=), mistaken ?api_key=
+    (re.compile(r"(/callbacks/voice/)[^\s/?\"']+"), r"\1<token>"),  # the token that authenticates a callback
+    (re.compile(r"\b(Bearer|Basic)\s+[^\s\"',]+", re.IGNORECASE), r"\1 <redacted>"),
+)
+
+
+def redact(text: str) -> str:
+    """A request line, URL or header value with its secrets replaced."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactSecrets(logging.Filter):
+    """On aiohttp's access logger, whatever its format: the line and its structured extras, redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), ()
+        for name, value in list(vars(record).items()):
+            if name.startswith(("first_request_line", "request_header")):
+                setattr(record, name, _redact_value(value))
+        return True
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(v) for k, v in value.items()}
+    return value
+
+
+_ACCESS_LOG = logging.getLogger("aiohttp.access")
+if not any(isinstance(f, RedactSecrets) for f in _ACCESS_LOG.filters):
+    _ACCESS_LOG.addFilter(RedactSecrets())
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -43,7 +82,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return web.json_response({"error": {"code": code, "message": message}}, status=exc.status,
                                  headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"})
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        route = request.match_info.route.resource  # the route's pattern: a path may carry a token
+        log.exception("unhandled error on %s %s", request.method, route.canonical if route else redact(request.path))
         return web.json_response({"error": {"code": "internal_error", "message": "Internal error."}},
                                  status=500)
 
