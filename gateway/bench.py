@@ -46,6 +46,11 @@ class Target:
     sim_url: str
     key: str
     processes: list[subprocess.Popen]
+    others: tuple[str, ...] = ()  # further gateway instances sharing the work (bench sms --instances)
+
+    @property
+    def urls(self) -> list[str]:
+        return [self.url, *self.others]
 
 
 def _parse_time(value: str) -> float:
@@ -79,6 +84,68 @@ async def started(*, url: str | None, sim_url: str | None, key: str | None, env:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+POSTGRES_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@contextlib.asynccontextmanager
+async def started_cluster(*, instances: int, database_url: str, redis_url: str, env: dict[str, str],
+                          receipt_delay_ms: int = 50) -> AsyncIterator[Target]:
+    """A simulator and ``instances`` gateway processes on a new PostgreSQL database (created on the server
+    ``database_url`` names, dropped afterwards) sharing their limits in Redis under a key prefix of their own."""
+    import uuid
+
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from gateway.db import create_engine
+
+    name = f"gw_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(database_url).execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001
+        await admin.dispose()
+        raise SystemExit(f"cannot create a database on {make_url(database_url).render_as_string()}: "
+                         f"{type(exc).__name__}: {exc}") from None
+    db = make_url(database_url).set(database=name).render_as_string(hide_password=False)
+    prefix = f"gwbench:{name}:"
+    tmp = Path(tempfile.mkdtemp(prefix="gw-bench-"))
+    log = open(tmp / "bench.log", "w")  # noqa: SIM115
+    sim, gateways = None, []
+    try:
+        sim = Simulator.start(log, receipt_delay_ms=receipt_delay_ms)
+        shared = {"GATEWAY_DATABASE_URL": db, "GATEWAY_REDIS_URL": redis_url, "GATEWAY_REDIS_KEY_PREFIX": prefix,
+                  "GATEWAY_VOICE_ENABLED": "false", **env}
+        for i in range(instances):
+            gateway = Gateway.for_simulator(tmp / f"gw{i}", sim, BENCH_TOKEN, log, shared)
+            gateway.start(demo=i == 0, migrate=i == 0)  # the first migrates and seeds the demo account
+            gateways.append(gateway)
+            try:
+                await gateway.ready(sim.process, timeout=60)
+            except ProcessError as exc:
+                raise SystemExit(str(exc)) from None
+        yield Target(gateways[0].url, sim.url, gateways[0].api_key, [sim.process] + [g.process for g in gateways],
+                     tuple(g.url for g in gateways[1:]))
+    finally:
+        stop(sim and sim.process, *(g.process for g in gateways))
+        log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(Exception):
+            async with admin.connect() as conn:
+                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+        with contextlib.suppress(Exception):
+            import redis.asyncio as aioredis
+
+            client = aioredis.Redis.from_url(redis_url)
+            keys = [k async for k in client.scan_iter(match=prefix + "*")]
+            if keys:
+                await client.delete(*keys)
+            await client.aclose()
+
+
 async def _admin(http: aiohttp.ClientSession, target: Target, method: str, path: str, body: Any = None) -> Any:
     async with http.request(method, target.url + path, json=body,
                             headers={"Authorization": f"Bearer {BENCH_TOKEN}"}) as resp:
@@ -97,18 +164,19 @@ async def _send_batches(http: aiohttp.ClientSession, target: Target, numbers: li
     for chunk in chunks:
         queue.put_nowait(chunk)
 
-    async def worker() -> None:
+    async def worker(url: str) -> None:
         while not queue.empty():
             chunk = queue.get_nowait()
             payload = {"messages": [{"to": n, "body": body} | ({"from": source} if source else {}) for n in chunk]}
             t0 = time.perf_counter()
-            async with http.post(target.url + "/v1/messages/batch", json=payload, headers=headers) as resp:
+            async with http.post(url + "/v1/messages/batch", json=payload, headers=headers) as resp:
                 data = await resp.json()
             latencies.append((time.perf_counter() - t0) * 1000)
             ids.extend(r["message"]["id"] for r in data["results"] if r["status_code"] < 300)
 
     start = time.time()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    urls = target.urls  # the instances take turns
+    await asyncio.gather(*(worker(urls[i % len(urls)]) for i in range(concurrency)))
     return ids, latencies, start, time.time()
 
 
@@ -174,11 +242,27 @@ async def _final_states(http: aiohttp.ClientSession, target: Target, want: int, 
 
 
 async def bench_sms(*, messages: int, url: str | None, sim_url: str | None, key: str | None, throttles: bool,
-                    mode: str, concurrency: int, batch: int, timeout: float) -> dict[str, Any]:
+                    mode: str, concurrency: int, batch: int, timeout: float, instances: int = 1,
+                    database_url: str = POSTGRES_ADMIN_URL, redis_url: str = REDIS_URL,
+                    rate: int = 5000) -> dict[str, Any]:
     env = {} if throttles else {"GATEWAY_PACING_ENABLED": "false"}
-    async with started(url=url, sim_url=sim_url, key=key, env=env) as target, \
+    if instances > 1:
+        # several instances keep their limits together in Redis: the account's and the short code's limits are
+        # raised to ``rate`` (not lifted), so that the Redis limiter is on the path and can be checked
+        env = {"GATEWAY_PACING_ENABLED": "true", "GATEWAY_PACING_SHORT_CODE_PER_S": str(rate)}
+        cm = started_cluster(instances=instances, database_url=database_url, redis_url=redis_url, env=env)
+    else:
+        cm = started(url=url, sim_url=sim_url, key=key, env=env)
+    async with cm as target, \
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600),
                                   connector=aiohttp.TCPConnector(limit=concurrency * 2)) as http:
+        if instances > 1:
+            account = await (await http.get(target.url + "/v1/account",
+                                            headers={"Authorization": f"Bearer {target.key}"})).json()
+            raised = await _admin(http, target, "PATCH", f"/admin/accounts/{account['id']}",
+                                  {"max_rate_per_s": int(rate)})
+            if raised.get("max_rate_per_s") != int(rate):
+                raise SystemExit(f"could not raise the account's rate: {raised}")
         numbers = recipients(messages)
         if mode == "batch":
             ids, latencies, start, end = await _send_batches(http, target, numbers, batch, concurrency, "bench")
@@ -204,7 +288,16 @@ async def bench_sms(*, messages: int, url: str | None, sim_url: str | None, key:
         "delivered_p99_ms": round(percentile([d - c for c, d in zip(created, done)], 99) * 1000, 1),
         "lost": len(ids) - len(finals), "simulator_received": sim["received"],
         "simulator_throttled": sim["stats"].get("throttled", 0),
-    }
+    } | (_cluster_figures(instances, rate, sim, start) if instances > 1 else {})
+
+
+def _cluster_figures(instances: int, rate: int, sim: dict[str, Any], start: float) -> dict[str, Any]:
+    """What the simulator saw each second from all instances together, against the shared limit."""
+    per_second = {int(k): v for k, v in sim["per_second"].items() if int(k) >= int(start)}
+    return {"instances": instances, "backend": "postgresql+redis", "limit_per_s": rate,
+            "max_per_s": max(per_second.values(), default=0),
+            "seconds_above_limit": sum(1 for v in per_second.values() if v > rate),
+            "per_second": [per_second[s] for s in sorted(per_second)]}
 
 
 async def bench_throttle(*, seconds: float, url: str | None, sim_url: str | None, key: str | None,

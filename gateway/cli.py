@@ -240,15 +240,28 @@ def _targets(f):  # noqa: ANN001, ANN202
 @click.option("--concurrency", type=click.IntRange(1, 512), default=4, show_default=True)
 @click.option("--batch", type=click.IntRange(1, 1000), default=500, show_default=True)
 @click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait for final states.")
+@click.option("--instances", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Gateway processes sharing one PostgreSQL queue and Redis limits (more than 1 needs both).")
+@click.option("--database-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres",
+              show_default=True, help="With --instances: a PostgreSQL server on which a scratch database is made.")
+@click.option("--redis-url", default="redis://127.0.0.1:6379/0", show_default=True,
+              help="With --instances: the Redis that holds the shared limits (under a scratch key prefix).")
+@click.option("--rate", type=click.IntRange(1, 10_000), default=5000, show_default=True,
+              help="With --instances: the account and short-code limit, kept by all instances together.")
 @click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: the output is always JSON.")
 @_targets
 def bench_sms(messages: int, throttles: bool, mode: str, concurrency: int, batch: int, timeout: float,
+              instances: int, database_url: str, redis_url: str, rate: int,
               as_json: bool, target_url: str | None, simulator_url: str | None, api_key: str | None) -> None:
-    """Throughput and latency of accept -> SMPP -> receipt -> delivered."""
+    """Throughput and latency of accept -> SMPP -> receipt -> delivered.
+
+    With --instances N, N gateway processes share a scratch PostgreSQL database and Redis, and the output adds
+    what the simulator saw each second from all of them together against the shared --rate limit."""
     from gateway import bench as b
 
     b.run(b.bench_sms(messages=messages, url=target_url, sim_url=simulator_url, key=api_key, throttles=throttles,
-                      mode=mode, concurrency=concurrency, batch=batch, timeout=timeout))
+                      mode=mode, concurrency=concurrency, batch=batch, timeout=timeout, instances=instances,
+                      database_url=database_url, redis_url=redis_url, rate=rate))
 
 
 @bench.command("throttle")
