@@ -161,7 +161,9 @@ class SmscProtocol:
 
     def on_response(self, command_id: int, status: int, seq: int) -> None:
         pending = self.pending_receipts.pop(seq, None)
-        if pending is not None and status != P.ESME_ROK:
+        if pending is not None and status == P.ESME_ROK:
+            self.sim.stats["acknowledged"] += 1  # the ESME took this deliver_sm: it is never sent again
+        elif pending is not None:
             raw, attempt = pending  # the ESME asked us to retry: again in a moment
             self.sim.stats["receipts_refused"] += 1
             if attempt < 5:
