@@ -284,3 +284,44 @@ def test_gsm7_receipt_decoding_agrees_with_gsm7_decode():
     samples += [rng.randbytes(rng.randrange(200)) for _ in range(2000)]
     for data in samples:
         assert decode_gsm7(data) == gsm7.decode(data), data
+
+
+# --- the dispatcher's bulk UPDATEs by id, against the ORM's --------------------------------------------------------
+async def test_update_by_id_sets_what_the_orms_bulk_update_sets(sessionmaker):  # noqa: ANN001
+    import datetime as dt
+
+    from sqlalchemy import insert, select, text, update
+
+    from gateway.models import MessagePart
+    from gateway.services.messages import SAME_VALUES, update_by_id
+
+    rng = random.Random(SEED)
+    table = MessagePart.__table__
+    n = 600
+    async with sessionmaker() as session, session.begin():
+        await session.execute(text("PRAGMA foreign_keys=OFF"))  # parts without their messages, for this test
+        await session.execute(insert(table), [
+            {"message_id": i, "seq": 1, "carrier": "sim", "carrier_message_id": str(i), "carrier_id_norm": str(i)}
+            for i in range(1, 2 * n + 1)])
+    when = [dt.datetime(2024, 1, 2, 3, 4, s, tzinfo=dt.timezone.utc) for s in range(3)]
+    batches = [
+        [{"id": i, "stat": "DELIVRD", "error_code": "000", "done_at": when[0]} for i in range(1, 450)],  # alike
+        [{"id": i, "stat": rng.choice(["DELIVRD", "UNDELIV", None]), "error_code": rng.choice(["000", None]),
+          "done_at": rng.choice(when)} for i in range(1, n)],  # a few alike groups, some small ones
+        [{"id": i, "stat": "REJECTD", "error_code": str(i), "done_at": when[1]} for i in range(5, 300, 7)],  # distinct
+        [{"id": i, "stat": "REJECTD" if i % 37 == 0 else "UNDELIV" if i % 10 == 0 else "DELIVRD", "error_code": None,
+          "done_at": when[2]} for i in range(1, 202)],  # two alike groups and a small one among them
+        [{"id": i, "stat": "EXPIRED"} for i in range(1, SAME_VALUES - 1)],  # fewer than SAME_VALUES, other columns
+        [{"id": 3, "stat": "UNKNOWN"}] * SAME_VALUES + [{"id": 3, "stat": "DELETED"}],  # the same id: the last wins
+    ]
+    for batch in batches:
+        async with sessionmaker() as session, session.begin():
+            await update_by_id(session, table, batch)
+            await session.execute(update(MessagePart), [{**row, "id": row["id"] + n} for row in batch])
+        async with sessionmaker() as session:
+            rows = (await session.execute(select(table.c.id, table.c.stat, table.c.error_code, table.c.done_at)
+                                          .order_by(table.c.id))).all()
+        ours = {r.id: tuple(r)[1:] for r in rows if r.id <= n}
+        orms = {r.id - n: tuple(r)[1:] for r in rows if r.id > n}
+        assert ours == orms
+    assert ours[3][0] == "DELETED" and ours[1][0] == "EXPIRED"
