@@ -5,6 +5,7 @@ lines never carry secrets (query strings, path tokens, bearer credentials)."""
 from __future__ import annotations
 
 import collections
+import functools
 import hmac
 import logging
 import math
@@ -16,7 +17,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from gateway import keys
-from gateway.errors import GatewayError, TooManyRequests, Unauthorized
+from gateway.errors import BadRequest, GatewayError, TooManyRequests, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +80,52 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         code = HTTP_CODES.get(exc.status, "http_error")
         message = {404: "No such route.", 405: f"Method {request.method} is not allowed here."}.get(
             exc.status, exc.reason)
-        return web.json_response({"error": {"code": code, "message": message}}, status=exc.status,
-                                 headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"})
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        if exc.status == 405:
+            headers["Allow"] = _allowed(request) or headers.get("Allow", "")
+        return web.json_response({"error": {"code": code, "message": message}}, status=exc.status, headers=headers)
     except Exception:
         route = request.match_info.route.resource  # the route's pattern: a path may carry a token
         log.exception("unhandled error on %s %s", request.method, route.canonical if route else redact(request.path))
         return web.json_response({"error": {"code": "internal_error", "message": "Internal error."}},
                                  status=500)
+
+
+def _allowed(request: web.Request) -> str | None:
+    """The methods of the most specific routes matching the path: aiohttp's Allow also lists those of looser
+    patterns that happen to match (/v1/messages/batch is not /v1/messages/{id})."""
+    best: tuple[int, set[str]] = (1 << 30, set())
+    for resource in request.app.router.resources():
+        info = resource.get_info()
+        if info.get("path") != request.path and not ("pattern" in info and info["pattern"].fullmatch(request.path)):
+            continue
+        looseness = resource.canonical.count("{")
+        if looseness < best[0]:
+            best = (looseness, set())
+        if looseness == best[0]:
+            best[1].update(route.method for route in resource)
+    return ",".join(sorted(best[1])) or None
+
+
+@functools.cache
+def _query_parameters() -> dict[tuple[str, str], frozenset[str]]:
+    """(method, route pattern) -> the query parameters the OpenAPI document gives it."""
+    from gateway.openapi import PATHS
+
+    return {(method.upper(), path): frozenset(p["name"] for p in op.get("parameters", []) if p["in"] == "query")
+            for path, ops in PATHS.items() for method, op in ops.items()}
+
+
+def _check_query(request: web.Request) -> None:
+    """Query parameters a route does not know are refused, as unknown body fields are (a typo filters nothing)."""
+    resource = request.match_info.route.resource
+    if not request.query or resource is None:
+        return
+    known = _query_parameters().get((request.method, resource.canonical))
+    unknown = sorted(set(request.query) - known) if known is not None else []
+    if unknown:
+        raise BadRequest(f"Unknown query parameter(s): {', '.join(unknown)}.", code="unknown_query_parameter",
+                         details={"parameters": unknown})
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -165,6 +205,7 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     path = request.path
     admin = path.startswith("/admin/")
     if not admin and not path.startswith("/v1/"):
+        _check_query(request)
         return await handler(request)
     failures = auth_failures(request.app)
     client = f"ip:{request.remote}"
@@ -181,4 +222,5 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         if wait is not None:
             raise _too_many(wait) from None
         raise
+    _check_query(request)
     return await handler(request)

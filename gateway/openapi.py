@@ -6,6 +6,9 @@ from typing import Any
 
 from aiohttp import web
 
+from carriers.voice_http import CALL_STATUSES
+from registry import tcr
+
 routes = web.RouteTableDef()
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -69,7 +72,7 @@ PATHS: dict[str, dict[str, Any]] = {
                         "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
         "requestBody": _body({"type": "object", "required": ["messages"], "additionalProperties": False,
                               "properties": {"messages": {"type": "array", "minItems": 1, "maxItems": 1000,
-                                                          "items": _ref("SendMessage")}}}),
+                                                          "items": _ref("BatchMessage")}}}),
         "responses": {"200": _json({"type": "object", "properties": {
             "accepted": {"type": "integer"}, "failed": {"type": "integer"},
             "results": {"type": "array", "items": {"type": "object"}}}}), **_errors(400, 401, 422)}}},
@@ -107,7 +110,8 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": {"summary": "Create an account; the answer holds its first API key", "security": OPERATOR,
                  "requestBody": _body({"type": "object", "required": ["name"], "additionalProperties": False,
                                        "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200},
-                                                      "max_rate_per_s": {"type": "integer", "minimum": 1}}}),
+                                                      "max_rate_per_s": {"type": ["integer", "null"], "minimum": 1,
+                                                                         "maximum": 10000}}}),
                  "responses": {"201": _json(_ref("Account")), **_errors(400, 401, 409, 422)}},
         "get": {"summary": "List accounts", "security": OPERATOR,
                 "responses": {"200": _json({"type": "object"}), **_errors(401)}},
@@ -116,7 +120,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "summary": "An account's send rate (msg/s, raised on request) and status (active, suspended)",
         "security": OPERATOR, "parameters": [ID_PARAM],
         "requestBody": _body({"type": "object", "additionalProperties": False, "properties": {
-            "max_rate_per_s": {"type": "integer", "minimum": 1}, "status": {"type": "string",
+            "max_rate_per_s": {"type": "integer", "minimum": 1, "maximum": 10000}, "status": {"type": "string",
                                                                            "enum": ["active", "suspended"]}}}),
         "responses": {"200": _json(_ref("Account")), **_errors(400, 401, 404, 422)}}},
     "/admin/accounts/{id}/keys": {"post": {"summary": "Issue another API key for an account", "security": OPERATOR,
@@ -210,21 +214,70 @@ PATHS["/audio/{key}.wav"] = {"get": {
 PATHS["/callbacks/voice/{token}"] = {"post": {
     "summary": "Status callbacks from the voice carrier (docs/voice-carrier-api.md)", "security": [],
     "parameters": [{"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}],
-    "requestBody": _body({"type": "object", "required": ["status"]}),
+    "requestBody": _body({"type": "object", "required": ["status"], "properties": {
+        "status": {"type": "string", "enum": list(CALL_STATUSES)}, "duration_s": {"type": ["number", "null"]},
+        "error": {"type": ["string", "null"]}}}),
     "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 422)}}}
 
 _OBJ = {"type": "object"}
 
 
-def _op(summary: str, *, body: bool = False, params: list | None = None, codes: tuple = (401, 404, 409, 422),
-        admin: bool = True, status: str = "200") -> dict[str, Any]:
+def _obj(properties: dict[str, Any], *required: str) -> dict[str, Any]:
+    """A closed JSON object: these properties only."""
+    schema: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+_TEXT = {"type": "string", "minLength": 1, "maxLength": 255}
+_TEXT_OR_NULL = {"type": ["string", "null"], "maxLength": 4096}
+_FLAG = {"type": "boolean"}
+_ID = {"type": "integer", "minimum": 1, "maximum": (1 << 63) - 1}
+BODIES: dict[str, dict[str, Any]] = {
+    "lease": _obj({"account_id": _ID, "type": {"type": "string", "enum": list(tcr.NUMBER_TYPES)},
+                   "country": {"type": ["string", "null"], "description": "ISO 3166 alpha-2; default US"},
+                   "capabilities": {"type": ["string", "null"], "description": "sms, voice or sms,voice (default sms)"}},
+                  "account_id", "type"),
+    "brand": _obj({"account_id": _ID, "legal_name": _TEXT, "ein": {"type": "string", "pattern": r"^\d{2}-?\d{7}$"},
+                   "entity_type": {"type": "string", "enum": list(tcr.ENTITY_TYPES)}, "vertical": _TEXT,
+                   "website": _TEXT, "country": {"type": ["string", "null"]},
+                   "contact_email": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "@"},
+                   "contact_phone": {"type": ["string", "null"]},
+                   "submit": {"type": ["boolean", "null"], "description": "false: keep it created, unsubmitted"}},
+                  "account_id", "legal_name", "ein", "entity_type", "vertical", "website", "contact_email"),
+    "brand_action": _obj({"outcome": {"type": "string", "enum": ["verified", "unverified", "requires_updates"]},
+                          "trust_score": {"type": ["integer", "null"], "minimum": 0, "maximum": 100},
+                          "reason": {"type": ["string", "null"]}}),
+    "campaign": _obj({"brand_id": _ID, "use_case": {"type": "string", "enum": list(tcr.USE_CASES)},
+                      "description": {**_TEXT, "maxLength": 4096},
+                      "sample_messages": {"type": "array", "items": {"type": "string", "minLength": 1},
+                                          "minItems": 2, "maxItems": 5},
+                      "opt_in_message": {**_TEXT, "maxLength": 4096}, "opt_out_message": {**_TEXT, "maxLength": 4096},
+                      "help_message": {**_TEXT, "maxLength": 4096}, "embedded_links": {"type": ["boolean", "null"]},
+                      "number_pooling": {"type": ["boolean", "null"]}, "age_gated": {"type": ["boolean", "null"]}},
+                     "brand_id", "use_case", "description", "sample_messages", "opt_in_message", "opt_out_message",
+                     "help_message"),
+    "campaign_action": _obj({"outcome": {"type": "string", "enum": ["approved", "rejected", "requires_updates"]},
+                             "reason": {"type": ["string", "null"]},
+                             "number": {"type": "string", "description": "associate, disassociate: the number"}}),
+    "advance": _obj({"days": {"type": ["integer", "null"], "minimum": 0, "maximum": 3650}}),
+    "number": _obj({"two_way_enabled": _FLAG, "two_way_webhook_url": {"type": ["string", "null"], "maxLength": 2000},
+                    "message_type": {"type": "string", "enum": ["transactional", "promotional"]},
+                    "opt_out_list": {"type": ["string", "null"], "maxLength": 100}, "deletion_protection": _FLAG,
+                    "international": _FLAG}),
+}
+
+
+def _op(summary: str, *, body: str | None = None, params: list | None = None, codes: tuple = (401, 404, 409, 422),
+        admin: bool = True, status: str = "200", body_required: bool = True) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "responses": {status: _json(_OBJ), **_errors(*codes)}}
     if admin:
         op["security"] = OPERATOR
     if params:
         op["parameters"] = params
     if body:
-        op["requestBody"] = _body(_OBJ)
+        op["requestBody"] = {**_body(BODIES[body]), "required": body_required}
     return op
 
 
@@ -235,30 +288,40 @@ PATHS.update({
                                                "monthly_price; bad rows reported, good ones kept", codes=(400, 401)),
                                          "requestBody": {"required": True, "content": {"text/csv": {
                                              "schema": {"type": "string"}}}}}},
-    "/admin/numbers": {"get": _op("The inventory (account=, free=true, type=)", codes=(401,))},
-    "/admin/numbers/lease": {"post": _op("Lease a free number of a kind to an account", body=True, status="201")},
+    "/admin/numbers": {"get": _op("The inventory, or part of it", codes=(401,), params=[
+        {"name": "account", "in": "query", "schema": {"type": "string"}, "description": "leased to this account"},
+        {"name": "free", "in": "query", "schema": {"type": "string", "enum": ["true", "false"]},
+         "description": "true: only numbers leased to no account"},
+        {"name": "type", "in": "query", "schema": {"type": "string"}}])},
+    "/admin/numbers/lease": {"post": _op("Lease a free number of a kind to an account", body="lease",
+                                         status="201")},
     "/admin/numbers/{number}/registry": {"get": _op("A number with its history", params=_N, codes=(401, 404))},
     "/admin/numbers/{number}/{action}": {"post": _op("activate (a pending short code) or release (refused while "
                                                      "protected)", params=_N + [{"name": "action", "in": "path",
                                                      "required": True, "schema": {"type": "string", "enum": [
                                                          "activate", "release"]}}])},
-    "/admin/brands": {"post": _op("Register a 10DLC brand (submitted unless submit=false)", body=True,
+    "/admin/brands": {"post": _op("Register a 10DLC brand (submitted unless submit=false)", body="brand",
                                   status="201"), "get": _op("Brands", codes=(401,))},
     "/admin/brands/{id}": {"get": _op("A brand with its history", params=_I, codes=(401, 404))},
     "/admin/brands/{id}/{action}": {"post": _op("review (outcome verified|unverified|requires_updates, trust_score, "
-                                                "reason), vet (trust_score), resubmit", body=True,
+                                                "reason), vet (trust_score), resubmit", body="brand_action",
+                                                body_required=False,
                                                 params=_I + [{"name": "action", "in": "path", "required": True,
                                                               "schema": {"type": "string", "enum": [
                                                                   "review", "vet", "resubmit"]}}])},
-    "/admin/campaigns": {"post": _op("Create a 10DLC campaign for a verified brand", body=True, status="201"),
+    "/admin/campaigns": {"post": _op("Create a 10DLC campaign for a verified brand", body="campaign",
+                                     status="201"),
                          "get": _op("Campaigns", codes=(401,))},
     "/admin/campaigns/{id}": {"get": _op("A campaign with its limits per carrier, numbers and history", params=_I,
                                          codes=(401, 404))},
     "/admin/campaigns/{id}/{action}": {"post": _op("review (approved|rejected|requires_updates), suspend, reinstate, "
-                                                   "expire, resubmit, associate or disassociate a number", body=True,
+                                                   "expire, resubmit, associate or disassociate a number",
+                                                   body="campaign_action", body_required=False,
                                                    params=_I + [{"name": "action", "in": "path", "required": True,
-                                                                 "schema": {"type": "string"}}])},
-    "/admin/registry/advance": {"post": _op("Advance the local registry's clock by days", body=True)},
+                                                                 "schema": {"type": "string", "enum": [
+                                                                     "review", "suspend", "reinstate", "expire",
+                                                                     "resubmit", "associate", "disassociate"]}}])},
+    "/admin/registry/advance": {"post": _op("Advance the local registry's clock by days", body="advance")},
     "/v1/brands": {"get": _op("The account's brands", admin=False, codes=(401,))},
     "/v1/brands/{id}": {"get": _op("One of the account's brands", params=_I, admin=False, codes=(401, 404))},
     "/v1/campaigns": {"get": _op("The account's campaigns", admin=False, codes=(401,))},
@@ -275,13 +338,21 @@ PATHS["/admin/numbers/{number}"] = {"get": {"summary": "A number and the account
 PATHS["/admin/numbers/{number}"]["patch"] = {
     "summary": "Update a number: two-way and webhook, message type, opt-out list, deletion protection, "
                "international sending", "security": OPERATOR, "parameters": [NUMBER_PARAM],
-    "requestBody": _body({"type": "object"}), "responses": {"200": _json({"type": "object"}),
-                                                             **_errors(400, 401, 404, 422)}}
+    "requestBody": _body(BODIES["number"]), "responses": {"200": _json({"type": "object"}),
+                                                           **_errors(400, 401, 404, 422)}}
 for _path, _ops in TWO_WAY.items():
     PATHS["/v1" + _path] = _ops
     PATHS["/admin/accounts/{account}" + _path] = {
-        method: {**op, "security": OPERATOR, "parameters": [ACCOUNT_PARAM] + op.get("parameters", [])}
+        method: {**op, "security": OPERATOR, "parameters": [ACCOUNT_PARAM] + op.get("parameters", []),
+                 "responses": {**op["responses"], **_errors(404)}}  # account_not_found
         for method, op in _ops.items()}
+
+for _ops in PATHS.values():  # what the middleware may answer anywhere
+    for _operation in _ops.values():
+        _responses = _operation["responses"]
+        if _operation.get("security") != []:  # 401; 429 too_many_auth_failures
+            _responses.update({k: v for k, v in _errors(401, 429).items() if k not in _responses})
+        _responses.setdefault("400", _errors(400)["400"])  # unknown_query_parameter, anywhere; invalid_json
 
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {
@@ -315,6 +386,11 @@ SCHEMAS: dict[str, Any] = {
     "Account": {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
                                                  "api_key": {"type": "string"}}},
 }
+
+
+SCHEMAS["BatchMessage"] = {**SCHEMAS["SendMessage"], "description": "A message of a batch: no channel, no dry run",
+                           "properties": {k: v for k, v in SCHEMAS["SendMessage"]["properties"].items()
+                                          if k not in ("channel", "dry_run")}}
 
 
 def document() -> dict[str, Any]:

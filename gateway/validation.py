@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from typing import Any
 
@@ -38,6 +40,13 @@ class Fields:
                              details={"fields": unknown})
         self.data = data
 
+    def not_null(self, *names: str) -> None:
+        """These fields, when present, must have a value (null does not mean false, zero or the default)."""
+        for name in names:
+            if name in self.data and self.data[name] is None:
+                raise Unprocessable(f"The field '{name}' must not be null.", code="invalid_field",
+                                    details={"field": name})
+
     def text(self, name: str, *, required: bool = False, max_length: int | None = None,
              allow_empty: bool = True) -> str | None:
         value = self.data.get(name)
@@ -61,8 +70,8 @@ class Fields:
         value = self.data.get(name)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise Unprocessable(f"The field '{name}' must be an integer.", code="invalid_field",
+        if isinstance(value, bool) or not isinstance(value, int) or not -(1 << 63) <= value < 1 << 63:
+            raise Unprocessable(f"The field '{name}' must be a (64-bit) integer.", code="invalid_field",
                                 details={"field": name})
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
             raise Unprocessable(f"The field '{name}' must be between {minimum} and {maximum}.",
@@ -119,6 +128,23 @@ def region_of(number: str) -> str | None:
         return phonenumbers.region_code_for_number(phonenumbers.parse(number, None))
     except phonenumbers.NumberParseException:
         return None
+
+
+def csv_rows(text: str) -> list[list[str]]:
+    """The rows of a CSV text, whatever its line endings (a lone CR too), or 400 invalid_csv."""
+    try:
+        return list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise BadRequest(f"The CSV cannot be read: {exc}.", code="invalid_csv") from None
+
+
+def row_id(value: str) -> int | None:
+    """A database id from a path or query (a positive 64-bit integer), or None for anything else."""
+    value = value.strip()
+    if not value.isdigit() or len(value) > 19:
+        return None
+    number = int(value)
+    return number if 0 < number < 1 << 63 else None
 
 
 def query_limit(request: web.Request, default: int = 50, maximum: int = 500) -> int:

@@ -8,7 +8,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from gateway import keys
-from gateway.errors import NotFound, Unprocessable
+from gateway.errors import BadRequest, NotFound, Unprocessable
 from gateway.models import WebhookAttempt, WebhookDelivery
 from gateway.services.messages import iso
 from gateway.validation import Fields, query_limit, read_json_object
@@ -16,6 +16,7 @@ from gateway.webhooks import replay
 from registry.models import Account
 
 routes = web.RouteTableDef()
+DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 
 def _view(account: Account) -> dict:
@@ -39,6 +40,7 @@ async def update_account(request: web.Request) -> web.Response:
     data = await read_json_object(request)
     f = Fields(data, {"event_webhook_url", "program_name", "support_contact", "message_frequency", "smart_encoding",
                       "quiet_hours", "queue_policy", "max_queued"})
+    f.not_null("smart_encoding", "quiet_hours", "queue_policy", "max_queued")
     async with request.app[keys.SESSIONMAKER]() as session, session.begin():
         account = await session.get(Account, request[keys.ACCOUNT_ID])
         if "event_webhook_url" in data:
@@ -93,6 +95,8 @@ async def list_deliveries(request: web.Request) -> web.Response:
     q = request.query
     limit = query_limit(request)
     stmt = select(WebhookDelivery).where(WebhookDelivery.account_id == await _acting_account(request))
+    if "status" in q and q["status"] not in DELIVERY_STATUSES:
+        raise BadRequest(f"status is one of {', '.join(DELIVERY_STATUSES)}.", code="invalid_query")
     if "status" in q:
         stmt = stmt.where(WebhookDelivery.status == q["status"])
     async with request.app[keys.SESSIONMAKER]() as session:

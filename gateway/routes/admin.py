@@ -8,7 +8,7 @@ from sqlalchemy import select
 from gateway import keys
 from gateway.errors import NotFound, Unprocessable
 from gateway.services import accounts as svc
-from gateway.validation import Fields, read_json_object
+from gateway.validation import Fields, read_json_object, row_id
 from registry.models import Account
 
 routes = web.RouteTableDef()
@@ -44,6 +44,7 @@ async def update_account(request: web.Request) -> web.Response:
     account_id = _int_id(request)
     data = await read_json_object(request)
     f = Fields(data, {"max_rate_per_s", "status"})
+    f.not_null("max_rate_per_s", "status")
     async with request.app[keys.SESSIONMAKER]() as session, session.begin():
         account = await session.get(Account, account_id)
         if account is None:
@@ -71,7 +72,7 @@ async def new_key(request: web.Request) -> web.Response:
 
 
 def _int_id(request: web.Request, name: str = "id") -> int:
-    try:
-        return int(request.match_info[name])
-    except ValueError:
-        raise NotFound(f"No such resource: {request.match_info[name]!r}.") from None
+    value = row_id(request.match_info[name])
+    if value is None:
+        raise NotFound(f"No account {request.match_info[name]}.", code="account_not_found")
+    return value

@@ -65,6 +65,8 @@ async def send_batch(request: web.Request) -> web.Response:
         raise Unprocessable(f"At most {MAX_BATCH} messages per batch.", code="batch_too_large")
     del f
     idem = request.headers.get("Idempotency-Key")
+    if idem is not None and not 1 <= len(idem) <= 200:
+        raise BadRequest("Idempotency-Key must have 1 to 200 characters.", code="invalid_idempotency_key")
     reqs: list = []
     for item in items:
         try:

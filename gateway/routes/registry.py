@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from typing import Any
 
@@ -13,7 +11,7 @@ from sqlalchemy import select
 from gateway import keys
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.routes.two_way import number_view
-from gateway.validation import Fields, origination, read_json_object
+from gateway.validation import Fields, csv_rows, origination, read_json_object, row_id
 from registry import tcr
 from registry.limits import derive
 from registry.models import Account, Brand, Campaign, Number
@@ -28,10 +26,8 @@ def _raise(exc: tcr.RegistryError) -> None:
 
 
 async def _get(session, model, ident: str, what: str, account_id: int | None = None):  # noqa: ANN001, ANN202
-    try:
-        obj = await session.get(model, int(ident))
-    except ValueError:
-        obj = None
+    key = row_id(ident)
+    obj = await session.get(model, key) if key is not None else None
     if obj is None or (account_id is not None and obj.account_id != account_id):
         raise NotFound(f"No {what} {ident}.", code=f"{what}_not_found")
     return obj
@@ -75,6 +71,8 @@ def full_number_view(n: Number) -> dict[str, Any]:
 async def import_inventory(request: web.Request) -> web.Response:
     """CSV: number,type,country,capabilities,carrier,monthly_price (header optional). Bad rows are reported."""
     raw = await request.content.read(20 << 20)
+    if not raw.strip():
+        raise BadRequest("The request has no CSV.", code="invalid_csv")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -82,7 +80,7 @@ async def import_inventory(request: web.Request) -> web.Response:
     added, errors = 0, []
     async with request.app[keys.SESSIONMAKER]() as session, session.begin():
         have = set((await session.scalars(select(Number.number))).all())
-        for line_no, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        for line_no, row in enumerate(csv_rows(text), start=1):
             if not row or not "".join(row).strip() or (line_no == 1 and row[0].strip().lower() == "number"):
                 continue
             cells = [c.strip() for c in row] + [""] * 6
@@ -117,7 +115,10 @@ async def list_numbers(request: web.Request) -> web.Response:
     q = request.query
     stmt = select(Number).order_by(Number.id)
     if "account" in q:
-        stmt = stmt.where(Number.account_id == int(q["account"]) if q["account"].isdigit() else Number.id < 0)
+        account_id = row_id(q["account"])
+        stmt = stmt.where(Number.account_id == account_id if account_id is not None else Number.id < 0)
+    if q.get("free", "true") not in ("true", "false"):
+        raise BadRequest("free is true or false.", code="invalid_query")
     if q.get("free") == "true":
         stmt = stmt.where(Number.account_id.is_(None), Number.status != "released")
     if "type" in q:
@@ -160,6 +161,7 @@ async def update_number(request: web.Request) -> web.Response:
     data = await read_json_object(request)
     f = Fields(data, {"two_way_enabled", "two_way_webhook_url", "message_type", "opt_out_list",
                       "deletion_protection", "international"})
+    f.not_null("two_way_enabled", "deletion_protection", "international", "message_type")
     async with request.app[keys.SESSIONMAKER]() as session, session.begin():
         n = await _number(session, request.match_info["number"])
         for name in ("two_way_enabled", "deletion_protection", "international"):

@@ -15,7 +15,7 @@ from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.inbound import block_queued, inbound_view
 from gateway.models import InboundMessage, NumberKeyword
 from gateway.services.messages import iso
-from gateway.validation import Fields, e164, query_limit, read_json_object
+from gateway.validation import Fields, csv_rows, e164, query_limit, read_json_object, row_id
 from registry.models import Account, Number, OptOut
 
 routes = web.RouteTableDef()
@@ -26,13 +26,10 @@ async def _account(request: web.Request) -> int:
     """The account a request acts for: the caller's (/v1) or the one in the path (/admin)."""
     if keys.ACCOUNT_ID in request:
         return request[keys.ACCOUNT_ID]
-    try:
-        account_id = int(request.match_info["account"])
-    except ValueError:
-        raise NotFound("No such account.", code="account_not_found") from None
+    account_id = row_id(request.match_info["account"])
     async with request.app[keys.SESSIONMAKER]() as session:
-        if await session.get(Account, account_id) is None:
-            raise NotFound(f"No account {account_id}.", code="account_not_found")
+        if account_id is None or await session.get(Account, account_id) is None:
+            raise NotFound(f"No account {request.match_info['account']}.", code="account_not_found")
     return account_id
 
 
@@ -113,6 +110,7 @@ async def update_number(request: web.Request) -> web.Response:
     data = await read_json_object(request)
     f = Fields(data, {"two_way_enabled", "two_way_webhook_url", "opt_out_list", "self_managed_opt_outs",
                       "help_message", "stop_message"})
+    f.not_null("two_way_enabled", "self_managed_opt_outs")
     async with request.app[keys.SESSIONMAKER]() as session, session.begin():
         n = await _number(session, account_id, request.match_info["number"])
         if "two_way_enabled" in data:
@@ -204,10 +202,10 @@ async def list_optouts(request: web.Request) -> web.Response:
     if "phone" in q:
         stmt = stmt.where(OptOut.phone == q["phone"])
     if "before" in q:
-        try:
-            stmt = stmt.where(OptOut.id < int(q["before"]))
-        except ValueError:
-            raise BadRequest("before must be a cursor from a previous page.", code="invalid_query") from None
+        cursor = row_id(q["before"])
+        if cursor is None:
+            raise BadRequest("before must be a cursor from a previous page.", code="invalid_query")
+        stmt = stmt.where(OptOut.id < cursor)
     limit = query_limit(request)
     async with request.app[keys.SESSIONMAKER]() as session:
         rows = (await session.scalars(stmt.order_by(OptOut.id.desc()).limit(limit))).all()
@@ -261,6 +259,8 @@ async def import_optouts(request: web.Request) -> web.Response:
     raw = await request.content.read(MAX_CSV_BYTES + 1)
     if len(raw) > MAX_CSV_BYTES:
         raise BadRequest("The CSV is larger than 20 MiB.", code="body_too_large")
+    if not raw.strip():
+        raise BadRequest("The request has no CSV.", code="invalid_csv")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -268,7 +268,7 @@ async def import_optouts(request: web.Request) -> web.Response:
     default_list = request.query.get("list", "default")
     by_list: dict[str, list[str]] = {}
     errors = []
-    for line_no, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+    for line_no, row in enumerate(csv_rows(text), start=1):
         if not row or not row[0].strip() or (line_no == 1 and row[0].strip().lower() in {"phone", "number"}):
             continue
         try:

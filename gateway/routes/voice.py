@@ -143,7 +143,8 @@ async def audio(request: web.Request) -> web.StreamResponse:
 async def voice_callback(request: web.Request) -> web.Response:
     """Status callbacks from the voice carrier (the token in the path authenticates them)."""
     calls = _calls(request)
-    public_id = calls.check_token(request.match_info["token"])
+    token = request.match_info["token"]
+    public_id = calls.check_token(token) if token.isascii() else None  # hmac compares ASCII text only
     if public_id is None:
         raise Unauthorized("Unknown callback.", code="invalid_callback")
     try:
