@@ -208,6 +208,7 @@ class SmppClient:
         delay = self.reconnect_min
         while not self._closing:
             links: list[_Link] = []
+            waits: list[asyncio.Task] = []  # the keep-alive and the watchers: cancelled however this ends
             try:
                 if self.bind_mode == "transceiver":
                     links = [await self._bind("bind_transceiver", "trx")]
@@ -224,8 +225,6 @@ class SmppClient:
                 keepalive = asyncio.create_task(self._keepalive(links))
                 waits = [asyncio.create_task(link.closed.wait()) for link in links] + [keepalive]
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                for task in waits:
-                    task.cancel()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure means: try again later
@@ -233,6 +232,8 @@ class SmppClient:
                 log.warning("%s: SMPP connection to %s:%s failed: %s", self.name, self.host, self.port,
                             self.last_error)
             finally:
+                for task in waits:
+                    task.cancel()
                 self._bound.clear()
                 self._first_attempt.set()
                 for link in links:

@@ -180,11 +180,17 @@ def attacks(draw: st.DrawFn) -> tuple[list[Frame], bytes | None, str]:
     return frames, None, kind
 
 
-async def read_answers(reader: asyncio.StreamReader, peer_requests: list[bytes]) -> tuple[list[bytes], bool]:
-    """Frames from the peer until the answer to the probe (False) or EOF (True). Requests the peer sends on
-    its own (receipts) are set aside in ``peer_requests``."""
+async def read_answers(reader: asyncio.StreamReader, peer_requests: list[bytes], want: int = 0
+                       ) -> tuple[list[bytes], bool]:
+    """Frames from the peer until the answer to the probe and at least ``want`` other answers (False), or EOF
+    (True). SMPP lets a peer answer a window out of order (the gateway answers a deliver_sm once it is stored),
+    so the probe's answer may come first. Requests the peer sends on its own (receipts) are set aside in
+    ``peer_requests``."""
     answers: list[bytes] = []
+    probed = False
     while True:
+        if probed and len(answers) >= want:
+            return answers, False
         try:
             raw = await P.read_frame(reader)
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -193,7 +199,7 @@ async def read_answers(reader: asyncio.StreamReader, peer_requests: list[bytes])
         if not command_id & 0x80000000:
             peer_requests.append(raw)
         elif command_id == ENQUIRE_LINK_RESP and seq == PROBE_SEQ:
-            return answers, False
+            probed = True
         else:
             answers.append(raw)
 
@@ -221,6 +227,7 @@ def check_answers(frames: list[Frame], answers: list[bytes], closed: bool, *, bo
     its own *_resp. Responses got none. A close is only fine right after answering an unbind. ``bound`` is the
     bind the connection started with (tx, rx, trx); an accepted bind among the frames changes it."""
     requests = [f for f in frames if f.is_request]
+    answers = sorted(answers, key=lambda a: P.header(a)[3])  # matched by sequence number, not arrival order
     if closed:
         requests = requests[:len(answers)]
         assert answers and P.header(answers[-1])[1] == COMMANDS["unbind_resp"], "closed without an unbind"
@@ -450,7 +457,8 @@ async def attack_client(smsc: HostileSmsc, frames: list[Frame], tail: bytes | No
                 writer.write(f.raw)
             if tail is None:
                 writer.write(P.build("enquire_link", PROBE_SEQ))
-                seen["answers"], seen["closed"] = await read_answers(reader, [])
+                seen["answers"], seen["closed"] = await read_answers(
+                    reader, [], want=sum(1 for f in frames if f.is_request))
                 if not seen["closed"]:
                     return
             else:
@@ -464,6 +472,7 @@ async def attack_client(smsc: HostileSmsc, frames: list[Frame], tail: bytes | No
 
     smsc.script = script
     binds, submits = smsc.binds, smsc.submits
+    tasks = len(asyncio.all_tasks())
     carrier = new_carrier(smsc.port)
     await carrier.start()
     try:
@@ -478,6 +487,7 @@ async def attack_client(smsc: HostileSmsc, frames: list[Frame], tail: bytes | No
         assert result.message_ids == (f"OK{submits + 1}",)
     finally:
         await carrier.close()
+    await until(lambda: len(asyncio.all_tasks()) <= tasks)  # no read loop, keep-alive or server task lingers
 
 
 @FUZZ
