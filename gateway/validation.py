@@ -118,7 +118,7 @@ def e164(value: str, *, field: str = "to", default_region: str = "US") -> str:
 def origination(value: str, *, default_region: str = "US") -> str:
     """A sending number as stored: a short code's digits, or E.164."""
     compact = value.strip()
-    if compact.isdigit() and 3 <= len(compact) <= 8:
+    if compact.isascii() and compact.isdigit() and 3 <= len(compact) <= 8:
         return compact
     return e164(compact, field="from", default_region=default_region)
 
@@ -141,7 +141,7 @@ def csv_rows(text: str) -> list[list[str]]:
 def row_id(value: str) -> int | None:
     """A database id from a path or query (a positive 64-bit integer), or None for anything else."""
     value = value.strip()
-    if not value.isdigit() or len(value) > 19:
+    if not (value.isascii() and value.isdigit()) or len(value) > 19:  # "¹".isdigit(), but int("¹") fails
         return None
     number = int(value)
     return number if 0 < number < 1 << 63 else None

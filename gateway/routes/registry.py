@@ -209,7 +209,7 @@ async def register_brand(request: web.Request) -> web.Response:
         raise Unprocessable(f"entity_type is one of {', '.join(tcr.ENTITY_TYPES)}.", code="invalid_field",
                             details={"field": "entity_type"})
     ein = (values["ein"] or "").replace("-", "")
-    if not (ein.isdigit() and len(ein) == 9):
+    if not (ein.isascii() and ein.isdigit() and len(ein) == 9):
         raise Unprocessable("ein is a 9-digit US employer identification number.", code="invalid_field",
                             details={"field": "ein"})
     if "@" not in (values["contact_email"] or ""):

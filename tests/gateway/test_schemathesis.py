@@ -116,3 +116,32 @@ def test_api_conforms_to_its_openapi_document(case: Any, gateway: dict[str, str]
         excluded.append(checks.negative_data_rejection)
     case.call_and_validate(base_url=gateway["url"], headers=credentials(case.path, gateway), timeout=30,
                            excluded_checks=excluded)
+
+
+@pytest.mark.parametrize("method, path, body, status, code", [
+    # what schemathesis found, kept as fixed examples: each was a 500 or an answer the document does not allow
+    ("GET", "/admin/accounts/%C2%B9/numbers", None, 404, "account_not_found"),  # "¹".isdigit(), int("¹") fails
+    ("GET", "/admin/accounts/349994837537101774848/numbers", None, 404, "account_not_found"),  # beyond 64 bits
+    ("GET", "/admin/brands/99999999999999999999999", None, 404, "brand_not_found"),
+    ("GET", "/v1/opt-outs?before=99999999999999999999999", None, 400, "invalid_query"),
+    ("POST", "/admin/numbers/lease", {"account_id": 1 << 70, "type": "toll_free"}, 422, "invalid_field"),
+    ("PATCH", "/v1/account", {"max_queued": None}, 422, "invalid_field"),
+    ("PATCH", "/v1/account", {"smart_encoding": None}, 422, "invalid_field"),
+    ("POST", "/callbacks/voice/%F1%BD%85%B2%C2%A4", {"status": "completed"}, 401, "invalid_callback"),
+    ("GET", "/v1/webhooks/deliveries?status=AAA", None, 400, "invalid_query"),
+    ("GET", "/v1/messages?colour=red", None, 400, "unknown_query_parameter"),
+    ("GET", "/admin/numbers?free=AAA", None, 400, "invalid_query"),
+])
+def test_what_schemathesis_found(gateway: dict[str, str], method: str, path: str, body: Any, status: int,
+                                 code: str) -> None:
+    resp = requests.request(method, gateway["url"] + path, json=body, headers=credentials(path, gateway),
+                            timeout=10)
+    assert (resp.status_code, resp.json()["error"]["code"]) == (status, code), resp.text
+
+
+def test_csv_with_a_lone_carriage_return_and_405_allow(gateway: dict[str, str]) -> None:
+    resp = requests.post(gateway["url"] + "/admin/inventory/import", headers=credentials("/admin/", gateway),
+                         data="\u0096\u00f1\r+1415555\r".encode(), timeout=10)
+    assert resp.status_code == 200 and resp.json()["rejected"] == 2, resp.text
+    resp = requests.options(gateway["url"] + "/v1/messages/batch", headers=credentials("/v1/", gateway), timeout=10)
+    assert (resp.status_code, resp.headers["Allow"]) == (405, "POST")  # not GET: /v1/messages/{id} is another route
