@@ -124,8 +124,10 @@ class MemoryLimiter:
         self._daily = {k: v for k, v in self._daily.items() if k[1] >= yesterday}
 
     async def penalize(self, key: str, seconds: float, now: float) -> None:
-        """Push a rate key's schedule back (a carrier said "slow down" although we kept to its limit)."""
-        self._tat[key] = max(self._tat.get(key, now), now) + seconds
+        """Pause a rate key until ``seconds`` from now (a carrier said "slow down" although we kept to its
+        limit). One pause, not one per answer: a carrier that throttles a whole window at once must not push
+        the schedule back by the window times the pause."""
+        self._tat[key] = max(self._tat.get(key, now), now + seconds)
 
 
 # --- several processes: the same limits in Redis ------------------------------------------------------------
@@ -183,13 +185,13 @@ end
 return {1, tostring(at - now)}
 """
 
-# Push a rate key's schedule back by ARGV[1] seconds (a carrier said "slow down" although its limit was kept).
+# Pause a rate key until ARGV[1] seconds from now (a carrier said "slow down" although its limit was kept);
+# as MemoryLimiter.penalize: one pause, however many answers said so.
 PENALIZE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-tat = tat + tonumber(ARGV[1])
+if tat < now + tonumber(ARGV[1]) then tat = now + tonumber(ARGV[1]) end
 redis.call('SET', KEYS[1], tostring(tat), 'PX', math.ceil((tat - now) * 1000) + 60000)
 return tostring(tat - now)
 """

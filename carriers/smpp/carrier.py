@@ -36,6 +36,8 @@ class SmppCarrier(Carrier):
         self.name = name
         self.concatenation = concatenation
         self._events: CarrierEvents | None = None
+        # deliver_sm are handled side by side; inbound messages still in arrival order (STOP then START)
+        self._inbound_order = asyncio.Lock()
         self.clients = [
             SmppClient(host, port, system_id, password, system_type=system_type, bind_mode=bind_mode,
                        window=window, enquire_link_interval=enquire_link_interval,
@@ -109,7 +111,8 @@ class SmppCarrier(Carrier):
                 return P.ESME_ROK
             await self._events.on_receipt(self.name, receipt)
         else:
-            await self._events.on_inbound(self.name, parse_inbound(pdu))
+            async with self._inbound_order:
+                await self._events.on_inbound(self.name, parse_inbound(pdu))
         return P.ESME_ROK
 
     async def close(self) -> None:

@@ -18,6 +18,7 @@ from carriers.smpp import _pdu as P
 
 log = logging.getLogger(__name__)
 
+DELIVER_WINDOW = 1000  # deliver_sm handled at once on one connection
 DeliverHandler = Callable[[Any], Awaitable[int]]
 
 
@@ -41,6 +42,10 @@ class _Link:
         self.closed = asyncio.Event()
         self._out: list[bytes] = []  # PDUs sent during this turn of the event loop, written together
         self._loop = asyncio.get_running_loop()
+        # deliver_sm are handled side by side (a receipt is answered once it is stored, which takes a write
+        # batch): at most this many at once on one connection before reading waits
+        self._delivering = asyncio.Semaphore(DELIVER_WINDOW)
+        self._handlers: set[asyncio.Task] = set()
 
     def next_seq(self) -> int:
         self._seq = self._seq % 0x7FFFFFFF + 1
@@ -116,18 +121,31 @@ class _Link:
         if pdu.command == "enquire_link":
             self.send(P.build("enquire_link_resp", seq))
         elif pdu.command == "unbind":
+            if self._handlers:  # answer the deliveries in hand first (bounded: the SMSC resends the rest)
+                await asyncio.wait(list(self._handlers), timeout=5)
             self.send(P.build("unbind_resp", seq))
             raise _Closed("the SMSC unbound")
         elif pdu.command == "deliver_sm":
-            status = P.ESME_ROK
+            await self._delivering.acquire()
+            task = asyncio.create_task(self._deliver(pdu, seq))
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+        else:
+            self.send(P.build("generic_nack", seq, status=P.ESME_RINVCMDID))
+
+    async def _deliver(self, pdu: Any, seq: int) -> None:
+        """Hand a deliver_sm on and answer it: ESME_ROK once the gateway holds it, ESME_RX_T_APPN (the SMSC
+        sends it again) when it could not be stored."""
+        try:
             try:
                 status = await self.client.on_deliver_sm(pdu)
             except Exception:
                 log.exception("%s: handling deliver_sm failed; asking the SMSC to retry", self.client.name)
                 status = P.ESME_RX_T_APPN
-            self.send(P.build("deliver_sm_resp", seq, status=status, message_id=""))
-        else:
-            self.send(P.build("generic_nack", seq, status=P.ESME_RINVCMDID))
+            with contextlib.suppress(_Closed):  # the connection ended meanwhile: the SMSC sends it again
+                self.send(P.build("deliver_sm_resp", seq, status=status, message_id=""))
+        finally:
+            self._delivering.release()
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

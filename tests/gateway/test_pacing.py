@@ -98,6 +98,13 @@ async def test_penalty_delays_a_key():
     assert limiter.earliest([Rate("carrier:att", 75)], 1, 100.0) >= 105.0 - 1 / 75
 
 
+async def test_many_throttled_answers_are_one_pause_not_their_sum():
+    limiter = MemoryLimiter()
+    for _ in range(100):  # a whole window answered ESME_RTHROTTLED at once
+        await limiter.penalize("num:12345", 1.0, now=100.0)
+    assert limiter.earliest([Rate("num:12345", 100)], 1, 100.0) == pytest.approx(101.0)
+
+
 def test_rates_hold_across_many_keys():
     limiter = MemoryLimiter()
     times: Counter[int] = Counter()

@@ -150,6 +150,17 @@ async def test_daily_cap_is_a_counter_that_expires_at_local_midnight(redis_url, 
         await raw.aclose()
 
 
+async def test_throttle_pause_in_redis_is_one_pause(redis_url, redis_prefix):  # noqa: ANN001
+    limiter = RedisLimiter(redis_url, prefix=redis_prefix)
+    try:
+        for _ in range(50):
+            await limiter.penalize("num:12345", 1.0, time.time())
+        (slot,) = await limiter.reserve_many([([Rate("num:12345", 100.0)], 1, 60.0)], time.time())
+        assert 0.8 < slot - time.time() <= 1.01
+    finally:
+        await limiter.close()
+
+
 async def test_unreachable_redis_is_reported_not_guessed():
     limiter = RedisLimiter(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5)
     with pytest.raises(LimiterUnavailable):
