@@ -124,12 +124,14 @@ class Dispatcher:
         self._write_signal = asyncio.Event()
         self._outcomes: list[_Outcome] = []
         self._receipts: list[tuple[str, Receipt]] = []
+        self._receipt_waiters: list[asyncio.Future] = []  # one per receipt in _receipts, resolved once stored
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._inflight: set[asyncio.Task] = set()
         self._tasks: list[asyncio.Task] = []
         self._unmatched = True  # there may be unmatched receipts in the table
         self._stop = asyncio.Event()
         self._slot_freed = asyncio.Event()
+        self._min_claim = max(1, min(settings.batch_size, settings.concurrency) // 4)
         self.stats = {"claimed": 0, "sent": 0, "retried": 0, "failed": 0, "receipts": 0, "unmatched": 0}
 
     # --- lifecycle -------------------------------------------------------------------------------------------
@@ -211,15 +213,22 @@ class Dispatcher:
 
     # --- CarrierEvents ---------------------------------------------------------------------------------------
     async def on_receipt(self, carrier: str, receipt: Receipt) -> None:
+        """Returns once the receipt is stored (the carrier acknowledges it then); raises when it could not be,
+        so that the carrier asks the SMSC to send it again rather than lose it."""
+        stored = asyncio.get_running_loop().create_future()
         self._receipts.append((carrier, receipt))
+        self._receipt_waiters.append(stored)
         self._write_signal.set()
+        await stored
 
     # --- claim and send --------------------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
         poll = self._settings.poll_interval_ms / 1000
         while not self._stop.is_set():
             free = self._settings.concurrency - len(self._inflight)
-            if free <= 0:  # every slot busy: go on when a send finishes
+            # every slot busy, or so many that a claim would fetch a handful: go on when more have finished
+            # (one claim transaction per few messages costs more than the sends it feeds)
+            if free <= 0 or (free < self._min_claim and len(self._inflight) >= self._min_claim):
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
@@ -433,6 +442,7 @@ class Dispatcher:
     async def _flush(self) -> None:
         outcomes, self._outcomes = self._outcomes, []
         receipts, self._receipts = self._receipts, []
+        waiters, self._receipt_waiters = self._receipt_waiters, []
         if not outcomes and not receipts:
             return
         try:
@@ -441,11 +451,16 @@ class Dispatcher:
                 await self._apply_receipts(session, receipts)
                 if self._unmatched and outcomes:
                     await self._rematch(session)
-        except BaseException:
-            # put them back: nothing is lost
+        except BaseException as exc:
+            # put the outcomes back: nothing is lost; the receipts are refused, and the SMSC sends them again
             self._outcomes[:0] = outcomes
-            self._receipts[:0] = receipts
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(RuntimeError(f"storing the receipt failed: {type(exc).__name__}"))
             raise
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def _write_outcomes(self, session: AsyncSession, outcomes: list[_Outcome]) -> None:
         if not outcomes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 from typing import Any
@@ -97,17 +98,28 @@ class Fields:
         return value
 
 
-def parse_phone(value: str, *, field: str = "to", default_region: str = "US") -> tuple[str, str | None]:
-    """(E.164, region) of a phone number, or raise 422 invalid_destination / invalid_from / invalid_phone."""
-    code = {"to": "invalid_destination", "from": "invalid_from"}.get(field, "invalid_phone")
+@functools.lru_cache(maxsize=65536)
+def _parse_phone(value: str, default_region: str) -> tuple[str, str | None] | None:
+    """(E.164, region), or None for what is no valid phone number. Cached: customers text the same people."""
     try:
         parsed = phonenumbers.parse(value, None if value.strip().startswith("+") else default_region)
     except phonenumbers.NumberParseException:
-        raise Unprocessable(f"'{value}' is not a phone number.", code=code, details={"field": field}) from None
-    if not phonenumbers.is_valid_number(parsed):
-        raise Unprocessable(f"'{value}' is not a valid phone number.", code=code, details={"field": field})
-    return (phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
-            phonenumbers.region_code_for_number(parsed))
+        return None
+    # what is_valid_number does, with the region looked up once instead of twice
+    region = phonenumbers.region_code_for_number(parsed)
+    if not phonenumbers.is_valid_number_for_region(parsed, region):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), region
+
+
+def parse_phone(value: str, *, field: str = "to", default_region: str = "US") -> tuple[str, str | None]:
+    """(E.164, region) of a phone number, or raise 422 invalid_destination / invalid_from / invalid_phone."""
+    found = _parse_phone(value, default_region) if isinstance(value, str) and len(value) <= 64 else None
+    if found is None:
+        code = {"to": "invalid_destination", "from": "invalid_from"}.get(field, "invalid_phone")
+        shown = value if len(str(value)) <= 40 else f"{str(value)[:40]}..."
+        raise Unprocessable(f"'{shown}' is not a valid phone number.", code=code, details={"field": field})
+    return found
 
 
 def e164(value: str, *, field: str = "to", default_region: str = "US") -> str:
