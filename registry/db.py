@@ -42,6 +42,37 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
             return value.replace(tzinfo=dt.timezone.utc)
         return value.astimezone(dt.timezone.utc)
 
+    # SQLite keeps timestamps as text. The general path converts twice (this class, then the dialect's DATETIME
+    # with a format string one way and a parser the other); on the hot path one step each way does, writing the
+    # very text the dialect writes ("YYYY-MM-DD HH:MM:SS.ffffff", so stored values and comparisons are the same).
+    def bind_processor(self, dialect):  # noqa: ANN001, ANN201
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+        utc = dt.timezone.utc
+
+        def process(value: dt.datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to a UTC column")
+            return value.astimezone(utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+        return process
+
+    def result_processor(self, dialect, coltype):  # noqa: ANN001, ANN201
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+        utc = dt.timezone.utc
+        parse = dt.datetime.fromisoformat
+
+        def process(value: str | None) -> dt.datetime | None:
+            if value is None:
+                return None
+            parsed = parse(value)
+            return parsed.replace(tzinfo=utc) if parsed.tzinfo is None else parsed.astimezone(utc)
+
+        return process
+
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
