@@ -35,7 +35,7 @@ from gateway.models import (
     MessageStatus as S,
     UnmatchedReceipt,
 )
-from gateway.pacing import LimiterUnavailable, MemoryLimiter, RedisLimiter
+from gateway.pacing import LimiterUnavailable, MemoryLimiter, RedisLimiter, SendWindows
 from gateway.policy import PacingPolicy
 from gateway.services.events import record as record_events
 from gateway.services.messages import update_by_id
@@ -114,6 +114,7 @@ class Dispatcher:
         self._policy = policy
         self._limiter = limiter or MemoryLimiter()
         self._shared_limits = isinstance(self._limiter, RedisLimiter)
+        self._windows = SendWindows(policy.settings.headroom if policy is not None else 1.0)
         self.instance_id = instance_id or f"{socket.gethostname()[:20]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.paused: str | None = None  # why sending is paused (the shared limits cannot be reached)
         self._id_bases = receipt_id_bases or {}
@@ -350,39 +351,26 @@ class Dispatcher:
             for group in by_keys.values():
                 await session.execute(update(Message), group)
 
-    async def _wait_for_slot(self, item: _Claimed, slot: float) -> bool:
-        """Sleep until the message's reserved slot. A message that would leave later than its slot by more than
-        the pacing headroom covers (a busy event loop, a slot that passed while it sat in the queue) could put one
-        message too many into a carrier's second: it takes a new slot instead. False: none before it expires."""
+    async def _wait_for_slot(self, item: _Claimed, slot: float) -> None:
+        """Sleep until the message's reserved slot, then until what this process sent in the last second leaves
+        room for it under each of its limits (see SendWindows): sends that come late together never put more
+        into a carrier's second than it takes."""
         assert self._policy is not None
-        headroom = self._policy.settings.headroom
-        tolerance = (1 - headroom) / headroom  # seconds of lateness the headroom absorbs, at any rate
-        while True:
-            delay = slot - time.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now = time.time()
-            if now - slot <= tolerance:
-                return True
-            self.stats["late"] = self.stats.get("late", 0) + 1
-            limits = self._policy.limits(item.account_id, item.source, item.destination)
-            try:
-                (new,) = await self._limiter.reserve_many(
-                    [(limits, item.segments, max(item.expires_at.timestamp() - now, 0.0))], now)
-            except LimiterUnavailable as exc:
-                raise CarrierRetryable(f"The shared limits cannot be reached: {exc}",
-                                       code="limits_unreachable") from None
-            if new is None:
-                return False
-            slot = new
+        delay = slot - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        limits = self._policy.limits(item.account_id, item.source, item.destination)
+        while (wait := self._windows.wait(limits, item.segments, time.time())) > 0:
+            self.stats["held"] = self.stats.get("held", 0) + 1
+            await asyncio.sleep(wait)
+        self._windows.record(limits, item.segments, time.time())
 
     async def _send(self, item: _Claimed, delay: float = 0.0, slot: float | None = None) -> None:
         outcome = _Outcome(item.id, item.account_id, "retry", attempts=item.attempts, expires_at=item.expires_at,
                            source=item.source)
         try:
             if slot is not None:
-                if not await self._wait_for_slot(item, slot):
-                    raise CarrierRetryable("No slot within the limits before the message expires.", code="no_slot")
+                await self._wait_for_slot(item, slot)
             elif delay > 0:
                 await asyncio.sleep(delay)
             carrier = self._pool.pick()
@@ -638,6 +626,7 @@ class Dispatcher:
         await self._heartbeat()
         now = utcnow()
         self._limiter.forget_before(time.time() - 60)
+        self._windows.forget_before(time.time())
         async with self._sm() as session, session.begin():
             expired = (await session.execute(
                 update(Message).where(Message.status == S.QUEUED.value, Message.expires_at <= now)

@@ -16,7 +16,9 @@ Daily caps (T-Mobile per brand, sole proprietors) are counters that reset at mid
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
+import math
 import time
 from dataclasses import dataclass
 from typing import Iterable, Protocol
@@ -128,6 +130,52 @@ class MemoryLimiter:
         limit). One pause, not one per answer: a carrier that throttles a whole window at once must not push
         the schedule back by the window times the pause."""
         self._tat[key] = max(self._tat.get(key, now), now + seconds)
+
+
+class SendWindows:
+    """What this process actually sent under each rate key in the last second: the carrier's own view.
+
+    Reserved slots keep every limit on schedule, but a send can leave later than its slot (a busy event loop,
+    a slot that passed while the message sat in the queue), and several late sends leaving together could put
+    more into one second than a carrier takes. Every paced send therefore also checks this window: it goes when
+    the last second's sends under each of its keys leave room for it under the carrier's limit (the rate before
+    the pacing headroom, rounded up), else it waits until they do. Late sends are not moved to the back of the
+    schedule, so a process that cannot keep up with its reservations does not waste them."""
+
+    WINDOW = 1.0
+
+    def __init__(self, headroom: float) -> None:
+        self._headroom = headroom
+        self._sent: dict[str, collections.deque[float]] = {}
+
+    def _cap(self, rate: Rate) -> int:
+        # the carrier's limit per second; rounded up, since fractional ones are per-minute limits (AT&T's
+        # 75 a minute is 1.25 a second) that the reserved slots keep over the minute
+        return max(1, math.ceil(rate.per_second / self._headroom - 1e-6))
+
+    def wait(self, limits: Iterable[Limit], cost: int, now: float) -> float:
+        """Seconds until ``cost`` more units fit every key's window (0: now)."""
+        wait = 0.0
+        for limit in limits:
+            if not isinstance(limit, Rate):
+                continue
+            sent = self._sent.get(limit.key)
+            if not sent:
+                continue
+            while sent and sent[0] <= now - self.WINDOW:
+                sent.popleft()
+            over = len(sent) + min(cost, self._cap(limit)) - self._cap(limit)
+            if over > 0:  # the over-th oldest send must leave the window first
+                wait = max(wait, sent[over - 1] + self.WINDOW - now)
+        return wait
+
+    def record(self, limits: Iterable[Limit], cost: int, now: float) -> None:
+        for limit in limits:
+            if isinstance(limit, Rate):
+                self._sent.setdefault(limit.key, collections.deque()).extend([now] * cost)
+
+    def forget_before(self, now: float) -> None:
+        self._sent = {k: q for k, q in self._sent.items() if q and q[-1] > now - self.WINDOW}
 
 
 # --- several processes: the same limits in Redis ------------------------------------------------------------

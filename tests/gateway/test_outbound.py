@@ -258,9 +258,9 @@ async def test_account_rate_at_the_simulator(gw):  # noqa: ANN001
     assert times[-1] - times[0] >= 11 / 5 - 0.1
 
 
-async def test_a_send_that_misses_its_slot_takes_a_new_one(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001
-    """A stalled event loop must not release the sends it held back all at once: each that missed its slot
-    by more than the headroom covers takes a new one, so the carrier still never sees more than the limit."""
+async def test_sends_that_miss_their_slots_never_bunch(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001
+    """A stalled event loop must not release the sends it held back all at once: what the process sent in the
+    last second decides when each late one goes, so the carrier still never sees more than the limit."""
     ready = threading.Event()
     holder: dict = {}
 
@@ -293,7 +293,7 @@ async def test_a_send_that_misses_its_slot_takes_a_new_one(aiohttp_client, migra
             await final(gw, c, mid, timeout=15)
         assert len(sim.received) == 14
         assert max(sim.per_second.values()) <= 5  # per calendar second, as carriers count
-        assert gw.app[keys.DISPATCHER].stats.get("late", 0) >= 4
+        assert gw.app[keys.DISPATCHER].stats.get("held", 0) >= 1  # the window held back what came late together
     finally:
         holder["loop"].call_soon_threadsafe(holder["stop"].set)
         thread.join(10)

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.pacing import DailyCap, MemoryLimiter, Rate
+from gateway.pacing import DailyCap, MemoryLimiter, Rate, SendWindows
 
 
 def schedule(limiter, limits, n, cost=1, start=1000.0):  # noqa: ANN001, ANN201
@@ -112,3 +112,25 @@ def test_rates_hold_across_many_keys():
         at = limiter.reserve([Rate("acct:1", 20), Rate(f"rcpt:{i % 7}", 1)], 1, 0.0, horizon=1e9)
         times[int(at)] += 1
     assert max(times.values()) <= 20
+
+
+def test_send_windows_hold_what_comes_late_together():
+    windows = SendWindows(headroom=0.98)
+    limits = [Rate("acct:1", 5 * 0.98), Rate("rcpt:+1", 1 * 0.98)]
+    assert windows.wait(limits, 1, 100.0) == 0
+    windows.record(limits, 1, 100.0)
+    # one to that recipient in the last second: the next waits until it has left the window
+    assert windows.wait(limits, 1, 100.3) == pytest.approx(0.7)
+    others = [Rate("acct:1", 5 * 0.98)]
+    for t in (100.1, 100.2, 100.3, 100.4):  # the account's 5 a second are spent
+        assert windows.wait(others, 1, t) == 0
+        windows.record(others, 1, t)
+    assert windows.wait(others, 1, 100.5) == pytest.approx(0.5)
+    assert windows.wait(others, 1, 100.95) == pytest.approx(0.05)  # the send of 100.0 leaves the window at 101.0
+    assert windows.wait(others, 1, 101.2) == 0
+    # a per-minute limit (AT&T's 75 a minute) is held to its per-second equivalent, rounded up
+    att = [Rate("att:c1", 75 / 60 * 0.98)]
+    windows.record(att, 1, 200.0)
+    assert windows.wait(att, 1, 200.1) == 0
+    windows.record(att, 1, 200.1)
+    assert windows.wait(att, 1, 200.2) == pytest.approx(0.8)
