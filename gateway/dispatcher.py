@@ -114,7 +114,7 @@ class Dispatcher:
         self._policy = policy
         self._limiter = limiter or MemoryLimiter()
         self._shared_limits = isinstance(self._limiter, RedisLimiter)
-        self._windows = SendWindows(policy.settings.headroom if policy is not None else 1.0)
+        self._windows = SendWindows()
         self.instance_id = instance_id or f"{socket.gethostname()[:20]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.paused: str | None = None  # why sending is paused (the shared limits cannot be reached)
         self._id_bases = receipt_id_bases or {}
@@ -360,6 +360,16 @@ class Dispatcher:
         if delay > 0:
             await asyncio.sleep(delay)
         limits = self._policy.limits(item.account_id, item.source, item.destination)
+        if self._shared_limits:  # the window counts the sends of every instance
+            assert isinstance(self._limiter, RedisLimiter)
+            try:
+                while (wait := await self._limiter.take_send(limits, item.segments)) > 0:
+                    self.stats["held"] = self.stats.get("held", 0) + 1
+                    await asyncio.sleep(wait)
+            except LimiterUnavailable as exc:
+                raise CarrierRetryable(f"The shared limits cannot be reached: {exc}",
+                                       code="limits_unreachable") from None
+            return
         while (wait := self._windows.wait(limits, item.segments, time.time())) > 0:
             self.stats["held"] = self.stats.get("held", 0) + 1
             await asyncio.sleep(wait)

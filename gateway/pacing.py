@@ -132,6 +132,14 @@ class MemoryLimiter:
         self._tat[key] = max(self._tat.get(key, now), now + seconds)
 
 
+def send_cap(rate: Rate) -> int:
+    """Sends a second under a rate key: the paced rate (the limit less its headroom), rounded up. At 20/s that is
+    20, at 1,000/s 980 (the rest is margin for sends that cross into the next second on their way); a fractional
+    rate is a per-minute limit (AT&T's 75 a minute is 1.225 a second after headroom) and gets 2, its slots
+    keeping the minute."""
+    return max(1, math.ceil(rate.per_second - 1e-6))
+
+
 class SendWindows:
     """What this process actually sent under each rate key in the last second: the carrier's own view.
 
@@ -144,14 +152,11 @@ class SendWindows:
 
     WINDOW = 1.0
 
-    def __init__(self, headroom: float) -> None:
-        self._headroom = headroom
+    def __init__(self) -> None:
         self._sent: dict[str, collections.deque[float]] = {}
 
     def _cap(self, rate: Rate) -> int:
-        # the carrier's limit per second; rounded up, since fractional ones are per-minute limits (AT&T's
-        # 75 a minute is 1.25 a second) that the reserved slots keep over the minute
-        return max(1, math.ceil(rate.per_second / self._headroom - 1e-6))
+        return send_cap(rate)
 
     def wait(self, limits: Iterable[Limit], cost: int, now: float) -> float:
         """Seconds until ``cost`` more units fit every key's window (0: now)."""
@@ -245,6 +250,27 @@ return tostring(tat - now)
 """
 
 
+# A send takes its place in the current second (Redis's clock) under each of its rate keys, or learns how long
+# until the next second. KEYS: the keys' prefixes; ARGV: cost, then each key's cap. A lone send larger than a
+# cap goes into an empty second. (Counting a send in the second it will probably arrive in, a little ahead,
+# was tried: the sends held for the next second then leave together just before it begins, worse.)
+TAKE_SEND_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local sec = math.floor(now)
+local cost = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  local used = tonumber(redis.call('GET', key .. sec) or 0)
+  if used > 0 and used + cost > tonumber(ARGV[1 + i]) then return tostring(sec + 1 - now) end
+end
+for i, key in ipairs(KEYS) do
+  redis.call('INCRBY', key .. sec, cost)
+  redis.call('PEXPIRE', key .. sec, 3000)
+end
+return '0'
+"""
+
+
 class LimiterUnavailable(Exception):
     """The shared limits cannot be reached: nothing may be sent that needs them until they can."""
 
@@ -261,10 +287,14 @@ class RedisLimiter:
         import redis.asyncio as aioredis
 
         self.prefix = prefix
-        self._redis = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                              health_check_interval=10)
+        # a bounded pool: hundreds of sends may ask for their place at once; they queue for a connection
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=32, timeout=timeout,
+                                                        socket_timeout=timeout, socket_connect_timeout=timeout,
+                                                        health_check_interval=10)
+        self._redis = aioredis.Redis(connection_pool=pool)
         self._reserve = self._redis.register_script(RESERVE_LUA)
         self._penalize = self._redis.register_script(PENALIZE_LUA)
+        self._take_send = self._redis.register_script(TAKE_SEND_LUA)
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -309,6 +339,19 @@ class RedisLimiter:
             await self._penalize(keys=[f"{self.prefix}rate:{key}"], args=[seconds])
         except (RedisError, OSError) as exc:
             raise LimiterUnavailable(f"Redis: {type(exc).__name__}: {exc}") from exc
+
+    async def take_send(self, limits: Iterable[Limit], cost: int) -> float:
+        """The instances' send window, shared: 0 when this send took its place in the current second under each
+        of its rate keys (counted across all instances), else the seconds to wait before asking again."""
+        from redis.exceptions import RedisError
+
+        rates = [lim for lim in limits if isinstance(lim, Rate)]
+        try:
+            wait = await self._take_send(keys=[f"{self.prefix}sent:{r.key}:" for r in rates],
+                                         args=[cost, *(send_cap(r) for r in rates)])
+        except (RedisError, OSError) as exc:
+            raise LimiterUnavailable(f"Redis: {type(exc).__name__}: {exc}") from exc
+        return float(wait)
 
     def forget_before(self, now: float) -> None:
         """Nothing to do: Redis expires what can no longer matter."""

@@ -115,7 +115,7 @@ def test_rates_hold_across_many_keys():
 
 
 def test_send_windows_hold_what_comes_late_together():
-    windows = SendWindows(headroom=0.98)
+    windows = SendWindows()
     limits = [Rate("acct:1", 5 * 0.98), Rate("rcpt:+1", 1 * 0.98)]
     assert windows.wait(limits, 1, 100.0) == 0
     windows.record(limits, 1, 100.0)

@@ -161,6 +161,21 @@ async def test_throttle_pause_in_redis_is_one_pause(redis_url, redis_prefix):  #
         await limiter.close()
 
 
+async def test_send_window_is_shared_by_instances(redis_url, redis_prefix):  # noqa: ANN001
+    a = RedisLimiter(redis_url, prefix=redis_prefix)
+    b = RedisLimiter(redis_url, prefix=redis_prefix)
+    try:
+        limits = [Rate("acct:7", 5 * 0.98)]  # a cap of 5 a second
+        while time.time() % 1 > 0.5:  # start early in a second, so that all ten asks fall in it
+            await asyncio.sleep(0.05)
+        answers = [await (a if i % 2 else b).take_send(limits, 1) for i in range(10)]
+        assert answers[:5] == [0.0] * 5  # five places, whichever instance took them
+        assert all(0 < w <= 1.0 for w in answers[5:])  # the rest wait for the next second
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_unreachable_redis_is_reported_not_guessed():
     limiter = RedisLimiter(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5)
     with pytest.raises(LimiterUnavailable):
