@@ -77,7 +77,10 @@ class InboundService:
 
     # --- from the carrier ------------------------------------------------------------------------------------
     async def on_inbound(self, carrier: str, message: InboundSms) -> None:
-        if message.concat_total and message.concat_total > 1 and message.concat_seq:
+        # a part numbered 0 or beyond its total is no part of a set (GSM 03.40: such a header is ignored and
+        # the message taken on its own), so it can never complete another set
+        if message.concat_total and message.concat_total > 1 and message.concat_seq \
+                and message.concat_seq <= message.concat_total:
             whole = await self._store_part(carrier, message)
             if whole is None:
                 return

@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 from sqlalchemy import update
 
+from carriers import InboundSms
 from carriers.simulator import SimulatorServices
 from gateway import keys
 from gateway.app import create_app
@@ -236,6 +237,18 @@ async def test_incomplete_multipart_is_handed_on_after_the_timeout(gw, receiver)
     await wait_for(lambda: asyncio.sleep(0, len(receiver.requests) == 1))
     body = receiver.bodies()[0]
     assert body["complete"] is False and body["body"].startswith("Part one.")
+
+
+async def test_a_part_numbered_beyond_its_total_completes_nothing(gw, receiver):  # noqa: ANN001
+    inbound = gw.app[keys.INBOUND]
+    part = dict(source=PERSON, destination=NUMBER, concat_ref=42, concat_total=2)
+    await inbound.on_inbound("sim", InboundSms(text="Hello ", concat_seq=1, **part))
+    await inbound.on_inbound("sim", InboundSms(text="junk", concat_seq=3, **part))  # no part of the set
+    await wait_for(lambda: asyncio.sleep(0, len(receiver.requests) == 1))
+    assert [(b["body"], b["complete"]) for b in receiver.bodies()] == [("junk", True)]  # taken on its own
+    await inbound.on_inbound("sim", InboundSms(text="world", concat_seq=2, **part))
+    await wait_for(lambda: asyncio.sleep(0, len(receiver.requests) == 2))
+    assert [(b["body"], b["complete"]) for b in receiver.bodies()][1] == ("Hello world", True)
 
 
 async def test_ucs2_and_latin1_inbound(gw, receiver):  # noqa: ANN001
