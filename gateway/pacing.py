@@ -16,6 +16,7 @@ Daily caps (T-Mobile per brand, sole proprietors) are counters that reset at mid
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import datetime as dt
 import math
@@ -130,6 +131,12 @@ class MemoryLimiter:
         limit). One pause, not one per answer: a carrier that throttles a whole window at once must not push
         the schedule back by the window times the pause."""
         self._tat[key] = max(self._tat.get(key, now), now + seconds)
+
+
+# Several instances: no send leaves in the last this-many seconds of a second. What leaves then may reach the
+# carrier in the next second (a busy event loop between the check and the write, the way there), where the
+# shared window did not count it; it waits for the next second and is counted there.
+SEND_GUARD_S = 0.05
 
 
 def send_cap(rate: Rate) -> int:
@@ -250,8 +257,8 @@ return tostring(tat - now)
 """
 
 
-# A send takes its place in the current second (Redis's clock) under each of its rate keys, or learns how long
-# until the next second. KEYS: the keys' prefixes; ARGV: cost, then each key's cap. A lone send larger than a
+# A send takes its place in the current second (Redis's clock) under each of its rate keys and learns which
+# second that is ("0 <second>"), or learns how long until the next second ("<seconds>"). KEYS: the keys' prefixes; ARGV: cost, then each key's cap. A lone send larger than a
 # cap goes into an empty second. (Counting a send in the second it will probably arrive in, a little ahead,
 # was tried: the sends held for the next second then leave together just before it begins, worse.)
 TAKE_SEND_LUA = """
@@ -267,7 +274,7 @@ for i, key in ipairs(KEYS) do
   redis.call('INCRBY', key .. sec, cost)
   redis.call('PEXPIRE', key .. sec, 3000)
 end
-return '0'
+return '0 ' .. sec
 """
 
 
@@ -295,6 +302,8 @@ class RedisLimiter:
         self._reserve = self._redis.register_script(RESERVE_LUA)
         self._penalize = self._redis.register_script(PENALIZE_LUA)
         self._take_send = self._redis.register_script(TAKE_SEND_LUA)
+        self._takes: list[tuple[list[str], list, asyncio.Future]] = []  # asked during this turn of the loop
+        self._take_tasks: set[asyncio.Task] = set()
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -340,18 +349,42 @@ class RedisLimiter:
         except (RedisError, OSError) as exc:
             raise LimiterUnavailable(f"Redis: {type(exc).__name__}: {exc}") from exc
 
-    async def take_send(self, limits: Iterable[Limit], cost: int) -> float:
-        """The instances' send window, shared: 0 when this send took its place in the current second under each
-        of its rate keys (counted across all instances), else the seconds to wait before asking again."""
+    async def take_send(self, limits: Iterable[Limit], cost: int) -> tuple[float, int | None]:
+        """The instances' send window, shared: (0, second) when this send took its place in that second under
+        each of its rate keys (counted across all instances), else (seconds to wait before asking again, None).
+        The sends that ask during one turn of the event loop go to Redis together, in one pipeline."""
+        rates = [lim for lim in limits if isinstance(lim, Rate)]
+        loop = asyncio.get_running_loop()
+        answer = loop.create_future()
+        self._takes.append(([f"{self.prefix}sent:{r.key}:" for r in rates],
+                            [cost, *(send_cap(r) for r in rates)], answer))
+        if len(self._takes) == 1:
+            loop.call_soon(self._start_takes)
+        return await answer
+
+    def _start_takes(self) -> None:
+        task = asyncio.ensure_future(self._run_takes())
+        self._take_tasks.add(task)
+        task.add_done_callback(self._take_tasks.discard)
+
+    async def _run_takes(self) -> None:
         from redis.exceptions import RedisError
 
-        rates = [lim for lim in limits if isinstance(lim, Rate)]
+        batch, self._takes = self._takes, []
         try:
-            wait = await self._take_send(keys=[f"{self.prefix}sent:{r.key}:" for r in rates],
-                                         args=[cost, *(send_cap(r) for r in rates)])
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for keys, args, _ in batch:
+                    await self._take_send(keys=keys, args=args, client=pipe)
+                results = await pipe.execute()
         except (RedisError, OSError) as exc:
-            raise LimiterUnavailable(f"Redis: {type(exc).__name__}: {exc}") from exc
-        return float(wait)
+            for *_, answer in batch:
+                if not answer.done():
+                    answer.set_exception(LimiterUnavailable(f"Redis: {type(exc).__name__}: {exc}"))
+            return
+        for (*_, answer), result in zip(batch, results):
+            if not answer.done():
+                wait, _, second = (result.decode() if isinstance(result, bytes) else str(result)).partition(" ")
+                answer.set_result((float(wait), int(second) if second else None))
 
     def forget_before(self, now: float) -> None:
         """Nothing to do: Redis expires what can no longer matter."""

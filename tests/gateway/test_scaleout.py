@@ -168,9 +168,10 @@ async def test_send_window_is_shared_by_instances(redis_url, redis_prefix):  # n
         limits = [Rate("acct:7", 5 * 0.98)]  # a cap of 5 a second
         while time.time() % 1 > 0.5:  # start early in a second, so that all ten asks fall in it
             await asyncio.sleep(0.05)
+        second = int(time.time())
         answers = [await (a if i % 2 else b).take_send(limits, 1) for i in range(10)]
-        assert answers[:5] == [0.0] * 5  # five places, whichever instance took them
-        assert all(0 < w <= 1.0 for w in answers[5:])  # the rest wait for the next second
+        assert answers[:5] == [(0.0, second)] * 5  # five places in this second, whichever instance took them
+        assert all(0 < w <= 1.0 and s is None for w, s in answers[5:])  # the rest wait for the next second
     finally:
         await a.close()
         await b.close()
