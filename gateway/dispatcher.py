@@ -133,6 +133,7 @@ class Dispatcher:
         self._stop = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._min_claim = max(1, min(settings.batch_size, settings.concurrency) // 4)
+        self._next_receipt_check = 0.0
         self.stats = {"claimed": 0, "sent": 0, "retried": 0, "failed": 0, "receipts": 0, "unmatched": 0}
 
     # --- lifecycle -------------------------------------------------------------------------------------------
@@ -641,10 +642,34 @@ class Dispatcher:
             except Exception:
                 log.exception("sweep failed")
 
+    async def expire_unreceipted(self, now: dt.datetime | None = None) -> int:
+        """End as 'undelivered' the messages the carrier took longer than ``receipt_timeout_h`` ago without ever
+        sending their receipt: every accepted message reaches a final state. (One instance wins each row.)"""
+        now = now or utcnow()
+        cutoff = now - dt.timedelta(hours=self._settings.receipt_timeout_h)
+        async with self._sm() as session, session.begin():
+            ended = (await session.execute(
+                update(Message).where(Message.status == S.SENT.value, Message.sent_at <= cutoff)
+                .values(status=S.UNDELIVERED.value, error_code="receipt_timeout", done_at=now, updated_at=now,
+                        error_message=f"No delivery receipt within {self._settings.receipt_timeout_h:g} h.")
+                .returning(Message.id, Message.account_id).execution_options(synchronize_session=False)
+            )).all()
+            await self._record(session, [
+                {"message_id": r.id, "account_id": r.account_id, "type": ev.TEXT_UNKNOWN,
+                 "status": S.UNDELIVERED.value, "error_code": "receipt_timeout", "created_at": now} for r in ended])
+        if ended:
+            log.warning("%d message(s) without a delivery receipt after %g h ended undelivered", len(ended),
+                        self._settings.receipt_timeout_h)
+        return len(ended)
+
     async def sweep(self) -> None:
         """Beat this instance's heart (and take back what dead instances held); expire queued messages whose
-        time to live ran out; match receipts that arrived early."""
+        time to live ran out; match receipts that arrived early; once a minute, end messages whose receipt
+        never came."""
         await self._heartbeat()
+        if time.monotonic() >= self._next_receipt_check:
+            self._next_receipt_check = time.monotonic() + 60
+            await self.expire_unreceipted()
         now = utcnow()
         self._limiter.forget_before(time.time() - 60)
         self._windows.forget_before(time.time())

@@ -102,6 +102,8 @@ class DispatcherSettings:
     # an instance's claim on the messages it is sending lasts this long past its last heartbeat; then another
     # instance sends them again (several instances on PostgreSQL)
     lease_s: float = 20.0
+    # a message the carrier took but never sent a receipt for ends 'undelivered' (receipt_timeout) after this
+    receipt_timeout_h: float = 72.0
 
 
 @dataclass
@@ -310,6 +312,8 @@ def validate(settings: Settings) -> None:
             raise SettingsError(f"carriers.{carrier.name}: binds must be at least 1 and max_binds at least 0")
     if settings.redis.url and not settings.redis.url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("redis.url must start with redis://, rediss:// or unix://")
+    if settings.dispatcher.receipt_timeout_h <= 0:
+        raise SettingsError("dispatcher.receipt_timeout_h must be above 0")
     if settings.dispatcher.lease_s < 5:
         raise SettingsError("dispatcher.lease_s must be at least 5 seconds")
     if settings.security.auth_failure_limit < 0 or settings.security.auth_failure_window_s <= 0:

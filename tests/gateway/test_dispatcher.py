@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import pytest
 from sqlalchemy import func, select, update
 
 from carriers import CarrierRejected, CarrierRetryable, Receipt, SubmitResult
 from carriers.loopback import LoopbackCarrier
+from gateway import keys
 from gateway.app import create_app
 from gateway.models import Message, MessageEvent, UnmatchedReceipt
 from tests.conftest import new_customer, wait_for
@@ -182,6 +184,24 @@ async def test_unknown_receipt_is_kept_and_nothing_breaks(aiohttp_client, migrat
     await wait_for(kept)
     mid = await send(client)
     await until_status(client, mid, "delivered")
+
+
+async def test_a_message_whose_receipt_never_comes_ends_undelivered(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001
+    carrier = LoopbackCarrier("sim", receipt_delay=None)  # a carrier that never sends receipts
+    client = await start(aiohttp_client, migrated, sessionmaker, carrier)
+    mid = await send(client)
+    sent = await until_status(client, mid, "sent")
+    dispatcher = client.app[keys.DISPATCHER]
+    sent_at = dt.datetime.fromisoformat(sent["sent_at"].replace("Z", "+00:00"))
+    assert await dispatcher.expire_unreceipted(sent_at + dt.timedelta(hours=71)) == 0  # still waiting
+    assert await dispatcher.expire_unreceipted(sent_at + dt.timedelta(hours=72, seconds=1)) == 1
+    got = await status_of(client, mid)
+    assert (got["status"], got["error_code"]) == ("undelivered", "receipt_timeout")
+    assert [e["type"] for e in got["events"]][-1] == "TEXT_UNKNOWN"
+    # a receipt that turns up after all changes nothing: the message has its one final state
+    await carrier.deliver_receipt(Receipt(carrier_message_id=got["carrier_message_id"], stat="DELIVRD", raw=""))
+    await asyncio.sleep(0.2)
+    assert (await status_of(client, mid))["status"] == "undelivered"
 
 
 async def test_messages_in_flight_at_a_crash_are_sent_again(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001
