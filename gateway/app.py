@@ -7,7 +7,6 @@ import dataclasses
 import logging
 import os
 import secrets
-import socket
 from typing import AsyncIterator, Sequence
 
 from aiohttp import web
@@ -15,7 +14,7 @@ from aiohttp import web
 from carriers import Carrier
 from gateway import keys, middleware
 from gateway.db import create_engine, create_sessionmaker
-from gateway.cluster import QUEUE_CHANNEL, WEBHOOK_CHANNEL, BindSlots, PgListener
+from gateway.cluster import QUEUE_CHANNEL, WEBHOOK_CHANNEL, BindSlots, PgListener, new_instance_id
 from gateway.dispatcher import CarrierPool, Dispatcher
 from carriers.simulator.voice import VoiceSimulator
 from carriers.voice_http import HttpVoiceCarrier
@@ -148,7 +147,7 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
             configured = [dataclasses.replace(c, port=services.smpp_port)
                           if (c.type, c.host, c.port) == ("smpp", sim_cfg.host, sim_cfg.smpp_port) else c
                           for c in configured]
-        instance_id = f"{socket.gethostname()[:20]}-{os.getpid()}-{secrets.token_hex(4)}"
+        instance_id = new_instance_id()
         slots = None
         if settings.redis.url and carriers is None and any(c.max_binds for c in configured):
             slots = BindSlots(settings.redis.url, instance_id, prefix=settings.redis.key_prefix,

@@ -22,7 +22,8 @@ from typing import Any, AsyncIterator
 
 import aiohttp
 
-from gateway.processes import Gateway, ProcessError, Simulator, free_port, stop
+from gateway.processes import (Gateway, ProcessError, Simulator, drop_redis_prefix, free_port, scratch_database,
+                               stop)
 
 BENCH_TOKEN = "op_bench_token"
 
@@ -93,57 +94,31 @@ async def started_cluster(*, instances: int, database_url: str, redis_url: str, 
                           receipt_delay_ms: int = 50) -> AsyncIterator[Target]:
     """A simulator and ``instances`` gateway processes on a new PostgreSQL database (created on the server
     ``database_url`` names, dropped afterwards) sharing their limits in Redis under a key prefix of their own."""
-    import uuid
-
-    from sqlalchemy import text
-    from sqlalchemy.engine import make_url
-
-    from gateway.db import create_engine
-
-    name = f"gw_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(database_url).execution_options(isolation_level="AUTOCOMMIT")
     try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001
-        await admin.dispose()
-        raise SystemExit(f"cannot create a database on {make_url(database_url).render_as_string()}: "
-                         f"{type(exc).__name__}: {exc}") from None
-    db = make_url(database_url).set(database=name).render_as_string(hide_password=False)
-    prefix = f"gwbench:{name}:"
-    tmp = Path(tempfile.mkdtemp(prefix="gw-bench-"))
-    log = open(tmp / "bench.log", "w")  # noqa: SIM115
-    sim, gateways = None, []
-    try:
-        sim = Simulator.start(log, receipt_delay_ms=receipt_delay_ms)
-        shared = {"GATEWAY_DATABASE_URL": db, "GATEWAY_REDIS_URL": redis_url, "GATEWAY_REDIS_KEY_PREFIX": prefix,
-                  "GATEWAY_VOICE_ENABLED": "false", **env}
-        for i in range(instances):
-            gateway = Gateway.for_simulator(tmp / f"gw{i}", sim, BENCH_TOKEN, log, shared)
-            gateway.start(demo=i == 0, migrate=i == 0)  # the first migrates and seeds the demo account
-            gateways.append(gateway)
+        async with scratch_database(database_url, "gw_bench") as db:
+            prefix = f"gwbench:{db.rsplit('/', 1)[-1]}:"
+            tmp = Path(tempfile.mkdtemp(prefix="gw-bench-"))
+            log = open(tmp / "bench.log", "w")  # noqa: SIM115
+            sim, gateways = None, []
             try:
-                await gateway.ready(sim.process, timeout=60)
-            except ProcessError as exc:
-                raise SystemExit(str(exc)) from None
-        yield Target(gateways[0].url, sim.url, gateways[0].api_key, [sim.process] + [g.process for g in gateways],
-                     tuple(g.url for g in gateways[1:]))
-    finally:
-        stop(sim and sim.process, *(g.process for g in gateways))
-        log.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-        with contextlib.suppress(Exception):
-            async with admin.connect() as conn:
-                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
-        with contextlib.suppress(Exception):
-            import redis.asyncio as aioredis
-
-            client = aioredis.Redis.from_url(redis_url)
-            keys = [k async for k in client.scan_iter(match=prefix + "*")]
-            if keys:
-                await client.delete(*keys)
-            await client.aclose()
+                sim = Simulator.start(log, receipt_delay_ms=receipt_delay_ms)
+                shared = {"GATEWAY_DATABASE_URL": db, "GATEWAY_REDIS_URL": redis_url,
+                          "GATEWAY_REDIS_KEY_PREFIX": prefix, "GATEWAY_VOICE_ENABLED": "false", **env}
+                for i in range(instances):
+                    gateway = Gateway.for_simulator(tmp / f"gw{i}", sim, BENCH_TOKEN, log, shared)
+                    gateway.start(demo=i == 0, migrate=i == 0)  # the first migrates and seeds the demo account
+                    gateways.append(gateway)
+                    await gateway.ready(sim.process, timeout=60)
+                yield Target(gateways[0].url, sim.url, gateways[0].api_key,
+                             [sim.process] + [g.process for g in gateways], tuple(g.url for g in gateways[1:]))
+            finally:
+                stop(sim and sim.process, *(g.process for g in gateways))
+                log.close()
+                shutil.rmtree(tmp, ignore_errors=True)
+                with contextlib.suppress(Exception):
+                    await drop_redis_prefix(redis_url, prefix)
+    except ProcessError as exc:  # the database could not be made, or a process did not come up
+        raise SystemExit(str(exc)) from None
 
 
 async def _admin(http: aiohttp.ClientSession, target: Target, method: str, path: str, body: Any = None) -> Any:
@@ -260,8 +235,8 @@ async def bench_sms(*, messages: int, url: str | None, sim_url: str | None, key:
             account = await (await http.get(target.url + "/v1/account",
                                             headers={"Authorization": f"Bearer {target.key}"})).json()
             raised = await _admin(http, target, "PATCH", f"/admin/accounts/{account['id']}",
-                                  {"max_rate_per_s": int(rate)})
-            if raised.get("max_rate_per_s") != int(rate):
+                                  {"max_rate_per_s": rate})
+            if raised.get("max_rate_per_s") != rate:
                 raise SystemExit(f"could not raise the account's rate: {raised}")
         numbers = recipients(messages)
         if mode == "batch":

@@ -6,12 +6,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
 from typing import Callable
 
 log = logging.getLogger(__name__)
 
 QUEUE_CHANNEL = "gateway_queue"  # a message was queued (see migration 0005)
 WEBHOOK_CHANNEL = "gateway_webhooks"  # a webhook delivery was queued
+
+
+def new_instance_id() -> str:
+    """A name for this gateway process, unique among instances: host, pid and a random part."""
+    return f"{socket.gethostname()[:20]}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def asyncpg_dsn(sqlalchemy_url: str) -> str:
@@ -32,7 +40,6 @@ class PgListener:
         self._handlers = handlers
         self._task: asyncio.Task | None = None
         self.connected = asyncio.Event()
-        self.received = 0
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="pg-listener")
@@ -45,7 +52,6 @@ class PgListener:
             await asyncio.gather(self._task, return_exceptions=True)
 
     def _on_notify(self, _conn, _pid, channel: str, _payload: str) -> None:  # noqa: ANN001
-        self.received += 1
         handler = self._handlers.get(channel)
         if handler is not None:
             handler()

@@ -17,7 +17,6 @@ import os
 import random
 import socket
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -28,6 +27,7 @@ from carriers import Carrier, CarrierRejected, CarrierRetryable, OutboundSms, Re
 from carriers.encoding import encode
 from carriers.ids import normalize_message_id, receipt_lookup_id
 from gateway import events as ev
+from gateway.cluster import new_instance_id
 from gateway.models import (
     GatewayInstance,
     Message,
@@ -115,7 +115,7 @@ class Dispatcher:
         self._limiter = limiter or MemoryLimiter()
         self._shared_limits = isinstance(self._limiter, RedisLimiter)
         self._windows = SendWindows()
-        self.instance_id = instance_id or f"{socket.gethostname()[:20]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.instance_id = instance_id or new_instance_id()
         self.paused: str | None = None  # why sending is paused (the shared limits cannot be reached)
         self._id_bases = receipt_id_bases or {}
         self._on_webhooks = on_webhooks
@@ -140,8 +140,7 @@ class Dispatcher:
     async def start(self) -> None:
         now = utcnow()
         async with self._sm() as session, session.begin():
-            session.add(GatewayInstance(id=self.instance_id, host=socket.gethostname()[:255], pid=os.getpid(),
-                                        started_at=now, heartbeat_at=now))
+            session.add(self._instance_row(now))
             if session.bind.dialect.name == "sqlite":
                 # one process owns an embedded database: whatever is still `sending` was in flight when an
                 # earlier process died; send it again (at-least-once to the carrier)
@@ -156,6 +155,10 @@ class Dispatcher:
         self._tasks = [asyncio.create_task(self._claim_loop(), name="dispatcher-claim"),
                        asyncio.create_task(self._writer_loop(), name="dispatcher-writer"),
                        asyncio.create_task(self._sweep_loop(), name="dispatcher-sweep")]
+
+    def _instance_row(self, now: dt.datetime) -> GatewayInstance:
+        return GatewayInstance(id=self.instance_id, host=socket.gethostname()[:255], pid=os.getpid(),
+                               started_at=now, heartbeat_at=now)
 
     async def _recover(self, session: AsyncSession, now: dt.datetime) -> int:
         """Queue again the messages that instances without a fresh heartbeat left in `sending`."""
@@ -184,8 +187,7 @@ class Dispatcher:
             beat = await session.execute(update(GatewayInstance).where(GatewayInstance.id == self.instance_id)
                                          .values(heartbeat_at=now))
             if not beat.rowcount:  # removed as dead while it was stalled: register again
-                session.add(GatewayInstance(id=self.instance_id, host=socket.gethostname()[:255], pid=os.getpid(),
-                                            started_at=now, heartbeat_at=now))
+                session.add(self._instance_row(now))
             if session.bind.dialect.name != "sqlite":
                 await self._recover(session, now)
 

@@ -153,17 +153,14 @@ class SendWindows:
     Reserved slots keep every limit on schedule, but a send can leave later than its slot (a busy event loop,
     a slot that passed while the message sat in the queue), and several late sends leaving together could put
     more into one second than a carrier takes. Every paced send therefore also checks this window: it goes when
-    the last second's sends under each of its keys leave room for it under the carrier's limit (the rate before
-    the pacing headroom, rounded up), else it waits until they do. Late sends are not moved to the back of the
+    the last second's sends under each of its keys leave room for it (``send_cap``), else it waits until they
+    do. Late sends are not moved to the back of the
     schedule, so a process that cannot keep up with its reservations does not waste them."""
 
     WINDOW = 1.0
 
     def __init__(self) -> None:
         self._sent: dict[str, collections.deque[float]] = {}
-
-    def _cap(self, rate: Rate) -> int:
-        return send_cap(rate)
 
     def wait(self, limits: Iterable[Limit], cost: int, now: float) -> float:
         """Seconds until ``cost`` more units fit every key's window (0: now)."""
@@ -176,7 +173,8 @@ class SendWindows:
                 continue
             while sent and sent[0] <= now - self.WINDOW:
                 sent.popleft()
-            over = len(sent) + min(cost, self._cap(limit)) - self._cap(limit)
+            cap = send_cap(limit)
+            over = len(sent) + min(cost, cap) - cap
             if over > 0:  # the over-th oldest send must leave the window first
                 wait = max(wait, sent[over - 1] + self.WINDOW - now)
         return wait
@@ -258,8 +256,8 @@ return tostring(tat - now)
 
 
 # A send takes its place in the current second (Redis's clock) under each of its rate keys and learns which
-# second that is ("0 <second>"), or learns how long until the next second ("<seconds>"). KEYS: the keys' prefixes; ARGV: cost, then each key's cap. A lone send larger than a
-# cap goes into an empty second. (Counting a send in the second it will probably arrive in, a little ahead,
+# second that is ("0 <second>"), or learns how long until the next second ("<seconds>"). KEYS: the keys'
+# prefixes; ARGV: cost, then each key's cap. A lone send larger than a cap goes into an empty second. (Counting a send in the second it will probably arrive in, a little ahead,
 # was tried: the sends held for the next second then leave together just before it begins, worse.)
 TAKE_SEND_LUA = """
 local t = redis.call('TIME')
@@ -280,6 +278,10 @@ return '0 ' .. sec
 
 class LimiterUnavailable(Exception):
     """The shared limits cannot be reached: nothing may be sent that needs them until they can."""
+
+
+def _unavailable(exc: Exception) -> LimiterUnavailable:
+    return LimiterUnavailable(f"Redis: {type(exc).__name__}: {exc}")
 
 
 class RedisLimiter:
@@ -337,7 +339,7 @@ class RedisLimiter:
                     await self._reserve(keys=keys, args=args, client=pipe)
                 results = await pipe.execute()
         except (RedisError, OSError) as exc:
-            raise LimiterUnavailable(f"Redis: {type(exc).__name__}: {exc}") from exc
+            raise _unavailable(exc) from exc
         local = time.time()
         return [local + float(delay) if int(ok) == 1 else None for ok, delay in results]
 
@@ -347,7 +349,7 @@ class RedisLimiter:
         try:
             await self._penalize(keys=[f"{self.prefix}rate:{key}"], args=[seconds])
         except (RedisError, OSError) as exc:
-            raise LimiterUnavailable(f"Redis: {type(exc).__name__}: {exc}") from exc
+            raise _unavailable(exc) from exc
 
     async def take_send(self, limits: Iterable[Limit], cost: int) -> tuple[float, int | None]:
         """The instances' send window, shared: (0, second) when this send took its place in that second under
@@ -379,7 +381,7 @@ class RedisLimiter:
         except (RedisError, OSError) as exc:
             for *_, answer in batch:
                 if not answer.done():
-                    answer.set_exception(LimiterUnavailable(f"Redis: {type(exc).__name__}: {exc}"))
+                    answer.set_exception(_unavailable(exc))
             return
         for (*_, answer), result in zip(batch, results):
             if not answer.done():

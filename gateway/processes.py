@@ -16,7 +16,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, AsyncIterator
 
 import aiohttp
 
@@ -48,6 +48,48 @@ def stop(*processes: subprocess.Popen | None, timeout: float = 10.0) -> None:
     for p in running:
         with contextlib.suppress(subprocess.TimeoutExpired):
             p.wait(timeout)
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(server_url: str, name_prefix: str) -> AsyncIterator[str]:
+    """A new, empty PostgreSQL database on the server ``server_url`` names (a SQLAlchemy URL), dropped
+    afterwards, even while connections to it remain; yields its URL. ProcessError when it cannot be made."""
+    import uuid
+
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from gateway.db import create_engine
+
+    name = f"{name_prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server_url).execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        try:
+            async with admin.connect() as conn:
+                await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        except Exception as exc:  # noqa: BLE001
+            raise ProcessError(f"cannot create a database on {make_url(server_url).render_as_string()}: "
+                               f"{type(exc).__name__}: {exc}") from None
+        try:
+            yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            async with admin.connect() as conn:
+                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()
+
+
+async def drop_redis_prefix(url: str, prefix: str) -> None:
+    """Delete every Redis key under ``prefix`` (what a benchmark or a test left behind)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        keys = [k async for k in client.scan_iter(match=prefix + "*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
 
 
 @dataclass

@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from gateway.db import create_engine, create_sessionmaker
 from gateway.migrate import upgrade
+from gateway.processes import drop_redis_prefix, scratch_database
 from gateway.settings import CarrierSettings, Settings, load_settings
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -88,17 +89,8 @@ async def postgres_url() -> AsyncIterator[str]:
         if IN_CI:
             pytest.fail(f"PostgreSQL must be reachable in CI at {POSTGRES_URL}: {problem}")
         pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL} ({problem})")
-    name = f"gw_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL).execution_options(isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    base, _, _ = POSTGRES_URL.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    async with scratch_database(POSTGRES_URL, "gw_test") as url:
+        yield url
 
 
 @pytest.fixture
@@ -122,15 +114,9 @@ async def redis_url() -> AsyncIterator[str]:
 
 @pytest.fixture
 async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
-    import redis.asyncio as aioredis
-
     prefix = f"gwtest:{uuid.uuid4().hex[:10]}:"
     yield prefix
-    client = aioredis.Redis.from_url(redis_url)
-    keys = [k async for k in client.scan_iter(match=prefix + "*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    await drop_redis_prefix(redis_url, prefix)
 
 
 async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 5.0, interval: float = 0.02) -> None:

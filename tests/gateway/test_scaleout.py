@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from gateway.db import create_engine, create_sessionmaker
 from gateway.migrate import upgrade
 from gateway.models import GatewayInstance, Message
 from gateway.pacing import DailyCap, LimiterUnavailable, Rate, RedisLimiter
+from gateway.processes import free_port
 from registry.db import utcnow
 from registry.models import Account
 from tests.conftest import IN_CI, make_settings, new_customer, wait_for
@@ -37,12 +37,6 @@ FINAL = {"delivered", "undelivered", "failed", "expired", "blocked"}
 
 def us(n: int) -> str:
     return f"+1212555{n:04d}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
