@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carriers import Carrier, CarrierRejected, CarrierRetryable, OutboundSms, Receipt, Segment
@@ -267,10 +267,11 @@ class Dispatcher:
         async with self._sm() as session, session.begin():
             # a message with a reserved slot is taken up to one horizon early and sent exactly at its slot
             early = now + dt.timedelta(seconds=self._policy.settings.horizon_s if self._policy else 0.0)
-            due = (select(Message.id).where(Message.status == S.QUEUED.value,
-                                            or_(Message.next_attempt_at <= now,
-                                                and_(Message.paced.is_(True), Message.next_attempt_at <= early)))
-                   .order_by(Message.id).limit(limit))
+            # one range of the queue index (status, next_attempt_at, id), read in its order: the LIMIT stops the
+            # scan after ``limit`` rows, where ORDER BY id alone would collect and sort the whole due backlog
+            due = (select(Message.id).where(Message.status == S.QUEUED.value, Message.next_attempt_at <= early,
+                                            or_(Message.next_attempt_at <= now, Message.paced.is_(True)))
+                   .order_by(Message.next_attempt_at, Message.id).limit(limit))
             if session.bind.dialect.name == "postgresql":
                 due = due.with_for_update(skip_locked=True)
             rows = (await session.execute(
