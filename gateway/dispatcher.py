@@ -228,13 +228,16 @@ class Dispatcher:
     # --- claim and send --------------------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
         poll = self._settings.poll_interval_ms / 1000
+        loop = asyncio.get_running_loop()
         while not self._stop.is_set():
             free = self._settings.concurrency - len(self._inflight)
             # every slot busy, or so many that a claim would fetch a handful: go on when more have finished
             # (one claim transaction per few messages costs more than the sends it feeds)
             if free <= 0 or (free < self._min_claim and len(self._inflight) >= self._min_claim):
                 self._slot_freed.clear()
+                timer = loop.call_later(poll, self._slot_freed.set)  # the poll bounds the wait, whatever happens
                 await self._slot_freed.wait()
+                timer.cancel()
                 continue
             limit = min(self._settings.batch_size, free)
             try:
@@ -339,13 +342,19 @@ class Dispatcher:
             await self._slots.acquire()
             task = asyncio.create_task(self._send(item, delay=at - now, slot=at if policy is not None else None))
             self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
+            task.add_done_callback(self._sent)
         if later:
             await self._requeue(later)
             slots = [row["next_attempt_at"].timestamp() for row in later if row["paced"]]
             if slots:  # wake the claim loop when the first reserved slot is a horizon away, not at the next poll
                 delay = max(0.0, min(slots) - horizon - time.time())
                 asyncio.get_running_loop().call_later(delay, self._wakeup.set)
+
+    def _sent(self, task: asyncio.Task) -> None:
+        # the claim loop counts free slots from _inflight: it is woken only once the task has left it (woken by
+        # _send itself, it could count sends that have just ended as busy and wait for a wake-up none will give)
+        self._inflight.discard(task)
+        self._slot_freed.set()
 
     async def _requeue(self, rows: list[dict]) -> None:
         by_keys: dict[frozenset, list[dict]] = {}
@@ -427,7 +436,6 @@ class Dispatcher:
             outcome.error_code, outcome.error_message = "internal_error", type(exc).__name__
         finally:
             self._slots.release()
-            self._slot_freed.set()
         self._outcomes.append(outcome)
         self._write_signal.set()
 

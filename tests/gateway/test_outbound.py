@@ -166,6 +166,26 @@ async def test_sar_concatenation_by_carrier_configuration(aiohttp_client, migrat
     assert all(s.esm_class == 0 for s in sim.received)
 
 
+async def test_every_send_slot_freed_at_once_keeps_the_queue_moving(aiohttp_client, migrated, sessionmaker,
+                                                                     sim):  # noqa: ANN001
+    """As many in flight as the bind's window: every answer of a window comes in one read, so every send ends in
+    the same turn of the loop; the claim loop must still see the slots free (it once waited for a wake-up that
+    never came, with the rest of the queue stuck)."""
+    migrated.carriers[0].port = sim.port
+    migrated.carriers[0].window = 20
+    migrated.dispatcher.concurrency = 20
+    gw = await aiohttp_client(create_app(migrated))
+    gw.sm, gw.sim = sessionmaker, sim
+    await wait_for(lambda: asyncio.sleep(0, gw.app[keys.CARRIERS].ready))
+    c = await customer(gw, [("55501", "short_code")])
+    batch = [{"to": f"+1212555{n:04d}", "body": f"w{n}"} for n in range(200)]
+    resp = await gw.post("/v1/messages/batch", json={"messages": batch}, headers=c.headers)
+    assert (await resp.json())["accepted"] == 200
+    for r in (await resp.json())["results"]:
+        await final(gw, c, r["message"]["id"], timeout=10)
+    assert len(sim.received) == 200
+
+
 # --- compliance ------------------------------------------------------------------------------------------------
 
 async def test_opted_out_recipient_is_refused_and_told_as_blocked(gw, aiohttp_server):  # noqa: ANN001
