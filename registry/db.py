@@ -49,13 +49,20 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
         utc = dt.timezone.utc
+        # the last value and its text, as one tuple (replaced in one step): a batch's rows mostly share one ``now``
+        last: list[tuple] = [(None, None)]
 
         def process(value: dt.datetime | None) -> str | None:
             if value is None:
                 return None
+            seen, seen_text = last[0]
+            if value is seen:  # the very object (kept alive here, so its id is not reused)
+                return seen_text
             if value.tzinfo is None:
                 raise ValueError("naive datetime given to a UTC column")
-            return value.astimezone(utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+            text = value.astimezone(utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+            last[0] = (value, text)
+            return text
 
         return process
 

@@ -37,3 +37,13 @@ def test_round_trip_and_comparison_on_sqlite() -> None:
                             ).scalars().all() == [1, 2, 3]
         with pytest.raises(Exception, match="naive datetime"):
             conn.execute(table.insert(), [{"at": dt.datetime(2026, 1, 1)}])
+
+
+def test_the_remembered_last_value_never_answers_for_another() -> None:
+    process = UTCDateTime().bind_processor(sqlite.dialect())
+    reference = sqlite.DATETIME().bind_processor(sqlite.dialect())
+    a, b = VALUES[0], VALUES[1]
+    texts = [process(v) for v in (a, a, b, a, b, b, a.replace(microsecond=1))]
+    assert texts == [reference(v.astimezone(UTC).replace(tzinfo=None)) for v in (a, a, b, a, b, b,
+                                                                                  a.replace(microsecond=1))]
+    assert texts[0] != texts[2] and texts[-1].endswith(".000001")
