@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -107,7 +108,13 @@ class Number(Base):
 
     @property
     def capability_set(self) -> frozenset[str]:
-        return frozenset(c for c in self.capabilities.split(",") if c)
+        return _capability_set(self.capabilities)
+
+
+@functools.lru_cache(maxsize=256)
+def _capability_set(capabilities: str) -> frozenset[str]:
+    """'sms,voice' -> {'sms', 'voice'}; a handful of distinct values, asked for each number of each message."""
+    return frozenset(c for c in capabilities.split(",") if c)
 
 
 class Brand(Base):

@@ -54,8 +54,11 @@ class SmppCarrier(Carrier):
         await asyncio.gather(*(c.start() for c in self.clients))
 
     @property
-    def ready(self) -> bool:
-        return any(c.bound for c in self.clients)
+    def ready(self) -> bool:  # asked for each message sent: a plain loop, no generator
+        for client in self.clients:
+            if client.bound:
+                return True
+        return False
 
     def _client(self) -> SmppClient:
         n = len(self.clients)
