@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carriers import Carrier, CarrierRejected, CarrierRetryable, OutboundSms, Receipt, Segment
@@ -126,7 +126,6 @@ class Dispatcher:
         self._outcomes: list[_Outcome] = []
         self._receipts: list[tuple[str, Receipt]] = []
         self._receipt_waiters: list[asyncio.Future] = []  # one per receipt in _receipts, resolved once stored
-        self._slots = asyncio.Semaphore(settings.concurrency)
         self._inflight: set[asyncio.Task] = set()
         self._tasks: list[asyncio.Task] = []
         self._unmatched = True  # there may be unmatched receipts in the table
@@ -134,6 +133,7 @@ class Dispatcher:
         self._slot_freed = asyncio.Event()
         self._min_claim = max(1, min(settings.batch_size, settings.concurrency) // 4)
         self._next_receipt_check = 0.0
+        self._claim_sql = None  # built on the first claim, for the database's dialect
         self.stats = {"claimed": 0, "sent": 0, "retried": 0, "failed": 0, "receipts": 0, "unmatched": 0}
 
     # --- lifecycle -------------------------------------------------------------------------------------------
@@ -263,29 +263,34 @@ class Dispatcher:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), poll)
 
+    def _claim_statement(self, postgresql: bool):  # noqa: ANN202
+        """The claim as one statement with bound parameters (now, early, limit), built once: building it costs
+        more than SQLite takes to run it."""
+        m = Message.__table__.c
+        # one range of the queue index (status, next_attempt_at, id), read in its order: the LIMIT stops the scan
+        # after ``limit`` rows, where ORDER BY id alone would collect and sort the whole due backlog
+        due = (select(m.id).where(m.status == S.QUEUED.value, m.next_attempt_at <= bindparam("early"),
+                                  or_(m.next_attempt_at <= bindparam("now"), m.paced.is_(True)))
+               .order_by(m.next_attempt_at, m.id).limit(bindparam("limit")))
+        if postgresql:
+            due = due.with_for_update(skip_locked=True)
+        return (update(Message.__table__).where(m.id.in_(due.scalar_subquery()))
+                .values(status=S.SENDING.value, attempts=m.attempts + 1, updated_at=bindparam("claimed_at"),
+                        claimed_by=self.instance_id)
+                .returning(m.id, m.account_id, m.source, m.destination, m.body, m.attempts, m.expires_at,
+                           m.segments, m.paced, m.next_attempt_at))
+
     async def _claim(self, limit: int) -> list[_Claimed]:
         if limit <= 0 or not self._pool.ready:
             return []
         now = utcnow()
+        # a message with a reserved slot is taken up to one horizon early and sent exactly at its slot
+        early = now + dt.timedelta(seconds=self._policy.settings.horizon_s if self._policy else 0.0)
         async with self._sm() as session, session.begin():
-            # a message with a reserved slot is taken up to one horizon early and sent exactly at its slot
-            early = now + dt.timedelta(seconds=self._policy.settings.horizon_s if self._policy else 0.0)
-            # one range of the queue index (status, next_attempt_at, id), read in its order: the LIMIT stops the
-            # scan after ``limit`` rows, where ORDER BY id alone would collect and sort the whole due backlog
-            due = (select(Message.id).where(Message.status == S.QUEUED.value, Message.next_attempt_at <= early,
-                                            or_(Message.next_attempt_at <= now, Message.paced.is_(True)))
-                   .order_by(Message.next_attempt_at, Message.id).limit(limit))
-            if session.bind.dialect.name == "postgresql":
-                due = due.with_for_update(skip_locked=True)
-            rows = (await session.execute(
-                update(Message).where(Message.id.in_(due.scalar_subquery()))
-                .values(status=S.SENDING.value, attempts=Message.attempts + 1, updated_at=now,
-                        claimed_by=self.instance_id)
-                .returning(Message.id, Message.account_id, Message.source, Message.destination, Message.body,
-                           Message.attempts, Message.expires_at, Message.segments, Message.paced,
-                           Message.next_attempt_at)
-                .execution_options(synchronize_session=False)
-            )).all()
+            if self._claim_sql is None:
+                self._claim_sql = self._claim_statement(session.bind.dialect.name == "postgresql")
+            rows = (await session.execute(self._claim_sql, {"now": now, "early": early, "limit": limit,
+                                                            "claimed_at": now})).all()
         self.stats["claimed"] += len(rows)
         claimed = [_Claimed(*row) for row in rows]
         claimed.sort(key=lambda c: c.id)
@@ -339,7 +344,7 @@ class Dispatcher:
                                   "paced": True, "claimed_by": None,
                                   "next_attempt_at": dt.datetime.fromtimestamp(at, dt.timezone.utc)})
                     continue
-            await self._slots.acquire()
+            # at most ``concurrency`` in flight: the claim took no more than the free places (_inflight)
             task = asyncio.create_task(self._send(item, delay=at - now, slot=at if policy is not None else None))
             self._inflight.add(task)
             task.add_done_callback(self._sent)
@@ -434,8 +439,6 @@ class Dispatcher:
         except Exception as exc:  # a bug or an unexpected carrier error: retry, never lose the message
             log.exception("sending message %s failed unexpectedly", item.id)
             outcome.error_code, outcome.error_message = "internal_error", type(exc).__name__
-        finally:
-            self._slots.release()
         self._outcomes.append(outcome)
         self._write_signal.set()
 
