@@ -44,8 +44,8 @@ class _Link:
         self._loop = asyncio.get_running_loop()
         # deliver_sm are handled side by side (a receipt is answered once it is stored, which takes a write
         # batch): at most this many at once on one connection before reading waits
-        self._delivering = asyncio.Semaphore(DELIVER_WINDOW)
         self._handlers: set[asyncio.Task] = set()
+        self._room = asyncio.Event()  # set whenever a handler has ended
 
     def next_seq(self) -> int:
         self._seq = self._seq % 0x7FFFFFFF + 1
@@ -126,10 +126,12 @@ class _Link:
             self.send(P.build("unbind_resp", seq))
             raise _Closed("the SMSC unbound")
         elif pdu.command == "deliver_sm":
-            await self._delivering.acquire()
+            while len(self._handlers) >= DELIVER_WINDOW:
+                self._room.clear()
+                await self._room.wait()
             task = asyncio.create_task(self._deliver(pdu, seq))
             self._handlers.add(task)
-            task.add_done_callback(self._handlers.discard)
+            task.add_done_callback(self._delivered)
         else:
             self.send(P.build("generic_nack", seq, status=P.ESME_RINVCMDID))
 
@@ -137,15 +139,17 @@ class _Link:
         """Hand a deliver_sm on and answer it: ESME_ROK once the gateway holds it, ESME_RX_T_APPN (the SMSC
         sends it again) when it could not be stored."""
         try:
-            try:
-                status = await self.client.on_deliver_sm(pdu)
-            except Exception:
-                log.exception("%s: handling deliver_sm failed; asking the SMSC to retry", self.client.name)
-                status = P.ESME_RX_T_APPN
-            with contextlib.suppress(_Closed):  # the connection ended meanwhile: the SMSC sends it again
-                self.send(P.build("deliver_sm_resp", seq, status=status, message_id=""))
-        finally:
-            self._delivering.release()
+            status = await self.client.on_deliver_sm(pdu)
+        except Exception:
+            log.exception("%s: handling deliver_sm failed; asking the SMSC to retry", self.client.name)
+            status = P.ESME_RX_T_APPN
+        with contextlib.suppress(_Closed):  # the connection ended meanwhile: the SMSC sends it again
+            self.send(P.build("deliver_sm_resp", seq, status=status, message_id=""))
+
+    def _delivered(self, task: asyncio.Task) -> None:
+        # the read loop counts handlers in _handlers: wake it only once this one has left
+        self._handlers.discard(task)
+        self._room.set()
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

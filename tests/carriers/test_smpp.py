@@ -179,6 +179,37 @@ async def test_the_peers_unbind_is_answered_and_the_client_binds_again(sim):  # 
     await client.close()
 
 
+async def test_deliveries_handled_side_by_side_up_to_the_window(sim, monkeypatch):  # noqa: ANN001
+    """deliver_sm are handled at once up to DELIVER_WINDOW per connection; beyond it reading waits until one is
+    answered, and none is lost or answered twice."""
+    import carriers.smpp.client as client_module
+
+    monkeypatch.setattr(client_module, "DELIVER_WINDOW", 3)
+    release = asyncio.Event()
+    busy: list[int] = []
+    most = 0
+
+    async def handle(pdu):  # noqa: ANN001, ANN202
+        nonlocal most
+        busy.append(1)
+        most = max(most, len(busy))
+        await release.wait()
+        busy.pop()
+        return P.ESME_ROK
+
+    client = SmppClient("127.0.0.1", sim.port, "gateway", "secret", on_deliver_sm=handle)
+    await client.start()
+    for i in range(10):
+        await sim.inject_mo("+14155550123", "12345", f"m{i}")
+    await wait_for(lambda: _true(len(busy) == 3))
+    await asyncio.sleep(0.1)
+    assert (len(busy), most) == (3, 3)  # the other 7 wait in the socket
+    release.set()
+    await wait_for(lambda: _true(sim.stats["acknowledged"] == 10))
+    assert most == 3 and not busy
+    await client.close()
+
+
 async def test_throttled_and_rejected(sim):  # noqa: ANN001
     client = SmppClient("127.0.0.1", sim.port, "gateway", "secret")
     await client.start()
