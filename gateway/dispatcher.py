@@ -133,7 +133,7 @@ class Dispatcher:
         self._slot_freed = asyncio.Event()
         self._min_claim = max(1, min(settings.batch_size, settings.concurrency) // 4)
         self._next_receipt_check = 0.0
-        self._claim_sql = None  # built on the first claim, for the database's dialect
+        self._claim_sql = self._claim_statement()
         self.stats = {"claimed": 0, "sent": 0, "retried": 0, "failed": 0, "receipts": 0, "unmatched": 0}
 
     # --- lifecycle -------------------------------------------------------------------------------------------
@@ -228,16 +228,14 @@ class Dispatcher:
     # --- claim and send --------------------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
         poll = self._settings.poll_interval_ms / 1000
-        loop = asyncio.get_running_loop()
         while not self._stop.is_set():
             free = self._settings.concurrency - len(self._inflight)
             # every slot busy, or so many that a claim would fetch a handful: go on when more have finished
             # (one claim transaction per few messages costs more than the sends it feeds)
             if free <= 0 or (free < self._min_claim and len(self._inflight) >= self._min_claim):
                 self._slot_freed.clear()
-                timer = loop.call_later(poll, self._slot_freed.set)  # the poll bounds the wait, whatever happens
-                await self._slot_freed.wait()
-                timer.cancel()
+                with contextlib.suppress(asyncio.TimeoutError):  # the poll bounds the wait, whatever happens
+                    await asyncio.wait_for(self._slot_freed.wait(), poll)
                 continue
             limit = min(self._settings.batch_size, free)
             try:
@@ -263,17 +261,16 @@ class Dispatcher:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), poll)
 
-    def _claim_statement(self, postgresql: bool):  # noqa: ANN202
+    def _claim_statement(self):  # noqa: ANN202
         """The claim as one statement with bound parameters (now, early, limit), built once: building it costs
-        more than SQLite takes to run it."""
+        more than SQLite takes to run it. FOR UPDATE SKIP LOCKED lets PostgreSQL instances claim side by side;
+        SQLite, with its one writer, renders none (as in _rematch)."""
         m = Message.__table__.c
         # one range of the queue index (status, next_attempt_at, id), read in its order: the LIMIT stops the scan
         # after ``limit`` rows, where ORDER BY id alone would collect and sort the whole due backlog
         due = (select(m.id).where(m.status == S.QUEUED.value, m.next_attempt_at <= bindparam("early"),
                                   or_(m.next_attempt_at <= bindparam("now"), m.paced.is_(True)))
-               .order_by(m.next_attempt_at, m.id).limit(bindparam("limit")))
-        if postgresql:
-            due = due.with_for_update(skip_locked=True)
+               .order_by(m.next_attempt_at, m.id).limit(bindparam("limit")).with_for_update(skip_locked=True))
         return (update(Message.__table__).where(m.id.in_(due.scalar_subquery()))
                 .values(status=S.SENDING.value, attempts=m.attempts + 1, updated_at=bindparam("claimed_at"),
                         claimed_by=self.instance_id)
@@ -287,8 +284,6 @@ class Dispatcher:
         # a message with a reserved slot is taken up to one horizon early and sent exactly at its slot
         early = now + dt.timedelta(seconds=self._policy.settings.horizon_s if self._policy else 0.0)
         async with self._sm() as session, session.begin():
-            if self._claim_sql is None:
-                self._claim_sql = self._claim_statement(session.bind.dialect.name == "postgresql")
             rows = (await session.execute(self._claim_sql, {"now": now, "early": early, "limit": limit,
                                                             "claimed_at": now})).all()
         self.stats["claimed"] += len(rows)
