@@ -357,12 +357,8 @@ class Dispatcher:
         self._slot_freed.set()
 
     async def _requeue(self, rows: list[dict]) -> None:
-        by_keys: dict[frozenset, list[dict]] = {}
-        for row in rows:
-            by_keys.setdefault(frozenset(row), []).append(row)
         async with self._sm() as session, session.begin():
-            for group in by_keys.values():
-                await session.execute(update(Message), group)
+            await update_by_id(session, Message.__table__, rows)
 
     async def _wait_for_slot(self, item: _Claimed, slot: float) -> None:
         """Sleep until the message's reserved slot, then until what this process sent in the last second leaves
@@ -513,11 +509,7 @@ class Dispatcher:
                     msg_updates.append({"id": o.message_id, "status": S.QUEUED.value, "next_attempt_at": at,
                                         "error_code": o.error_code, "error_message": o.error_message,
                                         "updated_at": now, "paced": False})
-        by_keys: dict[frozenset, list[dict]] = {}
-        for row in msg_updates:  # bulk UPDATE by primary key needs the same keys in each row
-            by_keys.setdefault(frozenset(row), []).append(row)
-        for rows in by_keys.values():
-            await update_by_id(session, Message.__table__, rows)
+        await update_by_id(session, Message.__table__, msg_updates)  # it groups the rows by the columns they set
         resent = [o.message_id for o in outcomes if o.kind == "sent" and o.attempts > 1]
         if resent:  # parts of a superseded attempt (a crash between submit and write): the new ones replace them
             await session.execute(delete(MessagePart).where(MessagePart.message_id.in_(resent)))
