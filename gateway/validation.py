@@ -142,8 +142,15 @@ def region_of(number: str) -> str | None:
         return None
 
 
-def csv_rows(text: str) -> list[list[str]]:
-    """The rows of a CSV text, whatever its line endings (a lone CR too), or 400 invalid_csv."""
+def csv_rows(raw: bytes) -> list[list[str]]:
+    """The rows of an uploaded CSV (UTF-8, a BOM allowed), whatever its line endings (a lone CR too), or 400
+    invalid_csv when it is empty, not UTF-8 or not CSV."""
+    if not raw.strip():
+        raise BadRequest("The request has no CSV.", code="invalid_csv")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise BadRequest("The CSV must be UTF-8.", code="invalid_csv") from None
     try:
         return list(csv.reader(io.StringIO(text, newline="")))
     except csv.Error as exc:

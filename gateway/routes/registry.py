@@ -71,16 +71,11 @@ def full_number_view(n: Number) -> dict[str, Any]:
 async def import_inventory(request: web.Request) -> web.Response:
     """CSV: number,type,country,capabilities,carrier,monthly_price (header optional). Bad rows are reported."""
     raw = await request.content.read(20 << 20)
-    if not raw.strip():
-        raise BadRequest("The request has no CSV.", code="invalid_csv")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise BadRequest("The CSV must be UTF-8.", code="invalid_csv") from None
+    rows = csv_rows(raw)
     added, errors = 0, []
     async with request.app[keys.SESSIONMAKER]() as session, session.begin():
         have = set((await session.scalars(select(Number.number))).all())
-        for line_no, row in enumerate(csv_rows(text), start=1):
+        for line_no, row in enumerate(rows, start=1):
             if not row or not "".join(row).strip() or (line_no == 1 and row[0].strip().lower() == "number"):
                 continue
             cells = [c.strip() for c in row] + [""] * 6

@@ -259,16 +259,11 @@ async def import_optouts(request: web.Request) -> web.Response:
     raw = await request.content.read(MAX_CSV_BYTES + 1)
     if len(raw) > MAX_CSV_BYTES:
         raise BadRequest("The CSV is larger than 20 MiB.", code="body_too_large")
-    if not raw.strip():
-        raise BadRequest("The request has no CSV.", code="invalid_csv")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise BadRequest("The CSV must be UTF-8.", code="invalid_csv") from None
+    rows = csv_rows(raw)
     default_list = request.query.get("list", "default")
     by_list: dict[str, list[str]] = {}
     errors = []
-    for line_no, row in enumerate(csv_rows(text), start=1):
+    for line_no, row in enumerate(rows, start=1):
         if not row or not row[0].strip() or (line_no == 1 and row[0].strip().lower() in {"phone", "number"}):
             continue
         try:
