@@ -16,6 +16,7 @@ from gateway import keys, middleware
 from gateway.db import create_engine, create_sessionmaker
 from gateway.cluster import QUEUE_CHANNEL, WEBHOOK_CHANNEL, BindSlots, PgListener, new_instance_id
 from gateway.dispatcher import CarrierPool, Dispatcher
+from gateway.egress import AddressPolicy
 from carriers.simulator.voice import VoiceSimulator
 from carriers.voice_http import HttpVoiceCarrier
 from gateway.inbound import InboundService
@@ -107,6 +108,7 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
     app[keys.SETTINGS] = settings
     app[keys.OPERATOR_TOKEN] = operator_token(settings)
     app[keys.CLOCK] = keys.Clock()
+    app[keys.URL_POLICY] = AddressPolicy.of(settings.webhooks)
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url, echo=settings.database.echo,
@@ -165,7 +167,7 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
             if settings.redis.url:  # several instances: the limits are shared in Redis
                 limiter = RedisLimiter(settings.redis.url, prefix=settings.redis.key_prefix,
                                        timeout=settings.redis.timeout_s)
-        sender = WebhookSender(app[keys.SESSIONMAKER], settings.webhooks)
+        sender = WebhookSender(app[keys.SESSIONMAKER], settings.webhooks, app[keys.URL_POLICY])
         await sender.start()
         app[keys.WEBHOOKS] = sender
         dispatcher = Dispatcher(app[keys.SESSIONMAKER], pool, settings.dispatcher, on_webhooks=sender.notify,

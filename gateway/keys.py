@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from carriers.simulator import SimulatorServices
 from carriers.simulator.voice import VoiceSimulator
 from gateway.dispatcher import CarrierPool, Dispatcher
+from gateway.egress import AddressPolicy
 from gateway.inbound import InboundService
 from gateway.voice_calls import VoiceCalls
 from gateway.services.accounts import KeyAuthenticator
@@ -24,6 +25,7 @@ OPERATOR_TOKEN = web.AppKey("operator_token", str)
 VOICE = web.AppKey("voice", VoiceCalls)
 INBOUND = web.AppKey("inbound", InboundService)
 WEBHOOKS = web.AppKey("webhooks", WebhookSender)
+URL_POLICY = web.AppKey("url_policy", AddressPolicy)  # where customer-set URLs may lead
 SIMULATOR = web.AppKey("simulator", SimulatorServices)
 VOICE_SIMULATOR = web.AppKey("voice_simulator", VoiceSimulator)  # the embedded SMSC simulator, when there is one
 

@@ -1,12 +1,14 @@
 """Errors to JSON, and authentication by path: /v1/* needs an API key, /admin/* the operator token; repeated
-authentication failures from one client IP (or with one key prefix) are answered 429 for a while. Access log
-lines never carry secrets (query strings, path tokens, bearer credentials)."""
+authentication failures from one client IP (or with one key prefix) are answered 429 for a while, though never
+a request whose credentials are valid. Access log lines never carry secrets (query strings, path tokens, bearer
+credentials)."""
 
 from __future__ import annotations
 
 import collections
 import functools
 import hmac
+import ipaddress
 import logging
 import math
 import re
@@ -173,6 +175,38 @@ class AuthFailures:
 
 
 _AUTH_FAILURES: weakref.WeakKeyDictionary[web.Application, AuthFailures] = weakref.WeakKeyDictionary()
+_PROXIES: weakref.WeakKeyDictionary[web.Application, tuple] = weakref.WeakKeyDictionary()
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip().split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def client_ip(request: web.Request) -> str:
+    """The client's address: the peer, unless the peer is a proxy the operator trusts ([security]
+    trusted_proxies); then the right-most address of X-Forwarded-For that is no trusted proxy (what the proxy
+    nearest to us saw; anything left of it the client may have written itself)."""
+    proxies = _PROXIES.get(request.app)
+    if proxies is None:
+        proxies = _PROXIES[request.app] = tuple(ipaddress.ip_network(n, strict=False)
+                                                for n in request.app[keys.SETTINGS].security.trusted_proxies)
+
+    def trusted(address: str | None) -> bool:
+        ip = _address(address or "")
+        return ip is not None and any(ip in network for network in proxies)
+
+    client = request.remote or ""
+    if not proxies or not trusted(client):
+        return client
+    for hop in reversed(",".join(request.headers.getall("X-Forwarded-For", [])).split(",")):
+        hop = hop.strip()
+        if hop and not trusted(hop):
+            return hop
+        client = hop or client
+    return client  # every hop is a trusted proxy: the left-most of them
 
 
 def auth_failures(app: web.Application) -> AuthFailures:
@@ -202,25 +236,24 @@ async def _authenticate(request: web.Request, token: str | None, admin: bool) ->
 
 @web.middleware
 async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Credentials are checked first, so that valid ones always pass, however many failures others caused from
+    the same address (an office behind one NAT, the operator's CLI). Only failing requests are slowed down: a
+    lucky guess is no worry with keys of 256 random bits, and a failure costs one indexed lookup either way."""
     path = request.path
     admin = path.startswith("/admin/")
     if not admin and not path.startswith("/v1/"):
         _check_query(request)
         return await handler(request)
-    failures = auth_failures(request.app)
-    client = f"ip:{request.remote}"
-    wait = failures.retry_after(client)  # a client over the limit is not even looked at: no oracle for guesses
-    if wait is not None:
-        raise _too_many(wait)
     token = _bearer(request)
     try:
         await _authenticate(request, token, admin)
     except Unauthorized:
-        presented = (f"key:{token[:10]}",) if token else ()
-        wait = failures.retry_after(*presented)  # a wrong key tried too often, from anywhere; a valid one passes
-        failures.failed(client, *presented)
+        failures = auth_failures(request.app)
+        names = (f"ip:{client_ip(request)}",) + ((f"key:{token[:10]}",) if token else ())
+        wait = failures.retry_after(*names)  # a client over the limit, or a wrong key tried too often anywhere
         if wait is not None:
             raise _too_many(wait) from None
+        failures.failed(*names)
         raise
     _check_query(request)
     return await handler(request)

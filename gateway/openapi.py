@@ -33,6 +33,14 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+WEBHOOK_URL = {"type": "string", "format": "uri", "maxLength": 2000,
+               "description": "http(s) URL of a public address: loopback, private, link-local, cloud metadata and "
+                              "other non-public addresses (also names resolving to them) are refused with 422 "
+                              "webhook_url_not_allowed unless the operator allows them ([webhooks])"}
+WEBHOOK_URL_OR_NULL = {**WEBHOOK_URL, "type": ["string", "null"]}
+LIST_NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+             "description": "An opt-out list's name (422 invalid_list_name otherwise)"}
+LIST_NAME_OR_NULL = {**LIST_NAME, "type": ["string", "null"]}
 OPERATOR = [{"operatorToken": []}]
 
 PATHS: dict[str, dict[str, Any]] = {
@@ -84,7 +92,7 @@ PATHS: dict[str, dict[str, Any]] = {
                 "responses": {"200": _json(_ref("AccountSelf")), **_errors(401)}},
         "patch": {"summary": "Account settings: event webhook, HELP/STOP program details, encoding, quiet hours, queue policy",
                   "requestBody": _body({"type": "object", "additionalProperties": False, "properties": {
-                      "event_webhook_url": {"type": ["string", "null"], "format": "uri"},
+                      "event_webhook_url": WEBHOOK_URL_OR_NULL,
                       "program_name": {"type": ["string", "null"]}, "support_contact": {"type": ["string", "null"]},
                       "message_frequency": {"type": ["string", "null"]}, "smart_encoding": {"type": "boolean"},
                       "quiet_hours": {"type": "boolean"}, "queue_policy": {"type": "string",
@@ -147,8 +155,8 @@ TWO_WAY: dict[str, dict[str, Any]] = {
         "summary": "Two-way settings: forwarding webhook, opt-out list, self-managed opt-outs, HELP/STOP replies",
         "parameters": [NUMBER_PARAM],
         "requestBody": _body({"type": "object", "additionalProperties": False, "properties": {
-            "two_way_enabled": {"type": "boolean"}, "two_way_webhook_url": {"type": ["string", "null"]},
-            "opt_out_list": {"type": ["string", "null"]}, "self_managed_opt_outs": {"type": "boolean"},
+            "two_way_enabled": {"type": "boolean"}, "two_way_webhook_url": WEBHOOK_URL_OR_NULL,
+            "opt_out_list": LIST_NAME_OR_NULL, "self_managed_opt_outs": {"type": "boolean"},
             "help_message": {"type": ["string", "null"]}, "stop_message": {"type": ["string", "null"]}}}),
         "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 404, 422)}}},
     "/numbers/{number}/keywords": {"get": {
@@ -170,7 +178,7 @@ TWO_WAY: dict[str, dict[str, Any]] = {
             "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 404)}},
         "post": {"summary": "Add a phone number to a list (default: the account's default list)",
                  "requestBody": _body({"type": "object", "required": ["phone"], "additionalProperties": False,
-                                       "properties": {"phone": {"type": "string"}, "list": {"type": "string"}}}),
+                                       "properties": {"phone": {"type": "string"}, "list": LIST_NAME}}),
                  "responses": {"201": _json({"type": "object"}), "200": _json({"type": "object"}),
                                **_errors(400, 401, 404, 422)}}},
     "/opt-outs/{phone}": {"delete": {
@@ -179,11 +187,12 @@ TWO_WAY: dict[str, dict[str, Any]] = {
         "responses": {"200": _json({"type": "object"}), **_errors(401, 404, 422)}}},
     "/opt-outs/import": {"post": {
         "summary": "Import a CSV (phone[,list]); bad rows are reported, good ones kept",
-        "parameters": [{"name": "list", "in": "query", "schema": {"type": "string"}}],
+        "parameters": [{"name": "list", "in": "query", "schema": LIST_NAME}],
         "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}},
-        "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 404)}}},
+        "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 404, 422)}}},
     "/opt-outs/export": {"get": {
-        "summary": "Export as CSV", "parameters": [{"name": "list", "in": "query", "schema": {"type": "string"}}],
+        "summary": "Export as CSV (cells starting with = + - @ tab or CR, E.164 numbers aside, get a leading ')",
+        "parameters": [{"name": "list", "in": "query", "schema": {"type": "string"}}],
         "responses": {"200": {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}},
                       **_errors(401, 404)}}},
 }
@@ -195,7 +204,7 @@ PATHS["/v1/voice-messages"] = {"post": {
         "markup": {"type": "string", "maxLength": 6000}, "voice": {"type": "string", "example": "en-us"},
         "language": {"type": "string", "example": "en"},
         "variables": {"type": "object", "additionalProperties": {"type": ["string", "number"]}},
-        "status_callback": {"type": "string", "format": "uri"}}}),
+        "status_callback": WEBHOOK_URL}}),
     "responses": {"202": _json({"type": "object"}, "Queued; rendered and placed by the worker"),
                   **_errors(400, 401, 422, 503)}}}
 PATHS["/v1/voice-messages/{id}"] = {"get": {"summary": "A call's status, outcome, duration and events",
@@ -262,9 +271,9 @@ BODIES: dict[str, dict[str, Any]] = {
                              "reason": {"type": ["string", "null"]},
                              "number": {"type": "string", "description": "associate, disassociate: the number"}}),
     "advance": _obj({"days": {"type": ["integer", "null"], "minimum": 0, "maximum": 3650}}),
-    "number": _obj({"two_way_enabled": _FLAG, "two_way_webhook_url": {"type": ["string", "null"], "maxLength": 2000},
+    "number": _obj({"two_way_enabled": _FLAG, "two_way_webhook_url": WEBHOOK_URL_OR_NULL,
                     "message_type": {"type": "string", "enum": ["transactional", "promotional"]},
-                    "opt_out_list": {"type": ["string", "null"], "maxLength": 100}, "deletion_protection": _FLAG,
+                    "opt_out_list": LIST_NAME_OR_NULL, "deletion_protection": _FLAG,
                     "international": _FLAG}),
 }
 
@@ -362,7 +371,7 @@ SCHEMAS: dict[str, Any] = {
         "to": {"type": "string", "description": "Destination, E.164 or national (default country)"},
         "body": {"type": "string", "minLength": 1},
         "from": {"type": "string", "description": "A sending number of the account; chosen when absent"},
-        "status_callback": {"type": "string", "format": "uri"},
+        "status_callback": WEBHOOK_URL,
         "ttl": {"type": "integer", "minimum": 5, "maximum": 259200, "description": "Seconds to live"},
         "channel": {"type": "string", "enum": ["sms", "voice", "auto"],
                     "description": "auto: a call for landlines (from the number lookup), SMS otherwise"},

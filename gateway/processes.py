@@ -130,7 +130,9 @@ class Gateway:
         gateway.env = {**base_env(), "GATEWAY_PORT": str(gateway.port), "GATEWAY_SERVER_DATA_DIR": str(data_dir),
                        "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{data_dir / 'gateway.db'}",
                        "GATEWAY_SIMULATOR_EMBEDDED": "false", "GATEWAY_OPERATOR_TOKEN": operator_token,
-                       "GATEWAY_CARRIER_SIM_PORT": str(simulator.smpp_port), **(env or {})}
+                       "GATEWAY_CARRIER_SIM_PORT": str(simulator.smpp_port),
+                       "GATEWAY_WEBHOOKS_ALLOW_PRIVATE_ADDRESSES": "true",  # webhook receivers on 127.0.0.1
+                       **(env or {})}
         return gateway
 
     @property

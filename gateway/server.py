@@ -61,6 +61,8 @@ async def _until_signalled() -> None:
 async def serve(settings: Settings, *, demo: bool = False, migrate: bool = True) -> None:
     if migrate:
         await upgrade(settings.database_url)
+    if demo:  # the demo's webhook receivers run on this machine
+        settings.webhooks.allow_private_addresses = True
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -77,7 +79,7 @@ async def serve(settings: Settings, *, demo: bool = False, migrate: bool = True)
             key = await seed_demo(app, settings)
             click.echo(f"API key: {key}")
             click.echo(f"(also in {settings.data_path / 'demo_api_key'}; the demo account sends SMS from {DEMO_NUMBER}"
-                       f" and calls from {DEMO_VOICE_NUMBER})")
+                       f" and calls from {DEMO_VOICE_NUMBER}; webhooks may reach loopback and private addresses)")
         click.echo("Press Ctrl+C to stop.")
         await _until_signalled()
     finally:

@@ -10,11 +10,12 @@ with that name (``GATEWAY_CARRIER_SIM_PASSWORD``): keep carrier passwords in the
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, get_type_hints
+from typing import Any, Mapping, get_args, get_origin, get_type_hints
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "gateway.toml"
@@ -57,6 +58,8 @@ class SecuritySettings:
     # key prefix, within auth_failure_window_s; beyond that 429 too_many_auth_failures with Retry-After (0: off)
     auth_failure_limit: int = 20
     auth_failure_window_s: float = 60.0
+    # proxies (addresses or CIDR networks) whose X-Forwarded-For names the client; from anyone else it is ignored
+    trusted_proxies: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -137,6 +140,9 @@ class WebhookSettings:
     retry_max_s: float = 600.0  # longest pause between two attempts
     max_age_h: float = 24.0  # keep trying this long before a delivery is marked failed
     poll_interval_ms: int = 500
+    # customer-set URLs may point at loopback, private, link-local and other non-public addresses (tests, demo)
+    allow_private_addresses: bool = False
+    allowed_networks: list[str] = field(default_factory=list)  # CIDRs allowed although not public
 
 
 @dataclass
@@ -205,6 +211,12 @@ class Settings:
 
 
 def _coerce(kind: Any, value: Any, where: str) -> Any:
+    if get_origin(kind) is list:  # a TOML array, or comma-separated text from the environment
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list):
+            raise SettingsError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(get_args(kind)[0], item.strip() if isinstance(item, str) else item, where)
+                for item in items if not (isinstance(item, str) and not item.strip())]
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -318,6 +330,13 @@ def validate(settings: Settings) -> None:
         raise SettingsError("dispatcher.lease_s must be at least 5 seconds")
     if settings.security.auth_failure_limit < 0 or settings.security.auth_failure_window_s <= 0:
         raise SettingsError("security.auth_failure_limit must be at least 0 and auth_failure_window_s above 0")
+    for where, networks in (("security.trusted_proxies", settings.security.trusted_proxies),
+                            ("webhooks.allowed_networks", settings.webhooks.allowed_networks)):
+        for network in networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise SettingsError(f"{where}: {network!r} is not an IP address or CIDR network") from None
     p = settings.pacing
     if not 0 < p.headroom <= 1:
         raise SettingsError("pacing.headroom must be above 0 and at most 1")

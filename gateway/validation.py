@@ -6,6 +6,7 @@ import csv
 import functools
 import io
 import json
+import re
 from typing import Any
 
 import phonenumbers
@@ -155,6 +156,33 @@ def csv_rows(raw: bytes) -> list[list[str]]:
         return list(csv.reader(io.StringIO(text, newline="")))
     except csv.Error as exc:
         raise BadRequest(f"The CSV cannot be read: {exc}.", code="invalid_csv") from None
+
+
+LIST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def valid_list_name(value: str | None, *, field: str = "list",
+                    default: str | None = "default") -> str | None:
+    """An opt-out list's name: 1 to 64 ASCII letters, digits, '_', '-' or '.', starting with a letter or digit
+    (so no formula, markup or blank ever names one); ``default`` when none is given, else 422 invalid_list_name."""
+    if value is None:
+        return default
+    if not isinstance(value, str) or not LIST_NAME.fullmatch(value):
+        raise Unprocessable(f"The field '{field}' must be 1 to 64 letters, digits, '_', '-' or '.', starting with a "
+                            "letter or digit.", code="invalid_list_name", details={"field": field})
+    return value
+
+
+E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: str | None) -> str:
+    """A cell for a CSV export that a spreadsheet shows as text, never runs (OWASP "CSV injection"): a cell that
+    starts with = + - @ tab or CR gets a leading '. An E.164 number (+ and digits) is data, not a formula, and
+    stays as it is so that the export can be imported again."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_START) and not E164.fullmatch(text) else text
 
 
 def row_id(value: str) -> int | None:

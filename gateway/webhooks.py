@@ -9,7 +9,8 @@ The sender POSTs it with::
 
 and retries with exponential backoff (1 s doubling to 10 min, configurable in ``[webhooks]``) until a 2xx
 answer or until ``give_up_at`` (24 h after the first attempt, by default). Every attempt is recorded.
-A failed delivery can be replayed.
+A failed delivery can be replayed. Connections reach only the addresses ``[webhooks]`` allows (gateway.egress): a
+delivery whose host leads elsewhere fails at once, its reason recorded.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import aiohttp
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.egress import AddressPolicy, refused
 from gateway.models import WebhookAttempt, WebhookDelivery
 from gateway.settings import WebhookSettings
 from registry.db import utcnow
@@ -82,8 +84,10 @@ def backoff(attempts: int, base_s: float = 1.0, max_s: float = 600.0) -> dt.time
 class WebhookSender:
     """Claims due deliveries and POSTs them, at most ``concurrency`` at once."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: WebhookSettings | None = None):
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: WebhookSettings | None = None,
+                 policy: AddressPolicy | None = None):
         settings = settings or WebhookSettings()
+        self._policy = policy or AddressPolicy.of(settings)
         self._sm = sessionmaker
         self._settings = settings
         self._concurrency = concurrency = settings.concurrency
@@ -99,7 +103,7 @@ class WebhookSender:
 
     async def start(self) -> None:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout),
-                                           connector=aiohttp.TCPConnector(limit=self._concurrency))
+                                           connector=self._policy.connector(self._concurrency))
         self._task = asyncio.create_task(self._loop(), name="webhook-sender")
 
     async def stop(self) -> None:
@@ -169,6 +173,7 @@ class WebhookSender:
         started = time.monotonic()
         status_code: int | None = None
         error: str | None = None
+        not_allowed = False
         try:
             body = d.payload.encode()
             headers = {"Content-Type": "application/json", "X-Gateway-Event": d.event_type,
@@ -182,15 +187,17 @@ class WebhookSender:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure is recorded and retried
             error = f"{type(exc).__name__}: {exc}"[:500]
+            not_allowed = refused(exc)  # retrying cannot help: it fails now, and can be replayed
         finally:
             self._slots.release()
         ok = status_code is not None and 200 <= status_code < 300
         now = utcnow()
         if ok:
             values = {"status": "delivered", "delivered_at": now, "last_status_code": status_code, "last_error": None}
-        elif now >= d.give_up_at:
+        elif now >= d.give_up_at or not_allowed:
             values = {"status": "failed", "last_status_code": status_code, "last_error": error}
-            log.warning("webhook %s to account %s given up after %s attempts", d.public_id, d.account_id, d.attempts)
+            log.warning("webhook %s to account %s given up after %s attempts%s", d.public_id, d.account_id,
+                        d.attempts, ": its address is not allowed" if not_allowed else "")
         else:
             pause = backoff(d.attempts, self._settings.retry_base_s, self._settings.retry_max_s)
             values = {"next_attempt_at": min(now + pause, d.give_up_at),

@@ -36,6 +36,7 @@ def make_settings(tmp_path: Path, **carrier: Any) -> Settings:
     settings.dispatcher.retry_min_ms = 50
     settings.dispatcher.retry_max_ms = 200
     settings.pacing.enabled = False  # tests of pacing turn it on
+    settings.webhooks.allow_private_addresses = True  # the tests' webhook receivers listen on 127.0.0.1
     settings.carriers = [CarrierSettings(**{"name": "sim", "enquire_link_interval": 5.0, **carrier})]
     return settings
 

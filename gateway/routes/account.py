@@ -41,10 +41,11 @@ async def update_account(request: web.Request) -> web.Response:
     f = Fields(data, {"event_webhook_url", "program_name", "support_contact", "message_frequency", "smart_encoding",
                       "quiet_hours", "queue_policy", "max_queued"})
     f.not_null("smart_encoding", "quiet_hours", "queue_policy", "max_queued")
+    urls = await request.app[keys.URL_POLICY].fields(f, "event_webhook_url")
     async with request.app[keys.SESSIONMAKER]() as session, session.begin():
         account = await session.get(Account, request[keys.ACCOUNT_ID])
         if "event_webhook_url" in data:
-            account.event_webhook_url = f.url("event_webhook_url")
+            account.event_webhook_url = urls["event_webhook_url"]
         for name in ("program_name", "support_contact"):
             if name in data:
                 setattr(account, name, f.text(name, max_length=200) or None)

@@ -22,6 +22,7 @@ async def send_message(request: web.Request) -> web.Response:
     if channel not in ("sms", "voice", "auto"):
         raise Unprocessable("channel must be sms, voice or auto.", code="invalid_field", details={"field": "channel"})
     req = svc.parse_send(data, settings.messages)
+    await request.app[keys.URL_POLICY].check(req.status_callback, "status_callback")
     lookup = request.app[keys.CARRIERS].lookup
     if channel == "voice" or (channel == "auto" and lookup is not None and lookup.is_landline(req.to)):
         # a landline cannot take SMS: the body is read to the person as a call
@@ -73,6 +74,7 @@ async def send_batch(request: web.Request) -> web.Response:
             if not isinstance(item, dict):
                 raise Unprocessable("Each message must be a JSON object.", code="invalid_field")
             req = svc.parse_send(item, settings.messages)
+            await request.app[keys.URL_POLICY].check(req.status_callback, "status_callback")
             if req.dry_run:
                 raise Unprocessable("dry_run is not available in batches.", code="invalid_field",
                                     details={"field": "dry_run"})

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from gateway import keys
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.routes.two_way import number_view
-from gateway.validation import Fields, csv_rows, origination, read_json_object, row_id
+from gateway.validation import Fields, csv_rows, origination, read_json_object, row_id, valid_list_name
 from registry import tcr
 from registry.limits import derive
 from registry.models import Account, Brand, Campaign, Number
@@ -157,20 +157,21 @@ async def update_number(request: web.Request) -> web.Response:
     f = Fields(data, {"two_way_enabled", "two_way_webhook_url", "message_type", "opt_out_list",
                       "deletion_protection", "international"})
     f.not_null("two_way_enabled", "deletion_protection", "international", "message_type")
+    urls = await request.app[keys.URL_POLICY].fields(f, "two_way_webhook_url")
     async with request.app[keys.SESSIONMAKER]() as session, session.begin():
         n = await _number(session, request.match_info["number"])
         for name in ("two_way_enabled", "deletion_protection", "international"):
             if name in data:
                 setattr(n, name, bool(f.boolean(name)))
         if "two_way_webhook_url" in data:
-            n.two_way_webhook_url = f.url("two_way_webhook_url")
+            n.two_way_webhook_url = urls["two_way_webhook_url"]
         if "message_type" in data:
             mt = f.text("message_type")
             if mt not in ("transactional", "promotional"):
                 raise Unprocessable("message_type is transactional or promotional.", code="invalid_field")
             n.message_type = mt
         if "opt_out_list" in data:
-            n.opt_out_list = f.text("opt_out_list", max_length=100) or None
+            n.opt_out_list = valid_list_name(f.text("opt_out_list") or None, field="opt_out_list", default=None)
         return web.json_response(full_number_view(n))
 
 

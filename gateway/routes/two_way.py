@@ -15,7 +15,8 @@ from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.inbound import block_queued, inbound_view
 from gateway.models import InboundMessage, NumberKeyword
 from gateway.services.messages import iso
-from gateway.validation import Fields, csv_rows, e164, query_limit, read_json_object, row_id
+from gateway.validation import (Fields, csv_cell, csv_rows, e164, query_limit, read_json_object, row_id,
+                                valid_list_name)
 from registry.models import Account, Number, OptOut
 
 routes = web.RouteTableDef()
@@ -111,6 +112,7 @@ async def update_number(request: web.Request) -> web.Response:
     f = Fields(data, {"two_way_enabled", "two_way_webhook_url", "opt_out_list", "self_managed_opt_outs",
                       "help_message", "stop_message"})
     f.not_null("two_way_enabled", "self_managed_opt_outs")
+    urls = await request.app[keys.URL_POLICY].fields(f, "two_way_webhook_url")
     async with request.app[keys.SESSIONMAKER]() as session, session.begin():
         n = await _number(session, account_id, request.match_info["number"])
         if "two_way_enabled" in data:
@@ -118,9 +120,9 @@ async def update_number(request: web.Request) -> web.Response:
         if "self_managed_opt_outs" in data:
             n.self_managed_opt_outs = bool(f.boolean("self_managed_opt_outs"))
         if "two_way_webhook_url" in data:
-            n.two_way_webhook_url = f.url("two_way_webhook_url")
+            n.two_way_webhook_url = urls["two_way_webhook_url"]
         if "opt_out_list" in data:
-            n.opt_out_list = f.text("opt_out_list", max_length=100) or None
+            n.opt_out_list = valid_list_name(f.text("opt_out_list") or None, field="opt_out_list", default=None)
         for name in ("help_message", "stop_message"):
             if name in data:
                 setattr(n, name, f.text(name, max_length=1600) or None)
@@ -234,9 +236,9 @@ async def add_optout(request: web.Request) -> web.Response:
     account_id = await _account(request)
     f = Fields(await read_json_object(request), {"phone", "list"})
     phone = e164(f.text("phone", required=True) or "", field="phone")
-    list_name = f.text("list", max_length=100) or "default"
-    added = await _add_optouts(request, account_id, [phone], list_name, "api")
-    return web.json_response({"phone": phone, "list": list_name, "added": bool(added)}, status=201 if added else 200)
+    name = valid_list_name(f.text("list"))
+    added = await _add_optouts(request, account_id, [phone], name, "api")
+    return web.json_response({"phone": phone, "list": name, "added": bool(added)}, status=201 if added else 200)
 
 
 @both("DELETE", "/opt-outs/{phone}")
@@ -260,7 +262,7 @@ async def import_optouts(request: web.Request) -> web.Response:
     if len(raw) > MAX_CSV_BYTES:
         raise BadRequest("The CSV is larger than 20 MiB.", code="body_too_large")
     rows = csv_rows(raw)
-    default_list = request.query.get("list", "default")
+    default_list = valid_list_name(request.query.get("list"))
     by_list: dict[str, list[str]] = {}
     errors = []
     for line_no, row in enumerate(rows, start=1):
@@ -268,10 +270,12 @@ async def import_optouts(request: web.Request) -> web.Response:
             continue
         try:
             phone = e164(row[0].strip(), field="phone")
+            name = valid_list_name(row[1].strip() or None, default=default_list) if len(row) > 1 else default_list
         except Unprocessable as exc:
-            errors.append({"line": line_no, "value": row[0][:40], "error": exc.code})
+            errors.append({"line": line_no, "value": (row[0] if exc.code != "invalid_list_name" else row[1])[:40],
+                           "error": exc.code})
             continue
-        by_list.setdefault((row[1].strip() if len(row) > 1 and row[1].strip() else default_list), []).append(phone)
+        by_list.setdefault(name, []).append(phone)
     added = 0
     for list_name, phones in by_list.items():
         added += await _add_optouts(request, account_id, phones, list_name, "import")
@@ -290,7 +294,7 @@ async def export_optouts(request: web.Request) -> web.StreamResponse:
     writer.writerow(["phone", "list", "source", "created_at"])
     async with request.app[keys.SESSIONMAKER]() as session:
         for o in (await session.scalars(stmt.order_by(OptOut.id))).all():
-            writer.writerow([o.phone, o.list_name, o.source, iso(o.created_at)])
+            writer.writerow([csv_cell(o.phone), csv_cell(o.list_name), csv_cell(o.source), iso(o.created_at)])
     return web.Response(text=out.getvalue(), content_type="text/csv")
 
 

@@ -55,6 +55,7 @@ async def create_voice_message(request: web.Request, data: dict, account_id: int
         raise Unprocessable(str(exc), code=exc.code) from None
     filled = vm._substitute(text, variables, markup_text is not None)  # noqa: SLF001 - as rendered
     source = f.text("from")
+    callback = (await request.app[keys.URL_POLICY].fields(f, "status_callback")).get("status_callback")
     async with request.app[keys.SESSIONMAKER]() as session, session.begin():
         numbers = (await session.scalars(select(Number).where(Number.account_id == account_id,
                                                               Number.status == "active"))).all()
@@ -73,7 +74,7 @@ async def create_voice_message(request: web.Request, data: dict, account_id: int
             number = sorted(capable, key=lambda n: (order.index(n.type) if n.type in order else 99, n.id))[0]
         v = VoiceMessage(public_id=new_voice_id(), account_id=account_id, source=number.number, destination=to,
                          script=filled, markup=markup_text is not None, voice=voice, status="queued",
-                         status_callback=f.url("status_callback"), created_at=utcnow(), updated_at=utcnow())
+                         status_callback=callback, created_at=utcnow(), updated_at=utcnow())
         session.add(v)
         await session.flush()
         view = voice_view(v)

@@ -338,9 +338,11 @@ class FakeClock:
 
 @pytest.fixture
 async def limited(aiohttp_server, migrated, sessionmaker):  # noqa: ANN001, ANN201
-    """A real server with a limit of 3 failures a minute, and callers from several loopback addresses."""
+    """A real server with a limit of 3 failures a minute, callers from several loopback addresses, and a trusted
+    proxy at 127.0.0.100."""
     migrated.security.auth_failure_limit = 3
     migrated.security.auth_failure_window_s = 60
+    migrated.security.trusted_proxies = ["127.0.0.100/32", "10.0.0.0/8"]
     app = create_app(migrated, carriers=[LoopbackCarrier("sim")])
     server = await aiohttp_server(app, host="0.0.0.0")
     clock = FakeClock()
@@ -350,7 +352,7 @@ async def limited(aiohttp_server, migrated, sessionmaker):  # noqa: ANN001, ANN2
     async def call(ip: str, method: str, path: str, key: str | None = None, **kw: Any) -> aiohttp.ClientResponse:
         if ip not in sessions:
             sessions[ip] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(ip, 0)))
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        headers = ({"Authorization": f"Bearer {key}"} if key else {}) | kw.pop("headers", {})
         resp = await sessions[ip].request(method, f"http://127.0.0.1:{server.port}{path}", headers=headers, **kw)
         await resp.read()
         return resp
@@ -359,7 +361,7 @@ async def limited(aiohttp_server, migrated, sessionmaker):  # noqa: ANN001, ANN2
         resp = await http.post(f"http://127.0.0.1:{server.port}/admin/accounts", json={"name": "acme"},
                                headers=ADMIN)
         key = (await resp.json())["api_key"]
-    yield {"call": call, "clock": clock, "key": key}
+    yield {"call": call, "clock": clock, "key": key, "url": f"http://127.0.0.1:{server.port}"}
     for session in sessions.values():
         await session.close()
 
@@ -378,19 +380,53 @@ async def test_repeated_failures_from_one_client_are_slowed_down(limited):  # no
     assert await _code(resp) == (429, "too_many_auth_failures")
     assert 1 <= int(resp.headers["Retry-After"]) <= 60
     assert "try again" in (await resp.json())["error"]["message"]
-    # that client's valid key waits too (no oracle for a lucky guess) ...
-    assert await _code(await call("127.0.0.2", "GET", "/v1/account", key)) == (429, "too_many_auth_failures")
-    # ... and so do its operator calls
-    assert (await call("127.0.0.2", "GET", "/admin/accounts", "op_test_token")).status == 429
+    assert await _code(await call("127.0.0.2", "GET", "/v1/account")) == (429, "too_many_auth_failures")
+    # valid credentials from that same client are never refused: its API key, the operator's calls
+    assert (await call("127.0.0.2", "GET", "/v1/account", key)).status == 200
+    assert (await call("127.0.0.2", "GET", "/admin/accounts", "op_test_token")).status == 200
     # other clients are not slowed down, and public routes stay open
-    assert (await call("127.0.0.3", "GET", "/v1/account", key)).status == 200
+    assert await _code(await call("127.0.0.3", "GET", "/v1/account", "gk_wrong1")) == (401, "invalid_api_key")
     assert (await call("127.0.0.2", "GET", "/healthz")).status == 200
     # Retry-After counts down; when the window has room again the client may try again
     clock.now += 30
-    assert 1 <= int((await call("127.0.0.2", "GET", "/v1/account", key)).headers["Retry-After"]) <= 30
+    assert 1 <= int((await call("127.0.0.2", "GET", "/v1/account", "gk_wrong5")).headers["Retry-After"]) <= 30
     clock.now += 31
-    assert (await call("127.0.0.2", "GET", "/v1/account", key)).status == 200
     assert await _code(await call("127.0.0.2", "GET", "/v1/account", "gk_wrong4")) == (401, "invalid_api_key")
+
+
+async def test_the_operators_cli_works_from_a_throttled_address(limited):  # noqa: ANN001
+    from tests.gateway.test_cli import invoke
+
+    for wrong in ("gk_a", "gk_b", "gk_c", "gk_d"):
+        await limited["call"]("127.0.0.1", "GET", "/v1/account", wrong)
+    assert await _code(await limited["call"]("127.0.0.1", "GET", "/v1/account", "gk_e")) == (
+        429, "too_many_auth_failures")
+    code, out = await invoke("--json", "accounts", "list", url=limited["url"])
+    assert code == 0 and "acme" in out, out
+
+
+async def test_forwarded_for_counts_only_from_trusted_proxies(limited):  # noqa: ANN001
+    call, key = limited["call"], limited["key"]
+
+    def via(*hops: str) -> dict[str, dict[str, str]]:
+        return {"headers": {"X-Forwarded-For": ", ".join(hops)}}
+
+    # a client cannot escape the limit by writing X-Forwarded-For itself
+    for i in range(3):
+        await call("127.0.0.2", "GET", "/v1/account", "gk_wrong", **via(f"198.51.100.{i}"))
+    resp = await call("127.0.0.2", "GET", "/v1/account", "gk_other", **via("198.51.100.9"))
+    assert await _code(resp) == (429, "too_many_auth_failures")
+    # behind the trusted proxy, the right-most address that is no proxy is the client; what it wrote left of it
+    # does not matter
+    for i in range(3):
+        resp = await call("127.0.0.100", "GET", "/v1/account", f"gk_w{i}", **via(f"192.0.2.{i}", "203.0.113.5"))
+        assert await _code(resp) == (401, "invalid_api_key")
+    resp = await call("127.0.0.100", "GET", "/v1/account", "gk_w9", **via("192.0.2.99", "203.0.113.5", "10.1.1.1"))
+    assert await _code(resp) == (429, "too_many_auth_failures")
+    # other clients behind the same proxy are not slowed down, and the throttled one's valid key passes
+    resp = await call("127.0.0.100", "GET", "/v1/account", "gk_w0", **via("203.0.113.6"))
+    assert await _code(resp) == (401, "invalid_api_key")
+    assert (await call("127.0.0.100", "GET", "/v1/account", key, **via("203.0.113.5"))).status == 200
 
 
 async def test_a_wrong_key_tried_from_many_clients_is_slowed_down(limited):  # noqa: ANN001
@@ -410,9 +446,9 @@ async def test_operator_token_guesses_count_too(limited):  # noqa: ANN001
     for guess in ("op_a", "op_b", "op_c"):
         assert await _code(await call("127.0.0.7", "POST", "/admin/accounts", guess, json={"name": "x"})) == (
             401, "invalid_operator_token")
-    resp = await call("127.0.0.7", "POST", "/admin/accounts", "op_test_token", json={"name": "x"})
+    resp = await call("127.0.0.7", "POST", "/admin/accounts", "op_d", json={"name": "x"})
     assert await _code(resp) == (429, "too_many_auth_failures")
-    assert (await call("127.0.0.8", "POST", "/admin/accounts", "op_test_token", json={"name": "x"})).status == 201
+    assert (await call("127.0.0.7", "POST", "/admin/accounts", "op_test_token", json={"name": "x"})).status == 201
 
 
 def test_limit_zero_turns_it_off():
