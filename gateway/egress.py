@@ -122,7 +122,7 @@ class AddressPolicy:
         try:  # a legacy numeric form (2130706433, 0x7f.1, 127.1) that resolvers read as an IPv4 address
             socket.inet_aton(host)
             return f"'{host}' is not a canonical IP address"
-        except OSError:
+        except (OSError, ValueError):  # not numeric (ValueError: a NUL or a lone surrogate)
             pass
         if host.rstrip(".") == "localhost" or host.rstrip(".").endswith(".localhost"):
             # RFC 6761: whatever a resolver says, these names are this machine
