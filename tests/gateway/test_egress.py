@@ -76,6 +76,14 @@ async def test_every_customer_url_field_refuses_the_operators_network(client):  
     assert [r["status_code"] for r in results] == [422, 202]
     assert results[0]["error"]["code"] == "webhook_url_not_allowed"
 
+    # a voice message's status_callback, on its own route and through channel voice
+    resp = await client.post("/v1/voice-messages", json={"to": "+14155550123", "script": "hi",
+                                                         "status_callback": "http://169.254.169.254/"}, headers=headers)
+    assert await _error(resp) == (422, "webhook_url_not_allowed", "status_callback")
+    resp = await client.post("/v1/messages", json={"to": "+14155550123", "body": "hi", "channel": "voice",
+                                                   "status_callback": "http://[::1]:8080/"}, headers=headers)
+    assert await _error(resp) == (422, "webhook_url_not_allowed", "status_callback")
+
     # two-way forwarding, by the customer and by the operator
     resp = await client.patch("/v1/numbers/12345", json={"two_way_enabled": True,
                                                          "two_way_webhook_url": "http://localhost:8080/"},
