@@ -136,6 +136,35 @@ async def test_idempotency_key_returns_the_same_message(api, customer):  # noqa:
     assert len(listing["messages"]) == 1
 
 
+async def test_idempotency_key_with_another_request_is_refused(api, customer):  # noqa: ANN001
+    headers = {**customer.headers, "Idempotency-Key": "order-43"}
+    first = await api.post("/v1/messages", json={"to": "+14155550123", "body": "x"}, headers=headers)
+    assert first.status == 202
+    again = await api.post("/v1/messages", data='{ "body":"x",  "to":"+14155550123" }',  # the same, written otherwise
+                           headers={**headers, "Content-Type": "application/json"})
+    assert (again.status, (await again.json())["id"]) == (200, (await first.json())["id"])
+    for body in ({"to": "+14155550124", "body": "x"}, {"to": "+14155550123", "body": "y"},
+                 {"to": "+14155550123", "body": "x", "channel": "sms"}, {"to": "+14155550123", "body": "x", "ttl": 60},
+                 {"to": "+14155550123", "body": "x", "dry_run": True}):
+        resp = await api.post("/v1/messages", json=body, headers=headers)
+        assert (resp.status, (await resp.json())["error"]["code"]) == (422, "idempotency_key_reused"), body
+    listing = await (await api.get("/v1/messages", headers=customer.headers)).json()
+    assert len(listing["messages"]) == 1 and len(api.carrier.sent) <= 1
+
+
+async def test_batch_idempotency_key_checks_each_message(api, customer):  # noqa: ANN001
+    headers = {**customer.headers, "Idempotency-Key": "batch-1"}
+    items = [{"to": "+14155550123", "body": "a"}, {"to": "+14155550124", "body": "b"}]
+    first = await (await api.post("/v1/messages/batch", json={"messages": items}, headers=headers)).json()
+    items[1]["body"] = "changed"
+    again = await (await api.post("/v1/messages/batch", json={"messages": items}, headers=headers)).json()
+    assert (again["results"][0]["status_code"], again["results"][0]["message"]["id"]) == (
+        200, first["results"][0]["message"]["id"])
+    assert (again["results"][1]["status_code"], again["results"][1]["error"]["code"]) == (422, "idempotency_key_reused")
+    listing = await (await api.get("/v1/messages", headers=customer.headers)).json()
+    assert len(listing["messages"]) == 2
+
+
 async def test_dry_run_validates_without_sending(api, customer):  # noqa: ANN001
     resp = await api.post("/v1/messages", json={"to": "+14155550123", "body": "x" * 200, "dry_run": True},
                           headers=customer.headers)
