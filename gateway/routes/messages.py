@@ -8,9 +8,9 @@ from sqlalchemy import select
 from gateway import keys
 from gateway.errors import BadRequest, GatewayError, Unprocessable
 from gateway.idempotency import fingerprint, request_key
-from gateway.models import Message
+from gateway.models import Message, MessageStatus
 from gateway.services import messages as svc
-from gateway.validation import Fields, query_limit, read_json_object
+from gateway.validation import Fields, query_choice, query_limit, query_phone, read_json_object
 
 routes = web.RouteTableDef()
 
@@ -113,10 +113,11 @@ async def list_messages(request: web.Request) -> web.Response:
     q = request.query
     limit = query_limit(request)
     stmt = select(Message).where(Message.account_id == request[keys.ACCOUNT_ID])
-    if "status" in q:
-        stmt = stmt.where(Message.status == q["status"])
-    if "to" in q:
-        stmt = stmt.where(Message.destination == q["to"])
+    if (status := query_choice(request, "status", [s.value for s in MessageStatus])) is not None:
+        stmt = stmt.where(Message.status == status)
+    default_region = request.app[keys.SETTINGS].messages.default_country
+    if (to := query_phone(request, "to", default_region=default_region)) is not None:
+        stmt = stmt.where(Message.destination == to)
     if "before" in q:
         async with request.app[keys.SESSIONMAKER]() as session:
             before = await session.scalar(select(Message.id).where(Message.public_id == q["before"],

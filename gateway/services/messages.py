@@ -99,7 +99,7 @@ def new_public_id() -> str:
 def parse_send(data: dict[str, Any], settings: MessageSettings) -> SendRequest:
     f = Fields(data, SEND_FIELDS)
     to, region = parse_phone(f.text("to", required=True, max_length=40) or "", default_region=settings.default_country)
-    body = f.text("body", required=True, max_length=10_000) or ""
+    body = f.text("body", required=True, max_length=10_000, allow_empty=False, empty_code="empty_body") or ""
     source = f.text("from", max_length=40)
     if source is not None:
         source = parse_origination(source, default_region=settings.default_country)

@@ -140,6 +140,9 @@ async def test_invalid_audio_fails_the_call(gw):  # noqa: ANN001
     ({"to": "+14155550123"}, "missing_field"),
     ({"to": "+14155550123", "script": "Hi", "from": "55501"}, "invalid_from"),  # short codes place no calls
     ({"to": "nope", "script": "Hi"}, "invalid_destination"),
+    ({"to": "+1415555abcd", "script": "Hi"}, "invalid_destination"),  # not dialled as keypad digits
+    ({"to": "+14155550123 ext. 12", "script": "Hi"}, "invalid_destination"),  # nor without its extension
+    ({"to": "+14155550123;ext=12", "script": "Hi"}, "invalid_destination"),
 ])
 async def test_bad_input_answers_422(gw, body, code):  # noqa: ANN001
     data = await call(gw, expect=422, **body)
@@ -187,6 +190,9 @@ async def test_dry_run_places_no_call_on_any_route(gw):  # noqa: ANN001
         data = await resp.json()
         assert (resp.status, data["status"], data["id"], data["channel"]) == (200, "dry_run", None, "voice"), data
         assert data["from"] == FROM  # validated as a call would be: the number it would place it from
+    resp = await gw.post("/v1/messages", json={"to": "+14155550124", "body": "", "channel": "voice", "dry_run": True},
+                         headers=gw.customer.headers)
+    assert (await resp.json())["error"]["code"] == "empty_body"  # and refused as a call would be
     sentinel = await call(gw, to="+14155550126", script="Real.")  # the worker has run past anything stored before
     await until(gw, sentinel["id"], "completed")
     assert [c["to"] for c in gw.voice_sim.calls] == ["+14155550126"]
