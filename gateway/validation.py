@@ -102,9 +102,11 @@ class Fields:
 
 
 # what a written phone number may hold: digits (any script: phonenumbers reads them), '+', spaces and the
-# punctuation of national formats. Not letters: phonenumbers turns them into keypad digits ("+1415555abcd" would
-# text +14155552223) and reads "ext."/";ext="/"x"/"#"/"," as an extension, which an SMS or a call cannot dial.
-_PHONE_CHARACTERS = re.compile(r"[\d\s+().\-]+")
+# punctuation of national formats (dashes and brackets in their Unicode forms too, '/' and '.'). Not letters:
+# phonenumbers turns them into keypad digits ("+1415555abcd" would text +14155552223) and reads "ext."/";ext="/
+# "x"/"#"/"," as an extension, which an SMS or a call cannot dial; nor what it drops unseen ("*", "~", "!").
+_PHONE_CHARACTERS = re.compile("[\\d\\s+\uff0b()\\[\\].\\-/\u2010-\u2015\u2212\u30fc\uff0d\uff08\uff09\uff3b\uff3d\uff0f"
+                               "\u00ad\u200b\u2060]+")
 
 
 @functools.lru_cache(maxsize=65536)

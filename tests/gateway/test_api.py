@@ -42,8 +42,10 @@ async def test_send_and_read_delivered(api, customer):  # noqa: ANN001
     assert [e["type"] for e in got["events"]] == ["TEXT_QUEUED", "TEXT_SENT", "TEXT_DELIVERED"]
 
 
-async def test_national_number_is_normalized_to_e164(api, customer):  # noqa: ANN001
-    resp = await api.post("/v1/messages", json={"to": "(415) 555-0123", "body": "hi"}, headers=customer.headers)
+@pytest.mark.parametrize("to", ["(415) 555-0123", "+1 415\u2013555\u20110123", "\uff0b1 (415) 555.0123", "415/555-0123",
+                                "+1 415 555 012\uff13"])  # dashes, plus and digits as pasted from documents
+async def test_national_number_is_normalized_to_e164(api, customer, to):  # noqa: ANN001
+    resp = await api.post("/v1/messages", json={"to": to, "body": "hi"}, headers=customer.headers)
     assert resp.status == 202
     assert (await resp.json())["to"] == "+14155550123"
 
@@ -85,6 +87,7 @@ async def test_admin_routes_need_the_operator_token(api, customer):  # noqa: ANN
     (b'{"to": "+14155550123 x12", "body": "x"}', 422, "invalid_destination"),
     (b'{"to": "+14155550123#12", "body": "x"}', 422, "invalid_destination"),
     (b'{"to": "tel:+14155550123", "body": "x"}', 422, "invalid_destination"),
+    (b'{"to": "+1415555*0123", "body": "x"}', 422, "invalid_destination"),  # phonenumbers drops the '*'
     (b'{"to": "+14155550123", "body": "x", "from": "+1415555wxyz"}', 422, "invalid_from"),
     (b'{"to": "+14155550123", "body": "x", "ttl": 2}', 422, "invalid_field"),
     (b'{"to": "+14155550123", "body": "x", "ttl": "soon"}', 422, "invalid_field"),
@@ -183,6 +186,9 @@ async def test_dry_run_validates_without_sending(api, customer):  # noqa: ANN001
     assert resp.status == 200
     body = await resp.json()
     assert (body["status"], body["segments"], body["id"]) == ("dry_run", 2, None)
+    resp = await api.post("/v1/messages/batch", json={"messages": [{"to": "+14155550123", "body": "x",
+                                                                    "dry_run": True}]}, headers=customer.headers)
+    assert (await resp.json())["results"][0]["error"]["code"] == "invalid_field"  # a batch has no dry run
     listing = await (await api.get("/v1/messages", headers=customer.headers)).json()
     assert listing["messages"] == [] and api.carrier.sent == []
 
