@@ -375,7 +375,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}}}},
     "SendMessage": {"type": "object", "required": ["to", "body"], "additionalProperties": False, "properties": {
         "to": {"type": "string", "description": "Destination, E.164 or national (default country): digits, "
-                                                "spaces and + ( ) - . only, no letters, no extension"},
+                                                "spaces and + ( ) [ ] - . / only, no letters, no extension"},
         "body": {"type": "string", "minLength": 1, "description": "Not only whitespace (422 empty_body)"},
         "from": {"type": "string", "description": "A sending number of the account; chosen when absent"},
         "status_callback": {"type": "string", "format": "uri"},
