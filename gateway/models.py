@@ -55,6 +55,8 @@ class Message(Base):
     # the gateway instance that holds it while it is `sending` (several processes may share one queue)
     claimed_by: Mapped[str | None] = mapped_column(String(40), nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # what the key was given with (gateway.idempotency.fingerprint): the same key with another request is refused
+    request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     status_callback: Mapped[str | None] = mapped_column(Text, nullable=True)
     message_type: Mapped[str] = mapped_column(String(20), default="transactional")  # or promotional
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -219,7 +221,8 @@ class VoiceMessage(Base):
     """A text script delivered as a phone call."""
 
     __tablename__ = "voice_messages"
-    __table_args__ = (Index("ix_voice_account", "account_id", "id"),)
+    __table_args__ = (Index("ix_voice_account", "account_id", "id"),
+                      Index("uq_voice_idempotency", "account_id", "idempotency_key", unique=True))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(40), unique=True)
@@ -237,6 +240,8 @@ class VoiceMessage(Base):
     error_code: Mapped[str | None] = mapped_column(String(50), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     status_callback: Mapped[str | None] = mapped_column(Text, nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)

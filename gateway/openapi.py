@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from carriers.voice_http import CALL_STATUSES
+from gateway.models import MessageStatus
 from registry import tcr
 
 routes = web.RouteTableDef()
@@ -41,6 +42,13 @@ WEBHOOK_URL_OR_NULL = {**WEBHOOK_URL, "type": ["string", "null"]}
 LIST_NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
              "description": "An opt-out list's name (422 invalid_list_name otherwise)"}
 LIST_NAME_OR_NULL = {**LIST_NAME, "type": ["string", "null"]}
+IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
+                   "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                   "description": "The same key with the same request (route and JSON body) answers the first "
+                                  "message or call again (200); with another request, 422 idempotency_key_reused. "
+                                  "SMS and calls share the keys of an account."}
+LIMIT = {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1},
+         "description": "At most this many (1 or more; above the maximum, the maximum)"}
 OPERATOR = [{"operatorToken": []}]
 
 PATHS: dict[str, dict[str, Any]] = {
@@ -53,11 +61,11 @@ PATHS: dict[str, dict[str, Any]] = {
     "/v1/messages": {
         "post": {
             "summary": "Send an SMS",
-            "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                            "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
+            "parameters": [IDEMPOTENCY_KEY],
             "requestBody": _body(_ref("SendMessage")),
             "responses": {"202": _json(_ref("Message"), "Accepted and queued"),
-                          "200": _json(_ref("Message"), "Dry run, or the message of a repeated Idempotency-Key"),
+                          "200": _json(_ref("Message"), "Dry run (nothing stored, sent or called), or the message "
+                                                        "of a repeated Idempotency-Key"),
                           **_errors(400, 401, 409, 422, 429)},
             "description": "Refusals after validation (recipient_opted_out, public_url_shortener, "
                            "number_not_active, quiet_hours) are stored as blocked messages with a TEXT_BLOCKED "
@@ -65,9 +73,11 @@ PATHS: dict[str, dict[str, Any]] = {
         },
         "get": {
             "summary": "List messages, newest first",
-            "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer"}},
-                           {"name": "status", "in": "query", "schema": {"type": "string"}},
-                           {"name": "to", "in": "query", "schema": {"type": "string"}},
+            "parameters": [LIMIT,
+                           {"name": "status", "in": "query", "schema": {"type": "string", "enum": [
+                               s.value for s in MessageStatus]}},
+                           {"name": "to", "in": "query", "schema": {"type": "string"},
+                            "description": "A destination, as it is sent to (E.164 or national)"},
                            {"name": "before", "in": "query", "schema": {"type": "string"}}],
             "responses": {"200": _json({"type": "object", "properties": {
                 "messages": {"type": "array", "items": _ref("Message")},
@@ -76,8 +86,8 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/v1/messages/batch": {"post": {
         "summary": "Send up to 1,000 SMS; each is answered on its own",
-        "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
+        "parameters": [{**IDEMPOTENCY_KEY, "description": "Message i of the batch is keyed '<key>:<i>' and "
+                                                          "checked on its own"}],
         "requestBody": _body({"type": "object", "required": ["messages"], "additionalProperties": False,
                               "properties": {"messages": {"type": "array", "minItems": 1, "maxItems": 1000,
                                                           "items": _ref("BatchMessage")}}}),
@@ -104,7 +114,7 @@ PATHS: dict[str, dict[str, Any]] = {
                                             "responses": {"200": _json(_ref("AccountSelf")), **_errors(401)}}},
     "/v1/webhooks/deliveries": {"get": {
         "summary": "Webhook deliveries, newest first",
-        "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer"}},
+        "parameters": [LIMIT,
                        {"name": "status", "in": "query", "schema": {"type": "string",
                                                                      "enum": ["pending", "delivered", "failed"]}}],
         "responses": {"200": _json({"type": "object"}), **_errors(400, 401)}}},
@@ -140,12 +150,13 @@ NUMBER_PARAM = {"name": "number", "in": "path", "required": True, "schema": {"ty
                 "description": "E.164 (URL-encoded '+') or short code"}
 KEYWORD_PARAM = {"name": "keyword", "in": "path", "required": True, "schema": {"type": "string"}}
 PHONE_PARAM = {"name": "phone", "in": "path", "required": True, "schema": {"type": "string"}}
-PAGE = [{"name": "limit", "in": "query", "schema": {"type": "integer"}},
+PAGE = [LIMIT,
         {"name": "before", "in": "query", "schema": {"type": "string"}}]
 
 TWO_WAY: dict[str, dict[str, Any]] = {
     "/inbound": {"get": {"summary": "Inbound messages, newest first", "parameters": PAGE + [
         {"name": n, "in": "query", "schema": {"type": "string"}} for n in ("to", "from", "keyword")],
+        "description": "to and from are read as phone numbers (E.164, national or a short code).",
         "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 404)}}},
     "/inbound/{id}": {"get": {"summary": "One inbound message", "parameters": [ID_PARAM],
                               "responses": {"200": _json({"type": "object"}), **_errors(401, 404)}}},
@@ -173,7 +184,8 @@ TWO_WAY: dict[str, dict[str, Any]] = {
                    "parameters": [NUMBER_PARAM, KEYWORD_PARAM],
                    "responses": {"200": _json({"type": "object"}), **_errors(401, 404, 409)}}},
     "/opt-outs": {
-        "get": {"summary": "Opted-out phone numbers, newest first", "parameters": PAGE + [
+        "get": {"summary": "Opted-out phone numbers, newest first; total counts what the list and phone filters "
+                           "select", "parameters": PAGE + [
             {"name": n, "in": "query", "schema": {"type": "string"}} for n in ("list", "phone")],
             "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 404)}},
         "post": {"summary": "Add a phone number to a list (default: the account's default list)",
@@ -204,8 +216,11 @@ PATHS["/v1/voice-messages"] = {"post": {
         "markup": {"type": "string", "maxLength": 6000}, "voice": {"type": "string", "example": "en-us"},
         "language": {"type": "string", "example": "en"},
         "variables": {"type": "object", "additionalProperties": {"type": ["string", "number"]}},
-        "status_callback": WEBHOOK_URL}}),
+        "status_callback": WEBHOOK_URL,
+        "dry_run": {"type": "boolean", "description": "Validate and choose the number; store nothing, call no one"}}}),
+    "parameters": [IDEMPOTENCY_KEY],
     "responses": {"202": _json({"type": "object"}, "Queued; rendered and placed by the worker"),
+                  "200": _json({"type": "object"}, "Dry run, or the call of a repeated Idempotency-Key"),
                   **_errors(400, 401, 422, 503)}}}
 PATHS["/v1/voice-messages/{id}"] = {"get": {"summary": "A call's status, outcome, duration and events",
                                             "parameters": [ID_PARAM],
@@ -368,8 +383,9 @@ SCHEMAS: dict[str, Any] = {
         "type": "object", "required": ["code", "message"],
         "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}}}},
     "SendMessage": {"type": "object", "required": ["to", "body"], "additionalProperties": False, "properties": {
-        "to": {"type": "string", "description": "Destination, E.164 or national (default country)"},
-        "body": {"type": "string", "minLength": 1},
+        "to": {"type": "string", "description": "Destination, E.164 or national (default country): digits, "
+                                                "spaces and + ( ) [ ] - . / only, no letters, no extension"},
+        "body": {"type": "string", "minLength": 1, "description": "Not only whitespace (422 empty_body)"},
         "from": {"type": "string", "description": "A sending number of the account; chosen when absent"},
         "status_callback": WEBHOOK_URL,
         "ttl": {"type": "integer", "minimum": 5, "maximum": 259200, "description": "Seconds to live"},

@@ -7,6 +7,7 @@ import functools
 import io
 import json
 import re
+from collections.abc import Collection
 from typing import Any
 
 import phonenumbers
@@ -50,7 +51,8 @@ class Fields:
                                     details={"field": name})
 
     def text(self, name: str, *, required: bool = False, max_length: int | None = None,
-             allow_empty: bool = True) -> str | None:
+             allow_empty: bool = True, empty_code: str = "invalid_field") -> str | None:
+        """A string field; with ``allow_empty=False``, one of only whitespace is refused with ``empty_code``."""
         value = self.data.get(name)
         if value is None:
             if required:
@@ -61,7 +63,7 @@ class Fields:
             raise Unprocessable(f"The field '{name}' must be a string.", code="invalid_field",
                                 details={"field": name})
         if not allow_empty and not value.strip():
-            raise Unprocessable(f"The field '{name}' must not be empty.", code="invalid_field",
+            raise Unprocessable(f"The field '{name}' must not be empty.", code=empty_code,
                                 details={"field": name})
         if max_length is not None and len(value) > max_length:
             raise Unprocessable(f"The field '{name}' is longer than {max_length} characters.",
@@ -99,12 +101,24 @@ class Fields:
         return value
 
 
+# what a written phone number may hold: digits (any script: phonenumbers reads them), '+', spaces and the
+# punctuation of national formats (dashes and brackets in their Unicode forms too, '/' and '.'). Not letters:
+# phonenumbers turns them into keypad digits ("+1415555abcd" would text +14155552223) and reads "ext."/";ext="/
+# "x"/"#"/"," as an extension, which an SMS or a call cannot dial; nor what it drops unseen ("*", "~", "!").
+_PHONE_CHARACTERS = re.compile("[\\d\\s+\uff0b()\\[\\].\\-/\u2010-\u2015\u2212\u30fc\uff0d\uff08\uff09\uff3b\uff3d\uff0f"
+                               "\u00ad\u200b\u2060]+")
+
+
 @functools.lru_cache(maxsize=65536)
 def _parse_phone(value: str, default_region: str) -> tuple[str, str | None] | None:
     """(E.164, region), or None for what is no valid phone number. Cached: customers text the same people."""
+    if not _PHONE_CHARACTERS.fullmatch(value):
+        return None
     try:
         parsed = phonenumbers.parse(value, None if value.strip().startswith("+") else default_region)
     except phonenumbers.NumberParseException:
+        return None
+    if parsed.extension:
         return None
     # what is_valid_number does, with the region looked up once instead of twice
     region = phonenumbers.region_code_for_number(parsed)
@@ -195,8 +209,36 @@ def row_id(value: str) -> int | None:
 
 
 def query_limit(request: web.Request, default: int = 50, maximum: int = 500) -> int:
-    """The ``limit`` query parameter, clamped to 1..maximum."""
+    """The ``limit`` query parameter: a whole number from 1 (400 invalid_query otherwise), at most ``maximum``."""
     try:
-        return min(max(int(request.query.get("limit", str(default))), 1), maximum)
+        limit = int(request.query.get("limit", str(default)))
     except ValueError:
         raise BadRequest("limit must be a whole number.", code="invalid_query") from None
+    if limit < 1:
+        raise BadRequest("limit must be 1 or more.", code="invalid_query", details={"parameter": "limit"})
+    return min(limit, maximum)
+
+
+def query_choice(request: web.Request, name: str, choices: Collection[str]) -> str | None:
+    """A query parameter that takes one of ``choices`` (a filter on an unknown value would silently match
+    nothing), or None when absent; 400 invalid_query otherwise."""
+    value = request.query.get(name)
+    if value is not None and value not in choices:
+        raise BadRequest(f"{name} is one of {', '.join(choices)}.", code="invalid_query",
+                         details={"parameter": name})
+    return value
+
+
+def query_phone(request: web.Request, name: str, *, short_codes: bool = False,
+                default_region: str = "US") -> str | None:
+    """A phone number filter, normalized as numbers are stored (E.164; short codes' digits when
+    ``short_codes``), or None when absent; 400 invalid_query for what is no phone number."""
+    value = request.query.get(name)
+    if value is None:
+        return None
+    try:
+        if short_codes:
+            return origination(value, default_region=default_region)
+        return e164(value, field=name, default_region=default_region)
+    except Unprocessable as exc:
+        raise BadRequest(exc.message, code="invalid_query", details={"parameter": name}) from None

@@ -8,10 +8,10 @@ from aiohttp import web
 from sqlalchemy import select
 
 from gateway import keys
-from gateway.errors import BadRequest, NotFound, Unprocessable
+from gateway.errors import NotFound, Unprocessable
 from gateway.models import WebhookAttempt, WebhookDelivery
 from gateway.services.messages import iso
-from gateway.validation import Fields, query_limit, read_json_object
+from gateway.validation import Fields, query_choice, query_limit, read_json_object
 from gateway.webhooks import replay
 from registry.models import Account
 
@@ -93,13 +93,10 @@ async def _acting_account(request: web.Request) -> int:
 @routes.get("/v1/webhooks/deliveries")
 @routes.get("/admin/accounts/{account}/webhooks/deliveries")
 async def list_deliveries(request: web.Request) -> web.Response:
-    q = request.query
     limit = query_limit(request)
     stmt = select(WebhookDelivery).where(WebhookDelivery.account_id == await _acting_account(request))
-    if "status" in q and q["status"] not in DELIVERY_STATUSES:
-        raise BadRequest(f"status is one of {', '.join(DELIVERY_STATUSES)}.", code="invalid_query")
-    if "status" in q:
-        stmt = stmt.where(WebhookDelivery.status == q["status"])
+    if (status := query_choice(request, "status", DELIVERY_STATUSES)) is not None:
+        stmt = stmt.where(WebhookDelivery.status == status)
     async with request.app[keys.SESSIONMAKER]() as session:
         rows = (await session.scalars(stmt.order_by(WebhookDelivery.id.desc()).limit(limit))).all()
     return web.json_response({"deliveries": [_delivery_view(d) for d in rows]})

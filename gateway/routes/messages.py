@@ -7,9 +7,10 @@ from sqlalchemy import select
 
 from gateway import keys
 from gateway.errors import BadRequest, GatewayError, Unprocessable
-from gateway.models import Message
+from gateway.idempotency import fingerprint, request_key
+from gateway.models import Message, MessageStatus
 from gateway.services import messages as svc
-from gateway.validation import Fields, query_limit, read_json_object
+from gateway.validation import Fields, query_choice, query_limit, query_phone, read_json_object
 
 routes = web.RouteTableDef()
 
@@ -18,6 +19,8 @@ routes = web.RouteTableDef()
 async def send_message(request: web.Request) -> web.Response:
     settings = request.app[keys.SETTINGS]
     data = await read_json_object(request)
+    idem = request_key(request)
+    request_hash = fingerprint(request.path, data) if idem is not None else None
     channel = data.pop("channel", "sms")
     if channel not in ("sms", "voice", "auto"):
         raise Unprocessable("channel must be sms, voice or auto.", code="invalid_field", details={"field": "channel"})
@@ -28,15 +31,14 @@ async def send_message(request: web.Request) -> web.Response:
         # a landline cannot take SMS: the body is read to the person as a call
         from gateway.routes.voice import create_voice_message
 
-        body = {"to": req.to, "script": req.body} | ({"status_callback": req.status_callback}
-                                                    if req.status_callback else {})
-        return web.json_response(await create_voice_message(request, body, request[keys.ACCOUNT_ID]), status=202)
-    idem = request.headers.get("Idempotency-Key")
-    if idem is not None and not 1 <= len(idem) <= 200:
-        raise BadRequest("Idempotency-Key must have 1 to 200 characters.", code="invalid_idempotency_key")
+        body = {"to": req.to, "script": req.body, "dry_run": req.dry_run} | (
+            {"status_callback": req.status_callback} if req.status_callback else {})
+        view, created = await create_voice_message(request, body, request[keys.ACCOUNT_ID], idempotency_key=idem,
+                                                   request_hash=request_hash)
+        return web.json_response(view, status=202 if created else 200)
     async with request.app[keys.SESSIONMAKER]() as session, session.begin():
         result = await svc.accept(session, request[keys.ACCOUNT_ID], req, settings.pricing, idempotency_key=idem,
-                                  now=request.app[keys.CLOCK]())
+                                  fingerprint=request_hash, now=request.app[keys.CLOCK]())
         body = {**svc.message_summary(result.message), "price": result.price or None}
     if result.created:
         request.app[keys.WEBHOOKS].notify()
@@ -65,9 +67,7 @@ async def send_batch(request: web.Request) -> web.Response:
     if len(items) > MAX_BATCH:
         raise Unprocessable(f"At most {MAX_BATCH} messages per batch.", code="batch_too_large")
     del f
-    idem = request.headers.get("Idempotency-Key")
-    if idem is not None and not 1 <= len(idem) <= 200:
-        raise BadRequest("Idempotency-Key must have 1 to 200 characters.", code="invalid_idempotency_key")
+    idem = request_key(request)
     reqs: list = []
     for item in items:
         try:
@@ -84,6 +84,8 @@ async def send_batch(request: web.Request) -> web.Response:
     async with request.app[keys.SESSIONMAKER]() as session, session.begin():
         outcomes = await svc.accept_many(session, request[keys.ACCOUNT_ID], reqs, settings.pricing,
                                          idempotency_keys=[f"{idem}:{i}" if idem else None for i in range(len(reqs))],
+                                         fingerprints=[fingerprint(request.path, item) if idem else None
+                                                       for item in items],
                                          now=request.app[keys.CLOCK]())
         results: list[dict] = []
         for index, outcome in enumerate(outcomes):
@@ -113,10 +115,11 @@ async def list_messages(request: web.Request) -> web.Response:
     q = request.query
     limit = query_limit(request)
     stmt = select(Message).where(Message.account_id == request[keys.ACCOUNT_ID])
-    if "status" in q:
-        stmt = stmt.where(Message.status == q["status"])
-    if "to" in q:
-        stmt = stmt.where(Message.destination == q["to"])
+    if (status := query_choice(request, "status", [s.value for s in MessageStatus])) is not None:
+        stmt = stmt.where(Message.status == status)
+    default_region = request.app[keys.SETTINGS].messages.default_country
+    if (to := query_phone(request, "to", default_region=default_region)) is not None:
+        stmt = stmt.where(Message.destination == to)
     if "before" in q:
         async with request.app[keys.SESSIONMAKER]() as session:
             before = await session.scalar(select(Message.id).where(Message.public_id == q["before"],

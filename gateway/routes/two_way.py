@@ -15,8 +15,8 @@ from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.inbound import block_queued, inbound_view
 from gateway.models import InboundMessage, NumberKeyword
 from gateway.services.messages import iso
-from gateway.validation import (Fields, csv_cell, csv_rows, e164, query_limit, read_json_object, row_id,
-                                valid_list_name)
+from gateway.validation import (Fields, csv_cell, csv_rows, e164, query_limit, query_phone, read_json_object,
+                                row_id, valid_list_name)
 from registry.models import Account, Number, OptOut
 
 routes = web.RouteTableDef()
@@ -49,10 +49,10 @@ async def list_inbound(request: web.Request) -> web.Response:
     account_id = await _account(request)
     q = request.query
     stmt = select(InboundMessage).where(InboundMessage.account_id == account_id)
-    if "to" in q:
-        stmt = stmt.where(InboundMessage.number == q["to"])
-    if "from" in q:
-        stmt = stmt.where(InboundMessage.source == q["from"])
+    if (to := query_phone(request, "to", short_codes=True)) is not None:
+        stmt = stmt.where(InboundMessage.number == to)
+    if (source := query_phone(request, "from", short_codes=True)) is not None:
+        stmt = stmt.where(InboundMessage.source == source)
     if "keyword" in q:
         stmt = stmt.where(InboundMessage.keyword == q["keyword"].upper())
     limit = query_limit(request)
@@ -198,11 +198,12 @@ def optout_view(o: OptOut) -> dict:
 async def list_optouts(request: web.Request) -> web.Response:
     account_id = await _account(request)
     q = request.query
-    stmt = select(OptOut).where(OptOut.account_id == account_id)
+    filters = [OptOut.account_id == account_id]
     if "list" in q:
-        stmt = stmt.where(OptOut.list_name == q["list"])
-    if "phone" in q:
-        stmt = stmt.where(OptOut.phone == q["phone"])
+        filters.append(OptOut.list_name == q["list"])
+    if (phone := query_phone(request, "phone")) is not None:
+        filters.append(OptOut.phone == phone)
+    stmt = select(OptOut).where(*filters)
     if "before" in q:
         cursor = row_id(q["before"])
         if cursor is None:
@@ -211,7 +212,8 @@ async def list_optouts(request: web.Request) -> web.Response:
     limit = query_limit(request)
     async with request.app[keys.SESSIONMAKER]() as session:
         rows = (await session.scalars(stmt.order_by(OptOut.id.desc()).limit(limit))).all()
-        total = await session.scalar(select(func.count()).select_from(OptOut).where(OptOut.account_id == account_id))
+        # the total of what the filters select, every page (the cursor only pages through it)
+        total = await session.scalar(select(func.count()).select_from(OptOut).where(*filters))
     return web.json_response({"opt_outs": [optout_view(o) for o in rows], "total": total,
                               "next": str(rows[-1].id) if len(rows) == limit else None})
 

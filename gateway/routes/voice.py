@@ -7,21 +7,24 @@ import time
 
 from aiohttp import web
 from sqlalchemy import case, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from carriers.voice_http import CALL_STATUSES
 from gateway import keys
 from gateway.errors import BadRequest, NotFound, ServiceUnavailable, Unauthorized, Unprocessable
+from gateway.idempotency import fingerprint, in_progress, request_key, reused, same_request
 from gateway.services.origination import PRIORITY
 from gateway.validation import Fields, origination as parse_origination, parse_phone, read_json_object
 from gateway.voice_calls import new_voice_id, voice_view
-from gateway.models import VoiceEvent, VoiceMessage
+from gateway.models import Message, VoiceEvent, VoiceMessage
 from registry.db import utcnow
 from registry.models import Number
 from voice import markup as vm
 from voice.signing import verify
 
 routes = web.RouteTableDef()
-VOICE_FIELDS = {"to", "from", "script", "markup", "voice", "language", "variables", "status_callback"}
+VOICE_FIELDS = {"to", "from", "script", "markup", "voice", "language", "variables", "status_callback", "dry_run"}
 
 
 def _calls(request: web.Request):  # noqa: ANN202
@@ -31,11 +34,16 @@ def _calls(request: web.Request):  # noqa: ANN202
     return calls
 
 
-async def create_voice_message(request: web.Request, data: dict, account_id: int) -> dict:
-    """Validate, choose a voice-capable number, store the call for the worker. Raises 4xx errors."""
+async def create_voice_message(request: web.Request, data: dict, account_id: int, *,
+                               idempotency_key: str | None = None, request_hash: str | None = None,
+                               ) -> tuple[dict, bool]:
+    """Validate, choose a voice-capable number, store the call for the worker (a dry run stores nothing and
+    places no call). Returns the call's view and whether it was created now (not found by its idempotency key).
+    Raises 4xx errors."""
     calls = _calls(request)
     settings = request.app[keys.SETTINGS]
-    f = Fields(data, VOICE_FIELDS | {"body", "channel", "dry_run", "ttl", "message_type"})
+    f = Fields(data, VOICE_FIELDS | {"body", "channel", "ttl", "message_type"})
+    dry_run = bool(f.boolean("dry_run"))
     to, _ = parse_phone(f.text("to", required=True, max_length=40) or "", default_region=settings.messages.default_country)
     script, markup_text = f.text("script"), f.text("markup")
     if script is None and markup_text is None:
@@ -57,6 +65,10 @@ async def create_voice_message(request: web.Request, data: dict, account_id: int
     source = f.text("from")
     callback = (await request.app[keys.URL_POLICY].fields(f, "status_callback")).get("status_callback")
     async with request.app[keys.SESSIONMAKER]() as session, session.begin():
+        if idempotency_key is not None:
+            first = await _keyed(session, account_id, idempotency_key, request_hash)
+            if first is not None:
+                return {**voice_view(first), "channel": "voice"}, False
         numbers = (await session.scalars(select(Number).where(Number.account_id == account_id,
                                                               Number.status == "active"))).all()
         capable = [n for n in numbers if "voice" in n.capability_set and n.type != "short_code"]
@@ -74,20 +86,45 @@ async def create_voice_message(request: web.Request, data: dict, account_id: int
             number = sorted(capable, key=lambda n: (order.index(n.type) if n.type in order else 99, n.id))[0]
         v = VoiceMessage(public_id=new_voice_id(), account_id=account_id, source=number.number, destination=to,
                          script=filled, markup=markup_text is not None, voice=voice, status="queued",
-                         status_callback=callback, created_at=utcnow(), updated_at=utcnow())
+                         status_callback=callback, idempotency_key=idempotency_key,
+                         request_hash=request_hash if idempotency_key is not None else None,
+                         created_at=utcnow(), updated_at=utcnow())
+        if dry_run:  # validated, number chosen: nothing stored, no call placed
+            return {**voice_view(v), "id": None, "status": "dry_run", "channel": "voice"}, False
         session.add(v)
-        await session.flush()
+        try:
+            await session.flush()
+        except IntegrityError:
+            raise in_progress() from None
         view = voice_view(v)
     calls.notify()
     del chunks
-    return {**view, "channel": "voice"}
+    return {**view, "channel": "voice"}, True
+
+
+async def _keyed(session: AsyncSession, account_id: int, key: str, request_hash: str | None) -> VoiceMessage | None:
+    """The call stored with this idempotency key, or None; 422 when the key was given with another request
+    (or names an SMS)."""
+    first = await session.scalar(select(VoiceMessage).where(VoiceMessage.account_id == account_id,
+                                                            VoiceMessage.idempotency_key == key))
+    if first is not None:
+        if not same_request(first.request_hash, request_hash):
+            raise reused(key)
+        return first
+    if await session.scalar(select(Message.id).where(Message.account_id == account_id,
+                                                     Message.idempotency_key == key)) is not None:
+        raise reused(key)
+    return None
 
 
 @routes.post("/v1/voice-messages")
 async def send_voice(request: web.Request) -> web.Response:
     data = await read_json_object(request)
     Fields(data, VOICE_FIELDS)
-    return web.json_response(await create_voice_message(request, data, request[keys.ACCOUNT_ID]), status=202)
+    key = request_key(request)
+    view, created = await create_voice_message(request, data, request[keys.ACCOUNT_ID], idempotency_key=key,
+                                               request_hash=fingerprint(request.path, data) if key else None)
+    return web.json_response(view, status=202 if created else 200)
 
 
 @routes.get("/v1/voice-messages/{id}")

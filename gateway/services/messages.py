@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from carriers.encoding import EncodedText, EncodingError, encode
 from gateway.errors import Conflict, GatewayError, NotFound, TooManyRequests, Unprocessable
 from gateway.events import TEXT_BLOCKED, TEXT_QUEUED
-from gateway.models import Message, MessageEvent, MessagePart, MessageStatus
+from gateway.idempotency import in_progress, reused, same_request
+from gateway.models import Message, MessageEvent, MessagePart, MessageStatus, VoiceMessage
 from gateway.services import compliance, origination
 from gateway.services.events import EventTarget, record as record_events
 from gateway.settings import MessageSettings, PricingSettings
@@ -67,6 +68,7 @@ class NewMessage:
     expires_at: dt.datetime
     error_code: str | None = None
     error_message: str | None = None
+    request_hash: str | None = None
     done_at: dt.datetime | None = None
     id: int | None = None
     carrier: str | None = None
@@ -97,7 +99,7 @@ def new_public_id() -> str:
 def parse_send(data: dict[str, Any], settings: MessageSettings) -> SendRequest:
     f = Fields(data, SEND_FIELDS)
     to, region = parse_phone(f.text("to", required=True, max_length=40) or "", default_region=settings.default_country)
-    body = f.text("body", required=True, max_length=10_000) or ""
+    body = f.text("body", required=True, max_length=10_000, allow_empty=False, empty_code="empty_body") or ""
     source = f.text("from", max_length=40)
     if source is not None:
         source = parse_origination(source, default_region=settings.default_country)
@@ -171,10 +173,11 @@ def _queue_full(queued: int, account: Account) -> TooManyRequests:
 
 
 async def accept(session: AsyncSession, account_id: int, req: SendRequest, pricing: PricingSettings, *,
-                 idempotency_key: str | None = None, now: dt.datetime | None = None) -> Accepted:
+                 idempotency_key: str | None = None, fingerprint: str | None = None,
+                 now: dt.datetime | None = None) -> Accepted:
     """Validate and store one message (or find the one with the same idempotency key); raise its error."""
     result = (await accept_many(session, account_id, [req], pricing, idempotency_keys=[idempotency_key],
-                                now=now))[0]
+                                fingerprints=[fingerprint], now=now))[0]
     if isinstance(result, GatewayError):
         raise result
     return result
@@ -182,33 +185,42 @@ async def accept(session: AsyncSession, account_id: int, req: SendRequest, prici
 
 async def accept_many(session: AsyncSession, account_id: int, reqs: list[SendRequest | GatewayError],
                       pricing: PricingSettings, *, idempotency_keys: list[str | None] | None = None,
+                      fingerprints: list[str | None] | None = None,
                       now: dt.datetime | None = None) -> list[Accepted | GatewayError]:
     """Validate and store messages in one go: what they share is read once, the new rows written together.
-    Each entry of the answer is an Accepted or the error for that message (items given as errors stay so)."""
+    Each entry of the answer is an Accepted or the error for that message (items given as errors stay so).
+    A key already stored answers its message when given with the same request (``fingerprints``), else 422."""
     now = now or utcnow()
     keys = idempotency_keys or [None] * len(reqs)
+    hashes = fingerprints or [None] * len(reqs)
     account = await session.get(Account, account_id)
     numbers = await _account_numbers(session, account_id)
     by_number = {n.number: n for n in numbers}
     wanted = [k for k in keys if k is not None]
-    existing: dict[str, Message] = {}
+    existing: dict[str, Message | NewMessage | None] = {}  # None: the key of a call
     for i in range(0, len(wanted), 400):
         for m in (await session.scalars(select(Message).where(
                 Message.account_id == account_id, Message.idempotency_key.in_(wanted[i:i + 400])))).all():
             existing[m.idempotency_key] = m
+        calls = set((await session.scalars(select(VoiceMessage.idempotency_key).where(
+            VoiceMessage.account_id == account_id, VoiceMessage.idempotency_key.in_(wanted[i:i + 400])))).all())
+        existing.update(dict.fromkeys(calls))  # a key of a call: another request (its channel) whatever the body
     valid = [r for r in reqs if isinstance(r, SendRequest)]
     opted = await opted_out_phones(session, account_id, {r.to for r in valid})
     queued = await _queued_count(session, account) if account.queue_policy == "reject" else 0
     results: list[Accepted | GatewayError] = []
     stored: list[Accepted] = []
     queued_status = MessageStatus.QUEUED.value
-    for req, key in zip(reqs, keys):
+    for req, key, request_hash in zip(reqs, keys, hashes):
         if isinstance(req, GatewayError):
             results.append(req)
             continue
         try:
             if key is not None and key in existing:
-                results.append(Accepted(existing[key], False))
+                first = existing[key]
+                if first is None or not same_request(first.request_hash, request_hash):
+                    raise reused(key)
+                results.append(Accepted(first, False))
                 continue
             named = by_number.get(req.source) if req.source else None
             if named is not None and named.type == "ten_dlc" and named.status != NumberStatus.ACTIVE.value:
@@ -226,7 +238,7 @@ async def accept_many(session: AsyncSession, account_id: int, reqs: list[SendReq
                 public_id=new_public_id(), account_id=account_id, source=number.number, destination=req.to,
                 body=encoded.text, encoding=encoded.encoding, segments=len(encoded.segments),
                 characters=encoded.characters, status=queued_status, idempotency_key=key,
-                status_callback=req.status_callback, message_type=message_type, created_at=now, updated_at=now,
+                request_hash=request_hash if key is not None else None, status_callback=req.status_callback, message_type=message_type, created_at=now, updated_at=now,
                 next_attempt_at=now, expires_at=now + dt.timedelta(seconds=req.ttl))
             cost = price(number, len(encoded.segments), pricing)
             if req.dry_run:
@@ -265,8 +277,7 @@ async def _insert(session: AsyncSession, messages: list[NewMessage]) -> None:
         result = await session.execute(insert(_MESSAGES).returning(_MESSAGES.c.public_id, _MESSAGES.c.id),
                                        [m.row() for m in messages])
     except IntegrityError:
-        raise Conflict("Another request with the same Idempotency-Key is being processed; retry it.",
-                       code="idempotency_conflict") from None
+        raise in_progress() from None
     ids = dict(result.all())
     for m in messages:
         m.id = ids[m.public_id]

@@ -42,8 +42,10 @@ async def test_send_and_read_delivered(api, customer):  # noqa: ANN001
     assert [e["type"] for e in got["events"]] == ["TEXT_QUEUED", "TEXT_SENT", "TEXT_DELIVERED"]
 
 
-async def test_national_number_is_normalized_to_e164(api, customer):  # noqa: ANN001
-    resp = await api.post("/v1/messages", json={"to": "(415) 555-0123", "body": "hi"}, headers=customer.headers)
+@pytest.mark.parametrize("to", ["(415) 555-0123", "+1 415\u2013555\u20110123", "\uff0b1 (415) 555.0123", "415/555-0123",
+                                "+1 415 555 012\uff13"])  # dashes, plus and digits as pasted from documents
+async def test_national_number_is_normalized_to_e164(api, customer, to):  # noqa: ANN001
+    resp = await api.post("/v1/messages", json={"to": to, "body": "hi"}, headers=customer.headers)
     assert resp.status == 202
     assert (await resp.json())["to"] == "+14155550123"
 
@@ -76,6 +78,17 @@ async def test_admin_routes_need_the_operator_token(api, customer):  # noqa: ANN
     (b'{"to": "12", "body": "x"}', 422, "invalid_destination"),
     (b'{"to": "not a number", "body": "x"}', 422, "invalid_destination"),
     (b'{"to": "+14155550123", "body": ""}', 422, "empty_body"),
+    (b'{"to": "+14155550123", "body": " \\n\\t "}', 422, "empty_body"),
+    (b'{"to": "+14155550123", "body": "\\u3000\\u00a0"}', 422, "empty_body"),  # ideographic, no-break space
+    (b'{"to": "+1415555abcd", "body": "x"}', 422, "invalid_destination"),  # not keypad digits: +14155552223
+    (b'{"to": "1-415-555-ABCD", "body": "x"}', 422, "invalid_destination"),
+    (b'{"to": "+14155550123 ext. 12", "body": "x"}', 422, "invalid_destination"),  # not the number without it
+    (b'{"to": "+14155550123;ext=12", "body": "x"}', 422, "invalid_destination"),
+    (b'{"to": "+14155550123 x12", "body": "x"}', 422, "invalid_destination"),
+    (b'{"to": "+14155550123#12", "body": "x"}', 422, "invalid_destination"),
+    (b'{"to": "tel:+14155550123", "body": "x"}', 422, "invalid_destination"),
+    (b'{"to": "+1415555*0123", "body": "x"}', 422, "invalid_destination"),  # phonenumbers drops the '*'
+    (b'{"to": "+14155550123", "body": "x", "from": "+1415555wxyz"}', 422, "invalid_from"),
     (b'{"to": "+14155550123", "body": "x", "ttl": 2}', 422, "invalid_field"),
     (b'{"to": "+14155550123", "body": "x", "ttl": "soon"}', 422, "invalid_field"),
     (b'{"to": "+14155550123", "body": "x", "dry_run": "yes"}', 422, "invalid_field"),
@@ -88,6 +101,8 @@ async def test_bad_input_gets_a_stable_code(api, customer, raw, status, code):  
     body = await resp.json()
     assert body["error"]["code"] == code
     assert body["error"]["message"]
+    listing = await (await api.get("/v1/messages", headers=customer.headers)).json()
+    assert listing["messages"] == [] and api.carrier.sent == []  # nothing stored, nothing sent
 
 
 async def test_too_long_bodies(api, customer):  # noqa: ANN001
@@ -136,12 +151,44 @@ async def test_idempotency_key_returns_the_same_message(api, customer):  # noqa:
     assert len(listing["messages"]) == 1
 
 
+async def test_idempotency_key_with_another_request_is_refused(api, customer):  # noqa: ANN001
+    headers = {**customer.headers, "Idempotency-Key": "order-43"}
+    first = await api.post("/v1/messages", json={"to": "+14155550123", "body": "x"}, headers=headers)
+    assert first.status == 202
+    again = await api.post("/v1/messages", data='{ "body":"x",  "to":"+14155550123" }',  # the same, written otherwise
+                           headers={**headers, "Content-Type": "application/json"})
+    assert (again.status, (await again.json())["id"]) == (200, (await first.json())["id"])
+    for body in ({"to": "+14155550124", "body": "x"}, {"to": "+14155550123", "body": "y"},
+                 {"to": "+14155550123", "body": "x", "channel": "sms"}, {"to": "+14155550123", "body": "x", "ttl": 60},
+                 {"to": "+14155550123", "body": "x", "dry_run": True}):
+        resp = await api.post("/v1/messages", json=body, headers=headers)
+        assert (resp.status, (await resp.json())["error"]["code"]) == (422, "idempotency_key_reused"), body
+    listing = await (await api.get("/v1/messages", headers=customer.headers)).json()
+    assert len(listing["messages"]) == 1 and len(api.carrier.sent) <= 1
+
+
+async def test_batch_idempotency_key_checks_each_message(api, customer):  # noqa: ANN001
+    headers = {**customer.headers, "Idempotency-Key": "batch-1"}
+    items = [{"to": "+14155550123", "body": "a"}, {"to": "+14155550124", "body": "b"}]
+    first = await (await api.post("/v1/messages/batch", json={"messages": items}, headers=headers)).json()
+    items[1]["body"] = "changed"
+    again = await (await api.post("/v1/messages/batch", json={"messages": items}, headers=headers)).json()
+    assert (again["results"][0]["status_code"], again["results"][0]["message"]["id"]) == (
+        200, first["results"][0]["message"]["id"])
+    assert (again["results"][1]["status_code"], again["results"][1]["error"]["code"]) == (422, "idempotency_key_reused")
+    listing = await (await api.get("/v1/messages", headers=customer.headers)).json()
+    assert len(listing["messages"]) == 2
+
+
 async def test_dry_run_validates_without_sending(api, customer):  # noqa: ANN001
     resp = await api.post("/v1/messages", json={"to": "+14155550123", "body": "x" * 200, "dry_run": True},
                           headers=customer.headers)
     assert resp.status == 200
     body = await resp.json()
     assert (body["status"], body["segments"], body["id"]) == ("dry_run", 2, None)
+    resp = await api.post("/v1/messages/batch", json={"messages": [{"to": "+14155550123", "body": "x",
+                                                                    "dry_run": True}]}, headers=customer.headers)
+    assert (await resp.json())["results"][0]["error"]["code"] == "invalid_field"  # a batch has no dry run
     listing = await (await api.get("/v1/messages", headers=customer.headers)).json()
     assert listing["messages"] == [] and api.carrier.sent == []
 
@@ -212,3 +259,62 @@ async def test_api_keys_are_stored_hashed(api, customer):  # noqa: ANN001
         stored = (await session.scalars(select(ApiKey.key_hash))).all()
     assert customer.key not in stored
     assert all(len(h) == 64 for h in stored)
+
+
+async def test_batch_refuses_letters_and_blank_bodies_each_on_its_own(api, customer):  # noqa: ANN001
+    items = [{"to": "+1415555abcd", "body": "a"}, {"to": "+14155550123", "body": "  "},
+             {"to": "+14155550123;ext=5", "body": "c"}, {"to": "+14155550123", "body": "d"}]
+    resp = await api.post("/v1/messages/batch", json={"messages": items}, headers=customer.headers)
+    got = await resp.json()
+    assert [r.get("error", {}).get("code") for r in got["results"]] == [
+        "invalid_destination", "empty_body", "invalid_destination", None]
+    assert got["accepted"] == 1
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/inbound", "/v1/opt-outs", "/v1/webhooks/deliveries",
+                                  "/admin/accounts/{account}/inbound", "/admin/accounts/{account}/opt-outs"])
+@pytest.mark.parametrize("query", ["limit=0", "limit=-1", "limit=-99999999999999999999"])
+async def test_list_limit_below_one_is_refused(api, customer, path, query):  # noqa: ANN001
+    headers = ADMIN if path.startswith("/admin") else customer.headers
+    resp = await api.get(f"{path.format(account=customer.account_id)}?{query}", headers=headers)
+    assert (resp.status, (await resp.json())["error"]["code"]) == (400, "invalid_query")
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/webhooks/deliveries"])
+@pytest.mark.parametrize("status", ["bogus", "QUEUED", "dry_run", ""])
+async def test_list_unknown_status_is_refused(api, customer, path, status):  # noqa: ANN001
+    resp = await api.get(path, params={"status": status}, headers=customer.headers)
+    assert (resp.status, (await resp.json())["error"]["code"]) == (400, "invalid_query")
+
+
+async def test_list_filters_read_phone_numbers(api, customer):  # noqa: ANN001
+    sent = await (await api.post("/v1/messages", json={"to": "+14155550123", "body": "x"},
+                                 headers=customer.headers)).json()
+    for to in ("+14155550123", "(415) 555-0123"):
+        got = await (await api.get("/v1/messages", params={"to": to, "limit": "1000"}, headers=customer.headers)).json()
+        assert [m["id"] for m in got["messages"]] == [sent["id"]]
+    for path, name in [("/v1/messages", "to"), ("/v1/inbound", "from"), ("/v1/inbound", "to"),
+                       ("/v1/opt-outs", "phone")]:
+        resp = await api.get(path, params={name: "+1415555abcd"}, headers=customer.headers)
+        assert (resp.status, (await resp.json())["error"]["code"]) == (400, "invalid_query"), (path, name)
+    resp = await api.get("/v1/inbound", params={"to": "12345", "from": "(415) 555-0123"}, headers=customer.headers)
+    assert (resp.status, (await resp.json())["inbound"]) == (200, [])  # a short code is a number too
+
+
+async def test_opt_outs_refuse_letters_and_extensions_and_total_honours_filters(api, customer):  # noqa: ANN001
+    h = customer.headers
+    for phone in ("+1415555abcd", "+14155550121 ext. 9", "+14155550121;ext=9"):
+        resp = await api.post("/v1/opt-outs", json={"phone": phone}, headers=h)
+        assert (resp.status, (await resp.json())["error"]["code"]) == (422, "invalid_phone"), phone
+    resp = await api.delete("/v1/opt-outs/%2B14155550121%3Bext%3D9", headers=h)
+    assert (resp.status, (await resp.json())["error"]["code"]) == (422, "invalid_phone")
+    csv = "phone,list\n+14155550121,a\n+1415555abcd,a\n+14155550122 x7,a\n+14155550122,a\n+14155550123,a\n"
+    got = await (await api.post("/v1/opt-outs/import", data=csv.encode(), headers=h)).json()
+    assert (got["added"], [(e["line"], e["error"]) for e in got["errors"]]) == (3, [(3, "invalid_phone"),
+                                                                                   (4, "invalid_phone")])
+    for phone in ("+14155550124", "+14155550125"):
+        assert (await api.post("/v1/opt-outs", json={"phone": phone}, headers=h)).status == 201
+    for query, total, rows in [("", 5, 5), ("list=a", 3, 3), ("list=a&limit=1", 3, 1), ("list=default", 2, 2),
+                               ("phone=(415) 555-0121", 1, 1), ("list=default&phone=%2B14155550121", 0, 0)]:
+        got = await (await api.get(f"/v1/opt-outs?{query}", headers=h)).json()
+        assert (got["total"], len(got["opt_outs"])) == (total, rows), query

@@ -140,6 +140,9 @@ async def test_invalid_audio_fails_the_call(gw):  # noqa: ANN001
     ({"to": "+14155550123"}, "missing_field"),
     ({"to": "+14155550123", "script": "Hi", "from": "55501"}, "invalid_from"),  # short codes place no calls
     ({"to": "nope", "script": "Hi"}, "invalid_destination"),
+    ({"to": "+1415555abcd", "script": "Hi"}, "invalid_destination"),  # not dialled as keypad digits
+    ({"to": "+14155550123 ext. 12", "script": "Hi"}, "invalid_destination"),  # nor without its extension
+    ({"to": "+14155550123;ext=12", "script": "Hi"}, "invalid_destination"),
 ])
 async def test_bad_input_answers_422(gw, body, code):  # noqa: ANN001
     data = await call(gw, expect=422, **body)
@@ -172,3 +175,65 @@ async def test_metrics_per_number_and_account(gw):  # noqa: ANN001
 async def test_forged_callbacks_are_refused(gw):  # noqa: ANN001
     resp = await gw.post("/callbacks/voice/vm_123.deadbeef", json={"status": "completed"})
     assert (resp.status, (await resp.json())["error"]["code"]) == (401, "invalid_callback")
+
+
+async def stored_calls(gw) -> int:  # noqa: ANN001
+    return (await (await gw.get("/v1/voice-metrics", headers=gw.customer.headers)).json())["account"]["calls"]
+
+
+async def test_dry_run_places_no_call_on_any_route(gw):  # noqa: ANN001
+    sends = [("/v1/messages", {"to": "+14155550124", "body": "Dry", "channel": "voice", "dry_run": True}),
+             ("/v1/messages", {"to": "+14155550190", "body": "Dry", "channel": "auto", "dry_run": True}),  # landline
+             ("/v1/voice-messages", {"to": "+14155550125", "script": "Dry", "dry_run": True})]
+    for path, body in sends:
+        resp = await gw.post(path, json=body, headers=gw.customer.headers)
+        data = await resp.json()
+        assert (resp.status, data["status"], data["id"], data["channel"]) == (200, "dry_run", None, "voice"), data
+        assert data["from"] == FROM  # validated as a call would be: the number it would place it from
+    resp = await gw.post("/v1/messages", json={"to": "+14155550124", "body": "", "channel": "voice", "dry_run": True},
+                         headers=gw.customer.headers)
+    assert (await resp.json())["error"]["code"] == "empty_body"  # and refused as a call would be
+    sentinel = await call(gw, to="+14155550126", script="Real.")  # the worker has run past anything stored before
+    await until(gw, sentinel["id"], "completed")
+    assert [c["to"] for c in gw.voice_sim.calls] == ["+14155550126"]
+    assert await stored_calls(gw) == 1
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/voice-messages", {"to": "+14155550124", "script": "Once."}),
+    ("/v1/messages", {"to": "+14155550124", "body": "Once.", "channel": "voice"}),
+    ("/v1/messages", {"to": "+14155550190", "body": "Once.", "channel": "auto"}),  # a landline: a call
+])
+async def test_idempotency_key_places_one_call(gw, path, body):  # noqa: ANN001
+    headers = {**gw.customer.headers, "Idempotency-Key": "call-7"}
+    first = await gw.post(path, json=body, headers=headers)
+    again = await gw.post(path, json=dict(reversed(body.items())), headers=headers)  # key order is no other request
+    sent = await first.json()
+    assert (first.status, again.status) == (202, 200) and (await again.json())["id"] == sent["id"]
+    await until(gw, sent["id"], "completed")
+    late = await gw.post(path, json=body, headers=headers)  # the same answer once the call is over
+    assert (late.status, (await late.json())["status"]) == (200, "completed")
+    sentinel = await call(gw, to="+14155550126", script="Sentinel.")
+    await until(gw, sentinel["id"], "completed")
+    assert sorted(c["to"] for c in gw.voice_sim.calls) == sorted([body["to"], "+14155550126"])
+    assert await stored_calls(gw) == 2
+
+
+async def test_idempotency_key_reused_with_another_request_is_refused(gw):  # noqa: ANN001
+    headers = {**gw.customer.headers, "Idempotency-Key": "call-8"}
+    resp = await gw.post("/v1/voice-messages", json={"to": "+14155550124", "script": "First."}, headers=headers)
+    assert resp.status == 202
+    refused = [("/v1/voice-messages", {"to": "+14155550125", "script": "First."}),  # another recipient
+               ("/v1/voice-messages", {"to": "+14155550124", "script": "Second."}),  # another script
+               ("/v1/messages", {"to": "+14155550124", "body": "First.", "channel": "voice"}),  # another route
+               ("/v1/messages", {"to": "+14155550124", "body": "First."}),  # another channel: SMS
+               ("/v1/voice-messages", {"to": "+14155550124", "script": "First.", "dry_run": True})]
+    for path, body in refused:
+        resp = await gw.post(path, json=body, headers=headers)
+        assert (resp.status, (await resp.json())["error"]["code"]) == (422, "idempotency_key_reused"), body
+    headers["Idempotency-Key"] = "sms-1"  # and the key of an SMS names no call
+    assert (await gw.post("/v1/messages", json={"to": "+14155550124", "body": "Hi"}, headers=headers)).status == 202
+    resp = await gw.post("/v1/messages", json={"to": "+14155550124", "body": "Hi", "channel": "voice"},
+                         headers=headers)
+    assert (resp.status, (await resp.json())["error"]["code"]) == (422, "idempotency_key_reused")
+    assert await stored_calls(gw) == 1
