@@ -130,7 +130,11 @@ class Gateway:
         gateway.env = {**base_env(), "GATEWAY_PORT": str(gateway.port), "GATEWAY_SERVER_DATA_DIR": str(data_dir),
                        "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{data_dir / 'gateway.db'}",
                        "GATEWAY_SIMULATOR_EMBEDDED": "false", "GATEWAY_OPERATOR_TOKEN": operator_token,
-                       "GATEWAY_CARRIER_SIM_PORT": str(simulator.smpp_port), **(env or {})}
+                       "GATEWAY_CARRIER_SIM_PORT": str(simulator.smpp_port),
+                       # nothing of a `make run` on the same machine: not its voice carrier nor its data folder
+                       "GATEWAY_VOICE_CARRIER_URL": "http://127.0.0.1:0",
+                       "GATEWAY_VOICE_CACHE_DIR": str(data_dir / "audio"),
+                       **(env or {})}
         return gateway
 
     @property
@@ -143,7 +147,7 @@ class Gateway:
 
     @property
     def api_key(self) -> str:
-        """The demo account's key (each start revokes the previous one)."""
+        """The demo account's key (a start keeps the one in key_file, or makes a new one when that is gone)."""
         return self.key_file.read_text().strip()
 
     def start(self, *, demo: bool = True, migrate: bool = True) -> None:
