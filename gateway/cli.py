@@ -177,6 +177,8 @@ def db() -> None:
 @click.pass_obj
 def db_upgrade(obj: Ctx) -> None:
     """Apply the migrations to the configured database."""
+    import sqlalchemy
+
     from gateway.migrate import current, upgrade
 
     url = obj.settings().database_url
@@ -186,7 +188,13 @@ def db_upgrade(obj: Ctx) -> None:
         await upgrade(url)
         return before, await current(url)
 
-    before, after = run_async(go())
+    try:
+        before, after = run_async(go())
+    except (OSError, sqlalchemy.exc.DBAPIError) as exc:  # no server there, no such database, refused credentials
+        shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+        err = click.ClickException(f"Cannot open the database {shown}: {str(exc).splitlines()[0]}")
+        err.exit_code = EXIT_UNREACHABLE
+        raise err from None
     if before is None:
         click.echo(f"database created (revision {after})")
     elif before != after:

@@ -91,3 +91,10 @@ async def test_the_demo_key_survives_a_restart(aiohttp_client, migrated):  # noq
     assert fresh != key and (migrated.data_path / "demo_api_key").read_text().strip() == fresh
     resp = await client.get("/v1/account", headers={"Authorization": f"Bearer {key}"})
     assert resp.status == 401
+
+
+def test_db_upgrade_without_a_database(unused_tcp_port):  # noqa: ANN001
+    url = f"postgresql+asyncpg://postgres:hunter2@127.0.0.1:{unused_tcp_port}/gateway"
+    result = CliRunner().invoke(cli, ["db", "upgrade"], env={"GATEWAY_DATABASE_URL": url})
+    assert result.exit_code == 3 and "Cannot open the database" in result.output, result.output
+    assert "hunter2" not in result.output and "Traceback" not in result.output
