@@ -5,7 +5,9 @@ passes while it runs."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -95,3 +97,24 @@ def test_tests_stay_off_what_make_run_uses(tmp_path: Path) -> None:
     gateway = Gateway.for_simulator(tmp_path, type("Sim", (), {"smpp_port": free_port()})(), "t", sys.stderr)
     assert yarl.URL(gateway.env["GATEWAY_VOICE_CARRIER_URL"]).port not in taken
     assert Path(gateway.env["GATEWAY_VOICE_CACHE_DIR"]).is_relative_to(tmp_path)
+
+
+def test_make_installs_system_packages_waiting_for_the_lock(tmp_path: Path) -> None:
+    """`make run` on a machine without espeak-ng and ffmpeg: it says that it installs them, and asks apt to wait
+    for the package lock (another apt, unattended upgrades) instead of failing at once."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("id", "env", "sleep"):  # what the recipe runs besides apt-get; not espeak-ng nor ffmpeg
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    calls = tmp_path / "apt-calls"
+    (bin_dir / "apt-get").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    (bin_dir / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
+    for fake in ("apt-get", "sudo"):
+        (bin_dir / fake).chmod(0o755)
+    done = subprocess.run([shutil.which("make"), "-s", "-C", str(PROJECT_ROOT), "system-deps"], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PATH": str(bin_dir)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "installing system packages: espeak-ng ffmpeg" in done.stdout
+    update, install = calls.read_text().splitlines()
+    assert update.startswith("-o DPkg::Lock::Timeout=600 update")
+    assert install.startswith("-o DPkg::Lock::Timeout=600 install") and install.endswith("espeak-ng ffmpeg")
