@@ -17,18 +17,23 @@ test: install system-deps
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(PY) || { echo "creating the virtual environment in $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "installing the Python packages into $(VENV) (a minute or two the first time)"
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
-# espeak-ng (speech) and ffmpeg (telephony audio) come from the system's packages.
+# espeak-ng (speech) and ffmpeg (telephony audio) come from the system's packages. When another apt or the
+# system's unattended upgrades hold the package lock, wait for it (up to 10 minutes) rather than fail.
+APT := apt-get -o DPkg::Lock::Timeout=600
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
-		echo "installing system packages:$$missing"; \
+		echo "installing system packages:$$missing (waiting for the package lock if another install runs)"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null \
+		for i in 1 2 3 4 5 6 7 8 9 10; do $$SUDO $(APT) update -qq && break; \
+			echo "apt-get update failed (the package lists may be locked); trying again in 30 s"; sleep 30; done; \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive $(APT) install -y -q $$missing \
 		|| { echo "could not install$$missing: install them with your package manager"; exit 1; }; \
 	fi
 

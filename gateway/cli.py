@@ -177,11 +177,30 @@ def db() -> None:
 @click.pass_obj
 def db_upgrade(obj: Ctx) -> None:
     """Apply the migrations to the configured database."""
-    from gateway.migrate import upgrade
+    import sqlalchemy
 
-    settings = obj.settings()
-    run_async(upgrade(settings.database_url))
-    click.echo("database is up to date")
+    from gateway.migrate import current, upgrade
+
+    url = obj.settings().database_url
+
+    async def go() -> tuple[str | None, str | None]:
+        before = await current(url)
+        await upgrade(url)
+        return before, await current(url)
+
+    try:
+        before, after = run_async(go())
+    except (OSError, sqlalchemy.exc.DBAPIError) as exc:  # no server there, no such database, refused credentials
+        shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+        err = click.ClickException(f"Cannot open the database {shown}: {str(exc).splitlines()[0]}")
+        err.exit_code = EXIT_UNREACHABLE
+        raise err from None
+    if before is None:
+        click.echo(f"database created (revision {after})")
+    elif before != after:
+        click.echo(f"database upgraded from revision {before} to {after}")
+    else:
+        click.echo(f"database is up to date (revision {after})")
 
 
 # --- accounts ------------------------------------------------------------------------------------------------
@@ -324,6 +343,24 @@ _register_voice(cli)
 from gateway.cli_two_way import register as _register_two_way  # noqa: E402 - needs cli defined
 
 _register_two_way(cli)
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_object(Ctx).as_json = True
+
+
+def _json_anywhere(group: click.Group) -> None:
+    """`--json` after the subcommand too (`gatewayctl accounts list --json`), not only before it."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _json_anywhere(command)
+        elif not any("--json" in p.opts for p in command.params):
+            command.params.append(click.Option(["--json"], is_flag=True, expose_value=False, callback=_set_json,
+                                               help="Print JSON instead of tables."))
+
+
+_json_anywhere(cli)
 
 
 def main() -> None:

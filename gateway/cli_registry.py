@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import sys
 import urllib.parse
 from pathlib import Path
@@ -10,6 +11,8 @@ import aiohttp
 import click
 
 from gateway.cli import Ctx, run_async
+from registry import tcr
+from registry.inventory import is_header as inventory_is_header
 
 NUMBER_COLUMNS = [("number", "NUMBER"), ("type", "TYPE"), ("country", "CC"), ("capabilities", "CAPS"),
                   ("status", "STATUS"), ("account_id", "ACCOUNT"), ("campaign_id", "CAMPAIGN")]
@@ -55,7 +58,7 @@ def inventory_import(obj: Ctx, file: Path, chunk: int) -> None:
     """Import FILE.csv: number,type,country,capabilities,carrier,monthly_price. Bad rows are reported; the good
     ones are kept."""
     lines = file.read_text(encoding="utf-8-sig").splitlines()
-    header = 1 if lines and lines[0].strip().lower().startswith("number") else 0
+    header = 1 if lines and inventory_is_header(next(csv.reader(lines[:1]), [])) else 0
     body = lines[header:]
     totals = {"added": 0, "rejected": 0}
     errors: list[dict] = []
@@ -65,10 +68,12 @@ def inventory_import(obj: Ctx, file: Path, chunk: int) -> None:
             async with aiohttp.ClientSession() as http:
                 for start in range(0, len(body), chunk):
                     part = body[start:start + chunk]
-                    data = await obj.send_text(http, "POST", "/admin/inventory/import", text="\n".join(part))
+                    # each part carries the header, which says what the columns are
+                    data = await obj.send_text(http, "POST", "/admin/inventory/import",
+                                               text="\n".join(lines[:header] + part))
                     totals["added"] += data["added"]
                     totals["rejected"] += data["rejected"]
-                    errors.extend({**e, "line": e["line"] + start + header} for e in data["errors"])
+                    errors.extend({**e, "line": e["line"] + start} for e in data["errors"])
                     bar.update(len(part))
 
     run_async(go())
@@ -161,9 +166,10 @@ def brands() -> None:
 @click.option("--legal-name", required=True)
 @click.option("--ein", required=True, help="US employer identification number (9 digits).")
 @click.option("--entity-type", required=True,
-              type=click.Choice(["PRIVATE_PROFIT", "PUBLIC_PROFIT", "NON_PROFIT", "GOVERNMENT", "SOLE_PROPRIETOR"]))
-@click.option("--vertical", required=True, help="e.g. RETAIL, HEALTHCARE, TECHNOLOGY")
-@click.option("--website", required=True)
+              type=click.Choice(tcr.ENTITY_TYPES))
+@click.option("--vertical", required=True, type=click.Choice(tcr.VERTICALS),
+              help="The Campaign Registry's industry.")
+@click.option("--website", required=True, help="The brand's site: an http(s) URL.")
 @click.option("--email", "contact_email", required=True)
 @click.option("--phone", "contact_phone", default=None)
 @click.option("--country", default="US", show_default=True)

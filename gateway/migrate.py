@@ -39,6 +39,19 @@ async def upgrade(url: str, revision: str = "heads") -> None:
     await _run(url, command.upgrade, revision)
 
 
+async def current(url: str) -> str | None:
+    """The database's revision, or None for a database no migration has touched (a new one)."""
+    from alembic.runtime.migration import MigrationContext
+
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            heads = await conn.run_sync(lambda sync_conn: MigrationContext.configure(sync_conn).get_current_heads())
+    finally:
+        await engine.dispose()
+    return ",".join(sorted(heads)) or None
+
+
 async def downgrade(url: str, revision: str) -> None:
     await _run(url, command.downgrade, revision)
 

@@ -264,8 +264,11 @@ BODIES: dict[str, dict[str, Any]] = {
                    "capabilities": {"type": ["string", "null"], "description": "sms, voice or sms,voice (default sms)"}},
                   "account_id", "type"),
     "brand": _obj({"account_id": _ID, "legal_name": _TEXT, "ein": {"type": "string", "pattern": r"^\d{2}-?\d{7}$"},
-                   "entity_type": {"type": "string", "enum": list(tcr.ENTITY_TYPES)}, "vertical": _TEXT,
-                   "website": _TEXT, "country": {"type": ["string", "null"]},
+                   "entity_type": {"type": "string", "enum": list(tcr.ENTITY_TYPES)},
+                   "vertical": {"type": "string", "enum": list(tcr.VERTICALS)},
+                   "website": {"type": "string", "maxLength": 255, "pattern": "^https?://[^/\\s]+\\.[^/\\s]+",
+                               "description": "the brand's http(s) site"},
+                   "country": {"type": ["string", "null"]},
                    "contact_email": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "@"},
                    "contact_phone": {"type": ["string", "null"]},
                    "submit": {"type": ["boolean", "null"], "description": "false: keep it created, unsubmitted"}},
@@ -309,7 +312,9 @@ _N = [NUMBER_PARAM]
 _I = [ID_PARAM]
 PATHS.update({
     "/admin/inventory/import": {"post": {**_op("Import numbers from CSV: number,type,country,capabilities,carrier,"
-                                               "monthly_price; bad rows reported, good ones kept", codes=(400, 401)),
+                                               "monthly_price (a header may reorder them; number, type and country "
+                                               "are required); each bad row reported with its line, good ones kept",
+                                               codes=(400, 401)),
                                          "requestBody": {"required": True, "content": {"text/csv": {
                                              "schema": {"type": "string"}}}}}},
     "/admin/numbers": {"get": _op("The inventory, or part of it", codes=(401,), params=[
@@ -324,7 +329,8 @@ PATHS.update({
                                                      "protected)", params=_N + [{"name": "action", "in": "path",
                                                      "required": True, "schema": {"type": "string", "enum": [
                                                          "activate", "release"]}}])},
-    "/admin/brands": {"post": _op("Register a 10DLC brand (submitted unless submit=false)", body="brand",
+    "/admin/brands": {"post": _op("Register a 10DLC brand (submitted unless submit=false); 409 brand_exists with "
+                                  "the existing brand's id when its EIN is registered already", body="brand",
                                   status="201"), "get": _op("Brands", codes=(401,))},
     "/admin/brands/{id}": {"get": _op("A brand with its history", params=_I, codes=(401, 404))},
     "/admin/brands/{id}/{action}": {"post": _op("review (outcome verified|unverified|requires_updates, trust_score, "

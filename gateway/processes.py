@@ -132,6 +132,9 @@ class Gateway:
                        "GATEWAY_SIMULATOR_EMBEDDED": "false", "GATEWAY_OPERATOR_TOKEN": operator_token,
                        "GATEWAY_CARRIER_SIM_PORT": str(simulator.smpp_port),
                        "GATEWAY_WEBHOOKS_ALLOW_PRIVATE_ADDRESSES": "true",  # webhook receivers on 127.0.0.1
+                       # nothing of a `make run` on the same machine: not its voice carrier nor its data folder
+                       "GATEWAY_VOICE_CARRIER_URL": "http://127.0.0.1:0",
+                       "GATEWAY_VOICE_CACHE_DIR": str(data_dir / "audio"),
                        **(env or {})}
         return gateway
 
@@ -145,7 +148,7 @@ class Gateway:
 
     @property
     def api_key(self) -> str:
-        """The demo account's key (each start revokes the previous one)."""
+        """The demo account's key (a start keeps the one in key_file, or makes a new one when that is gone)."""
         return self.key_file.read_text().strip()
 
     def start(self, *, demo: bool = True, migrate: bool = True) -> None:

@@ -14,9 +14,9 @@ from sqlalchemy import select
 from gateway import keys
 from gateway.app import create_app
 from gateway.migrate import upgrade
-from gateway.services.accounts import create_account, issue_key, revoke_keys
+from gateway.services.accounts import create_account, hash_key, issue_key, revoke_keys
 from gateway.settings import Settings
-from registry.models import Account, Number
+from registry.models import Account, ApiKey, Number
 
 DEMO_ACCOUNT = "demo"
 DEMO_NUMBER = "12345"  # a short code: it may send to US numbers without 10DLC registration
@@ -24,11 +24,18 @@ DEMO_VOICE_NUMBER = "+14155550100"  # places the demo's voice calls
 
 
 async def seed_demo(app: web.Application, settings: Settings) -> str:
-    """Make sure the demo account owns an active short code; give it a fresh API key (old ones revoked)."""
+    """Make sure the demo account owns an active short code and a voice number. Its API key stays the one in
+    data/demo_api_key while that is still a valid key of the demo account (a `$KEY` saved in a shell keeps working
+    across restarts); otherwise a new key replaces the old ones."""
+    path = settings.data_path / "demo_api_key"
+    saved = path.read_text().strip() if path.is_file() else ""
     async with app[keys.SESSIONMAKER]() as session, session.begin():
         account = await session.scalar(select(Account).where(Account.name == DEMO_ACCOUNT))
         if account is None:
             account, key = await create_account(session, DEMO_ACCOUNT)
+        elif saved and await session.scalar(select(ApiKey.id).where(
+                ApiKey.account_id == account.id, ApiKey.key_hash == hash_key(saved), ApiKey.revoked_at.is_(None))):
+            key = saved
         else:
             await revoke_keys(session, account.id)
             key = await issue_key(session, account.id, label="demo")
@@ -40,13 +47,13 @@ async def seed_demo(app: web.Application, settings: Settings) -> str:
             session.add(Number(number=DEMO_VOICE_NUMBER, type="long_code", country="US", capabilities="voice",
                                status="active", account_id=account.id, carrier="sim"))
     app[keys.AUTH].forget()
-    path = settings.data_path / "demo_api_key"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key + "\n")
+    if key != saved:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key + "\n")
     return key
 
 

@@ -27,6 +27,11 @@ OPERATOR_TOKEN = "op_test_token"
 def make_settings(tmp_path: Path, **carrier: Any) -> Settings:
     settings = load_settings(env={})
     settings.server.data_dir = str(tmp_path)
+    # never the defaults nor the repository's data/: `make run` may be using them while the tests run
+    settings.server.port = settings.simulator.smpp_port = settings.simulator.http_port = 0
+    settings.simulator.voice_port = 0
+    settings.voice.carrier_url = "http://127.0.0.1:0"  # an embedded voice simulator's, when a test embeds one
+    settings.voice.cache_dir = str(tmp_path / "audio")
     settings.database.url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
     settings.security.operator_token = OPERATOR_TOKEN
     settings.security.key_cache_seconds = 0.0
@@ -37,7 +42,7 @@ def make_settings(tmp_path: Path, **carrier: Any) -> Settings:
     settings.dispatcher.retry_max_ms = 200
     settings.pacing.enabled = False  # tests of pacing turn it on
     settings.webhooks.allow_private_addresses = True  # the tests' webhook receivers listen on 127.0.0.1
-    settings.carriers = [CarrierSettings(**{"name": "sim", "enquire_link_interval": 5.0, **carrier})]
+    settings.carriers = [CarrierSettings(**{"name": "sim", "port": 0, "enquire_link_interval": 5.0, **carrier})]
     return settings
 
 

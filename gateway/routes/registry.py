@@ -7,12 +7,13 @@ from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
+from yarl import URL
 
 from gateway import keys
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.routes.two_way import number_view
 from gateway.validation import Fields, csv_rows, origination, read_json_object, row_id, valid_list_name
-from registry import tcr
+from registry import inventory, tcr
 from registry.limits import derive
 from registry.models import Account, Brand, Campaign, Number
 
@@ -69,38 +70,34 @@ def full_number_view(n: Number) -> dict[str, Any]:
 # --- inventory -----------------------------------------------------------------------------------------------------
 @routes.post("/admin/inventory/import")
 async def import_inventory(request: web.Request) -> web.Response:
-    """CSV: number,type,country,capabilities,carrier,monthly_price (header optional). Bad rows are reported."""
+    """CSV: number,type,country,capabilities,carrier,monthly_price (a header may name them in another order; without
+    one, this order). Each bad row is reported with its line and why; the good ones are added."""
     raw = await request.content.read(20 << 20)
     rows = csv_rows(raw)
+    carriers = {c.name for c in request.app[keys.SETTINGS].carriers}
+    columns: list[str] = list(inventory.COLUMNS)
     added, errors = 0, []
     async with request.app[keys.SESSIONMAKER]() as session, session.begin():
         have = set((await session.scalars(select(Number.number))).all())
         for line_no, row in enumerate(rows, start=1):
-            if not row or not "".join(row).strip() or (line_no == 1 and row[0].strip().lower() == "number"):
+            if not row or not "".join(row).strip():
                 continue
-            cells = [c.strip() for c in row] + [""] * 6
-            number, kind, country, caps, carrier, price = cells[:6]
-            try:
-                if kind not in tcr.NUMBER_TYPES:
-                    raise ValueError("unknown_type", f"type {kind!r} is not one of {', '.join(tcr.NUMBER_TYPES)}")
+            if line_no == 1 and inventory.is_header(row):
                 try:
-                    normalized = origination(number, default_region=country or "US")
-                except Unprocessable:
-                    raise ValueError("invalid_number", f"{number!r} is not a valid number") from None
-                capset = {c for c in caps.replace(";", ",").replace("|", ",").split(",") if c} or {"sms"}
-                if not capset <= set(tcr.CAPABILITIES):
-                    raise ValueError("invalid_capabilities", f"capabilities {caps!r} are not sms/voice")
-                if normalized in have:
-                    raise ValueError("duplicate", f"{normalized} is in the inventory already")
-                session.add(Number(number=normalized, type=kind, country=(country or "US").upper()[:2],
-                                   capabilities=",".join(sorted(capset)), carrier=carrier or None,
-                                   monthly_price=float(price) if price else None, status="active",
-                                   account_id=None))
-                have.add(normalized)
-                added += 1
-            except ValueError as exc:
-                code, message = exc.args if len(exc.args) == 2 else ("invalid_row", str(exc))
-                errors.append({"line": line_no, "value": ",".join(row)[:80], "error": code, "message": message})
+                    columns = inventory.header_columns(row)
+                except inventory.RowError as exc:
+                    raise BadRequest(str(exc), code=exc.code) from None  # missing_columns, unknown_columns
+                continue
+            try:
+                fields = inventory.number_fields(row, columns, carriers)
+                if fields["number"] in have:
+                    raise inventory.RowError("duplicate", f"{fields['number']} is in the inventory already")
+            except inventory.RowError as exc:
+                errors.append({"line": line_no, "value": ",".join(row)[:80], "error": exc.code, "message": str(exc)})
+                continue
+            session.add(Number(**fields, status="active", account_id=None))
+            have.add(fields["number"])
+            added += 1
     return web.json_response({"added": added, "rejected": len(errors), "errors": errors[:1000]})
 
 
@@ -194,6 +191,14 @@ BRAND_FIELDS = {"account_id", "legal_name", "ein", "entity_type", "vertical", "w
                 "contact_phone", "submit"}
 
 
+def _is_website(value: str) -> bool:
+    try:
+        url = URL(value)
+    except ValueError:
+        return False
+    return url.scheme in ("http", "https") and "." in (url.host or "") and not any(c.isspace() for c in value)
+
+
 @routes.post("/admin/brands")
 async def register_brand(request: web.Request) -> web.Response:
     f = Fields(await read_json_object(request), BRAND_FIELDS)
@@ -204,17 +209,30 @@ async def register_brand(request: web.Request) -> web.Response:
     if entity not in tcr.ENTITY_TYPES:
         raise Unprocessable(f"entity_type is one of {', '.join(tcr.ENTITY_TYPES)}.", code="invalid_field",
                             details={"field": "entity_type"})
+    vertical = (values["vertical"] or "").upper()
+    if vertical not in tcr.VERTICALS:
+        raise Unprocessable(f"vertical is one of {', '.join(tcr.VERTICALS)}.", code="invalid_field",
+                            details={"field": "vertical"})
     ein = (values["ein"] or "").replace("-", "")
     if not (ein.isascii() and ein.isdigit() and len(ein) == 9):
         raise Unprocessable("ein is a 9-digit US employer identification number.", code="invalid_field",
                             details={"field": "ein"})
+    if not _is_website(values["website"] or ""):
+        raise Unprocessable("website must be an http(s) URL such as https://acme.example.", code="invalid_field",
+                            details={"field": "website"})
     if "@" not in (values["contact_email"] or ""):
-        raise Unprocessable("contact_email must be an e-mail address.", code="invalid_field")
+        raise Unprocessable("contact_email must be an e-mail address.", code="invalid_field",
+                            details={"field": "contact_email"})
+    ein = f"{ein[:2]}-{ein[2:]}"
     async with request.app[keys.SESSIONMAKER]() as session, session.begin():
         if account_id is None or await session.get(Account, account_id) is None:
             raise NotFound(f"No account {account_id}.", code="account_not_found")
-        brand = Brand(account_id=account_id, legal_name=values["legal_name"], ein=f"{ein[:2]}-{ein[2:]}",
-                      entity_type=entity, vertical=values["vertical"], website=values["website"],
+        existing = await session.scalar(select(Brand).where(Brand.ein == ein).order_by(Brand.id).limit(1))
+        if existing is not None:  # the registry keeps one brand per EIN
+            raise Conflict(f"Brand {existing.id} already has the EIN {ein}.", code="brand_exists",
+                           details={"brand_id": existing.id, "account_id": existing.account_id})
+        brand = Brand(account_id=account_id, legal_name=values["legal_name"], ein=ein,
+                      entity_type=entity, vertical=vertical, website=values["website"],
                       country=(f.text("country") or "US").upper()[:2], contact_email=values["contact_email"],
                       contact_phone=f.text("contact_phone"), status="created")
         session.add(brand)

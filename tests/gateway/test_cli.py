@@ -42,6 +42,10 @@ async def test_accounts_create_prints_the_key(running):  # noqa: ANN001
     assert [a["name"] for a in json.loads(out)["accounts"]] == ["Acme Inc"]
     code, out = await invoke("accounts", "list", url=running)
     assert "Acme Inc" in out and "NAME" in out
+    code, out = await invoke("accounts", "list", "--json", url=running)  # after the command too
+    assert code == 0 and [a["name"] for a in json.loads(out)["accounts"]] == ["Acme Inc"]
+    code, out = await invoke("accounts", "create", "Globex", "--json", url=running)
+    assert code == 0 and json.loads(out)["name"] == "Globex"
 
 
 async def test_errors_exit_non_zero_with_a_sentence(running):  # noqa: ANN001
@@ -61,3 +65,36 @@ def test_help_lists_the_commands():
     out = CliRunner().invoke(cli, ["--help"]).output
     for command in ("run", "simulator", "db", "accounts"):
         assert command in out
+
+
+def test_db_upgrade_says_what_it_did(tmp_path, monkeypatch):  # noqa: ANN001
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'new' / 'gateway.db'}")
+    first = CliRunner().invoke(cli, ["db", "upgrade"])
+    assert first.exit_code == 0 and first.output.startswith("database created (revision "), first.output
+    again = CliRunner().invoke(cli, ["db", "upgrade"])
+    assert again.exit_code == 0 and again.output.startswith("database is up to date (revision "), again.output
+
+
+async def test_the_demo_key_survives_a_restart(aiohttp_client, migrated):  # noqa: ANN001
+    """`make run` again: a key saved from data/demo_api_key keeps working; a removed file gets a new key and the
+    old one stops working."""
+    from gateway.server import seed_demo
+
+    client = await aiohttp_client(create_app(migrated, carriers=[LoopbackCarrier("sim")]))
+    key = await seed_demo(client.app, migrated)
+    assert await seed_demo(client.app, migrated) == key
+    assert (migrated.data_path / "demo_api_key").read_text().strip() == key
+    resp = await client.get("/v1/account", headers={"Authorization": f"Bearer {key}"})
+    assert resp.status == 200
+    (migrated.data_path / "demo_api_key").unlink()
+    fresh = await seed_demo(client.app, migrated)
+    assert fresh != key and (migrated.data_path / "demo_api_key").read_text().strip() == fresh
+    resp = await client.get("/v1/account", headers={"Authorization": f"Bearer {key}"})
+    assert resp.status == 401
+
+
+def test_db_upgrade_without_a_database(unused_tcp_port):  # noqa: ANN001
+    url = f"postgresql+asyncpg://postgres:hunter2@127.0.0.1:{unused_tcp_port}/gateway"
+    result = CliRunner().invoke(cli, ["db", "upgrade"], env={"GATEWAY_DATABASE_URL": url})
+    assert result.exit_code == 3 and "Cannot open the database" in result.output, result.output
+    assert "hunter2" not in result.output and "Traceback" not in result.output

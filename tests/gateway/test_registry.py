@@ -11,13 +11,13 @@ from tests.conftest import ADMIN
 from tests.gateway.test_cli import invoke, running  # noqa: F401 - the running gateway fixture
 
 INVENTORY = """number,type,country,capabilities,carrier,monthly_price
-+14155550140,long_code,US,"sms,voice",att,1.00
-+14155550141,long_code,US,sms,att,1.00
++14155550140,long_code,US,"sms,voice",sim,1.00
++14155550141,long_code,US,sms,sim,1.00
 55510,short_code,US,sms,sim,500
 +18885550140,toll_free,US,sms,sim,2.00
 not-a-number,long_code,US,sms,sim,1.00
 +14155550142,fax_line,US,sms,sim,1.00
-+14155550140,long_code,US,sms,att,1.00
++14155550140,long_code,US,sms,sim,1.00
 """
 SAMPLES = ["Hi {#var}, your order {#var} has shipped.", "Your code is {#var}. Reply STOP to opt out."]
 
@@ -39,7 +39,7 @@ async def test_the_whole_flow_through_the_cli(running, tmp_path):  # noqa: ANN00
     code, out = await invoke("inventory", "import", str(csv_file), url=url)
     assert code == 0, out
     assert "added: 4" in out and "rejected: 3" in out
-    for fragment in ("line 6: 'not-a-number' is not a valid number (invalid_number)", "line 7", "unknown_type",
+    for fragment in ("line 6: 'not-a-number' is not a valid number of US (invalid_number)", "line 7", "unknown_type",
                      "line 8", "duplicate"):
         assert fragment in out
     account = (await cli(url, "accounts", "create", "Acme Inc"))["id"]
@@ -235,3 +235,102 @@ async def test_customers_see_only_their_own(world):  # noqa: ANN001
     async with http.get(url + f"/v1/campaigns/{world['campaign']['id']}", headers=mine) as resp:
         limits = (await resp.json())["limits"]
     assert (limits["att_per_minute"], limits["tmobile_per_day"]) == (2400, 10_000)  # trust 60, mixed
+
+
+# --- what the inventory takes ----------------------------------------------------------------------------------------
+CHECKED = """number,type,country,capabilities,carrier,monthly_price
+5551234567,short_code,US,sms,sim,500
+123456,short_code,US,sms,sim,500
++14155550143,long_code,GB,sms,sim,1
++14155550144,toll_free,US,sms,sim,2
++18885550141,long_code,US,sms,sim,1
++18885550142,toll_free,US,sms,sim,2
++14155550145,long_code,US,sms,sim,-1
++14155550146,long_code,US,sms,sim,nan
++14155550147,long_code,US,sms,att,1
++14155550148,long_code,US,sms,voice,sim,1
++14155550149,long_code,,sms,sim,1
++442071838750,ten_dlc,GB,sms,sim,1
++442071838750,long_code,GB,"sms,voice",sim,0
+4155550150,long_code,US,sms,,
+"""
+REFUSED = {2: "invalid_number", 4: "invalid_number", 5: "invalid_number", 6: "invalid_number", 8: "invalid_price",
+           9: "invalid_price", 10: "unknown_carrier", 11: "too_many_columns", 12: "missing_value",
+           13: "invalid_country"}
+
+
+async def _post_csv(url: str, text: str) -> tuple[int, dict]:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.post(url + "/admin/inventory/import", headers=ADMIN,
+                                                          data=text.encode()) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_inventory_rows_are_checked_each_with_its_line(running):  # noqa: ANN001, F811
+    status, data = await _post_csv(running, CHECKED)
+    assert status == 200, data
+    assert {e["line"]: e["error"] for e in data["errors"]} == REFUSED
+    assert (data["added"], data["rejected"]) == (4, len(REFUSED))
+    messages = {e["line"]: e["message"] for e in data["errors"]}
+    assert "5 or 6 digits" in messages[2] and "not a valid number of GB" in messages[4]
+    assert "not a toll-free number" in messages[5] and "toll_free" in messages[6]
+    assert "'att' is not configured" in messages[10] and "no country" in messages[12]
+    numbers = {n["number"]: n for n in (await cli(running, "numbers", "list"))["numbers"]}
+    assert sorted(numbers) == ["+14155550150", "+18885550142", "+442071838750", "123456"]
+    assert (numbers["+442071838750"]["capabilities"], numbers["+442071838750"]["monthly_price"]) == (
+        ["sms", "voice"], 0)
+    assert numbers["+14155550150"]["carrier"] is None and numbers["123456"]["carrier"] == "sim"
+
+
+async def test_inventory_header_names_the_columns(running):  # noqa: ANN001, F811
+    status, data = await _post_csv(running, "number,capabilities\n+14155550151,sms\n")
+    assert (status, data["error"]["code"]) == (400, "missing_columns")
+    assert "type, country" in data["error"]["message"]
+    status, data = await _post_csv(running, "number,type,country,monthly price\n+14155550151,long_code,US,1\n")
+    assert (status, data["error"]["code"]) == (400, "unknown_columns") and "'monthly price'" in data["error"]["message"]
+    assert (await cli(running, "numbers", "list"))["numbers"] == []
+    status, data = await _post_csv(running, "country,type,number\nUS,long_code,+14155550151\n")
+    assert (status, data["added"]) == (200, 1)
+
+
+async def test_inventory_cli_reports_the_file_lines(running, tmp_path):  # noqa: ANN001, F811
+    src = tmp_path / "numbers.csv"
+    src.write_text(CHECKED)
+    code, out = await invoke("--json", "inventory", "import", str(src), "--chunk", "3", url=running)
+    assert code == 0, out
+    data = json.loads(out[out.index("{"):])
+    assert {e["line"]: e["error"] for e in data["errors"]} == REFUSED
+    src.write_text("number,type\n+14155550151,long_code\n")
+    code, out = await invoke("inventory", "import", str(src), url=running)
+    assert code == 1 and "missing_columns" in out and "country" in out
+
+
+# --- brands --------------------------------------------------------------------------------------------------------
+BRAND = {"legal_name": "Acme Inc", "ein": "12-3456789", "entity_type": "PRIVATE_PROFIT", "vertical": "RETAIL",
+         "website": "https://acme.example", "contact_email": "ops@acme.example"}
+
+
+async def test_one_brand_per_ein(world):  # noqa: ANN001
+    """world registered EIN 123456789 for its account: again, in any spelling and for any account, is a 409 that
+    names the brand that has it, and stores nothing."""
+    _, other = await world["call"]("POST", "/admin/accounts", {"name": "Copycat"})
+    for account, ein in ((world["account"]["id"], "12-3456789"), (other["id"], "123456789")):
+        status, data = await world["call"]("POST", "/admin/brands", {**BRAND, "account_id": account, "ein": ein})
+        assert (status, data["error"]["code"]) == (409, "brand_exists"), data
+        assert data["error"]["details"]["brand_id"] == world["brand"]["id"]
+    _, brands = await world["call"]("GET", "/admin/brands")
+    assert [b["id"] for b in brands["brands"]] == [world["brand"]["id"]]
+    code, out = await invoke("brands", "register", "--account", str(other["id"]), "--legal-name", "Copycat",
+                             "--ein", "123456789", "--entity-type", "PRIVATE_PROFIT", "--vertical", "RETAIL",
+                             "--website", "https://copycat.example", "--email", "x@copycat.example", url=world["url"])
+    assert code == 1 and "brand_exists" in out and f"Brand {world['brand']['id']}" in out
+
+
+@pytest.mark.parametrize("field, value", [("website", "acme.example"), ("website", "ftp://acme.example"),
+                                          ("website", "https://"), ("website", "https://acme example.com"),
+                                          ("vertical", "SHOES"), ("entity_type", "LLC")])
+async def test_brand_fields_from_their_lists(world, field, value):  # noqa: ANN001
+    status, data = await world["call"]("POST", "/admin/brands", {
+        **BRAND, "account_id": world["account"]["id"], "ein": "98-7654321", field: value})
+    assert (status, data["error"]["code"], data["error"]["details"]) == (422, "invalid_field", {"field": field})
