@@ -18,12 +18,22 @@ import random
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from carriers import Carrier, CarrierRejected, CarrierRetryable, OutboundSms, Receipt, Segment
+from carriers import (
+    Carrier,
+    CarrierError,
+    CarrierRejected,
+    CarrierRetryable,
+    OutboundSms,
+    PartResult,
+    Receipt,
+    Segment,
+)
 from carriers.encoding import encode
 from carriers.ids import normalize_message_id, receipt_lookup_id
 from gateway import events as ev
@@ -45,6 +55,8 @@ from registry.db import utcnow
 log = logging.getLogger(__name__)
 
 CHUNK = 400  # bound for IN (...) lists
+PART_COLUMNS = ("carrier", "carrier_message_id", "carrier_id_norm", "attempts", "answer")
+_PART_UPSERTS: dict[str, Any] = {}  # dialect name -> INSERT ... ON CONFLICT (message_id, seq) DO UPDATE
 
 
 @dataclass(slots=True)
@@ -84,7 +96,12 @@ class CarrierPool:
         self._next = 0
         self.lookup = None  # the recipient lookup (carrier, line type), set by the app
 
-    def pick(self) -> Carrier | None:
+    def pick(self, prefer: str | None = None) -> Carrier | None:
+        """A ready carrier: ``prefer`` (the one that took a message's other parts) when it is ready."""
+        if prefer is not None:
+            for carrier in self.carriers:
+                if carrier.name == prefer and carrier.ready:
+                    return carrier
         n = len(self.carriers)
         for i in range(n):
             carrier = self.carriers[(self._next + i) % n]
@@ -101,6 +118,32 @@ class CarrierPool:
 def _chunks(items: list, size: int = CHUNK) -> Iterable[list]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
+
+
+def _error_code(exc: CarrierError) -> str:
+    """The stable code of a carrier's refusal: the SMPP command_status of a permanent one."""
+    if isinstance(exc, CarrierRejected) and exc.command_status is not None:
+        return f"smpp_{exc.command_status:#04x}"
+    return exc.code
+
+
+def _part_upsert(dialect: str) -> Any:  # noqa: ANN401
+    """Write a part's answer whether or not an earlier attempt wrote the part (both dialects say it alike)."""
+    statement = _PART_UPSERTS.get(dialect)
+    if statement is None:
+        ins = (postgresql if dialect == "postgresql" else sqlite).insert(MessagePart.__table__)
+        statement = _PART_UPSERTS[dialect] = ins.on_conflict_do_update(
+            index_elements=["message_id", "seq"], set_={c: ins.excluded[c] for c in PART_COLUMNS})
+    return statement
+
+
+def _receipt_error(parts: list[Any], stat: str) -> str:
+    """The sentence for a message that a receipt ended badly: what happened, the receipt's stat and err, and
+    for a multipart message which part (the first of the worst)."""
+    part = min((p for p in parts if p.stat == stat), key=lambda p: p.seq)
+    err = f", err {part.error_code}" if part.error_code else ""
+    what = f"{ev.RECEIPT_SENTENCES[stat]} (receipt stat {stat}{err})."
+    return f"Part {part.seq} of {len(parts)}: {what[0].lower()}{what[1:]}" if len(parts) > 1 else what
 
 
 class Dispatcher:
@@ -124,6 +167,7 @@ class Dispatcher:
         self._wakeup = asyncio.Event()
         self._write_signal = asyncio.Event()
         self._outcomes: list[_Outcome] = []
+        self._part_rows: list[dict] = []  # the answers to parts of multipart messages, written as they come
         self._receipts: list[tuple[str, Receipt]] = []
         self._receipt_waiters: list[asyncio.Future] = []  # one per receipt in _receipts, resolved once stored
         self._inflight: set[asyncio.Task] = set()
@@ -326,6 +370,9 @@ class Dispatcher:
                     async with self._sm() as session, session.begin():
                         await self._forget_reservations(session)
             slots = {item.id: at for item, at in zip(asking, reserved)}
+        # a multipart message tried before may have parts the carrier took: only the others go again (one query
+        # per claim, and only when there are such messages: none for a single-part message)
+        known = await self._known_parts([b.id for b in batch if b.segments > 1 and b.attempts > 1])
         for item in batch:
             at = item.next_attempt_at.timestamp() if item.paced else now
             if policy is not None and not item.paced:
@@ -340,7 +387,8 @@ class Dispatcher:
                                   "next_attempt_at": dt.datetime.fromtimestamp(at, dt.timezone.utc)})
                     continue
             # at most ``concurrency`` in flight: the claim took no more than the free places (_inflight)
-            task = asyncio.create_task(self._send(item, delay=at - now, slot=at if policy is not None else None))
+            task = asyncio.create_task(self._send(item, delay=at - now, slot=at if policy is not None else None,
+                                                  parts=known.get(item.id)))
             self._inflight.add(task)
             task.add_done_callback(self._sent)
         if later:
@@ -355,6 +403,18 @@ class Dispatcher:
         # _send itself, it could count sends that have just ended as busy and wait for a wake-up none will give)
         self._inflight.discard(task)
         self._slot_freed.set()
+
+    async def _known_parts(self, message_ids: list[int]) -> dict[int, dict[int, Any]]:
+        """message id -> part number -> that part's row (carrier, carrier_message_id, attempts)."""
+        known: dict[int, dict[int, Any]] = {}
+        for chunk in _chunks(message_ids):
+            async with self._sm() as session:
+                for row in (await session.execute(
+                    select(MessagePart.message_id, MessagePart.seq, MessagePart.carrier,
+                           MessagePart.carrier_message_id, MessagePart.attempts)
+                    .where(MessagePart.message_id.in_(chunk)))).all():
+                    known.setdefault(row.message_id, {})[row.seq] = row
+        return known
 
     async def _requeue(self, rows: list[dict]) -> None:
         async with self._sm() as session, session.begin():
@@ -395,7 +455,8 @@ class Dispatcher:
             await asyncio.sleep(wait)
         self._windows.record(limits, item.segments, time.time())
 
-    async def _send(self, item: _Claimed, delay: float = 0.0, slot: float | None = None) -> None:
+    async def _send(self, item: _Claimed, delay: float = 0.0, slot: float | None = None,
+                    parts: dict[int, Any] | None = None) -> None:
         outcome = _Outcome(item.id, item.account_id, "retry", attempts=item.attempts, expires_at=item.expires_at,
                            source=item.source)
         try:
@@ -403,7 +464,8 @@ class Dispatcher:
                 await self._wait_for_slot(item, slot)
             elif delay > 0:
                 await asyncio.sleep(delay)
-            carrier = self._pool.pick()
+            carrier = self._pool.pick(next((p.carrier for p in parts.values() if p.carrier_message_id), None)
+                                      if parts else None)
             if carrier is None:
                 outcome.error_code, outcome.error_message = "no_carrier", "No carrier is connected."
             else:
@@ -412,9 +474,11 @@ class Dispatcher:
                                   data_coding=encoded.data_coding,
                                   segments=tuple(Segment(p) for p in encoded.segments),
                                   reference=item.id & 0xFFFF)
-                result = await carrier.send_sms(sms)
-                outcome.kind, outcome.carrier, outcome.carrier_ids = "sent", carrier.name, result.message_ids
-                outcome.at = utcnow()
+                if item.segments == 1:
+                    outcome.carrier_ids = (await carrier.send_sms(sms)).message_ids
+                else:
+                    await self._send_parts(item, carrier, sms, parts or {})
+                outcome.kind, outcome.carrier, outcome.at = "sent", carrier.name, utcnow()
         except CarrierRetryable as exc:
             outcome.error_code, outcome.error_message = exc.code, str(exc)
             if exc.code in ("throttled", "queue_full") and self._policy is not None:
@@ -423,15 +487,60 @@ class Dispatcher:
                     await self._limiter.penalize(f"num:{item.source}", self._policy.settings.throttle_penalty_s,
                                                  time.time())
         except CarrierRejected as exc:
-            status = exc.command_status
-            outcome.kind = "failed"
-            outcome.error_code = f"smpp_{status:#04x}" if status is not None else exc.code
-            outcome.error_message = str(exc)
+            outcome.kind, outcome.error_code, outcome.error_message = "failed", _error_code(exc), str(exc)
         except Exception as exc:  # a bug or an unexpected carrier error: retry, never lose the message
             log.exception("sending message %s failed unexpectedly", item.id)
             outcome.error_code, outcome.error_message = "internal_error", type(exc).__name__
         self._outcomes.append(outcome)
         self._write_signal.set()
+
+    async def _send_parts(self, item: _Claimed, carrier: Carrier, sms: OutboundSms, known: dict[int, Any]) -> None:
+        """Submit the parts of a multipart message that the carrier has not taken yet, each on its own, and
+        queue each answer for writing as it comes: an accepted part is never submitted again, not even after a
+        crash between parts. Returns when every part is accepted; raises the refusal of a part otherwise:
+        CarrierRejected (the message fails, nothing is resent) before CarrierRetryable (the refused parts go
+        again after the pause, with the same reference and part numbers)."""
+        total = carrier.submit_count(sms)
+        todo = [seq for seq in range(1, total + 1) if seq not in known or not known[seq].carrier_message_id]
+        refused: list[PartResult] = []
+        last: dict | None = None  # the last answer is written with the message's outcome (in one transaction,
+        # so that no receipt of that part can be applied while the message is not yet `sent`)
+
+        def answered(answer: PartResult) -> None:
+            nonlocal last
+            if last is not None:
+                self._part_rows.append(last)
+                self._write_signal.set()
+            prior = known.get(answer.seq)
+            last = {"message_id": item.id, "seq": answer.seq, "carrier": carrier.name,
+                    "carrier_message_id": answer.message_id,
+                    "carrier_id_norm": normalize_message_id(answer.message_id) if answer.message_id else None,
+                    "attempts": prior.attempts + 1 if prior is not None else 1,
+                    "answer": "accepted" if answer.error is None else _error_code(answer.error)}
+            if answer.error is not None:
+                refused.append(answer)
+
+        done: set[int] = set()
+        try:
+            try:
+                async for answer in carrier.send_parts(sms, todo):
+                    done.add(answer.seq)
+                    answered(answer)
+            except CarrierError as exc:  # no answer for the parts left (not bound, say): each refused so
+                for seq in todo:
+                    if seq not in done:
+                        answered(PartResult(seq, error=exc))
+        finally:
+            if last is not None:
+                self._part_rows.append(last)
+        if not refused:
+            return
+        first = min(refused, key=lambda a: (not isinstance(a.error, CarrierRejected), a.seq))
+        exc = first.error
+        taken = [seq for seq in range(1, total + 1) if seq not in {a.seq for a in refused}]
+        note = f" (part(s) {', '.join(map(str, taken))} accepted)" if taken else ""
+        raise type(exc)(f"Part {first.seq} of {total}: {exc}{note}", code=exc.code,
+                        command_status=exc.command_status)
 
     def _retry_at(self, attempts: int, now: dt.datetime) -> dt.datetime:
         low, high = self._settings.retry_min_ms, self._settings.retry_max_ms
@@ -456,19 +565,23 @@ class Dispatcher:
 
     async def _flush(self) -> None:
         outcomes, self._outcomes = self._outcomes, []
+        part_rows, self._part_rows = self._part_rows, []
         receipts, self._receipts = self._receipts, []
         waiters, self._receipt_waiters = self._receipt_waiters, []
-        if not outcomes and not receipts:
+        if not outcomes and not receipts and not part_rows:
             return
         try:
             async with self._sm() as session, session.begin():
+                if part_rows:  # before the outcomes: a message is `sent` only with all its parts
+                    await session.execute(_part_upsert(session.bind.dialect.name), part_rows)
                 await self._write_outcomes(session, outcomes)
                 await self._apply_receipts(session, receipts)
-                if self._unmatched and outcomes:
+                if self._unmatched and (outcomes or part_rows):
                     await self._rematch(session)
         except BaseException as exc:
             # put the outcomes back: nothing is lost; the receipts are refused, and the SMSC sends them again
             self._outcomes[:0] = outcomes
+            self._part_rows[:0] = part_rows
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_exception(RuntimeError(f"storing the receipt failed: {type(exc).__name__}"))
@@ -489,7 +602,8 @@ class Dispatcher:
                                     "sent_at": o.at, "updated_at": now, "error_code": None,
                                     "error_message": None})
                 parts.extend({"message_id": o.message_id, "seq": i + 1, "carrier": o.carrier,
-                              "carrier_message_id": cid, "carrier_id_norm": normalize_message_id(cid)}
+                              "carrier_message_id": cid, "carrier_id_norm": normalize_message_id(cid),
+                              "attempts": o.attempts, "answer": "accepted"}
                              for i, cid in enumerate(o.carrier_ids))
                 events.append((o, ev.TEXT_SENT, S.SENT, None))
             elif o.kind == "failed":
@@ -510,7 +624,8 @@ class Dispatcher:
                                         "error_code": o.error_code, "error_message": o.error_message,
                                         "updated_at": now, "paced": False})
         await update_by_id(session, Message.__table__, msg_updates)  # it groups the rows by the columns they set
-        resent = [o.message_id for o in outcomes if o.kind == "sent" and o.attempts > 1]
+        # a single-part message's part is written with its outcome (a multipart message's parts as they come)
+        resent = [o.message_id for o in outcomes if o.kind == "sent" and o.attempts > 1 and o.carrier_ids]
         if resent:  # parts of a superseded attempt (a crash between submit and write): the new ones replace them
             await session.execute(delete(MessagePart).where(MessagePart.message_id.in_(resent)))
         if parts:
@@ -576,14 +691,15 @@ class Dispatcher:
             await session.execute(delete(UnmatchedReceipt).where(UnmatchedReceipt.id.in_(applied_rows)))
 
     async def _finish_messages(self, session: AsyncSession, message_ids: list[int], now: dt.datetime) -> None:
-        stats: dict[int, list[str | None]] = {}
+        parts: dict[int, list[Any]] = {}
         for chunk in _chunks(message_ids):
             for row in (await session.execute(
-                select(MessagePart.message_id, MessagePart.stat).where(MessagePart.message_id.in_(chunk))
+                select(MessagePart.message_id, MessagePart.seq, MessagePart.stat, MessagePart.error_code)
+                .where(MessagePart.message_id.in_(chunk))
             )).all():
-                stats.setdefault(row.message_id, []).append(row.stat)
+                parts.setdefault(row.message_id, []).append(row)
             # the parts just updated are in the session's pending UPDATEs, flushed by execute above
-        finals = {mid: ev.combine(s) for mid, s in stats.items()}
+        finals = {mid: ev.combine([p.stat for p in ps]) for mid, ps in parts.items()}
         finals = {mid: stat for mid, stat in finals.items() if stat is not None}
         if not finals:
             return
@@ -597,10 +713,12 @@ class Dispatcher:
         for row in rows:
             if row.status != S.SENT.value:
                 continue  # already final (or not yet marked sent in this very batch: handled below)
-            status, event = ev.RECEIPT_OUTCOMES[finals[row.id]]
-            code = None if status == S.DELIVERED else f"receipt_{finals[row.id].lower()}"
+            stat = finals[row.id]
+            status, event = ev.RECEIPT_OUTCOMES[stat]
+            code = None if status == S.DELIVERED else f"receipt_{stat.lower()}"
             updates.append({"id": row.id, "status": status.value, "done_at": now, "updated_at": now,
-                            "error_code": code})
+                            "error_code": code,
+                            "error_message": None if code is None else _receipt_error(parts[row.id], stat)})
             new_events.append({"message_id": row.id, "account_id": row.account_id, "type": event,
                                "status": status.value, "error_code": code, "created_at": now})
         if updates:
