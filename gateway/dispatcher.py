@@ -10,6 +10,7 @@ stored (and again by the periodic sweep). Every accepted message ends in exactly
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import logging
@@ -35,7 +36,7 @@ from carriers import (
     Segment,
 )
 from carriers.encoding import encode
-from carriers.ids import normalize_message_id, receipt_lookup_id
+from carriers.ids import RECEIPT_ID_BASES, normalize_message_id, receipt_lookup_id
 from gateway import events as ev
 from gateway.cluster import new_instance_id
 from gateway.models import (
@@ -55,6 +56,9 @@ from registry.db import utcnow
 log = logging.getLogger(__name__)
 
 CHUNK = 400  # bound for IN (...) lists
+# receipts of one carrier that matched nothing but would under another receipt_id_base: warned about once this
+# many of them came within BASE_WARNING_S, and then at most once every BASE_WARNING_S per carrier
+BASE_MISMATCHES, BASE_WARNING_S = 5, 300.0
 PART_COLUMNS = ("carrier", "carrier_message_id", "carrier_id_norm", "attempts", "answer")
 _PART_UPSERTS: dict[str, Any] = {}  # dialect name -> INSERT ... ON CONFLICT (message_id, seq) DO UPDATE
 
@@ -173,6 +177,9 @@ class Dispatcher:
         self._inflight: set[asyncio.Task] = set()
         self._tasks: list[asyncio.Task] = []
         self._unmatched = True  # there may be unmatched receipts in the table
+        # carrier -> (when its count began, receipt_id_base -> unmatched receipts that would match under it)
+        self._base_fits: dict[str, tuple[float, collections.Counter[str]]] = {}
+        self._base_warned: dict[str, float] = {}  # carrier -> when the gateway last warned about its base
         self._stop = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._min_claim = max(1, min(settings.batch_size, settings.concurrency) // 4)
@@ -576,8 +583,11 @@ class Dispatcher:
                     await session.execute(_part_upsert(session.bind.dialect.name), part_rows)
                 await self._write_outcomes(session, outcomes)
                 await self._apply_receipts(session, receipts)
-                if self._unmatched and (outcomes or part_rows):
-                    await self._rematch(session)
+                if self._unmatched and (outcomes or part_rows):  # receipts that came before these parts
+                    await self._rematch(session, {(r["carrier"], r["carrier_id_norm"]) for r in part_rows
+                                                  if r["carrier_id_norm"]}
+                                        | {(o.carrier, normalize_message_id(cid)) for o in outcomes
+                                           for cid in o.carrier_ids})
         except BaseException as exc:
             # put the outcomes back: nothing is lost; the receipts are refused, and the SMSC sends them again
             self._outcomes[:0] = outcomes
@@ -682,6 +692,7 @@ class Dispatcher:
             for carrier, receipt, lookup in unmatched:
                 log.info("receipt for unknown message id %s from %s kept for later matching",
                          receipt.carrier_message_id, carrier)
+            await self._check_id_bases(session, unmatched)
             await session.execute(insert(UnmatchedReceipt), [
                 {"carrier": carrier, "carrier_message_id": receipt.carrier_message_id, "lookup_id": lookup,
                  "stat": receipt.stat.upper(), "error_code": receipt.error_code, "raw": receipt.raw[:1000],
@@ -725,18 +736,60 @@ class Dispatcher:
             await update_by_id(session, Message.__table__, updates)
             await self._record(session, new_events)
 
-    async def _rematch(self, session: AsyncSession) -> None:
-        """Apply stored unmatched receipts whose part now exists."""
-        rows = (await session.execute(
-            select(UnmatchedReceipt)
-            .join(MessagePart, (MessagePart.carrier_id_norm == UnmatchedReceipt.lookup_id)
-                  & (MessagePart.carrier == UnmatchedReceipt.carrier))
-            .order_by(UnmatchedReceipt.id)
-            .with_for_update(of=UnmatchedReceipt, skip_locked=True)  # one instance applies each (PostgreSQL)
-        )).scalars().all()
+    async def _check_id_bases(self, session: AsyncSession, unmatched: list[tuple[str, Receipt, str]]) -> None:
+        """Count the receipts that matched nothing but would under another ``receipt_id_base`` of their carrier
+        (a carrier set up with the wrong one leaves every message `sent` until the receipt timeout), and warn
+        once they keep coming: at most once every BASE_WARNING_S per carrier, naming the setting that fits."""
+        fits: dict[tuple[str, str], list[str]] = {}  # (carrier, id under another base) -> those bases
+        for carrier, receipt, lookup in unmatched:
+            for base in RECEIPT_ID_BASES:
+                other = receipt_lookup_id(receipt.carrier_message_id, base)
+                if base != self._id_bases.get(carrier, "same") and other != lookup:
+                    fits.setdefault((carrier, other), []).append(base)
+        if not fits:
+            return
+        hits: list[tuple[str, str]] = []
+        for chunk in _chunks(sorted({other for _, other in fits})):
+            hits.extend((await session.execute(
+                select(MessagePart.carrier, MessagePart.carrier_id_norm)
+                .where(MessagePart.carrier_id_norm.in_(chunk), MessagePart.stat.is_(None))  # awaiting a receipt
+            )).all())
+        now = time.monotonic()
+        for carrier, other in hits:
+            for base in fits.get((carrier, other), ()):
+                since, counts = self._base_fits.get(carrier, (now, collections.Counter()))
+                if now - since > BASE_WARNING_S:  # a few coincidences spread over days are not a pattern
+                    since, counts = now, collections.Counter()
+                counts[base] += 1
+                self._base_fits[carrier] = (since, counts)
+        for carrier, (since, counts) in list(self._base_fits.items()):
+            base, count = counts.most_common(1)[0]
+            if count >= BASE_MISMATCHES and now - self._base_warned.get(carrier, -BASE_WARNING_S) >= BASE_WARNING_S:
+                log.warning("carrier %s: %d delivery receipt(s) in the last %.0f s matched no message but would with "
+                            "receipt_id_base = \"%s\" (it is \"%s\"): set it in the carrier's configuration, or "
+                            "these messages stay `sent` until the receipt timeout", carrier, count, now - since, base,
+                            self._id_bases.get(carrier, "same"))
+                self._base_warned[carrier] = now
+                del self._base_fits[carrier]
+
+    async def _rematch(self, session: AsyncSession, parts: set[tuple[str, str]] | None = None) -> None:
+        """Apply stored unmatched receipts whose part now exists: those of ``parts`` (carrier, normalized id),
+        just written, through the index on lookup_id, however many receipts wait; all of them when None."""
+        query = (select(UnmatchedReceipt)
+                 .join(MessagePart, (MessagePart.carrier_id_norm == UnmatchedReceipt.lookup_id)
+                       & (MessagePart.carrier == UnmatchedReceipt.carrier))
+                 .order_by(UnmatchedReceipt.id)
+                 .with_for_update(of=UnmatchedReceipt, skip_locked=True))  # one instance applies each (PostgreSQL)
+        if parts is None:
+            rows = (await session.execute(query)).scalars().all()
+        else:
+            rows = []
+            for chunk in _chunks(sorted({norm for _, norm in parts})):
+                rows.extend((await session.execute(query.where(UnmatchedReceipt.lookup_id.in_(chunk)))).scalars())
         if not rows:
-            remaining = await session.scalar(select(func.count()).select_from(UnmatchedReceipt))
-            self._unmatched = bool(remaining)
+            if parts is None:
+                remaining = await session.scalar(select(func.count()).select_from(UnmatchedReceipt))
+                self._unmatched = bool(remaining)
             return
         receipts = [(u.carrier, Receipt(carrier_message_id=u.carrier_message_id, stat=u.stat,
                                         error_code=u.error_code, raw=u.raw)) for u in rows]
@@ -781,14 +834,28 @@ class Dispatcher:
                         self._settings.receipt_timeout_h)
         return len(ended)
 
+    async def expire_unmatched(self, now: dt.datetime | None = None) -> int:
+        """Drop the unmatched receipts older than ``unmatched_receipt_ttl_h``: their message never came (or
+        their ids will never match), and the table must not grow without end."""
+        now = now or utcnow()
+        cutoff = now - dt.timedelta(hours=self._settings.unmatched_ttl_h)
+        async with self._sm() as session, session.begin():
+            dropped = (await session.execute(delete(UnmatchedReceipt).where(UnmatchedReceipt.received_at < cutoff)
+                                             .execution_options(synchronize_session=False))).rowcount
+        if dropped:
+            log.warning("%d receipt(s) that matched no message within %g h dropped", dropped,
+                        self._settings.unmatched_ttl_h)
+        return dropped
+
     async def sweep(self) -> None:
         """Beat this instance's heart (and take back what dead instances held); expire queued messages whose
         time to live ran out; match receipts that arrived early; once a minute, end messages whose receipt
-        never came."""
+        never came and drop receipts that never matched."""
         await self._heartbeat()
         if time.monotonic() >= self._next_receipt_check:
             self._next_receipt_check = time.monotonic() + 60
             await self.expire_unreceipted()
+            await self.expire_unmatched()
         now = utcnow()
         self._limiter.forget_before(time.time() - 60)
         self._windows.forget_before(time.time())

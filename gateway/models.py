@@ -104,6 +104,7 @@ class UnmatchedReceipt(Base):
     """A receipt whose id matched no part (yet): kept, and matched when the submit result is stored."""
 
     __tablename__ = "unmatched_receipts"
+    __table_args__ = (Index("ix_unmatched_receipts_received_at", "received_at"),)  # dropped when old
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     carrier: Mapped[str] = mapped_column(String(50))

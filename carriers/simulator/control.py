@@ -179,8 +179,10 @@ class SimulatorServices:
     """The SMSC simulator and its control API, started and stopped together."""
 
     def __init__(self, host: str = "127.0.0.1", smpp_port: int = 0, http_port: int = 0, *,
-                 accounts: dict[str, str] | None = None, receipt_delay: float = 0.05, id_format: str = "hex"):
-        self.sim = SmscSimulator(host, smpp_port, accounts=accounts, receipt_delay=receipt_delay, id_format=id_format)
+                 accounts: dict[str, str] | None = None, receipt_delay: float = 0.05, id_format: str = "hex",
+                 receipt_id_format: str = "same"):
+        self.sim = SmscSimulator(host, smpp_port, accounts=accounts, receipt_delay=receipt_delay, id_format=id_format,
+                                 receipt_id_format=receipt_id_format)
         self.host, self.http_port = host, http_port
         self._runner: web.AppRunner | None = None
 

@@ -129,7 +129,8 @@ class SmppCarrier(Carrier):
             except CarrierError as exc:
                 return PartResult(seq, error=exc)
 
-        for answer in asyncio.as_completed([part(seq) for seq in wanted]):
+        tasks = [asyncio.ensure_future(part(seq)) for seq in wanted]  # submitted in part order
+        for answer in asyncio.as_completed(tasks):
             yield await answer
 
     async def _on_deliver_sm(self, pdu: Any) -> int:
