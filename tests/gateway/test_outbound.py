@@ -412,6 +412,18 @@ async def test_unknown_receipt_is_kept_and_logged(gw, caplog):  # noqa: ANN001
     await final(gw, c, (await send(gw, c, to=us(2)))["id"])  # and all goes on
 
 
+@pytest.mark.parametrize("stat, status, sentence", [
+    ("UNDELIV", "undelivered", "The carrier could not deliver it"),
+    ("REJECTD", "failed", "The carrier rejected it"),
+    ("EXPIRED", "undelivered", "Its validity ran out at the carrier before it could be delivered")])
+async def test_a_receipt_that_ends_a_message_badly_says_why(gw, stat, status, sentence):  # noqa: ANN001
+    gw.sim.handler.outcome, gw.sim.handler.receipt_err = stat, "034"
+    c = await customer(gw, [("55501", "short_code")])
+    got = await final(gw, c, (await send(gw, c, to=us(1)))["id"], status=status)
+    assert got["error_code"] == f"receipt_{stat.lower()}"
+    assert got["error_message"] == f"{sentence} (receipt stat {stat}, err 034)."
+
+
 async def unmatched_count(gw) -> int:  # noqa: ANN001
     from sqlalchemy import func, select
 
