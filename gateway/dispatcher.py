@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -59,6 +59,9 @@ CHUNK = 400  # bound for IN (...) lists
 # receipts of one carrier that matched nothing but would under another receipt_id_base: warned about once this
 # many of them came within BASE_WARNING_S, and then at most once every BASE_WARNING_S per carrier
 BASE_MISMATCHES, BASE_WARNING_S = 5, 300.0
+# the sweep matches again the receipts of this last while (a part stored by another instance while the receipt
+# was being stored); older ones are matched when their part is written, through the index on lookup_id
+REMATCH_RECENT = dt.timedelta(minutes=10)
 PART_COLUMNS = ("carrier", "carrier_message_id", "carrier_id_norm", "attempts", "answer")
 _PART_UPSERTS: dict[str, Any] = {}  # dialect name -> INSERT ... ON CONFLICT (message_id, seq) DO UPDATE
 
@@ -180,6 +183,7 @@ class Dispatcher:
         # carrier -> (when its count began, receipt_id_base -> unmatched receipts that would match under it)
         self._base_fits: dict[str, tuple[float, collections.Counter[str]]] = {}
         self._base_warned: dict[str, float] = {}  # carrier -> when the gateway last warned about its base
+        self._base_checked = 0  # the last unmatched receipt looked at for another receipt_id_base
         self._stop = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._min_claim = max(1, min(settings.batch_size, settings.concurrency) // 4)
@@ -692,7 +696,6 @@ class Dispatcher:
             for carrier, receipt, lookup in unmatched:
                 log.info("receipt for unknown message id %s from %s kept for later matching",
                          receipt.carrier_message_id, carrier)
-            await self._check_id_bases(session, unmatched)
             await session.execute(insert(UnmatchedReceipt), [
                 {"carrier": carrier, "carrier_message_id": receipt.carrier_message_id, "lookup_id": lookup,
                  "stat": receipt.stat.upper(), "error_code": receipt.error_code, "raw": receipt.raw[:1000],
@@ -736,14 +739,22 @@ class Dispatcher:
             await update_by_id(session, Message.__table__, updates)
             await self._record(session, new_events)
 
-    async def _check_id_bases(self, session: AsyncSession, unmatched: list[tuple[str, Receipt, str]]) -> None:
-        """Count the receipts that matched nothing but would under another ``receipt_id_base`` of their carrier
-        (a carrier set up with the wrong one leaves every message `sent` until the receipt timeout), and warn
-        once they keep coming: at most once every BASE_WARNING_S per carrier, naming the setting that fits."""
+    async def _check_id_bases(self, session: AsyncSession) -> None:
+        """Count the receipts that stayed unmatched (since the last sweep) but would match under another
+        ``receipt_id_base`` of their carrier (a carrier set up with the wrong one leaves every message `sent`
+        until the receipt timeout), and warn once they keep coming: at most once every BASE_WARNING_S per
+        carrier, naming the setting that fits. In the sweep, off the path of receipts."""
+        unmatched = (await session.execute(
+            select(UnmatchedReceipt.id, UnmatchedReceipt.carrier, UnmatchedReceipt.carrier_message_id,
+                   UnmatchedReceipt.lookup_id).where(UnmatchedReceipt.id > self._base_checked)
+            .order_by(UnmatchedReceipt.id).limit(1000))).all()
+        if not unmatched:
+            return
+        self._base_checked = unmatched[-1].id
         fits: dict[tuple[str, str], list[str]] = {}  # (carrier, id under another base) -> those bases
-        for carrier, receipt, lookup in unmatched:
+        for _, carrier, receipt_id, lookup in unmatched:
             for base in RECEIPT_ID_BASES:
-                other = receipt_lookup_id(receipt.carrier_message_id, base)
+                other = receipt_lookup_id(receipt_id, base)
                 if base != self._id_bases.get(carrier, "same") and other != lookup:
                     fits.setdefault((carrier, other), []).append(base)
         if not fits:
@@ -774,22 +785,22 @@ class Dispatcher:
 
     async def _rematch(self, session: AsyncSession, parts: set[tuple[str, str]] | None = None) -> None:
         """Apply stored unmatched receipts whose part now exists: those of ``parts`` (carrier, normalized id),
-        just written, through the index on lookup_id, however many receipts wait; all of them when None."""
+        just written, through the index on lookup_id; when None, those of the last REMATCH_RECENT (through the
+        index on received_at). Either way cheap, however many receipts wait."""
         query = (select(UnmatchedReceipt)
                  .join(MessagePart, (MessagePart.carrier_id_norm == UnmatchedReceipt.lookup_id)
                        & (MessagePart.carrier == UnmatchedReceipt.carrier))
                  .order_by(UnmatchedReceipt.id)
                  .with_for_update(of=UnmatchedReceipt, skip_locked=True))  # one instance applies each (PostgreSQL)
         if parts is None:
-            rows = (await session.execute(query)).scalars().all()
+            rows = list((await session.execute(
+                query.where(UnmatchedReceipt.received_at >= utcnow() - REMATCH_RECENT))).scalars())
         else:
             rows = []
             for chunk in _chunks(sorted({norm for _, norm in parts})):
                 rows.extend((await session.execute(query.where(UnmatchedReceipt.lookup_id.in_(chunk)))).scalars())
         if not rows:
-            if parts is None:
-                remaining = await session.scalar(select(func.count()).select_from(UnmatchedReceipt))
-                self._unmatched = bool(remaining)
+            self._unmatched = await session.scalar(select(UnmatchedReceipt.id).limit(1)) is not None
             return
         receipts = [(u.carrier, Receipt(carrier_message_id=u.carrier_message_id, stat=u.stat,
                                         error_code=u.error_code, raw=u.raw)) for u in rows]
@@ -871,3 +882,4 @@ class Dispatcher:
                  "status": S.EXPIRED.value, "error_code": "ttl_expired", "created_at": now} for r in expired])
             if self._unmatched:
                 await self._rematch(session)
+                await self._check_id_bases(session)
