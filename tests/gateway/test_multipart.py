@@ -74,6 +74,28 @@ async def test_a_throttled_part_is_the_only_one_submitted_again(gw):  # noqa: AN
         assert [e["type"] for e in message["events"]] == ["TEXT_QUEUED", "TEXT_SENT", "TEXT_DELIVERED"]
 
 
+@pytest.mark.postgres
+async def test_a_throttled_part_on_postgresql(aiohttp_client, tmp_path, postgres_url, sim):  # noqa: ANN001
+    """The same on PostgreSQL (a part's answer is written with its dialect's INSERT ... ON CONFLICT)."""
+    from gateway.db import create_engine, create_sessionmaker
+    from gateway.migrate import upgrade
+    from tests.conftest import make_settings
+
+    await upgrade(postgres_url)
+    settings = make_settings(tmp_path)
+    settings.database.url, settings.carriers[0].port = postgres_url, sim.port
+    engine = create_engine(postgres_url)
+    try:
+        gw = await aiohttp_client(create_app(settings))
+        gw.sim, gw.customer = sim, await new_customer(gw, create_sessionmaker(engine), "acme")
+        sim.handler.every_nth_part, sim.handler.nth_part_status = 3, P.ESME_RTHROTTLED
+        got = await final(gw, await send(gw, "+14155550240"), "delivered")
+        assert [seq for _, _, seq in parts_at_smsc(sim, "+14155550240")] == [1, 2, 3]
+        assert [p["attempts"] for p in got["parts"]] == [1, 1, 2]
+    finally:
+        await engine.dispose()
+
+
 async def test_a_part_refused_for_good_fails_the_message_and_keeps_the_accepted_parts(gw):  # noqa: ANN001
     gw.sim.handler.every_nth_part, gw.sim.handler.nth_part_status = 2, P.ESME_RINVDSTADR  # the 2nd part refused
     number = "+14155550230"
