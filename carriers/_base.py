@@ -17,7 +17,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import AsyncIterator, Collection, Protocol
 
 
 class CarrierError(Exception):
@@ -59,6 +59,15 @@ class SubmitResult:
     """What the carrier answered: one carrier message id per segment, in segment order."""
 
     message_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PartResult:
+    """What the carrier answered to one part (one submit) of a message: its id, or the error that refused it."""
+
+    seq: int  # the part number, from 1, as in the concatenation header
+    message_id: str | None = None
+    error: CarrierError | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +125,24 @@ class Carrier(abc.ABC):
     @abc.abstractmethod
     async def send_sms(self, message: OutboundSms) -> SubmitResult:
         """Submit every segment. Raises CarrierRetryable or CarrierRejected."""
+
+    def submit_count(self, message: OutboundSms) -> int:
+        """How many parts (submits, each with its own id and receipt) the message goes out as."""
+        return len(message.segments)
+
+    async def send_parts(self, message: OutboundSms, seqs: Collection[int] | None = None
+                         ) -> AsyncIterator[PartResult]:
+        """Submit the parts numbered ``seqs`` (every part when None), each on its own, and yield each part's
+        answer as it comes: a part refused does not stop the others. This default, for carriers that take a
+        message only whole, submits the whole message and answers for every part at once."""
+        try:
+            result = await self.send_sms(message)
+        except CarrierError as exc:
+            for seq in range(1, self.submit_count(message) + 1):
+                yield PartResult(seq, error=exc)
+            return
+        for seq, message_id in enumerate(result.message_ids, start=1):
+            yield PartResult(seq, message_id)
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -128,7 +128,8 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
 
         services = SimulatorServices(host=sim_cfg.host, smpp_port=sim_cfg.smpp_port, http_port=sim_cfg.http_port,
                                      accounts={sim_cfg.system_id: sim_cfg.password},
-                                     receipt_delay=sim_cfg.receipt_delay_ms / 1000, id_format=sim_cfg.id_format)
+                                     receipt_delay=sim_cfg.receipt_delay_ms / 1000, id_format=sim_cfg.id_format,
+                                     receipt_id_format=sim_cfg.receipt_id_format)
         await services.start()
         app[keys.SIMULATOR] = services
         voice_sim = None

@@ -150,9 +150,11 @@ def run(obj: Ctx, demo: bool, migrate: bool) -> None:
 @click.option("--system-id", default=None, help="Accepted system_id (default: [simulator] system_id).")
 @click.option("--password", default=None, help="Its password (default: [simulator] password).")
 @click.option("--receipt-delay-ms", type=int, default=None, help="Delay before each delivery receipt.")
+@click.option("--receipt-id-format", type=click.Choice(["same", "hex", "decimal", "padded"]), default=None,
+              help="How receipts quote the submit_sm_resp ids (default: [simulator] receipt_id_format).")
 @click.pass_obj
 def simulator(obj: Ctx, host: str | None, smpp_port: int | None, http_port: int | None, system_id: str | None,
-              password: str | None, receipt_delay_ms: int | None) -> None:
+              password: str | None, receipt_delay_ms: int | None, receipt_id_format: str | None) -> None:
     """Run the SMSC simulator standalone (SMPP server plus its HTTP control API)."""
     from gateway.server import serve_simulator
 
@@ -162,7 +164,8 @@ def simulator(obj: Ctx, host: str | None, smpp_port: int | None, http_port: int 
         run_async(serve_simulator(
             host or cfg.host, cfg.smpp_port if smpp_port is None else smpp_port,
             cfg.http_port if http_port is None else http_port, {system_id or cfg.system_id: password or cfg.password},
-            (cfg.receipt_delay_ms if receipt_delay_ms is None else receipt_delay_ms) / 1000, cfg.id_format))
+            (cfg.receipt_delay_ms if receipt_delay_ms is None else receipt_delay_ms) / 1000, cfg.id_format,
+            receipt_id_format or cfg.receipt_id_format))
     except KeyboardInterrupt:
         pass
 

@@ -10,6 +10,7 @@ stored (and again by the periodic sweep). Every accepted message ends in exactly
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import logging
@@ -18,14 +19,24 @@ import random
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from carriers import Carrier, CarrierRejected, CarrierRetryable, OutboundSms, Receipt, Segment
+from carriers import (
+    Carrier,
+    CarrierError,
+    CarrierRejected,
+    CarrierRetryable,
+    OutboundSms,
+    PartResult,
+    Receipt,
+    Segment,
+)
 from carriers.encoding import encode
-from carriers.ids import normalize_message_id, receipt_lookup_id
+from carriers.ids import RECEIPT_ID_BASES, normalize_message_id, receipt_lookup_id
 from gateway import events as ev
 from gateway.cluster import new_instance_id
 from gateway.models import (
@@ -45,6 +56,14 @@ from registry.db import utcnow
 log = logging.getLogger(__name__)
 
 CHUNK = 400  # bound for IN (...) lists
+# receipts of one carrier that matched nothing but would under another receipt_id_base: warned about once this
+# many of them came within BASE_WARNING_S, and then at most once every BASE_WARNING_S per carrier
+BASE_MISMATCHES, BASE_WARNING_S = 5, 300.0
+# the sweep matches again the receipts of this last while (a part stored by another instance while the receipt
+# was being stored); older ones are matched when their part is written, through the index on lookup_id
+REMATCH_RECENT = dt.timedelta(minutes=10)
+PART_COLUMNS = ("carrier", "carrier_message_id", "carrier_id_norm", "attempts", "answer")
+_PART_UPSERTS: dict[str, Any] = {}  # dialect name -> INSERT ... ON CONFLICT (message_id, seq) DO UPDATE
 
 
 @dataclass(slots=True)
@@ -84,7 +103,12 @@ class CarrierPool:
         self._next = 0
         self.lookup = None  # the recipient lookup (carrier, line type), set by the app
 
-    def pick(self) -> Carrier | None:
+    def pick(self, prefer: str | None = None) -> Carrier | None:
+        """A ready carrier: ``prefer`` (the one that took a message's other parts) when it is ready."""
+        if prefer is not None:
+            for carrier in self.carriers:
+                if carrier.name == prefer and carrier.ready:
+                    return carrier
         n = len(self.carriers)
         for i in range(n):
             carrier = self.carriers[(self._next + i) % n]
@@ -101,6 +125,32 @@ class CarrierPool:
 def _chunks(items: list, size: int = CHUNK) -> Iterable[list]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
+
+
+def _error_code(exc: CarrierError) -> str:
+    """The stable code of a carrier's refusal: the SMPP command_status of a permanent one."""
+    if isinstance(exc, CarrierRejected) and exc.command_status is not None:
+        return f"smpp_{exc.command_status:#04x}"
+    return exc.code
+
+
+def _part_upsert(dialect: str) -> Any:  # noqa: ANN401
+    """Write a part's answer whether or not an earlier attempt wrote the part (both dialects say it alike)."""
+    statement = _PART_UPSERTS.get(dialect)
+    if statement is None:
+        ins = (postgresql if dialect == "postgresql" else sqlite).insert(MessagePart.__table__)
+        statement = _PART_UPSERTS[dialect] = ins.on_conflict_do_update(
+            index_elements=["message_id", "seq"], set_={c: ins.excluded[c] for c in PART_COLUMNS})
+    return statement
+
+
+def _receipt_error(parts: list[Any], stat: str) -> str:
+    """The sentence for a message that a receipt ended badly: what happened, the receipt's stat and err, and
+    for a multipart message which part (the first of the worst)."""
+    part = min((p for p in parts if p.stat == stat), key=lambda p: p.seq)
+    err = f", err {part.error_code}" if part.error_code else ""
+    what = f"{ev.RECEIPT_SENTENCES[stat]} (receipt stat {stat}{err})."
+    return f"Part {part.seq} of {len(parts)}: {what[0].lower()}{what[1:]}" if len(parts) > 1 else what
 
 
 class Dispatcher:
@@ -124,11 +174,16 @@ class Dispatcher:
         self._wakeup = asyncio.Event()
         self._write_signal = asyncio.Event()
         self._outcomes: list[_Outcome] = []
+        self._part_rows: list[dict] = []  # the answers to parts of multipart messages, written as they come
         self._receipts: list[tuple[str, Receipt]] = []
         self._receipt_waiters: list[asyncio.Future] = []  # one per receipt in _receipts, resolved once stored
         self._inflight: set[asyncio.Task] = set()
         self._tasks: list[asyncio.Task] = []
         self._unmatched = True  # there may be unmatched receipts in the table
+        # carrier -> (when its count began, receipt_id_base -> unmatched receipts that would match under it)
+        self._base_fits: dict[str, tuple[float, collections.Counter[str]]] = {}
+        self._base_warned: dict[str, float] = {}  # carrier -> when the gateway last warned about its base
+        self._base_checked = 0  # the last unmatched receipt looked at for another receipt_id_base
         self._stop = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._min_claim = max(1, min(settings.batch_size, settings.concurrency) // 4)
@@ -326,6 +381,9 @@ class Dispatcher:
                     async with self._sm() as session, session.begin():
                         await self._forget_reservations(session)
             slots = {item.id: at for item, at in zip(asking, reserved)}
+        # a multipart message tried before may have parts the carrier took: only the others go again (one query
+        # per claim, and only when there are such messages: none for a single-part message)
+        known = await self._known_parts([b.id for b in batch if b.segments > 1 and b.attempts > 1])
         for item in batch:
             at = item.next_attempt_at.timestamp() if item.paced else now
             if policy is not None and not item.paced:
@@ -340,7 +398,8 @@ class Dispatcher:
                                   "next_attempt_at": dt.datetime.fromtimestamp(at, dt.timezone.utc)})
                     continue
             # at most ``concurrency`` in flight: the claim took no more than the free places (_inflight)
-            task = asyncio.create_task(self._send(item, delay=at - now, slot=at if policy is not None else None))
+            task = asyncio.create_task(self._send(item, delay=at - now, slot=at if policy is not None else None,
+                                                  parts=known.get(item.id)))
             self._inflight.add(task)
             task.add_done_callback(self._sent)
         if later:
@@ -355,6 +414,18 @@ class Dispatcher:
         # _send itself, it could count sends that have just ended as busy and wait for a wake-up none will give)
         self._inflight.discard(task)
         self._slot_freed.set()
+
+    async def _known_parts(self, message_ids: list[int]) -> dict[int, dict[int, Any]]:
+        """message id -> part number -> that part's row (carrier, carrier_message_id, attempts)."""
+        known: dict[int, dict[int, Any]] = {}
+        for chunk in _chunks(message_ids):
+            async with self._sm() as session:
+                for row in (await session.execute(
+                    select(MessagePart.message_id, MessagePart.seq, MessagePart.carrier,
+                           MessagePart.carrier_message_id, MessagePart.attempts)
+                    .where(MessagePart.message_id.in_(chunk)))).all():
+                    known.setdefault(row.message_id, {})[row.seq] = row
+        return known
 
     async def _requeue(self, rows: list[dict]) -> None:
         async with self._sm() as session, session.begin():
@@ -395,7 +466,8 @@ class Dispatcher:
             await asyncio.sleep(wait)
         self._windows.record(limits, item.segments, time.time())
 
-    async def _send(self, item: _Claimed, delay: float = 0.0, slot: float | None = None) -> None:
+    async def _send(self, item: _Claimed, delay: float = 0.0, slot: float | None = None,
+                    parts: dict[int, Any] | None = None) -> None:
         outcome = _Outcome(item.id, item.account_id, "retry", attempts=item.attempts, expires_at=item.expires_at,
                            source=item.source)
         try:
@@ -403,7 +475,8 @@ class Dispatcher:
                 await self._wait_for_slot(item, slot)
             elif delay > 0:
                 await asyncio.sleep(delay)
-            carrier = self._pool.pick()
+            carrier = self._pool.pick(next((p.carrier for p in parts.values() if p.carrier_message_id), None)
+                                      if parts else None)
             if carrier is None:
                 outcome.error_code, outcome.error_message = "no_carrier", "No carrier is connected."
             else:
@@ -412,9 +485,11 @@ class Dispatcher:
                                   data_coding=encoded.data_coding,
                                   segments=tuple(Segment(p) for p in encoded.segments),
                                   reference=item.id & 0xFFFF)
-                result = await carrier.send_sms(sms)
-                outcome.kind, outcome.carrier, outcome.carrier_ids = "sent", carrier.name, result.message_ids
-                outcome.at = utcnow()
+                if item.segments == 1:
+                    outcome.carrier_ids = (await carrier.send_sms(sms)).message_ids
+                else:
+                    await self._send_parts(item, carrier, sms, parts or {})
+                outcome.kind, outcome.carrier, outcome.at = "sent", carrier.name, utcnow()
         except CarrierRetryable as exc:
             outcome.error_code, outcome.error_message = exc.code, str(exc)
             if exc.code in ("throttled", "queue_full") and self._policy is not None:
@@ -423,15 +498,60 @@ class Dispatcher:
                     await self._limiter.penalize(f"num:{item.source}", self._policy.settings.throttle_penalty_s,
                                                  time.time())
         except CarrierRejected as exc:
-            status = exc.command_status
-            outcome.kind = "failed"
-            outcome.error_code = f"smpp_{status:#04x}" if status is not None else exc.code
-            outcome.error_message = str(exc)
+            outcome.kind, outcome.error_code, outcome.error_message = "failed", _error_code(exc), str(exc)
         except Exception as exc:  # a bug or an unexpected carrier error: retry, never lose the message
             log.exception("sending message %s failed unexpectedly", item.id)
             outcome.error_code, outcome.error_message = "internal_error", type(exc).__name__
         self._outcomes.append(outcome)
         self._write_signal.set()
+
+    async def _send_parts(self, item: _Claimed, carrier: Carrier, sms: OutboundSms, known: dict[int, Any]) -> None:
+        """Submit the parts of a multipart message that the carrier has not taken yet, each on its own, and
+        queue each answer for writing as it comes: an accepted part is never submitted again, not even after a
+        crash between parts. Returns when every part is accepted; raises the refusal of a part otherwise:
+        CarrierRejected (the message fails, nothing is resent) before CarrierRetryable (the refused parts go
+        again after the pause, with the same reference and part numbers)."""
+        total = carrier.submit_count(sms)
+        todo = [seq for seq in range(1, total + 1) if seq not in known or not known[seq].carrier_message_id]
+        refused: list[PartResult] = []
+        last: dict | None = None  # the last answer is written with the message's outcome (in one transaction,
+        # so that no receipt of that part can be applied while the message is not yet `sent`)
+
+        def answered(answer: PartResult) -> None:
+            nonlocal last
+            if last is not None:
+                self._part_rows.append(last)
+                self._write_signal.set()
+            prior = known.get(answer.seq)
+            last = {"message_id": item.id, "seq": answer.seq, "carrier": carrier.name,
+                    "carrier_message_id": answer.message_id,
+                    "carrier_id_norm": normalize_message_id(answer.message_id) if answer.message_id else None,
+                    "attempts": prior.attempts + 1 if prior is not None else 1,
+                    "answer": "accepted" if answer.error is None else _error_code(answer.error)}
+            if answer.error is not None:
+                refused.append(answer)
+
+        done: set[int] = set()
+        try:
+            try:
+                async for answer in carrier.send_parts(sms, todo):
+                    done.add(answer.seq)
+                    answered(answer)
+            except CarrierError as exc:  # no answer for the parts left (not bound, say): each refused so
+                for seq in todo:
+                    if seq not in done:
+                        answered(PartResult(seq, error=exc))
+        finally:
+            if last is not None:
+                self._part_rows.append(last)
+        if not refused:
+            return
+        first = min(refused, key=lambda a: (not isinstance(a.error, CarrierRejected), a.seq))
+        exc = first.error
+        taken = [seq for seq in range(1, total + 1) if seq not in {a.seq for a in refused}]
+        note = f" (part(s) {', '.join(map(str, taken))} accepted)" if taken else ""
+        raise type(exc)(f"Part {first.seq} of {total}: {exc}{note}", code=exc.code,
+                        command_status=exc.command_status)
 
     def _retry_at(self, attempts: int, now: dt.datetime) -> dt.datetime:
         low, high = self._settings.retry_min_ms, self._settings.retry_max_ms
@@ -456,19 +576,26 @@ class Dispatcher:
 
     async def _flush(self) -> None:
         outcomes, self._outcomes = self._outcomes, []
+        part_rows, self._part_rows = self._part_rows, []
         receipts, self._receipts = self._receipts, []
         waiters, self._receipt_waiters = self._receipt_waiters, []
-        if not outcomes and not receipts:
+        if not outcomes and not receipts and not part_rows:
             return
         try:
             async with self._sm() as session, session.begin():
+                if part_rows:  # before the outcomes: a message is `sent` only with all its parts
+                    await session.execute(_part_upsert(session.bind.dialect.name), part_rows)
                 await self._write_outcomes(session, outcomes)
                 await self._apply_receipts(session, receipts)
-                if self._unmatched and outcomes:
-                    await self._rematch(session)
+                if self._unmatched and (outcomes or part_rows):  # receipts that came before these parts
+                    await self._rematch(session, {(r["carrier"], r["carrier_id_norm"]) for r in part_rows
+                                                  if r["carrier_id_norm"]}
+                                        | {(o.carrier, normalize_message_id(cid)) for o in outcomes
+                                           for cid in o.carrier_ids})
         except BaseException as exc:
             # put the outcomes back: nothing is lost; the receipts are refused, and the SMSC sends them again
             self._outcomes[:0] = outcomes
+            self._part_rows[:0] = part_rows
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_exception(RuntimeError(f"storing the receipt failed: {type(exc).__name__}"))
@@ -489,7 +616,8 @@ class Dispatcher:
                                     "sent_at": o.at, "updated_at": now, "error_code": None,
                                     "error_message": None})
                 parts.extend({"message_id": o.message_id, "seq": i + 1, "carrier": o.carrier,
-                              "carrier_message_id": cid, "carrier_id_norm": normalize_message_id(cid)}
+                              "carrier_message_id": cid, "carrier_id_norm": normalize_message_id(cid),
+                              "attempts": o.attempts, "answer": "accepted"}
                              for i, cid in enumerate(o.carrier_ids))
                 events.append((o, ev.TEXT_SENT, S.SENT, None))
             elif o.kind == "failed":
@@ -510,7 +638,8 @@ class Dispatcher:
                                         "error_code": o.error_code, "error_message": o.error_message,
                                         "updated_at": now, "paced": False})
         await update_by_id(session, Message.__table__, msg_updates)  # it groups the rows by the columns they set
-        resent = [o.message_id for o in outcomes if o.kind == "sent" and o.attempts > 1]
+        # a single-part message's part is written with its outcome (a multipart message's parts as they come)
+        resent = [o.message_id for o in outcomes if o.kind == "sent" and o.attempts > 1 and o.carrier_ids]
         if resent:  # parts of a superseded attempt (a crash between submit and write): the new ones replace them
             await session.execute(delete(MessagePart).where(MessagePart.message_id.in_(resent)))
         if parts:
@@ -576,14 +705,15 @@ class Dispatcher:
             await session.execute(delete(UnmatchedReceipt).where(UnmatchedReceipt.id.in_(applied_rows)))
 
     async def _finish_messages(self, session: AsyncSession, message_ids: list[int], now: dt.datetime) -> None:
-        stats: dict[int, list[str | None]] = {}
+        parts: dict[int, list[Any]] = {}
         for chunk in _chunks(message_ids):
             for row in (await session.execute(
-                select(MessagePart.message_id, MessagePart.stat).where(MessagePart.message_id.in_(chunk))
+                select(MessagePart.message_id, MessagePart.seq, MessagePart.stat, MessagePart.error_code)
+                .where(MessagePart.message_id.in_(chunk))
             )).all():
-                stats.setdefault(row.message_id, []).append(row.stat)
+                parts.setdefault(row.message_id, []).append(row)
             # the parts just updated are in the session's pending UPDATEs, flushed by execute above
-        finals = {mid: ev.combine(s) for mid, s in stats.items()}
+        finals = {mid: ev.combine([p.stat for p in ps]) for mid, ps in parts.items()}
         finals = {mid: stat for mid, stat in finals.items() if stat is not None}
         if not finals:
             return
@@ -597,28 +727,80 @@ class Dispatcher:
         for row in rows:
             if row.status != S.SENT.value:
                 continue  # already final (or not yet marked sent in this very batch: handled below)
-            status, event = ev.RECEIPT_OUTCOMES[finals[row.id]]
-            code = None if status == S.DELIVERED else f"receipt_{finals[row.id].lower()}"
+            stat = finals[row.id]
+            status, event = ev.RECEIPT_OUTCOMES[stat]
+            code = None if status == S.DELIVERED else f"receipt_{stat.lower()}"
             updates.append({"id": row.id, "status": status.value, "done_at": now, "updated_at": now,
-                            "error_code": code})
+                            "error_code": code,
+                            "error_message": None if code is None else _receipt_error(parts[row.id], stat)})
             new_events.append({"message_id": row.id, "account_id": row.account_id, "type": event,
                                "status": status.value, "error_code": code, "created_at": now})
         if updates:
             await update_by_id(session, Message.__table__, updates)
             await self._record(session, new_events)
 
-    async def _rematch(self, session: AsyncSession) -> None:
-        """Apply stored unmatched receipts whose part now exists."""
-        rows = (await session.execute(
-            select(UnmatchedReceipt)
-            .join(MessagePart, (MessagePart.carrier_id_norm == UnmatchedReceipt.lookup_id)
-                  & (MessagePart.carrier == UnmatchedReceipt.carrier))
-            .order_by(UnmatchedReceipt.id)
-            .with_for_update(of=UnmatchedReceipt, skip_locked=True)  # one instance applies each (PostgreSQL)
-        )).scalars().all()
+    async def _check_id_bases(self, session: AsyncSession) -> None:
+        """Count the receipts that stayed unmatched (since the last sweep) but would match under another
+        ``receipt_id_base`` of their carrier (a carrier set up with the wrong one leaves every message `sent`
+        until the receipt timeout), and warn once they keep coming: at most once every BASE_WARNING_S per
+        carrier, naming the setting that fits. In the sweep, off the path of receipts."""
+        unmatched = (await session.execute(
+            select(UnmatchedReceipt.id, UnmatchedReceipt.carrier, UnmatchedReceipt.carrier_message_id,
+                   UnmatchedReceipt.lookup_id).where(UnmatchedReceipt.id > self._base_checked)
+            .order_by(UnmatchedReceipt.id).limit(1000))).all()
+        if not unmatched:
+            return
+        self._base_checked = unmatched[-1].id
+        fits: dict[tuple[str, str], list[str]] = {}  # (carrier, id under another base) -> those bases
+        for _, carrier, receipt_id, lookup in unmatched:
+            for base in RECEIPT_ID_BASES:
+                other = receipt_lookup_id(receipt_id, base)
+                if base != self._id_bases.get(carrier, "same") and other != lookup:
+                    fits.setdefault((carrier, other), []).append(base)
+        if not fits:
+            return
+        hits: list[tuple[str, str]] = []
+        for chunk in _chunks(sorted({other for _, other in fits})):
+            hits.extend((await session.execute(
+                select(MessagePart.carrier, MessagePart.carrier_id_norm)
+                .where(MessagePart.carrier_id_norm.in_(chunk), MessagePart.stat.is_(None))  # awaiting a receipt
+            )).all())
+        now = time.monotonic()
+        for carrier, other in hits:
+            for base in fits.get((carrier, other), ()):
+                since, counts = self._base_fits.get(carrier, (now, collections.Counter()))
+                if now - since > BASE_WARNING_S:  # a few coincidences spread over days are not a pattern
+                    since, counts = now, collections.Counter()
+                counts[base] += 1
+                self._base_fits[carrier] = (since, counts)
+        for carrier, (since, counts) in list(self._base_fits.items()):
+            base, count = counts.most_common(1)[0]
+            if count >= BASE_MISMATCHES and now - self._base_warned.get(carrier, -BASE_WARNING_S) >= BASE_WARNING_S:
+                log.warning("carrier %s: %d delivery receipt(s) in the last %.0f s matched no message but would with "
+                            "receipt_id_base = \"%s\" (it is \"%s\"): set it in the carrier's configuration, or "
+                            "these messages stay `sent` until the receipt timeout", carrier, count, now - since, base,
+                            self._id_bases.get(carrier, "same"))
+                self._base_warned[carrier] = now
+                del self._base_fits[carrier]
+
+    async def _rematch(self, session: AsyncSession, parts: set[tuple[str, str]] | None = None) -> None:
+        """Apply stored unmatched receipts whose part now exists: those of ``parts`` (carrier, normalized id),
+        just written, through the index on lookup_id; when None, those of the last REMATCH_RECENT (through the
+        index on received_at). Either way cheap, however many receipts wait."""
+        query = (select(UnmatchedReceipt)
+                 .join(MessagePart, (MessagePart.carrier_id_norm == UnmatchedReceipt.lookup_id)
+                       & (MessagePart.carrier == UnmatchedReceipt.carrier))
+                 .order_by(UnmatchedReceipt.id)
+                 .with_for_update(of=UnmatchedReceipt, skip_locked=True))  # one instance applies each (PostgreSQL)
+        if parts is None:
+            rows = list((await session.execute(
+                query.where(UnmatchedReceipt.received_at >= utcnow() - REMATCH_RECENT))).scalars())
+        else:
+            rows = []
+            for chunk in _chunks(sorted({norm for _, norm in parts})):
+                rows.extend((await session.execute(query.where(UnmatchedReceipt.lookup_id.in_(chunk)))).scalars())
         if not rows:
-            remaining = await session.scalar(select(func.count()).select_from(UnmatchedReceipt))
-            self._unmatched = bool(remaining)
+            self._unmatched = await session.scalar(select(UnmatchedReceipt.id).limit(1)) is not None
             return
         receipts = [(u.carrier, Receipt(carrier_message_id=u.carrier_message_id, stat=u.stat,
                                         error_code=u.error_code, raw=u.raw)) for u in rows]
@@ -663,14 +845,28 @@ class Dispatcher:
                         self._settings.receipt_timeout_h)
         return len(ended)
 
+    async def expire_unmatched(self, now: dt.datetime | None = None) -> int:
+        """Drop the unmatched receipts older than ``unmatched_receipt_ttl_h``: their message never came (or
+        their ids will never match), and the table must not grow without end."""
+        now = now or utcnow()
+        cutoff = now - dt.timedelta(hours=self._settings.unmatched_ttl_h)
+        async with self._sm() as session, session.begin():
+            dropped = (await session.execute(delete(UnmatchedReceipt).where(UnmatchedReceipt.received_at < cutoff)
+                                             .execution_options(synchronize_session=False))).rowcount
+        if dropped:
+            log.warning("%d receipt(s) that matched no message within %g h dropped", dropped,
+                        self._settings.unmatched_ttl_h)
+        return dropped
+
     async def sweep(self) -> None:
         """Beat this instance's heart (and take back what dead instances held); expire queued messages whose
         time to live ran out; match receipts that arrived early; once a minute, end messages whose receipt
-        never came."""
+        never came and drop receipts that never matched."""
         await self._heartbeat()
         if time.monotonic() >= self._next_receipt_check:
             self._next_receipt_check = time.monotonic() + 60
             await self.expire_unreceipted()
+            await self.expire_unmatched()
         now = utcnow()
         self._limiter.forget_before(time.time() - 60)
         self._windows.forget_before(time.time())
@@ -686,3 +882,4 @@ class Dispatcher:
                  "status": S.EXPIRED.value, "error_code": "ttl_expired", "created_at": now} for r in expired])
             if self._unmatched:
                 await self._rematch(session)
+                await self._check_id_bases(session)

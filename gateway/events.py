@@ -24,6 +24,15 @@ RECEIPT_OUTCOMES: dict[str, tuple[S, str]] = {
     "REJECTD": (S.FAILED, TEXT_CARRIER_BLOCKED),
 }
 
+# what a final receipt state that is not a delivery says happened (a message's error_message)
+RECEIPT_SENTENCES = {
+    "UNDELIV": "The carrier could not deliver it",
+    "EXPIRED": "Its validity ran out at the carrier before it could be delivered",
+    "DELETED": "The carrier deleted it before delivery",
+    "UNKNOWN": "The carrier does not know whether it was delivered",
+    "REJECTD": "The carrier rejected it",
+}
+
 # how bad each final receipt state is: a multipart message takes its worst part's outcome
 SEVERITY = {"DELIVRD": 0, "DELETED": 1, "UNKNOWN": 2, "EXPIRED": 3, "UNDELIV": 4, "REJECTD": 5}
 

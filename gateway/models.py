@@ -80,17 +80,23 @@ class GatewayInstance(Base):
 
 
 class MessagePart(Base):
-    """One segment as the carrier knows it: its message id and its own receipt state."""
+    """One submit_sm of a message as the carrier knows it: what the carrier answered to it (its message id, or
+    the refusal it is submitted again after), how often it was submitted, and its own receipt state. A
+    multipart message's parts are written as their answers come, so that an accepted part is never submitted
+    again, not even after a crash between parts."""
 
     __tablename__ = "message_parts"
     __table_args__ = (UniqueConstraint("message_id", "seq", name="uq_message_parts_seq"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
-    seq: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)  # the part number in the concatenation header, from 1
     carrier: Mapped[str] = mapped_column(String(50))
-    carrier_message_id: Mapped[str] = mapped_column(String(80))  # as the carrier answered it
-    carrier_id_norm: Mapped[str] = mapped_column(String(80), index=True)  # normalized for receipt lookup
+    # as the carrier answered it; None while the part is refused (it is submitted again)
+    carrier_message_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    carrier_id_norm: Mapped[str | None] = mapped_column(String(80), nullable=True, index=True)  # for receipt lookup
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # submit_sm of this part
+    answer: Mapped[str | None] = mapped_column(String(50), nullable=True)  # accepted, or the refusal's code
     stat: Mapped[str | None] = mapped_column(String(10), nullable=True)
     error_code: Mapped[str | None] = mapped_column(String(20), nullable=True)
     done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -100,6 +106,7 @@ class UnmatchedReceipt(Base):
     """A receipt whose id matched no part (yet): kept, and matched when the submit result is stored."""
 
     __tablename__ = "unmatched_receipts"
+    __table_args__ = (Index("ix_unmatched_receipts_received_at", "received_at"),)  # dropped when old
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     carrier: Mapped[str] = mapped_column(String(50))

@@ -408,6 +408,16 @@ SCHEMAS: dict[str, Any] = {
         "characters": {"type": "integer"}, "error_code": {"type": ["string", "null"]},
         "message_type": {"type": "string"}, "price": {"type": ["object", "null"]},
         "carrier_message_id": {"type": ["string", "null"]},
+        "error_message": {"type": ["string", "null"],
+                          "description": "Why it failed, expired or was not delivered (a receipt's stat and err)"},
+        "carrier_message_ids": {"type": "array", "items": {"type": "string"},
+                                "description": "The ids of the parts the carrier accepted"},
+        "parts": {"type": "array", "description": "Each submit of the message: what the carrier answered "
+                  "(accepted, or the refusal it is submitted again after), how often, and its receipt", "items": {
+                      "type": "object", "properties": {
+                          "seq": {"type": "integer"}, "carrier_message_id": {"type": ["string", "null"]},
+                          "attempts": {"type": "integer"}, "answer": {"type": ["string", "null"]},
+                          "stat": {"type": ["string", "null"]}, "error_code": {"type": ["string", "null"]}}}},
         "created_at": {"type": ["string", "null"], "format": "date-time"},
         "sent_at": {"type": ["string", "null"], "format": "date-time"},
         "done_at": {"type": ["string", "null"], "format": "date-time"}}},

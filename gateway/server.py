@@ -94,11 +94,12 @@ async def serve(settings: Settings, *, demo: bool = False, migrate: bool = True)
 
 
 async def serve_simulator(host: str, smpp_port: int, http_port: int, accounts: dict[str, str],
-                          receipt_delay: float, id_format: str) -> None:
+                          receipt_delay: float, id_format: str, receipt_id_format: str = "same") -> None:
     from carriers.simulator import SimulatorServices
 
     services = SimulatorServices(host=host, smpp_port=smpp_port, http_port=http_port, accounts=accounts,
-                                 receipt_delay=receipt_delay, id_format=id_format)
+                                 receipt_delay=receipt_delay, id_format=id_format,
+                                 receipt_id_format=receipt_id_format)
     await services.start()
     try:
         click.echo(f"SMPP simulator: {host}:{services.smpp_port} (control API http://{host}:{services.http_port})")

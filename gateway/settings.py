@@ -72,6 +72,7 @@ class SimulatorSettings:
     password: str = field(default="secret", repr=False)
     receipt_delay_ms: int = 50
     id_format: str = "hex"
+    receipt_id_format: str = "same"  # same | hex | decimal | padded: how receipts quote the ids
     voice_port: int = 2777  # the embedded voice carrier simulator
 
 
@@ -107,6 +108,12 @@ class DispatcherSettings:
     lease_s: float = 20.0
     # a message the carrier took but never sent a receipt for ends 'undelivered' (receipt_timeout) after this
     receipt_timeout_h: float = 72.0
+    # receipts that matched no message are dropped after this (0: receipt_timeout_h)
+    unmatched_receipt_ttl_h: float = 0.0
+
+    @property
+    def unmatched_ttl_h(self) -> float:
+        return self.unmatched_receipt_ttl_h or self.receipt_timeout_h
 
 
 @dataclass
@@ -326,6 +333,10 @@ def validate(settings: Settings) -> None:
         raise SettingsError("redis.url must start with redis://, rediss:// or unix://")
     if settings.dispatcher.receipt_timeout_h <= 0:
         raise SettingsError("dispatcher.receipt_timeout_h must be above 0")
+    if settings.dispatcher.unmatched_receipt_ttl_h < 0:
+        raise SettingsError("dispatcher.unmatched_receipt_ttl_h must be 0 (the receipt timeout) or above")
+    if settings.simulator.receipt_id_format not in {"same", "hex", "decimal", "padded"}:
+        raise SettingsError("simulator.receipt_id_format must be same, hex, decimal or padded")
     if settings.dispatcher.lease_s < 5:
         raise SettingsError("dispatcher.lease_s must be at least 5 seconds")
     if settings.security.auth_failure_limit < 0 or settings.security.auth_failure_window_s <= 0:

@@ -7,7 +7,11 @@
     POST /scenario    {"throttle_all"?, "throttle_fraction"?, "response_delay"?, "receipt_delay"?,
                        "outcome"?, "outcomes_by_destination"?, "fail"?: {destination: status},
                        "rate_limits"?: {label: per_second}, "carrier_prefixes"?: {prefix: label},
-                       "disconnect_every"?: seconds|null}
+                       "disconnect_every"?: seconds|null, "receipt_err"?: "034"|null,
+                       "receipt_id_format"?: "same"|"hex"|"decimal"|"padded",
+                       "every_nth_part"?: {"n": N, "status": command_status|null}|null}
+                      every_nth_part: every Nth part of a concatenated message is answered with that status
+                      (88 = ESME_RTHROTTLED), or not answered at all when status is null
     POST /disconnect                                                         -> {"dropped": n}
 """
 
@@ -19,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from carriers.simulator.smsc import SmscSimulator
+from carriers.simulator.smsc import NO_ANSWER, SmscSimulator
 
 SIM = web.AppKey("sim", SmscSimulator)
 STATS = {"DELIVRD", "EXPIRED", "DELETED", "UNDELIV", "ACCEPTD", "UNKNOWN", "REJECTD"}
@@ -121,6 +125,25 @@ async def post_scenario(request: web.Request) -> web.Response:
                     return next((label for p, label in prefixes.items() if number.startswith(p)), "default")
 
                 h.label_of = label_of
+            elif key == "every_nth_part":
+                if value is None:
+                    h.every_nth_part = 0
+                    continue
+                if not isinstance(value, dict) or set(value) - {"n", "status"} or "n" not in value:
+                    raise ValueError("every_nth_part is {\"n\": N, \"status\": command_status or null}")
+                n, status = int(_number(value["n"], 1, 1e6)), value.get("status", 0x58)
+                if status is not None and (isinstance(status, bool) or not isinstance(status, int)
+                                           or not 0 < status <= 0xFFFFFFFF):
+                    raise ValueError("every_nth_part status must be a non-zero command_status or null")
+                h.every_nth_part, h.nth_part_status = n, NO_ANSWER if status is None else status
+            elif key == "receipt_err":
+                if value is not None and (not isinstance(value, str) or not value.isalnum() or len(value) > 3):
+                    raise ValueError("receipt_err is up to 3 letters or digits, or null")
+                h.receipt_err = value
+            elif key == "receipt_id_format":
+                if value not in ("same", "hex", "decimal", "padded"):
+                    raise ValueError("receipt_id_format must be same, hex, decimal or padded")
+                sim.receipt_id_format = value
             elif key == "disconnect_every":
                 sim.disconnect_every(None if value is None else _number(value, 0.1, 3600))
             else:
@@ -156,8 +179,10 @@ class SimulatorServices:
     """The SMSC simulator and its control API, started and stopped together."""
 
     def __init__(self, host: str = "127.0.0.1", smpp_port: int = 0, http_port: int = 0, *,
-                 accounts: dict[str, str] | None = None, receipt_delay: float = 0.05, id_format: str = "hex"):
-        self.sim = SmscSimulator(host, smpp_port, accounts=accounts, receipt_delay=receipt_delay, id_format=id_format)
+                 accounts: dict[str, str] | None = None, receipt_delay: float = 0.05, id_format: str = "hex",
+                 receipt_id_format: str = "same"):
+        self.sim = SmscSimulator(host, smpp_port, accounts=accounts, receipt_delay=receipt_delay, id_format=id_format,
+                                 receipt_id_format=receipt_id_format)
         self.host, self.http_port = host, http_port
         self._runner: web.AppRunner | None = None
 

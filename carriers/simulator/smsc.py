@@ -27,6 +27,7 @@ from carriers.smpp.receipts import STATE_CODES, parse_inbound
 log = logging.getLogger(__name__)
 
 BIND_COMMANDS = {"bind_transmitter": "tx", "bind_receiver": "rx", "bind_transceiver": "trx"}
+NO_ANSWER = -1  # a submit_status meaning: never answer this submit_sm (a response lost at the SMSC)
 
 
 @dataclass
@@ -65,11 +66,21 @@ class SmscHandler:
         self.label_of: Callable[[str], str] = lambda destination: "default"
         self.outcome: str | Callable[[str, str], str] = "DELIVRD"  # receipt stat, or f(destination, text)
         self.outcomes_by_destination: dict[str, str] = {}
+        self.receipt_err: str | None = None  # the err: of receipts that are not DELIVRD (default 001)
+        # every Nth part of a concatenated message (counted over all of them, first submits and repeats alike)
+        # is answered with this command_status, or not answered at all (NO_ANSWER); 0: off
+        self.every_nth_part = 0
+        self.nth_part_status = P.ESME_RTHROTTLED
+        self._parts_seen = 0
 
     def submit_status(self, sim: "SmscSimulator", sub: Submitted) -> int:
         """The command_status to answer a submit_sm with (0: accepted)."""
         if sub.destination in self.fail:
             return self.fail[sub.destination]
+        if self.every_nth_part and sub.concat is not None:
+            self._parts_seen += 1
+            if self._parts_seen % self.every_nth_part == 0:
+                return self.nth_part_status
         if self.throttle_all or (self.throttle_fraction and random.random() < self.throttle_fraction):
             return P.ESME_RTHROTTLED
         limit = self.rate_limits.get(sub.label)
@@ -208,6 +219,9 @@ class SmscProtocol:
         sub = self.sim.record(pdu, self.session.system_id or "")
         status = self.sim.handler.submit_status(self.sim, sub)
         delay = self.sim.handler.response_delay
+        if status == NO_ANSWER:
+            self.sim.stats["unanswered"] += 1
+            return
         if status != P.ESME_ROK:
             self.sim.refused(sub, status)
             raw = P.build("submit_sm_resp", seq, status=status, message_id="")
@@ -405,7 +419,8 @@ class SmscSimulator:
         now = self._minute(time.time())
         submitted = self._minute(sub.received_at)
         body = (f"id:{rid} sub:001 dlvrd:{'001' if stat == 'DELIVRD' else '000'} submit date:{submitted} "
-                f"done date:{now} stat:{stat} err:{'000' if stat == 'DELIVRD' else '001'} text:{sub.text[:20]}")
+                f"done date:{now} stat:{stat} err:{'000' if stat == 'DELIVRD' else self.handler.receipt_err or '001'} "
+                f"text:{sub.text[:20]}")
         fields = dict(source_addr_ton=1, source_addr_npi=1, source_addr=sub.destination.lstrip("+"),
                       dest_addr_ton=3 if sub.source.isdigit() else 1, dest_addr_npi=0 if sub.source.isdigit() else 1,
                       destination_addr=sub.source.lstrip("+"), esm_class=0x04, data_coding=0,

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, AsyncIterator, Collection
 
-from carriers._base import Carrier, CarrierEvents, CarrierRetryable, OutboundSms, SubmitResult
+from carriers._base import (
+    Carrier,
+    CarrierError,
+    CarrierEvents,
+    CarrierRetryable,
+    OutboundSms,
+    PartResult,
+    SubmitResult,
+)
 from carriers.smpp import _pdu as P
 from carriers.smpp.client import SmppClient
 from carriers.smpp.receipts import is_receipt, parse_inbound, parse_receipt
@@ -103,6 +111,27 @@ class SmppCarrier(Carrier):
             return SubmitResult((await client.submit_sm(**submits[0]),))
         ids = await asyncio.gather(*(client.submit_sm(**fields) for fields in submits))
         return SubmitResult(tuple(ids))
+
+    def submit_count(self, message: OutboundSms) -> int:
+        return 1 if len(message.segments) == 1 or self.concatenation == "payload" else len(message.segments)
+
+    async def send_parts(self, message: OutboundSms, seqs: Collection[int] | None = None
+                         ) -> AsyncIterator[PartResult]:
+        """Each part a submit_sm of its own, with the message's reference and its own part number (so a part
+        submitted again joins the parts the handset already has); answers in the order they come."""
+        client = self._client()
+        submits = self.submits(message)
+        wanted = range(1, len(submits) + 1) if seqs is None else [s for s in seqs if 1 <= s <= len(submits)]
+
+        async def part(seq: int) -> PartResult:
+            try:
+                return PartResult(seq, await client.submit_sm(**submits[seq - 1]))
+            except CarrierError as exc:
+                return PartResult(seq, error=exc)
+
+        tasks = [asyncio.ensure_future(part(seq)) for seq in wanted]  # submitted in part order
+        for answer in asyncio.as_completed(tasks):
+            yield await answer
 
     async def _on_deliver_sm(self, pdu: Any) -> int:
         if self._events is None:

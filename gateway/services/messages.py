@@ -350,8 +350,11 @@ async def message_view(session: AsyncSession, message: Message) -> dict[str, Any
     return {
         **message_summary(message),
         "carrier": message.carrier,
-        "carrier_message_ids": [p.carrier_message_id for p in parts],
-        "carrier_message_id": parts[0].carrier_message_id if parts else None,
+        # the ids of the parts the carrier took (a message that failed on one part keeps the others')
+        "carrier_message_ids": [p.carrier_message_id for p in parts if p.carrier_message_id],
+        "carrier_message_id": next((p.carrier_message_id for p in parts if p.carrier_message_id), None),
+        "parts": [{"seq": p.seq, "carrier_message_id": p.carrier_message_id, "attempts": p.attempts,
+                   "answer": p.answer, "stat": p.stat, "error_code": p.error_code} for p in parts],
         "attempts": message.attempts,
         "events": [{"type": e.type, "status": e.status, "error_code": e.error_code, "at": iso(e.created_at)}
                    for e in events],

@@ -49,7 +49,9 @@ async def test_inject_read_scenario_disconnect(services):  # noqa: ANN001
         assert (await resp.json())["dropped"] == 1
         await wait_for(lambda: asyncio.sleep(0, carrier.ready and carrier.clients[0].binds == 2))
 
-        for bad in ({"outcome": "SMILING"}, {"throttle_fraction": 3}, {"nonsense": 1}, [1]):
+        for bad in ({"outcome": "SMILING"}, {"throttle_fraction": 3}, {"nonsense": 1}, [1],
+                    {"every_nth_part": {"n": 0}}, {"every_nth_part": {"n": 2, "status": 0}},
+                    {"every_nth_part": 3}, {"receipt_id_format": "octal"}, {"receipt_err": "not-a-code"}):
             resp = await http.post(f"{base}/scenario", json=bad)
             assert resp.status == 400 and (await resp.json())["error"]["code"] in {"invalid_field", "invalid_json"}
         resp = await http.post(f"{base}/mo", json={"from": "+1", "text": "x"})

@@ -412,6 +412,87 @@ async def test_unknown_receipt_is_kept_and_logged(gw, caplog):  # noqa: ANN001
     await final(gw, c, (await send(gw, c, to=us(2)))["id"])  # and all goes on
 
 
+@pytest.mark.parametrize("stat, status, sentence", [
+    ("UNDELIV", "undelivered", "The carrier could not deliver it"),
+    ("REJECTD", "failed", "The carrier rejected it"),
+    ("EXPIRED", "undelivered", "Its validity ran out at the carrier before it could be delivered")])
+async def test_a_receipt_that_ends_a_message_badly_says_why(gw, stat, status, sentence):  # noqa: ANN001
+    gw.sim.handler.outcome, gw.sim.handler.receipt_err = stat, "034"
+    c = await customer(gw, [("55501", "short_code")])
+    got = await final(gw, c, (await send(gw, c, to=us(1)))["id"], status=status)
+    assert got["error_code"] == f"receipt_{stat.lower()}"
+    assert got["error_message"] == f"{sentence} (receipt stat {stat}, err 034)."
+
+
+async def unmatched_count(gw) -> int:  # noqa: ANN001
+    from sqlalchemy import func, select
+
+    from gateway.models import UnmatchedReceipt
+
+    async with gw.sm() as session:
+        return await session.scalar(select(func.count()).select_from(UnmatchedReceipt))
+
+
+async def test_receipts_that_would_match_in_another_base_are_warned_about_now_and_then(gw, caplog,
+                                                                                      monkeypatch):  # noqa: ANN001
+    """The SMSC quotes ids in decimal in its receipts, the carrier is set up with receipt_id_base "same": a
+    WARNING names the carrier, the count and the setting that fits, once in a while rather than per receipt."""
+    from gateway import dispatcher
+
+    caplog.set_level(logging.INFO, logger="gateway.dispatcher")
+    gw.sim.receipt_id_format = "decimal"
+    c = await customer(gw, [("55501", "short_code")])
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING and "receipt_id_base" in r.getMessage()]
+
+    async def burst(first: int) -> None:
+        resp = await gw.post("/v1/messages/batch", headers=c.headers, json={
+            "messages": [{"to": us(n), "body": f"r{n}"} for n in range(first, first + 8)]})
+        assert (await resp.json())["accepted"] == 8
+        await wait_for(lambda: asyncio.sleep(0, len(gw.sim.received) == first + 8))
+        await wait_for(lambda: _at_least(gw, first + 8), timeout=10)
+        await gw.app[keys.DISPATCHER].sweep()  # the sweep looks at the receipts that stayed unmatched
+
+    await burst(0)
+    assert len(warnings()) == 1
+    assert warnings()[0].startswith("carrier sim: ") and 'receipt_id_base = "hex_to_dec" (it is "same")' in warnings()[0]
+    assert int(warnings()[0].split()[2]) >= 5  # the count of receipts that would have matched
+    await burst(8)
+    assert len(warnings()) == 1  # at most one every few minutes per carrier
+    monkeypatch.setattr(dispatcher, "BASE_WARNING_S", 1.0)
+    await asyncio.sleep(1.1)
+    await burst(16)
+    assert len(warnings()) == 2
+    got = await (await gw.get(f"/v1/messages/{(await send(gw, c, to=us(30)))['id']}", headers=c.headers)).json()
+    assert got["status"] in ("queued", "sending", "sent")  # nothing was matched under a guessed base
+
+
+async def _at_least(gw, n: int) -> bool:  # noqa: ANN001
+    return await unmatched_count(gw) >= n
+
+
+async def test_unmatched_receipts_expire(gw, migrated, caplog):  # noqa: ANN001
+    from registry.db import utcnow
+
+    caplog.set_level(logging.INFO, logger="gateway.dispatcher")
+    c = await customer(gw, [("55501", "short_code")])
+    await final(gw, c, (await send(gw, c, to=us(1)))["id"])
+    gw.sim.send_receipt(gw.sim.received[0], message_id="FFFFFFF0")
+    await wait_for(lambda: _at_least(gw, 1))
+    dispatcher = gw.app[keys.DISPATCHER]
+    now = utcnow()
+    assert migrated.dispatcher.unmatched_ttl_h == migrated.dispatcher.receipt_timeout_h == 72  # by default
+    assert await dispatcher.expire_unmatched(now + dt.timedelta(hours=71)) == 0
+    migrated.dispatcher.unmatched_receipt_ttl_h = 2.0
+    assert await dispatcher.expire_unmatched(now + dt.timedelta(hours=1)) == 0
+    assert await dispatcher.expire_unmatched(now + dt.timedelta(hours=2, minutes=1)) == 1
+    assert await unmatched_count(gw) == 0
+    assert "1 receipt(s) that matched no message within 2 h dropped" in caplog.text
+    await final(gw, c, (await send(gw, c, to=us(2)))["id"])  # and all goes on
+
+
 # --- batches ---------------------------------------------------------------------------------------------------
 
 async def test_batch_answers_each_message(gw):  # noqa: ANN001
