@@ -138,5 +138,14 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def insert_new(session: AsyncSession, model: Any, rows: list[dict[str, Any]], key: Iterable[str]) -> Any:
+    """INSERT ... ON CONFLICT (key) DO NOTHING, on SQLite or PostgreSQL: rows whose key exists are skipped
+    (add ``.returning(...)`` to learn which were inserted)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    return insert(model).values(rows).on_conflict_do_nothing(index_elements=list(key))
+
+
 def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"

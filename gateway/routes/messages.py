@@ -9,7 +9,7 @@ from gateway import keys
 from gateway.errors import BadRequest, GatewayError, Unprocessable
 from gateway.models import Message
 from gateway.services import messages as svc
-from gateway.validation import Fields, query_limit, read_json_object
+from gateway.validation import Fields, check_text, query_limit, read_json_object
 
 routes = web.RouteTableDef()
 
@@ -56,7 +56,7 @@ MAX_BATCH = 1000
 async def send_batch(request: web.Request) -> web.Response:
     """Up to 1,000 messages; each is answered on its own (status_code 202, or the error it would have had)."""
     settings = request.app[keys.SETTINGS]
-    data = await read_json_object(request, max_bytes=16 << 20)
+    data = await read_json_object(request, text=False)  # each message is checked on its own below
     f = Fields(data, {"messages"})
     items = data.get("messages")
     if not isinstance(items, list) or not items:
@@ -72,6 +72,7 @@ async def send_batch(request: web.Request) -> web.Response:
         try:
             if not isinstance(item, dict):
                 raise Unprocessable("Each message must be a JSON object.", code="invalid_field")
+            check_text(item)
             req = svc.parse_send(item, settings.messages)
             if req.dry_run:
                 raise Unprocessable("dry_run is not available in batches.", code="invalid_field",

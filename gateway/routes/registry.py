@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -10,8 +11,9 @@ from sqlalchemy import select
 
 from gateway import keys
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
-from gateway.routes.two_way import number_view
-from gateway.validation import Fields, csv_rows, origination, read_json_object, row_id
+from gateway.db import insert_new
+from gateway.routes.two_way import IMPORT_CHUNK, number_view
+from gateway.validation import Fields, csv_rows, origination, read_body, read_json_object, row_id
 from registry import tcr
 from registry.limits import derive
 from registry.models import Account, Brand, Campaign, Number
@@ -69,15 +71,18 @@ def full_number_view(n: Number) -> dict[str, Any]:
 # --- inventory -----------------------------------------------------------------------------------------------------
 @routes.post("/admin/inventory/import")
 async def import_inventory(request: web.Request) -> web.Response:
-    """CSV: number,type,country,capabilities,carrier,monthly_price (header optional). Bad rows are reported."""
-    raw = await request.content.read(20 << 20)
-    rows = csv_rows(raw)
-    added, errors = 0, []
-    async with request.app[keys.SESSIONMAKER]() as session, session.begin():
+    """CSV: number,type,country,capabilities,carrier,monthly_price (header optional). Every row that is not blank
+    is counted once: added, or rejected with its line. Written IMPORT_CHUNK rows to a short transaction."""
+    rows = csv_rows(await read_body(request))
+    added, errors, counted = 0, [], 0
+    async with request.app[keys.SESSIONMAKER]() as session:
         have = set((await session.scalars(select(Number.number))).all())
-        for line_no, row in enumerate(rows, start=1):
-            if not row or not "".join(row).strip() or (line_no == 1 and row[0].strip().lower() == "number"):
+    for start in range(0, len(rows), IMPORT_CHUNK):
+        new: dict[str, tuple[int, list[str], dict[str, Any]]] = {}
+        for line_no, row in rows[start:start + IMPORT_CHUNK]:
+            if not "".join(row).strip() or (line_no == 1 and row[0].strip().lower() == "number"):
                 continue
+            counted += 1
             cells = [c.strip() for c in row] + [""] * 6
             number, kind, country, caps, carrier, price = cells[:6]
             try:
@@ -92,16 +97,28 @@ async def import_inventory(request: web.Request) -> web.Response:
                     raise ValueError("invalid_capabilities", f"capabilities {caps!r} are not sms/voice")
                 if normalized in have:
                     raise ValueError("duplicate", f"{normalized} is in the inventory already")
-                session.add(Number(number=normalized, type=kind, country=(country or "US").upper()[:2],
-                                   capabilities=",".join(sorted(capset)), carrier=carrier or None,
-                                   monthly_price=float(price) if price else None, status="active",
-                                   account_id=None))
+                new[normalized] = (line_no, row, dict(
+                    number=normalized, type=kind, country=(country or "US").upper()[:2],
+                    capabilities=",".join(sorted(capset)), carrier=carrier or None,
+                    monthly_price=float(price) if price else None, status="active", account_id=None))
                 have.add(normalized)
-                added += 1
             except ValueError as exc:
-                code, message = exc.args if len(exc.args) == 2 else ("invalid_row", str(exc))
-                errors.append({"line": line_no, "value": ",".join(row)[:80], "error": code, "message": message})
-    return web.json_response({"added": added, "rejected": len(errors), "errors": errors[:1000]})
+                errors.append(_row_error(line_no, row, exc))
+        if new:
+            async with request.app[keys.SESSIONMAKER]() as session, session.begin():
+                stored = set((await session.scalars(insert_new(session, Number, [v for _, _, v in new.values()],
+                                                               ("number",)).returning(Number.number))).all())
+            added += len(stored)
+            errors += [_row_error(line_no, row, ValueError("duplicate", f"{n} is in the inventory already"))
+                       for n, (line_no, row, _) in new.items() if n not in stored]  # added meanwhile by another
+        await asyncio.sleep(0)  # parsing is CPU: let other requests in between chunks
+    errors.sort(key=lambda e: e["line"])
+    return web.json_response({"rows": counted, "added": added, "rejected": len(errors), "errors": errors[:1000]})
+
+
+def _row_error(line_no: int, row: list[str], exc: ValueError) -> dict[str, Any]:
+    code, message = exc.args if len(exc.args) == 2 else ("invalid_row", str(exc))
+    return {"line": line_no, "value": ",".join(row)[:80], "error": code, "message": message}
 
 
 # --- numbers -------------------------------------------------------------------------------------------------------
