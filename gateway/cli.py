@@ -316,6 +316,20 @@ def bench_throttle(seconds: float, trust_score: int | None, as_json: bool, targe
         b.run(b.bench_throttle(seconds=seconds, url=target_url, sim_url=simulator_url, key=api_key))
 
 
+@bench.command("import")
+@click.option("--rows", type=click.IntRange(1, 1_000_000), default=100_000, show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Dry runs in flight at once from another tenant while the import runs.")
+@click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: the output is always JSON.")
+@_targets
+def bench_import(rows: int, concurrency: int, as_json: bool, target_url: str | None, simulator_url: str | None,
+                 api_key: str | None) -> None:
+    """A ROWS-row opt-out CSV import: its duration, and the p99 of another tenant's dry runs meanwhile."""
+    from gateway import bench as b
+
+    b.run(b.bench_import(rows=rows, concurrency=concurrency, url=target_url, sim_url=simulator_url, key=api_key))
+
+
 @bench.command("inbound")
 @click.option("--rate", type=click.FloatRange(1, 5000), default=200, show_default=True, help="Messages per second.")
 @click.option("--seconds", type=click.FloatRange(1, 3600), default=10, show_default=True)

@@ -215,7 +215,8 @@ async def list_optouts(request: web.Request) -> web.Response:
                               "next": str(rows[-1].id) if len(rows) == limit else None})
 
 
-IMPORT_CHUNK = 500  # rows parsed, then written in one short transaction: others get the database in between
+IMPORT_CHUNK = 1000  # rows written in one short transaction: other requests get the database in between
+IMPORT_YIELD = 50  # rows parsed (phone numbers: about 60 us each) before other requests get the event loop
 
 
 async def _add_optouts(request: web.Request, account_id: int, phones: list[str], list_name: str,
@@ -227,8 +228,8 @@ async def _add_optouts(request: web.Request, account_id: int, phones: list[str],
         rows = [{"account_id": account_id, "list_name": list_name, "phone": p, "source": source}
                 for p in dict.fromkeys(phones[i:i + IMPORT_CHUNK])]
         async with request.app[keys.SESSIONMAKER]() as session, session.begin():
-            new = (await session.scalars(insert_new(session, OptOut, rows, ("account_id", "list_name", "phone"))
-                                         .returning(OptOut.phone))).all()
+            new = (await session.scalars(insert_new(session, OptOut, ("account_id", "list_name", "phone"))
+                                         .returning(OptOut.phone), rows)).all()
             await block_queued(session, account_id, *new)
         added += len(new)
     return added
@@ -262,13 +263,15 @@ async def import_optouts(request: web.Request) -> web.Response:
     """CSV with a phone column (a header row is optional; a second column may name the list). Every row that is
     not blank is counted once: added, already listed (also a repeat within the file) or rejected with its line."""
     account_id = await _account(request)
-    rows = csv_rows(await read_body(request))
+    rows = await csv_rows(await read_body(request))
     default_list = request.query.get("list", "default")
     counts = {"rows": 0, "added": 0, "already_listed": 0, "rejected": 0}
     errors = []
     for start in range(0, len(rows), IMPORT_CHUNK):
         by_list: dict[str, list[str]] = {}
-        for line_no, row in rows[start:start + IMPORT_CHUNK]:
+        for i, (line_no, row) in enumerate(rows[start:start + IMPORT_CHUNK]):
+            if i % IMPORT_YIELD == 0:
+                await asyncio.sleep(0)
             if not "".join(row).strip() or (line_no == 1 and row[0].strip().lower() in {"phone", "number"}):
                 continue
             counts["rows"] += 1
@@ -283,7 +286,6 @@ async def import_optouts(request: web.Request) -> web.Response:
             added = await _add_optouts(request, account_id, phones, list_name, "import")
             counts["added"] += added
             counts["already_listed"] += len(phones) - added
-        await asyncio.sleep(0)  # parsing is CPU: let other requests in between chunks
     return web.json_response({**counts, "errors": errors[:1000]})
 
 
