@@ -15,6 +15,7 @@ import weakref
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
 from gateway import keys
@@ -105,8 +106,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
                                  status=500)
 
 
-PARSER_CODES = {400: "malformed_request", 413: "body_too_large", 414: "url_too_long",
-                431: "headers_too_large", 500: "internal_error"}
+PARSER_CODES = {413: "body_too_large", 500: "internal_error"}  # any other status: malformed_request
 _JSON_ERRORS = web.AppKey("json_parser_errors", bool)
 
 
@@ -127,8 +127,9 @@ def json_parser_errors(app: web.Application) -> None:
         owner = getattr(getattr(getattr(self, "_manager", None), "request_handler", None), "__self__", None)
         if not (isinstance(owner, web.Application) and owner.get(_JSON_ERRORS)):
             return resp
-        sentence = "Internal error." if status >= 500 else \
-            f"The request cannot be read as HTTP: {_first_line(getattr(exc, 'message', None) or message)}"
+        sentence = ("Internal error." if status >= 500 else
+                    "The request line or a header is too long." if isinstance(exc, LineTooLong) else
+                    f"The request cannot be read as HTTP: {_first_line(getattr(exc, 'message', None) or message)}")
         answer = web.json_response({"error": {"code": PARSER_CODES.get(status, "malformed_request"),
                                               "message": sentence}}, status=status)
         answer.force_close()
