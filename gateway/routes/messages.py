@@ -14,6 +14,16 @@ from gateway.validation import Fields, check_text, query_limit, read_json_object
 routes = web.RouteTableDef()
 
 
+def idempotency_key(request: web.Request) -> str | None:
+    """The Idempotency-Key header: printable ASCII (a header's undecodable bytes would reach the database as
+    lone surrogates), 1 to 200 characters."""
+    idem = request.headers.get("Idempotency-Key")
+    if idem is not None and not (1 <= len(idem) <= 200 and idem.isascii() and idem.isprintable()):
+        raise BadRequest("Idempotency-Key must have 1 to 200 printable ASCII characters.",
+                         code="invalid_idempotency_key")
+    return idem
+
+
 @routes.post("/v1/messages")
 async def send_message(request: web.Request) -> web.Response:
     settings = request.app[keys.SETTINGS]
@@ -30,9 +40,7 @@ async def send_message(request: web.Request) -> web.Response:
         body = {"to": req.to, "script": req.body} | ({"status_callback": req.status_callback}
                                                     if req.status_callback else {})
         return web.json_response(await create_voice_message(request, body, request[keys.ACCOUNT_ID]), status=202)
-    idem = request.headers.get("Idempotency-Key")
-    if idem is not None and not 1 <= len(idem) <= 200:
-        raise BadRequest("Idempotency-Key must have 1 to 200 characters.", code="invalid_idempotency_key")
+    idem = idempotency_key(request)
     async with request.app[keys.SESSIONMAKER]() as session, session.begin():
         result = await svc.accept(session, request[keys.ACCOUNT_ID], req, settings.pricing, idempotency_key=idem,
                                   now=request.app[keys.CLOCK]())
@@ -64,9 +72,7 @@ async def send_batch(request: web.Request) -> web.Response:
     if len(items) > MAX_BATCH:
         raise Unprocessable(f"At most {MAX_BATCH} messages per batch.", code="batch_too_large")
     del f
-    idem = request.headers.get("Idempotency-Key")
-    if idem is not None and not 1 <= len(idem) <= 200:
-        raise BadRequest("Idempotency-Key must have 1 to 200 characters.", code="invalid_idempotency_key")
+    idem = idempotency_key(request)
     reqs: list = []
     for item in items:
         try:

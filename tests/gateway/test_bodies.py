@@ -192,3 +192,13 @@ async def test_cli_import_sends_a_large_file_whole(running, tmp_path):  # noqa: 
     result = json.loads(out[out.index("{"):])
     assert (result["rows"], result["added"], result["rejected"]) == (5001, 5000, 1)
     assert result["errors"][0]["line"] == 5002
+
+
+async def test_an_idempotency_key_that_is_not_ascii_text_is_refused_not_a_500(gw):  # noqa: ANN001
+    body = b'{"to": "+14155550100", "body": "hi"}'
+    raw = (b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + gw.customer.key.encode() +
+           b"\r\nIdempotency-Key: \xff\xfe\r\nContent-Type: application/json\r\nContent-Length: " +
+           str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+    answer, _ = await exchange(gw, raw)  # the header's bytes are no UTF-8: aiohttp hands on lone surrogates
+    status, _, error = parse(answer)
+    assert (status, error["error"]["code"]) == (400, "invalid_idempotency_key")
