@@ -93,17 +93,15 @@ async def test_just_under_the_limit_is_read(gw):  # noqa: ANN001
     assert resp.status == 200, await resp.text()
 
 
-async def exchange(gw, raw: bytes, wait: float = 5.0) -> tuple[bytes, float]:  # noqa: ANN001
-    """Send raw bytes; everything the server answers until it closes the connection, and how long that took."""
+async def exchange(gw, raw: bytes, wait: float = 5.0) -> bytes:  # noqa: ANN001
+    """Send raw bytes; everything the server answers until it closes the connection (within ``wait``)."""
     reader, writer = await asyncio.open_connection(gw.server.host, gw.server.port)
-    t0 = asyncio.get_running_loop().time()
     writer.write(raw)
     await writer.drain()
     try:
-        data = await asyncio.wait_for(reader.read(), wait)  # up to EOF: the server closed the connection
+        return await asyncio.wait_for(reader.read(), wait)
     finally:
         writer.close()
-    return data, asyncio.get_running_loop().time() - t0
 
 
 def parse(answer: bytes) -> tuple[int, dict[str, str], dict]:
@@ -116,11 +114,10 @@ def parse(answer: bytes) -> tuple[int, dict[str, str], dict]:
 async def test_a_body_shorter_than_its_content_length_times_out_and_the_connection_closes(gw):  # noqa: ANN001
     request = (f"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {gw.customer.key}\r\n"
                f"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"to\": ").encode()
-    answer, took = await exchange(gw, request)
+    answer = await exchange(gw, request)  # reads to EOF: the server closed (not lingering 10 s for the rest)
     status, headers, body = parse(answer)
     assert (status, body["error"]["code"]) == (408, "body_timeout")
     assert headers["connection"].lower() == "close"
-    assert took < 3  # 0.5 s of silence, not aiohttp's lingering nor a client's patience
 
 
 @pytest.mark.parametrize("raw", [
@@ -131,7 +128,7 @@ async def test_a_body_shorter_than_its_content_length_times_out_and_the_connecti
     b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
 ], ids=["two-content-lengths", "url-too-long", "header-too-long", "bad-request-line", "tls-hello"])
 async def test_what_aiohttp_refuses_itself_is_answered_in_the_json_error_format(gw, raw: bytes):  # noqa: ANN001
-    answer, _ = await exchange(gw, raw)
+    answer = await exchange(gw, raw)
     status, headers, body = parse(answer)
     assert 400 <= status < 500
     assert headers["content-type"].startswith("application/json")
@@ -189,6 +186,7 @@ async def test_cli_import_sends_a_large_file_whole(running, tmp_path):  # noqa: 
     src.write_text("number,type\n" + "".join(f"+1212555{i:04d},long_code\n" for i in range(5000)) + "bogus,long_code\n")
     code, out = await invoke("--json", "inventory", "import", str(src), url=running)
     assert code == 0, out
+    assert "sending numbers.csv" in out and "importing ..." in out  # the progress (stderr, mixed in by the runner)
     result = json.loads(out[out.index("{"):])
     assert (result["rows"], result["added"], result["rejected"]) == (5001, 5000, 1)
     assert result["errors"][0]["line"] == 5002
@@ -199,6 +197,6 @@ async def test_an_idempotency_key_that_is_not_ascii_text_is_refused_not_a_500(gw
     raw = (b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + gw.customer.key.encode() +
            b"\r\nIdempotency-Key: \xff\xfe\r\nContent-Type: application/json\r\nContent-Length: " +
            str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
-    answer, _ = await exchange(gw, raw)  # the header's bytes are no UTF-8: aiohttp hands on lone surrogates
+    answer = await exchange(gw, raw)  # the header's bytes are no UTF-8: aiohttp hands on lone surrogates
     status, _, error = parse(answer)
     assert (status, error["error"]["code"]) == (400, "invalid_idempotency_key")
