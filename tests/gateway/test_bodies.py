@@ -200,3 +200,31 @@ async def test_an_idempotency_key_that_is_not_ascii_text_is_refused_not_a_500(gw
     answer = await exchange(gw, raw)  # the header's bytes are no UTF-8: aiohttp hands on lone surrogates
     status, _, error = parse(answer)
     assert (status, error["error"]["code"]) == (400, "invalid_idempotency_key")
+
+
+async def test_imports_on_postgresql_count_the_same(aiohttp_client, tmp_path, postgres_url):  # noqa: ANN001
+    from carriers.loopback import LoopbackCarrier
+    from gateway.db import create_engine, create_sessionmaker
+    from gateway.migrate import upgrade
+    from tests.conftest import make_settings
+
+    await upgrade(postgres_url)
+    settings = make_settings(tmp_path)
+    settings.database.url, settings.voice.enabled = postgres_url, False
+    engine = create_engine(postgres_url)
+    client = await aiohttp_client(create_app(settings, carriers=[LoopbackCarrier("sim")]))
+    try:
+        customer = await new_customer(client, create_sessionmaker(engine), "Acme")
+        phones = "".join(f"+1415555{i:04d}\n" for i in range(2500))
+        resp = await client.post("/v1/opt-outs/import", data=slowly(f"{phones}+14155550007\nbad\n".encode()),
+                                 headers=customer.headers)
+        result = await resp.json()
+        assert (result["rows"], result["added"], result["already_listed"], result["rejected"]) == (2502, 2500, 1, 1)
+        again = await (await client.post("/v1/opt-outs/import", data=phones, headers=customer.headers)).json()
+        assert (again["added"], again["already_listed"]) == (0, 2500)
+        numbers = "".join(f"+1212555{i:04d},long_code\n" for i in range(1200))
+        result = await (await client.post("/admin/inventory/import", data=numbers + "+12125550001,long_code\n",
+                                          headers=ADMIN)).json()
+        assert (result["rows"], result["added"], result["rejected"]) == (1201, 1200, 1)
+    finally:
+        await engine.dispose()
