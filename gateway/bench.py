@@ -509,7 +509,7 @@ async def bench_import(*, rows: int, concurrency: int, url: str | None, sim_url:
                 i += concurrency
 
         senders = [asyncio.create_task(dry_runs(w)) for w in range(concurrency)]
-        await asyncio.sleep(1)  # the dry runs' own pace first
+        await asyncio.sleep(3)  # the dry runs' own latency first: what this machine gives without the import
         before = len(latencies)
         t0 = time.perf_counter()
         try:
