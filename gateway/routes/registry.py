@@ -13,7 +13,7 @@ from gateway import keys
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.db import insert_new
 from gateway.routes.two_way import IMPORT_CHUNK, IMPORT_YIELD, number_view
-from gateway.validation import Fields, csv_rows, origination, read_body, read_json_object, row_id
+from gateway.validation import Fields, csv_chunks, origination, read_body, read_json_object, row_id
 from registry import tcr
 from registry.limits import derive
 from registry.models import Account, Brand, Campaign, Number
@@ -73,13 +73,13 @@ def full_number_view(n: Number) -> dict[str, Any]:
 async def import_inventory(request: web.Request) -> web.Response:
     """CSV: number,type,country,capabilities,carrier,monthly_price (header optional). Every row that is not blank
     is counted once: added, or rejected with its line. Written IMPORT_CHUNK rows to a short transaction."""
-    rows = await csv_rows(await read_body(request))
+    raw = await read_body(request)
     added, errors, counted = 0, [], 0
     async with request.app[keys.SESSIONMAKER]() as session:
         have = set((await session.scalars(select(Number.number))).all())
-    for start in range(0, len(rows), IMPORT_CHUNK):
+    async for chunk in csv_chunks(raw, IMPORT_CHUNK):
         new: dict[str, tuple[int, list[str], dict[str, Any]]] = {}
-        for i, (line_no, row) in enumerate(rows[start:start + IMPORT_CHUNK]):
+        for i, (line_no, row) in enumerate(chunk):
             if i % IMPORT_YIELD == 0:
                 await asyncio.sleep(0)
             if not "".join(row).strip() or (line_no == 1 and row[0].strip().lower() == "number"):

@@ -17,7 +17,7 @@ from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.inbound import block_queued, inbound_view
 from gateway.models import InboundMessage, NumberKeyword
 from gateway.services.messages import iso
-from gateway.validation import Fields, csv_rows, e164, query_limit, read_body, read_json_object, row_id
+from gateway.validation import Fields, csv_chunks, e164, query_limit, read_body, read_json_object, row_id
 from registry.models import Account, Number, OptOut
 
 routes = web.RouteTableDef()
@@ -263,13 +263,13 @@ async def import_optouts(request: web.Request) -> web.Response:
     """CSV with a phone column (a header row is optional; a second column may name the list). Every row that is
     not blank is counted once: added, already listed (also a repeat within the file) or rejected with its line."""
     account_id = await _account(request)
-    rows = await csv_rows(await read_body(request))
+    raw = await read_body(request)
     default_list = request.query.get("list", "default")
     counts = {"rows": 0, "added": 0, "already_listed": 0, "rejected": 0}
     errors = []
-    for start in range(0, len(rows), IMPORT_CHUNK):
+    async for chunk in csv_chunks(raw, IMPORT_CHUNK):
         by_list: dict[str, list[str]] = {}
-        for i, (line_no, row) in enumerate(rows[start:start + IMPORT_CHUNK]):
+        for i, (line_no, row) in enumerate(chunk):
             if i % IMPORT_YIELD == 0:
                 await asyncio.sleep(0)
             if not "".join(row).strip() or (line_no == 1 and row[0].strip().lower() in {"phone", "number"}):
