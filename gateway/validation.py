@@ -12,6 +12,7 @@ from typing import Any, AsyncIterator
 
 import phonenumbers
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.errors import BadRequest, PayloadTooLarge, RequestTimeout, Unprocessable
 
@@ -35,6 +36,11 @@ async def read_body(request: web.Request) -> bytes:
                 chunk = await request.content.readany()
         except TimeoutError:
             raise RequestTimeout(f"Nothing of the request body arrived for {http.body_timeout_s:g} s.") from None
+        except (web.RequestPayloadError, HttpProcessingError):  # a broken chunk or Content-Encoding
+            error = BadRequest("The request body cannot be read (its chunks or its Content-Encoding are broken).",
+                               code="malformed_request")
+            error.close_connection = True  # the stream cannot go on
+            raise error from None
         if not chunk:
             return bytes(body)
         body += chunk

@@ -228,3 +228,12 @@ async def test_imports_on_postgresql_count_the_same(aiohttp_client, tmp_path, po
         assert (result["rows"], result["added"], result["rejected"]) == (1201, 1200, 1)
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("route", ["/v1/messages", "/v1/opt-outs/import"])
+@pytest.mark.parametrize("encoding", [b"gzip", b"deflate", b"br"])
+async def test_a_body_whose_content_encoding_is_broken_is_a_400(gw, route: str, encoding: bytes):  # noqa: ANN001
+    raw = (b"POST " + route.encode() + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + gw.customer.key.encode() +
+           b"\r\nContent-Encoding: " + encoding + b"\r\nContent-Length: 10\r\n\r\n0123456789")
+    status, _, body = parse(await exchange(gw, raw))  # and the server closes the connection: the stream is broken
+    assert (status, body["error"]["code"]) == (400, "malformed_request")
