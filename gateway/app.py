@@ -104,7 +104,9 @@ class CarrierSink:
 
 def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None) -> web.Application:
     """Build the application. ``carriers`` replaces the configured ones (tests)."""
-    app = web.Application(middlewares=[middleware.errors, middleware.auth], client_max_size=2 << 20)
+    app = web.Application(middlewares=[middleware.errors, middleware.auth],
+                          client_max_size=settings.http.max_body_bytes)
+    middleware.json_parser_errors(app)
     app[keys.SETTINGS] = settings
     app[keys.OPERATOR_TOKEN] = operator_token(settings)
     app[keys.CLOCK] = keys.Clock()

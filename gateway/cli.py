@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+import sys
+from pathlib import Path
+from typing import Any, AsyncIterable, AsyncIterator
 
 import aiohttp
 import click
@@ -71,12 +73,11 @@ class Ctx:
             err.exit_code = EXIT_UNREACHABLE
             raise err from None
 
-    async def send_text(self, http: aiohttp.ClientSession, method: str, path: str, *, text: str | None = None,
-                        params: dict | None = None) -> Any:
+    async def send_text(self, http: aiohttp.ClientSession, method: str, path: str, *,
+                        data: AsyncIterable[bytes] | None = None, params: dict | None = None) -> Any:
         """A call with a CSV body or a CSV answer: the answer's JSON, or its text when it is not JSON."""
-        headers = {"Authorization": f"Bearer {self.token}"} | ({"Content-Type": "text/csv"} if text is not None else {})
-        async with http.request(method, self.url + path, data=text.encode() if text is not None else None,
-                                params=params, headers=headers) as resp:
+        headers = {"Authorization": f"Bearer {self.token}"} | ({"Content-Type": "text/csv"} if data is not None else {})
+        async with http.request(method, self.url + path, data=data, params=params, headers=headers) as resp:
             body = await resp.text()
             is_json = resp.content_type == "application/json"
             data = json.loads(body) if is_json and body else body
@@ -84,6 +85,38 @@ class Ctx:
                 err = data.get("error", {}) if isinstance(data, dict) else {}
                 raise ApiError(resp.status, err.get("code", "http_error"), err.get("message", body[:200]))
             return data
+
+    def upload_csv(self, path: str, file: Path, *, params: dict | None = None) -> Any:
+        """POST a CSV file to an import route, streamed (chunked), with the bytes sent on stderr; the answer's
+        JSON. An empty or non-UTF-8 file is a usage error (exit 2) said in a sentence, before anything is sent."""
+        raw = file.read_bytes()
+        if not raw.strip():
+            raise click.BadParameter(f"{file} is empty: there is nothing to import.", param_hint="FILE")
+        try:
+            raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise click.BadParameter(f"{file} is not UTF-8 text (line {line}): save it as CSV in UTF-8.",
+                                     param_hint="FILE") from None
+
+        async def pieces() -> AsyncIterator[bytes]:
+            with click.progressbar(length=len(raw), label=f"sending {file.name}", file=sys.stderr,
+                                   show_pos=True) as bar:
+                for start in range(0, len(raw), 1 << 16):
+                    yield raw[start:start + (1 << 16)]
+                    bar.update(min(1 << 16, len(raw) - start))
+            click.echo("importing ...", err=True)
+
+        async def go() -> Any:
+            try:
+                async with aiohttp.ClientSession() as http:
+                    return await self.send_text(http, "POST", path, data=pieces(), params=params)
+            except aiohttp.ClientConnectionError as exc:
+                err = click.ClickException(f"Cannot reach the gateway at {self.url}: {exc}")
+                err.exit_code = EXIT_UNREACHABLE
+                raise err from None
+
+        return run_async(go())
 
     def emit(self, data: Any, table: list[tuple[str, str]] | None = None, rows: list[dict] | None = None) -> None:
         """Print JSON for scripts, or a table (columns: (key, title)) for people."""
@@ -303,6 +336,20 @@ def bench_throttle(seconds: float, trust_score: int | None, as_json: bool, targe
                                      sim_url=simulator_url, key=api_key))
     else:
         b.run(b.bench_throttle(seconds=seconds, url=target_url, sim_url=simulator_url, key=api_key))
+
+
+@bench.command("import")
+@click.option("--rows", type=click.IntRange(1, 1_000_000), default=100_000, show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Dry runs in flight at once from another tenant while the import runs.")
+@click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: the output is always JSON.")
+@_targets
+def bench_import(rows: int, concurrency: int, as_json: bool, target_url: str | None, simulator_url: str | None,
+                 api_key: str | None) -> None:
+    """A ROWS-row opt-out CSV import: its duration, and the p99 of another tenant's dry runs meanwhile."""
+    from gateway import bench as b
+
+    b.run(b.bench_import(rows=rows, concurrency=concurrency, url=target_url, sim_url=simulator_url, key=api_key))
 
 
 @bench.command("inbound")

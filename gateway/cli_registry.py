@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import sys
 import urllib.parse
 from pathlib import Path
 
-import aiohttp
 import click
 
 from gateway.cli import Ctx, run_async
 from registry import tcr
-from registry.inventory import is_header as inventory_is_header
 
 NUMBER_COLUMNS = [("number", "NUMBER"), ("type", "TYPE"), ("country", "CC"), ("capabilities", "CAPS"),
                   ("status", "STATUS"), ("account_id", "ACCOUNT"), ("campaign_id", "CAMPAIGN")]
@@ -52,34 +48,14 @@ def inventory() -> None:
 
 @inventory.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--chunk", type=click.IntRange(1, 100_000), default=1000, show_default=True)
 @click.pass_obj
-def inventory_import(obj: Ctx, file: Path, chunk: int) -> None:
-    """Import FILE.csv: number,type,country,capabilities,carrier,monthly_price. Bad rows are reported; the good
-    ones are kept."""
-    lines = file.read_text(encoding="utf-8-sig").splitlines()
-    header = 1 if lines and inventory_is_header(next(csv.reader(lines[:1]), [])) else 0
-    body = lines[header:]
-    totals = {"added": 0, "rejected": 0}
-    errors: list[dict] = []
-
-    async def go() -> None:
-        with click.progressbar(length=len(body), label="importing", file=sys.stderr) as bar:
-            async with aiohttp.ClientSession() as http:
-                for start in range(0, len(body), chunk):
-                    part = body[start:start + chunk]
-                    # each part carries the header, which says what the columns are
-                    data = await obj.send_text(http, "POST", "/admin/inventory/import",
-                                               text="\n".join(lines[:header] + part))
-                    totals["added"] += data["added"]
-                    totals["rejected"] += data["rejected"]
-                    errors.extend({**e, "line": e["line"] + start} for e in data["errors"])
-                    bar.update(len(part))
-
-    run_async(go())
-    obj.emit({**totals, "errors": errors} if obj.as_json else totals)
+def inventory_import(obj: Ctx, file: Path) -> None:
+    """Import FILE.csv: number,type,country,capabilities,carrier,monthly_price. Bad rows are reported by line; the
+    good ones are kept."""
+    data = obj.upload_csv("/admin/inventory/import", file)
+    obj.emit(data if obj.as_json else {k: v for k, v in data.items() if k != "errors"})
     if not obj.as_json:
-        for e in errors[:50]:
+        for e in data["errors"][:50]:
             click.echo(f"  line {e['line']}: {e['message']} ({e['error']})")
 
 

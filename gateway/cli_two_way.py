@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
 import urllib.parse
 from pathlib import Path
@@ -138,38 +136,14 @@ def optouts_remove(obj: Ctx, account: int, list_name: str | None, phone: str, ye
 @ACCOUNT
 @LIST
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--chunk", type=click.IntRange(1, 100_000), default=2000, show_default=True)
 @click.pass_obj
-def optouts_import(obj: Ctx, account: int, list_name: str | None, file: Path, chunk: int) -> None:
-    """Import a CSV (phone[,list]; a header row is optional). Bad rows are reported; good ones are kept."""
-    numbered = [(i, r) for i, r in enumerate(csv.reader(file.open(newline="", encoding="utf-8-sig")), start=1)
-                if r and r[0].strip()]
-    if numbered and numbered[0][1][0].strip().lower() in {"phone", "number"}:
-        numbered = numbered[1:]
-    rows = [r for _, r in numbered]
-    line_of = [i for i, _ in numbered]  # the file's own line numbers, for the report
-    totals = {"added": 0, "already_listed": 0, "rejected": 0}
-    errors: list[dict] = []
-
-    async def go() -> None:
-        params = {"list": list_name} if list_name else {}
-        with click.progressbar(length=len(rows), label="importing", file=sys.stderr) as bar:
-            for start in range(0, len(rows), chunk):
-                part = rows[start:start + chunk]
-                out = io.StringIO()
-                csv.writer(out).writerows(part)
-                async with aiohttp.ClientSession() as http:
-                    data = await obj.send_text(http, "POST", f"/admin/accounts/{account}/opt-outs/import",
-                                               text=out.getvalue(), params=params)
-                for key in totals:
-                    totals[key] += data[key]
-                errors.extend({**e, "line": line_of[start + e["line"] - 1]} for e in data["errors"])
-                bar.update(len(part))
-
-    run_async(go())
-    obj.emit({**totals, "errors": errors} if obj.as_json else totals)
+def optouts_import(obj: Ctx, account: int, list_name: str | None, file: Path) -> None:
+    """Import a CSV (phone[,list]; a header row is optional). Bad rows are reported by line; good ones are kept."""
+    data = obj.upload_csv(f"/admin/accounts/{account}/opt-outs/import", file,
+                          params={"list": list_name} if list_name else None)
+    obj.emit(data if obj.as_json else {k: v for k, v in data.items() if k != "errors"})
     if not obj.as_json:
-        for e in errors[:20]:
+        for e in data["errors"][:20]:
             click.echo(f"  line {e['line']}: {e['value']!r} rejected ({e['error']})")
 
 

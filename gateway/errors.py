@@ -6,7 +6,9 @@ Exception tree::
     ├── BadRequest (400)          malformed request: invalid_json, invalid_query, unknown_field
     ├── Unauthorized (401)        missing_api_key, invalid_api_key, invalid_operator_token
     ├── NotFound (404)            not_found (also for another account's resources)
+    ├── RequestTimeout (408)      body_timeout (the connection is closed too)
     ├── Conflict (409)            an illegal state change: recipient_opted_out, number_protected, ...
+    ├── PayloadTooLarge (413)     body_too_large
     ├── Unprocessable (422)       well-formed but invalid: missing_field, invalid_field, invalid_destination, ...
     ├── TooManyRequests (429)     rate_limited, queue_full, too_many_auth_failures (with Retry-After)
     └── ServiceUnavailable (503)  not_ready
@@ -22,6 +24,7 @@ from typing import Any
 class GatewayError(Exception):
     status = 500
     default_code = "internal_error"
+    close_connection = False  # answered with Connection: close (the request's body cannot be trusted to end)
 
     def __init__(self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None,
                  headers: dict[str, str] | None = None):
@@ -51,6 +54,17 @@ class Unauthorized(GatewayError):
 class NotFound(GatewayError):
     status = 404
     default_code = "not_found"
+
+
+class RequestTimeout(GatewayError):
+    status = 408
+    default_code = "body_timeout"
+    close_connection = True
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    default_code = "body_too_large"
 
 
 class Conflict(GatewayError):

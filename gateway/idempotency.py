@@ -17,10 +17,12 @@ from gateway.errors import BadRequest, Conflict, Unprocessable
 
 
 def request_key(request: web.Request) -> str | None:
-    """The request's Idempotency-Key header, or None; 400 invalid_idempotency_key when it is empty or too long."""
+    """The request's Idempotency-Key header, or None; 400 invalid_idempotency_key unless it is 1 to 200 printable
+    ASCII characters (a header's undecodable bytes would reach the database as lone surrogates)."""
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= 200:
-        raise BadRequest("Idempotency-Key must have 1 to 200 characters.", code="invalid_idempotency_key")
+    if key is not None and not (1 <= len(key) <= 200 and key.isascii() and key.isprintable()):
+        raise BadRequest("Idempotency-Key must have 1 to 200 printable ASCII characters.",
+                         code="invalid_idempotency_key")
     return key
 
 

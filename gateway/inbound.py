@@ -232,11 +232,13 @@ class InboundService:
         return message.public_id
 
 
-async def block_queued(session: AsyncSession, account_id: int, person: str) -> int:
-    """Messages still queued to a person who opted out are blocked, not sent."""
+async def block_queued(session: AsyncSession, account_id: int, *persons: str) -> int:
+    """Messages still queued to people who opted out are blocked, not sent."""
+    if not persons:
+        return 0
     now = utcnow()
     rows = (await session.execute(
-        update(Message).where(Message.account_id == account_id, Message.destination == person,
+        update(Message).where(Message.account_id == account_id, Message.destination.in_(persons),
                               Message.status == S.QUEUED.value)
         .values(status=S.BLOCKED.value, error_code="recipient_opted_out", done_at=now, updated_at=now,
                 error_message="The recipient opted out before the message was sent.")

@@ -17,6 +17,8 @@ import weakref
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
+from aiohttp.web_protocol import RequestHandler
 
 from gateway import keys
 from gateway.errors import BadRequest, GatewayError, TooManyRequests, Unauthorized
@@ -70,11 +72,24 @@ def error_response(exc: GatewayError) -> web.Response:
     return web.json_response(exc.to_json(), status=exc.status, headers=exc.headers)
 
 
+async def _answer_and_close(request: web.Request, resp: web.Response) -> web.Response:
+    """Send the answer, then close the connection: aiohttp would otherwise wait (lingering_time) for the rest of
+    a body that is not coming."""
+    resp.force_close()
+    await resp.prepare(request)
+    await resp.write_eof()
+    if request.transport is not None:
+        request.transport.close()
+    return resp
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except GatewayError as exc:
+        if exc.close_connection:
+            return await _answer_and_close(request, error_response(exc))
         return error_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -91,6 +106,44 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         log.exception("unhandled error on %s %s", request.method, route.canonical if route else redact(request.path))
         return web.json_response({"error": {"code": "internal_error", "message": "Internal error."}},
                                  status=500)
+
+
+PARSER_CODES = {413: "body_too_large", 500: "internal_error"}  # any other status: malformed_request
+_JSON_ERRORS = web.AppKey("json_parser_errors", bool)
+
+
+def json_parser_errors(app: web.Application) -> None:
+    """Errors that aiohttp answers itself, before any middleware (a request it cannot parse: duplicate
+    Content-Length, a request line or header too long, a bad method; or an exception outside the middlewares),
+    answered for ``app`` in the API's JSON error format with a code. aiohttp offers no hook for these but
+    RequestHandler.handle_error (the same name and arguments since aiohttp 3.0), so it is wrapped once; servers
+    of other applications (simulators, test receivers) keep aiohttp's plain text."""
+    app[_JSON_ERRORS] = True
+    if getattr(RequestHandler.handle_error, "_gateway_json", False):
+        return
+    plain = RequestHandler.handle_error
+
+    def handle_error(self: RequestHandler, request: web.BaseRequest, status: int = 500,
+                     exc: BaseException | None = None, message: str | None = None) -> web.StreamResponse:
+        resp = plain(self, request, status, exc, message)  # aiohttp's logging and checks, as they are
+        owner = getattr(getattr(getattr(self, "_manager", None), "request_handler", None), "__self__", None)
+        if not (isinstance(owner, web.Application) and owner.get(_JSON_ERRORS)):
+            return resp
+        sentence = ("Internal error." if status >= 500 else
+                    "The request line or a header is too long." if isinstance(exc, LineTooLong) else
+                    f"The request cannot be read as HTTP: {_first_line(getattr(exc, 'message', None) or message)}")
+        answer = web.json_response({"error": {"code": PARSER_CODES.get(status, "malformed_request"),
+                                              "message": sentence}}, status=status)
+        answer.force_close()
+        return answer
+
+    handle_error._gateway_json = True  # type: ignore[attr-defined]
+    RequestHandler.handle_error = handle_error  # type: ignore[method-assign]
+
+
+def _first_line(text: object) -> str:
+    lines = str(text or "").strip().splitlines()
+    return redact(lines[0])[:200] if lines else "bad request."
 
 
 def _allowed(request: web.Request) -> str | None:

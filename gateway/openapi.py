@@ -17,7 +17,9 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "Malformed request", 401: "Missing or invalid credentials", 404: "Not found",
-            409: "Illegal state change", 422: "Invalid input", 429: "Too many requests", 503: "Not ready"}
+            408: "The request body stopped arriving (body_timeout)", 409: "Illegal state change",
+            413: "The request body is larger than [http] max_body_bytes (body_too_large)", 422: "Invalid input",
+            429: "Too many requests", 503: "Not ready"}
     return {str(c): {"description": text[c], "content": {"application/json": {"schema": ERROR}}} for c in codes}
 
 
@@ -383,6 +385,8 @@ for _ops in PATHS.values():  # what the middleware may answer anywhere
         if _operation.get("security") != []:  # 401; 429 too_many_auth_failures
             _responses.update({k: v for k, v in _errors(401, 429).items() if k not in _responses})
         _responses.setdefault("400", _errors(400)["400"])  # unknown_query_parameter, anywhere; invalid_json
+        if "requestBody" in _operation:  # every body is read under one size limit and one timeout
+            _responses.update({k: v for k, v in _errors(408, 413).items() if k not in _responses})
 
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {

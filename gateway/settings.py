@@ -44,6 +44,12 @@ class ServerSettings:
 
 
 @dataclass
+class HttpSettings:
+    max_body_bytes: int = 20 << 20  # every request body, JSON or CSV, chunked or not; more: 413 body_too_large
+    body_timeout_s: float = 30.0  # a body that sends nothing for this long: 408 body_timeout, connection closed
+
+
+@dataclass
 class DatabaseSettings:
     url: str = field(default="sqlite+aiosqlite:///data/gateway.db", repr=False)  # may hold a password
     echo: bool = False
@@ -185,6 +191,7 @@ class PricingSettings:
 @dataclass
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
@@ -339,6 +346,8 @@ def validate(settings: Settings) -> None:
         raise SettingsError("simulator.receipt_id_format must be same, hex, decimal or padded")
     if settings.dispatcher.lease_s < 5:
         raise SettingsError("dispatcher.lease_s must be at least 5 seconds")
+    if settings.http.max_body_bytes < 1024 or settings.http.body_timeout_s <= 0:
+        raise SettingsError("http.max_body_bytes must be at least 1024 and http.body_timeout_s above 0")
     if settings.security.auth_failure_limit < 0 or settings.security.auth_failure_window_s <= 0:
         raise SettingsError("security.auth_failure_limit must be at least 0 and auth_failure_window_s above 0")
     for where, networks in (("security.trusted_proxies", settings.security.trusted_proxies),

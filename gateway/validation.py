@@ -1,35 +1,117 @@
-"""Reading request bodies: JSON objects with typed fields, and phone numbers."""
+"""Reading request bodies: any body whole (one size limit, one timeout), JSON objects with typed fields, CSV
+uploads, and phone numbers."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import functools
 import io
 import json
 import re
 from collections.abc import Collection
-from typing import Any
+from typing import Any, AsyncIterator
 
 import phonenumbers
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
-from gateway.errors import BadRequest, Unprocessable
+from gateway.errors import BadRequest, PayloadTooLarge, RequestTimeout, Unprocessable
 
-MAX_BODY_BYTES = 1 << 20
+MAX_JSON_DEPTH = 32  # arrays and objects within each other; the API's own bodies use 3
 
 
-async def read_json_object(request: web.Request, *, max_bytes: int = MAX_BODY_BYTES) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise BadRequest(f"The request body is larger than {max_bytes} bytes.", code="body_too_large")
-    raw = await request.read()
-    if len(raw) > max_bytes:
-        raise BadRequest(f"The request body is larger than {max_bytes} bytes.", code="body_too_large")
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, however it is sent (Content-Length, chunked, compressed): ``request.content.read(n)``
+    returns only what has arrived so far. Above ``[http] max_body_bytes``: 413 body_too_large; nothing arriving
+    for ``body_timeout_s`` (a body shorter than its Content-Length): 408 body_timeout, and the connection closes."""
+    from gateway import keys  # here: keys imports the services, which import this module
+
+    http = request.app[keys.SETTINGS].http
+    too_large = PayloadTooLarge(f"The request body is larger than {http.max_body_bytes} bytes.")
+    if request.content_length is not None and request.content_length > http.max_body_bytes:
+        raise too_large
+    body = bytearray()
+    while True:
+        try:
+            async with asyncio.timeout(http.body_timeout_s):
+                chunk = await request.content.readany()
+        except TimeoutError:
+            raise RequestTimeout(f"Nothing of the request body arrived for {http.body_timeout_s:g} s.") from None
+        except (web.RequestPayloadError, HttpProcessingError):  # a broken chunk or Content-Encoding
+            error = BadRequest("The request body cannot be read (its chunks or its Content-Encoding are broken).",
+                               code="malformed_request")
+            error.close_connection = True  # the stream cannot go on
+            raise error from None
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > http.max_body_bytes:
+            raise too_large
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than ``limit`` deep (level by level: no recursion to run out of)."""
+    level, depth = [value], 0
+    while level := [v for v in level if isinstance(v, (dict, list))]:
+        depth += 1
+        if depth > limit:
+            return True
+        level = [c for v in level for c in (v.values() if isinstance(v, dict) else v)]
+    return False
+
+
+def not_text(value: Any, path: str = "") -> str | None:
+    """The path of the first string (key or value) that cannot be stored or sent as text: a lone surrogate
+    (``"\\ud800"``) cannot be encoded, a NUL is refused by PostgreSQL and carriers. None when all are text."""
+    stack = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item or not (item.isascii() or _encodes(item)):
+                return where or "body"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                name = f"{where}.{key}" if where else str(key)
+                if "\x00" in key or not (key.isascii() or _encodes(key)):
+                    return name.encode("utf-8", "backslashreplace").decode()
+                stack.append((child, name))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}[{i}]") for i, child in enumerate(item))
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_text(value: Any, path: str = "") -> None:
+    """422 invalid_field naming the first string in ``value`` that is not text (see not_text)."""
+    where = not_text(value, path)
+    if where is not None:
+        raise Unprocessable(f"The field '{where}' holds a NUL or a lone surrogate, which is not text.",
+                            code="invalid_field", details={"field": where})
+
+
+async def read_json_object(request: web.Request, *, text: bool = True) -> dict[str, Any]:
+    """The body as a JSON object: 400 invalid_json when it is not one or nests too deep; with ``text``, 422
+    invalid_field when a string in it is not text (a batch checks each message on its own instead)."""
+    raw = await read_body(request)
     try:
         data = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: json's own, on deep nesting
         raise BadRequest("The request body is not valid JSON.", code="invalid_json") from None
     if not isinstance(data, dict):
         raise BadRequest("The request body must be a JSON object.", code="invalid_json")
+    if _too_deep(data, MAX_JSON_DEPTH):
+        raise BadRequest(f"The request body nests arrays and objects more than {MAX_JSON_DEPTH} deep.",
+                         code="invalid_json")
+    if text:
+        check_text(data)
     return data
 
 
@@ -157,19 +239,37 @@ def region_of(number: str) -> str | None:
         return None
 
 
-def csv_rows(raw: bytes) -> list[list[str]]:
-    """The rows of an uploaded CSV (UTF-8, a BOM allowed), whatever its line endings (a lone CR too), or 400
-    invalid_csv when it is empty, not UTF-8 or not CSV."""
+async def csv_chunks(raw: bytes, size: int) -> AsyncIterator[list[tuple[int, list[str]]]]:
+    """The rows of an uploaded CSV (UTF-8, a BOM allowed), whatever its line endings (a lone CR too), ``size`` at
+    a time, each with the line of the file it starts on (a quoted cell may span lines); 400 invalid_csv when it is
+    empty, not UTF-8 or not CSV, before the first chunk. The file is read twice: once to find such errors, keeping
+    no rows (a 20 MiB upload held as lists of cells would take some 300 MB), then a chunk at a time; other
+    requests get the event loop every 2,000 rows."""
     if not raw.strip():
         raise BadRequest("The request has no CSV.", code="invalid_csv")
     try:
         text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise BadRequest("The CSV must be UTF-8.", code="invalid_csv") from None
-    try:
-        return list(csv.reader(io.StringIO(text, newline="")))
-    except csv.Error as exc:
-        raise BadRequest(f"The CSV cannot be read: {exc}.", code="invalid_csv") from None
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise BadRequest(f"The CSV must be UTF-8 (line {line} is not).", code="invalid_csv") from None
+    for keep in (False, True):
+        reader = csv.reader(io.StringIO(text, newline=""))
+        chunk: list[tuple[int, list[str]]] = []
+        line = 1
+        try:
+            for count, row in enumerate(reader, start=1):
+                if keep:
+                    chunk.append((line, row))
+                    if len(chunk) == size:
+                        yield chunk
+                        chunk = []
+                line = reader.line_num + 1
+                if count % 2000 == 0:
+                    await asyncio.sleep(0)
+        except csv.Error as exc:
+            raise BadRequest(f"The CSV cannot be read at line {line}: {exc}.", code="invalid_csv") from None
+    if chunk:
+        yield chunk
 
 
 LIST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")

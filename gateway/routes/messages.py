@@ -10,7 +10,7 @@ from gateway.errors import BadRequest, GatewayError, Unprocessable
 from gateway.idempotency import fingerprint, request_key
 from gateway.models import Message, MessageStatus
 from gateway.services import messages as svc
-from gateway.validation import Fields, query_choice, query_limit, query_phone, read_json_object
+from gateway.validation import Fields, check_text, query_choice, query_limit, query_phone, read_json_object
 
 routes = web.RouteTableDef()
 
@@ -59,7 +59,7 @@ MAX_BATCH = 1000
 async def send_batch(request: web.Request) -> web.Response:
     """Up to 1,000 messages; each is answered on its own (status_code 202, or the error it would have had)."""
     settings = request.app[keys.SETTINGS]
-    data = await read_json_object(request, max_bytes=16 << 20)
+    data = await read_json_object(request, text=False)  # each message is checked on its own below
     f = Fields(data, {"messages"})
     items = data.get("messages")
     if not isinstance(items, list) or not items:
@@ -73,6 +73,7 @@ async def send_batch(request: web.Request) -> web.Response:
         try:
             if not isinstance(item, dict):
                 raise Unprocessable("Each message must be a JSON object.", code="invalid_field")
+            check_text(item)
             req = svc.parse_send(item, settings.messages)
             await request.app[keys.URL_POLICY].check(req.status_callback, "status_callback")
             if req.dry_run:

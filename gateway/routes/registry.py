@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -11,8 +12,10 @@ from yarl import URL
 
 from gateway import keys
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
-from gateway.routes.two_way import number_view
-from gateway.validation import Fields, csv_rows, origination, read_json_object, row_id, valid_list_name
+from gateway.db import insert_new
+from gateway.routes.two_way import IMPORT_CHUNK, IMPORT_YIELD, number_view
+from gateway.validation import (Fields, csv_chunks, origination, read_body, read_json_object, row_id,
+                                valid_list_name)
 from registry import inventory, tcr
 from registry.limits import derive
 from registry.models import Account, Brand, Campaign, Number
@@ -71,16 +74,20 @@ def full_number_view(n: Number) -> dict[str, Any]:
 @routes.post("/admin/inventory/import")
 async def import_inventory(request: web.Request) -> web.Response:
     """CSV: number,type,country,capabilities,carrier,monthly_price (a header may name them in another order; without
-    one, this order). Each bad row is reported with its line and why; the good ones are added."""
-    raw = await request.content.read(20 << 20)
-    rows = csv_rows(raw)
+    one, this order). Every row that is not blank is counted once: added, or rejected with its line and why.
+    Written IMPORT_CHUNK rows to a short transaction."""
+    raw = await read_body(request)
     carriers = {c.name for c in request.app[keys.SETTINGS].carriers}
     columns: list[str] = list(inventory.COLUMNS)
-    added, errors = 0, []
-    async with request.app[keys.SESSIONMAKER]() as session, session.begin():
+    added, errors, counted = 0, [], 0
+    async with request.app[keys.SESSIONMAKER]() as session:
         have = set((await session.scalars(select(Number.number))).all())
-        for line_no, row in enumerate(rows, start=1):
-            if not row or not "".join(row).strip():
+    async for chunk in csv_chunks(raw, IMPORT_CHUNK):
+        new: dict[str, tuple[int, list[str], dict[str, Any]]] = {}
+        for i, (line_no, row) in enumerate(chunk):
+            if i % IMPORT_YIELD == 0:
+                await asyncio.sleep(0)
+            if not "".join(row).strip():
                 continue
             if line_no == 1 and inventory.is_header(row):
                 try:
@@ -88,17 +95,29 @@ async def import_inventory(request: web.Request) -> web.Response:
                 except inventory.RowError as exc:
                     raise BadRequest(str(exc), code=exc.code) from None  # missing_columns, unknown_columns
                 continue
+            counted += 1
             try:
                 fields = inventory.number_fields(row, columns, carriers)
                 if fields["number"] in have:
                     raise inventory.RowError("duplicate", f"{fields['number']} is in the inventory already")
             except inventory.RowError as exc:
-                errors.append({"line": line_no, "value": ",".join(row)[:80], "error": exc.code, "message": str(exc)})
+                errors.append(_row_error(line_no, row, exc.code, str(exc)))
                 continue
-            session.add(Number(**fields, status="active", account_id=None))
+            new[fields["number"]] = (line_no, row, {**fields, "status": "active", "account_id": None})
             have.add(fields["number"])
-            added += 1
-    return web.json_response({"added": added, "rejected": len(errors), "errors": errors[:1000]})
+        if new:
+            async with request.app[keys.SESSIONMAKER]() as session, session.begin():
+                stored = set((await session.scalars(insert_new(session, Number, ("number",)).returning(Number.number),
+                                                    [v for _, _, v in new.values()])).all())
+            added += len(stored)
+            errors += [_row_error(line_no, row, "duplicate", f"{n} is in the inventory already")
+                       for n, (line_no, row, _) in new.items() if n not in stored]  # added meanwhile by another
+    errors.sort(key=lambda e: e["line"])
+    return web.json_response({"rows": counted, "added": added, "rejected": len(errors), "errors": errors[:1000]})
+
+
+def _row_error(line_no: int, row: list[str], code: str, message: str) -> dict[str, Any]:
+    return {"line": line_no, "value": ",".join(row)[:80], "error": code, "message": message}
 
 
 # --- numbers -------------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ Operators reach the same through /admin/accounts/{account}/... (what gatewayctl 
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 
@@ -11,16 +12,16 @@ from sqlalchemy import delete, func, select
 
 import keywords as kw
 from gateway import keys
+from gateway.db import insert_new
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.inbound import block_queued, inbound_view
 from gateway.models import InboundMessage, NumberKeyword
 from gateway.services.messages import iso
-from gateway.validation import (Fields, csv_cell, csv_rows, e164, query_limit, query_phone, read_json_object,
-                                row_id, valid_list_name)
+from gateway.validation import (Fields, csv_cell, csv_chunks, e164, query_limit, query_phone, read_body,
+                                read_json_object, row_id, valid_list_name)
 from registry.models import Account, Number, OptOut
 
 routes = web.RouteTableDef()
-MAX_CSV_BYTES = 20 << 20
 
 
 async def _account(request: web.Request) -> int:
@@ -218,19 +219,24 @@ async def list_optouts(request: web.Request) -> web.Response:
                               "next": str(rows[-1].id) if len(rows) == limit else None})
 
 
+IMPORT_CHUNK = 500  # rows written in one short transaction (~10 ms): others get the database in between
+IMPORT_YIELD = 50  # rows parsed (phone numbers: about 60 us each) before other requests get the event loop
+
+
 async def _add_optouts(request: web.Request, account_id: int, phones: list[str], list_name: str,
                        source: str) -> int:
-    async with request.app[keys.SESSIONMAKER]() as session, session.begin():
-        have = set()
-        for i in range(0, len(phones), 400):
-            have |= set((await session.scalars(select(OptOut.phone).where(
-                OptOut.account_id == account_id, OptOut.list_name == list_name,
-                OptOut.phone.in_(phones[i:i + 400])))).all())
-        new = [p for p in dict.fromkeys(phones) if p not in have]
-        session.add_all([OptOut(account_id=account_id, list_name=list_name, phone=p, source=source) for p in new])
-        for phone in new:
-            await block_queued(session, account_id, phone)
-    return len(new)
+    """Put the phones on the list (those on it already are left as they are) and block what is still queued
+    to them; the number added. One transaction of at most IMPORT_CHUNK phones at a time."""
+    added = 0
+    for i in range(0, len(phones), IMPORT_CHUNK):
+        rows = [{"account_id": account_id, "list_name": list_name, "phone": p, "source": source}
+                for p in dict.fromkeys(phones[i:i + IMPORT_CHUNK])]
+        async with request.app[keys.SESSIONMAKER]() as session, session.begin():
+            new = (await session.scalars(insert_new(session, OptOut, ("account_id", "list_name", "phone"))
+                                         .returning(OptOut.phone), rows)).all()
+            await block_queued(session, account_id, *new)
+        added += len(new)
+    return added
 
 
 @both("POST", "/opt-outs")
@@ -258,31 +264,35 @@ async def remove_optout(request: web.Request) -> web.Response:
 
 @both("POST", "/opt-outs/import")
 async def import_optouts(request: web.Request) -> web.Response:
-    """CSV with a phone column (a header row is optional; a second column may name the list)."""
+    """CSV with a phone column (a header row is optional; a second column may name the list). Every row that is
+    not blank is counted once: added, already listed (also a repeat within the file) or rejected with its line."""
     account_id = await _account(request)
-    raw = await request.content.read(MAX_CSV_BYTES + 1)
-    if len(raw) > MAX_CSV_BYTES:
-        raise BadRequest("The CSV is larger than 20 MiB.", code="body_too_large")
-    rows = csv_rows(raw)
+    raw = await read_body(request)
     default_list = valid_list_name(request.query.get("list"))
-    by_list: dict[str, list[str]] = {}
+    counts = {"rows": 0, "added": 0, "already_listed": 0, "rejected": 0}
     errors = []
-    for line_no, row in enumerate(rows, start=1):
-        if not row or not row[0].strip() or (line_no == 1 and row[0].strip().lower() in {"phone", "number"}):
-            continue
-        try:
-            phone = e164(row[0].strip(), field="phone")
-            name = valid_list_name(row[1].strip() or None, default=default_list) if len(row) > 1 else default_list
-        except Unprocessable as exc:
-            errors.append({"line": line_no, "value": (row[0] if exc.code != "invalid_list_name" else row[1])[:40],
-                           "error": exc.code})
-            continue
-        by_list.setdefault(name, []).append(phone)
-    added = 0
-    for list_name, phones in by_list.items():
-        added += await _add_optouts(request, account_id, phones, list_name, "import")
-    return web.json_response({"added": added, "already_listed": sum(map(len, by_list.values())) - added,
-                              "rejected": len(errors), "errors": errors[:1000]})
+    async for chunk in csv_chunks(raw, IMPORT_CHUNK):
+        by_list: dict[str, list[str]] = {}
+        for i, (line_no, row) in enumerate(chunk):
+            if i % IMPORT_YIELD == 0:
+                await asyncio.sleep(0)
+            if not "".join(row).strip() or (line_no == 1 and row[0].strip().lower() in {"phone", "number"}):
+                continue
+            counts["rows"] += 1
+            try:
+                phone = e164(row[0].strip(), field="phone")
+                name = valid_list_name(row[1].strip() or None, default=default_list) if len(row) > 1 else default_list
+            except Unprocessable as exc:
+                counts["rejected"] += 1
+                errors.append({"line": line_no, "value": (row[0] if exc.code != "invalid_list_name" else row[1])[:40],
+                               "error": exc.code})
+                continue
+            by_list.setdefault(name, []).append(phone)
+        for list_name, phones in by_list.items():
+            added = await _add_optouts(request, account_id, phones, list_name, "import")
+            counts["added"] += added
+            counts["already_listed"] += len(phones) - added
+    return web.json_response({**counts, "errors": errors[:1000]})
 
 
 @both("GET", "/opt-outs/export")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 from aiohttp import web
@@ -185,14 +184,14 @@ async def voice_callback(request: web.Request) -> web.Response:
     public_id = calls.check_token(token) if token.isascii() else None  # hmac compares ASCII text only
     if public_id is None:
         raise Unauthorized("Unknown callback.", code="invalid_callback")
-    try:
-        data = json.loads(await request.read())
-        status = data["status"]
-    except (ValueError, KeyError, TypeError):
-        raise BadRequest("A callback is JSON with a status.", code="invalid_json") from None
-    if status not in CALL_STATUSES:
+    data = await read_json_object(request)  # one size limit, timeout and depth for every body
+    status = data.get("status")
+    if status is None:
+        raise BadRequest("A callback is JSON with a status.", code="invalid_json")
+    if not isinstance(status, str) or status not in CALL_STATUSES:
         raise Unprocessable(f"Unknown call status {status!r}.", code="invalid_field")
-    duration = data.get("duration_s")
-    await calls.advance(public_id, status, duration_s=float(duration) if isinstance(duration, (int, float)) else None,
-                        error=data.get("error"))
+    duration, error = data.get("duration_s"), data.get("error")
+    usable = isinstance(duration, (int, float)) and not isinstance(duration, bool) and 0 <= duration < 1e7
+    await calls.advance(public_id, status, duration_s=float(duration) if usable else None,
+                        error=error[:500] if isinstance(error, str) else None)
     return web.json_response({"ok": True})

@@ -297,7 +297,7 @@ async def test_inventory_header_names_the_columns(running):  # noqa: ANN001, F81
 async def test_inventory_cli_reports_the_file_lines(running, tmp_path):  # noqa: ANN001, F811
     src = tmp_path / "numbers.csv"
     src.write_text(CHECKED)
-    code, out = await invoke("--json", "inventory", "import", str(src), "--chunk", "3", url=running)
+    code, out = await invoke("--json", "inventory", "import", str(src), url=running)
     assert code == 0, out
     data = json.loads(out[out.index("{"):])
     assert {e["line"]: e["error"] for e in data["errors"]} == REFUSED
