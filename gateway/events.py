@@ -14,6 +14,10 @@ TEXT_CARRIER_BLOCKED = "TEXT_CARRIER_BLOCKED"
 TEXT_UNKNOWN = "TEXT_UNKNOWN"
 TEXT_TTL_EXPIRED = "TEXT_TTL_EXPIRED"
 
+# the events that end a message: customers who want "final" events get these (and only these)
+FINAL_EVENTS = frozenset({TEXT_DELIVERED, TEXT_BLOCKED, TEXT_CARRIER_UNREACHABLE, TEXT_UNREACHABLE,
+                          TEXT_CARRIER_BLOCKED, TEXT_UNKNOWN, TEXT_TTL_EXPIRED})
+
 # receipt stat -> (message status, event) for final receipt states; others (ENROUTE, ACCEPTD) are not final
 RECEIPT_OUTCOMES: dict[str, tuple[S, str]] = {
     "DELIVRD": (S.DELIVERED, TEXT_DELIVERED),
