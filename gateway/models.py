@@ -56,6 +56,7 @@ class Message(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(40), nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     status_callback: Mapped[str | None] = mapped_column(Text, nullable=True)
+    status_callback_events: Mapped[str | None] = mapped_column(Text, nullable=True)  # as Account.webhook_events
     message_type: Mapped[str] = mapped_column(String(20), default="transactional")  # or promotional
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -135,6 +136,8 @@ class WebhookDelivery(Base):
     kind: Mapped[str] = mapped_column(String(20))  # event | inbound
     event_type: Mapped[str] = mapped_column(String(40))
     url: Mapped[str] = mapped_column(Text)
+    # where it connects (scheme://host:port): deliveries to one receiver share its connections and its backoff
+    receiver: Mapped[str | None] = mapped_column(Text, nullable=True)
     payload: Mapped[str] = mapped_column(Text)  # the exact JSON body that is signed and sent
     status: Mapped[str] = mapped_column(String(20), default="pending")  # pending | delivered | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
