@@ -46,6 +46,7 @@ SIGNATURE_HEADER = "X-Gateway-Signature"
 LEASE = dt.timedelta(seconds=60)  # a claimed delivery is not claimed again for this long
 HOLD_S = 20.0  # a claimed delivery not sent within this is handed back, well before its lease runs out
 MAX_BATCH = 100  # the largest webhook_batch_size
+GATHER_S = 0.02  # a claim waits this long after a wake-up, so that one claims many deliveries rather than one each
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -196,6 +197,7 @@ class WebhookSender:
 
     async def _loop(self) -> None:
         while not self._stop.is_set():
+            self._wakeup.clear()  # before the claim: a wake-up meanwhile is not lost
             now = time.monotonic()
             # not claimed for: receivers put aside, and those with a claim's worth waiting already
             skip = [name for name, r in self._receivers.items()
@@ -208,9 +210,8 @@ class WebhookSender:
                     await self._load_accounts({d.account_id for d in batch})
                 except asyncio.CancelledError:
                     raise
-                except Exception:
+                except Exception:  # claimed or not, what was not received is due again when its lease ends
                     log.exception("claiming webhook deliveries failed")
-                    batch = []
             for d in batch:
                 receiver = self._receivers.setdefault(d.receiver, Receiver())
                 if receiver.paused(now) and receiver.resume_at:  # (a delivery queued before receivers were kept)
@@ -220,9 +221,9 @@ class WebhookSender:
                     receiver.waiting.append(d)
             self._pump()
             if len(batch) < room or room <= 0:
-                self._wakeup.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), self._poll)
+                    await asyncio.sleep(GATHER_S)  # woken by one event: let those close behind it join the claim
             else:
                 await asyncio.sleep(0)  # a full claim: others run before the next one
 
@@ -265,6 +266,8 @@ class WebhookSender:
 
     def _pump(self) -> None:
         """Start POSTs for the receivers with deliveries waiting, within both bounds of concurrency."""
+        if self._stop.is_set():
+            return  # what waits is handed back
         now = time.monotonic()
         for receiver in list(self._receivers.values()):
             while (receiver.waiting and receiver.active < self._per_receiver and self._active < self._concurrency
