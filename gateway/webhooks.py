@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, NamedTuple
 
 import aiohttp
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from yarl import URL
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -46,6 +46,7 @@ SIGNATURE_HEADER = "X-Gateway-Signature"
 LEASE = dt.timedelta(seconds=60)  # a claimed delivery is not claimed again for this long
 HOLD_S = 20.0  # a claimed delivery not sent within this is handed back, well before its lease runs out
 MAX_BATCH = 100  # the largest webhook_batch_size
+RECORD_EVERY_S = 0.05  # outcomes wait at most this long (plus a transaction) to be recorded together
 GATHER_S = 0.02  # a claim waits this long after a wake-up, so that one claims many deliveries rather than one each
 
 
@@ -114,6 +115,7 @@ class Claimed(NamedTuple):
     give_up_at: dt.datetime
     receiver: str
     claimed: float  # monotonic
+    lease: dt.datetime  # its next_attempt_at while claimed: an outcome is written only while it is still this
 
 
 @dataclass
@@ -229,6 +231,7 @@ class WebhookSender:
 
     async def _claim(self, limit: int, skip: list[str]) -> list[Claimed]:
         now = utcnow()
+        lease = now + LEASE
         due = (select(WebhookDelivery.id).where(WebhookDelivery.status == "pending",
                                                 WebhookDelivery.next_attempt_at <= now)
                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(limit))
@@ -239,7 +242,7 @@ class WebhookSender:
                 due = due.with_for_update(skip_locked=True)
             rows = (await session.execute(
                 update(WebhookDelivery).where(WebhookDelivery.id.in_(due.scalar_subquery()))
-                .values(next_attempt_at=now + LEASE,
+                .values(next_attempt_at=lease,
                         give_up_at=func.coalesce(WebhookDelivery.give_up_at,
                                                  now + dt.timedelta(hours=self._settings.max_age_h)))
                 .returning(WebhookDelivery.id, WebhookDelivery.public_id, WebhookDelivery.account_id,
@@ -250,7 +253,7 @@ class WebhookSender:
             )).all()
         claimed = time.monotonic()
         rows.sort(key=lambda r: r.id)  # RETURNING has no order: the oldest first
-        return [Claimed(*r[:-1], r.receiver or receiver_of(r.url), claimed) for r in rows]
+        return [Claimed(*r[:-1], r.receiver or receiver_of(r.url), claimed, lease) for r in rows]
 
     async def _load_accounts(self, ids: set[int]) -> None:
         """The secret and batch size of these accounts, read in one query for those not known lately."""
@@ -367,7 +370,7 @@ class WebhookSender:
                 pause = backoff(attempts, self._settings.retry_base_s, self._settings.retry_max_s)
                 values = {"next_attempt_at": min(now + pause, d.give_up_at), "last_status_code": status_code,
                           "last_error": error, "attempts": attempts}
-            self._outcomes.append({"id": d.id, **values})
+            self._outcomes.append({"id_": d.id, "lease_": d.lease, **values})
             self._attempts.append({"delivery_id": d.id, "at": now, "status_code": status_code, "error": error,
                                    "duration_ms": duration_ms})
         self._to_record.set()
@@ -392,13 +395,15 @@ class WebhookSender:
         """Claimed but not tried: due again at ``at`` (no attempt is counted)."""
         for d in deliveries:
             self._held.discard(d.id)
-            self._outcomes.append({"id": d.id, "next_attempt_at": min(at, d.give_up_at)})
+            self._outcomes.append({"id_": d.id, "lease_": d.lease, "next_attempt_at": min(at, d.give_up_at)})
         if deliveries:
             self._to_record.set()
 
     async def _record_loop(self) -> None:
         while True:
             await self._to_record.wait()
+            if not self._stop.is_set():
+                await asyncio.sleep(RECORD_EVERY_S)  # the outcomes of a moment go in one transaction
             self._to_record.clear()
             if not self._outcomes and self._stop.is_set():
                 return
@@ -407,21 +412,39 @@ class WebhookSender:
                 return
 
     async def _record(self) -> None:
-        """One transaction for every outcome since the last: the deliveries' new state and the attempts."""
-        from gateway.services.messages import update_by_id  # (which imports this module)
-
+        """One transaction for every outcome since the last: the deliveries' new state (an executemany for each
+        kind of outcome) and the attempts. A delivery replayed or claimed again meanwhile is no longer under the
+        lease its outcome names, and keeps its new state (its attempt is recorded all the same)."""
         outcomes, attempts = self._outcomes, self._attempts
         self._outcomes, self._attempts = [], []
         if not outcomes:
             return
+        kinds: dict[frozenset[str], list[dict[str, Any]]] = {}
+        for outcome in outcomes:
+            kinds.setdefault(frozenset(outcome), []).append(outcome)
         try:
             async with self._sm() as session, session.begin():
-                await update_by_id(session, WebhookDelivery.__table__, outcomes)
+                for names, rows in kinds.items():
+                    await session.execute(_fenced_update(names), rows)
                 if attempts:
                     await session.execute(insert(WebhookAttempt), attempts)
         except Exception:
             # the leases run out and the deliveries are tried again: at least once
             log.exception("recording %d webhook attempts failed", len(attempts))
+
+
+_UPDATES: dict[frozenset[str], Any] = {}
+
+
+def _fenced_update(names: frozenset[str]) -> Any:
+    """UPDATE webhook_deliveries SET <names> WHERE id = :id_ AND next_attempt_at = :lease_ (built once a shape)."""
+    statement = _UPDATES.get(names)
+    if statement is None:
+        table = WebhookDelivery.__table__
+        statement = _UPDATES[names] = update(table).where(
+            table.c.id == bindparam("id_"), table.c.next_attempt_at == bindparam("lease_")).values(
+            {name: bindparam(name) for name in sorted(names - {"id_", "lease_"})})
+    return statement
 
 
 async def replay(session: AsyncSession, account_id: int | None, public_id: str) -> bool:
