@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
@@ -88,6 +89,7 @@ def backoff(attempts: int, base_s: float = 1.0, max_s: float = 600.0) -> dt.time
     return dt.timedelta(seconds=seconds * random.uniform(0.9, 1.1))
 
 
+@functools.lru_cache(maxsize=4096)
 def receiver_of(url: str) -> str:
     """Where a URL connects (scheme://host:port): the unit of connection reuse, concurrency and backoff."""
     try:
