@@ -80,7 +80,7 @@ def new_delivery(account_id: int, url: str, kind: str, event_type: str, payload:
 async def enqueue(session: AsyncSession, rows: Iterable[dict[str, Any]]) -> int:
     rows = list(rows)
     if rows:
-        await session.execute(insert(WebhookDelivery), rows)
+        await session.execute(insert(WebhookDelivery.__table__), rows)  # Core: no ORM bookkeeping per row
     return len(rows)
 
 
