@@ -195,3 +195,31 @@ async def test_a_stalled_receiver_holds_back_no_other(aiohttp_client, migrated, 
 
     await wait_for(slow_done, timeout=30)  # nothing lost: each at least once
     assert {e["message_id"] for _, e in slow.events()} == set(slow_ids)
+
+
+async def test_every_event_once_on_postgresql(aiohttp_client, aiohttp_server, settings, postgres_url):  # noqa: ANN001
+    """The claim (FOR UPDATE SKIP LOCKED) and the outcomes written under their lease, on PostgreSQL."""
+    from gateway.db import create_engine, create_sessionmaker
+    from gateway.migrate import upgrade
+
+    settings.database.url = postgres_url
+    settings.webhooks.poll_interval_ms = 50
+    await upgrade(postgres_url)
+    engine = create_engine(postgres_url)
+    try:
+        client = await aiohttp_client(create_app(settings, carriers=[LoopbackCarrier("sim")]))
+        client.customer = await new_customer(client, create_sessionmaker(engine), "acme")
+        rec = await _receiver(aiohttp_server)
+        ids = await _send(client, 20, status_callback=rec.url, status_callback_events=["TEXT_SENT", "TEXT_DELIVERED"])
+
+        async def everything() -> bool:
+            return len(rec.events()) >= 40 and await _all_delivered(client)
+
+        await wait_for(everything, timeout=20)
+        received = rec.events()
+        assert len(received) == 40 and len({d for d, _ in received}) == 40
+        assert Counter(e["event_type"] for _, e in received) == {"TEXT_SENT": 20, "TEXT_DELIVERED": 20}
+        assert {e["message_id"] for _, e in received} == set(ids)
+        assert {d.attempts for d in await _deliveries(client)} == {1}
+    finally:
+        await engine.dispose()
