@@ -290,9 +290,13 @@ def _targets(f):  # noqa: ANN001, ANN202
 @click.option("--messages", type=click.IntRange(1, 1_000_000), default=30_000, show_default=True)
 @click.option("--throttles/--no-throttles", default=False, show_default=True,
               help="Keep the pacing limits (by default they are lifted to measure raw throughput).")
-@click.option("--mode", type=click.Choice(["batch", "single"]), default="batch", show_default=True,
+@click.option("--mode", type=click.Choice(["batch", "single"]), default="single", show_default=True,
               help="POST /v1/messages/batch or one POST /v1/messages per message.")
-@click.option("--concurrency", type=click.IntRange(1, 512), default=4, show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 512), default=64, show_default=True,
+              help="Requests in flight.")
+@click.option("--callbacks", type=click.Choice(["none", "final", "all"]), default="all", show_default=True,
+              help="Status callbacks on every message to a local receiver that counts and verifies them: for "
+                   "every event, for final events only, or none.")
 @click.option("--batch", type=click.IntRange(1, 1000), default=500, show_default=True)
 @click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait for final states.")
 @click.option("--instances", type=click.IntRange(1, 16), default=1, show_default=True,
@@ -306,7 +310,7 @@ def _targets(f):  # noqa: ANN001, ANN202
 @click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: the output is always JSON.")
 @_targets
 def bench_sms(messages: int, throttles: bool, mode: str, concurrency: int, batch: int, timeout: float,
-              instances: int, database_url: str, redis_url: str, rate: int,
+              instances: int, database_url: str, redis_url: str, rate: int, callbacks: str,
               as_json: bool, target_url: str | None, simulator_url: str | None, api_key: str | None) -> None:
     """Throughput and latency of accept -> SMPP -> receipt -> delivered.
 
@@ -316,7 +320,7 @@ def bench_sms(messages: int, throttles: bool, mode: str, concurrency: int, batch
 
     b.run(b.bench_sms(messages=messages, url=target_url, sim_url=simulator_url, key=api_key, throttles=throttles,
                       mode=mode, concurrency=concurrency, batch=batch, timeout=timeout, instances=instances,
-                      database_url=database_url, redis_url=redis_url, rate=rate))
+                      database_url=database_url, redis_url=redis_url, rate=rate, callbacks=callbacks))
 
 
 @bench.command("throttle")

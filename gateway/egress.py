@@ -160,9 +160,10 @@ class AddressPolicy:
             raise AddressNotAllowed(f"{address[0]} is {reason}")
         return socket.socket(family=family, type=type_, proto=proto)
 
-    def connector(self, limit: int) -> aiohttp.TCPConnector:
+    def connector(self, limit: int, limit_per_host: int = 0) -> aiohttp.TCPConnector:
         """A connector that reaches only the addresses this policy allows, whatever names resolve to."""
-        return aiohttp.TCPConnector(limit=limit, resolver=PolicyResolver(self), socket_factory=self.socket_factory)
+        return aiohttp.TCPConnector(limit=limit, limit_per_host=limit_per_host, resolver=PolicyResolver(self),
+                                    socket_factory=self.socket_factory)
 
 
 class PolicyResolver(AbstractResolver):

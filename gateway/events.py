@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
+from gateway.errors import Unprocessable
 from gateway.models import MessageStatus as S
 
 TEXT_QUEUED = "TEXT_QUEUED"
@@ -13,6 +17,16 @@ TEXT_UNREACHABLE = "TEXT_UNREACHABLE"
 TEXT_CARRIER_BLOCKED = "TEXT_CARRIER_BLOCKED"
 TEXT_UNKNOWN = "TEXT_UNKNOWN"
 TEXT_TTL_EXPIRED = "TEXT_TTL_EXPIRED"
+
+TEXT_EVENTS = (TEXT_QUEUED, TEXT_SENT, TEXT_DELIVERED, TEXT_BLOCKED, TEXT_CARRIER_UNREACHABLE, TEXT_UNREACHABLE,
+               TEXT_CARRIER_BLOCKED, TEXT_UNKNOWN, TEXT_TTL_EXPIRED)
+VOICE_EVENTS = ("VOICE_INITIATED", "VOICE_RINGING", "VOICE_ANSWERED", "VOICE_COMPLETED", "VOICE_BUSY",
+                "VOICE_NO_ANSWER", "VOICE_FAILED")  # "VOICE_" + a call status (gateway.voice_calls)
+EVENT_TYPES = frozenset(TEXT_EVENTS + VOICE_EVENTS)
+# the events that end a message: customers who want "final" events get these (and only these)
+FINAL_EVENTS = frozenset({TEXT_DELIVERED, TEXT_BLOCKED, TEXT_CARRIER_UNREACHABLE, TEXT_UNREACHABLE,
+                          TEXT_CARRIER_BLOCKED, TEXT_UNKNOWN, TEXT_TTL_EXPIRED, "VOICE_COMPLETED", "VOICE_BUSY",
+                          "VOICE_NO_ANSWER", "VOICE_FAILED"})
 
 # receipt stat -> (message status, event) for final receipt states; others (ENROUTE, ACCEPTD) are not final
 RECEIPT_OUTCOMES: dict[str, tuple[S, str]] = {
@@ -42,3 +56,38 @@ def combine(stats: list[str | None]) -> str | None:
     if not stats or any(s not in SEVERITY for s in stats):
         return None
     return max(stats, key=lambda s: SEVERITY[s])  # type: ignore[arg-type]
+
+
+# --- which events a webhook wants -------------------------------------------------------------------------------
+# A selection (an account's ``webhook_events``, a message's ``status_callback_events``) is stored as text: NULL for
+# every event, "final", or the chosen event types joined by commas.
+
+def parse_selection(value: Any, field: str) -> str | None:
+    """The stored form of a selection given in the API: "all", "final" or a non-empty list of event types."""
+    if value is None or value == "all":
+        return None
+    if value == "final":
+        return "final"
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        unknown = sorted(set(value) - EVENT_TYPES)
+        if not unknown:
+            return ",".join(sorted(set(value)))
+        raise Unprocessable(f"{field} names unknown event types: {', '.join(unknown)[:200]}.", code="invalid_field",
+                            details={"field": field})
+    raise Unprocessable(f'{field} must be "all", "final" or a non-empty list of event types.',
+                        code="invalid_field", details={"field": field})
+
+
+def selection_view(stored: str | None) -> str | list[str]:
+    """A stored selection as the API shows it."""
+    return "all" if stored is None else stored if stored == "final" else stored.split(",")
+
+
+@functools.lru_cache(maxsize=1024)
+def _chosen(stored: str) -> frozenset[str]:
+    return FINAL_EVENTS if stored == "final" else frozenset(stored.split(","))
+
+
+def wanted(stored: str | None, event_type: str) -> bool:
+    """Whether a webhook with this selection is told about ``event_type``."""
+    return stored is None or event_type in _chosen(stored)

@@ -58,6 +58,7 @@ class Message(Base):
     # what the key was given with (gateway.idempotency.fingerprint): the same key with another request is refused
     request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     status_callback: Mapped[str | None] = mapped_column(Text, nullable=True)
+    status_callback_events: Mapped[str | None] = mapped_column(Text, nullable=True)  # as Account.webhook_events
     message_type: Mapped[str] = mapped_column(String(20), default="transactional")  # or promotional
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -144,6 +145,8 @@ class WebhookDelivery(Base):
     kind: Mapped[str] = mapped_column(String(20))  # event | inbound
     event_type: Mapped[str] = mapped_column(String(40))
     url: Mapped[str] = mapped_column(Text)
+    # where it connects (scheme://host:port): deliveries to one receiver share its connections and its backoff
+    receiver: Mapped[str | None] = mapped_column(Text, nullable=True)
     payload: Mapped[str] = mapped_column(Text)  # the exact JSON body that is signed and sent
     status: Mapped[str] = mapped_column(String(20), default="pending")  # pending | delivered | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)

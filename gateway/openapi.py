@@ -7,6 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from carriers.voice_http import CALL_STATUSES
+from gateway.events import EVENT_TYPES
+from gateway.webhooks import MAX_BATCH
 from gateway.models import MessageStatus
 from registry import tcr
 
@@ -41,6 +43,10 @@ WEBHOOK_URL = {"type": "string", "format": "uri", "maxLength": 2000,
                               "other non-public addresses (also names resolving to them) are refused with 422 "
                               "webhook_url_not_allowed unless the operator allows them ([webhooks])"}
 WEBHOOK_URL_OR_NULL = {**WEBHOOK_URL, "type": ["string", "null"]}
+EVENT_SELECTION = {"description": 'Which events the webhook gets: "all" (the default), "final" (the events that end a '
+                                  'message or call) or a list of event types; the others are not sent at all',
+                   "oneOf": [{"type": "string", "enum": ["all", "final"]},
+                             {"type": "array", "minItems": 1, "items": {"type": "string", "enum": sorted(EVENT_TYPES)}}]}
 LIST_NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
              "description": "An opt-out list's name (422 invalid_list_name otherwise)"}
 LIST_NAME_OR_NULL = {**LIST_NAME, "type": ["string", "null"]}
@@ -109,7 +115,9 @@ PATHS: dict[str, dict[str, Any]] = {
                       "message_frequency": {"type": ["string", "null"]}, "smart_encoding": {"type": "boolean"},
                       "quiet_hours": {"type": "boolean"}, "queue_policy": {"type": "string",
                                                                            "enum": ["queue", "reject"]},
-                      "max_queued": {"type": "integer", "minimum": 1}}}),
+                      "max_queued": {"type": "integer", "minimum": 1}, "webhook_events": EVENT_SELECTION,
+                      "webhook_batch_size": {"type": "integer", "minimum": 1, "maximum": MAX_BATCH, "description":
+                                             "Status events per POST: above 1, a JSON array of up to this many"}}}),
                   "responses": {"200": _json(_ref("AccountSelf")), **_errors(400, 401, 422)}},
     },
     "/v1/account/webhook-secret": {"post": {"summary": "Rotate the secret that signs webhooks",
@@ -397,7 +405,7 @@ SCHEMAS: dict[str, Any] = {
                                                 "spaces and + ( ) [ ] - . / only, no letters, no extension"},
         "body": {"type": "string", "minLength": 1, "description": "Not only whitespace (422 empty_body)"},
         "from": {"type": "string", "description": "A sending number of the account; chosen when absent"},
-        "status_callback": WEBHOOK_URL,
+        "status_callback": WEBHOOK_URL, "status_callback_events": EVENT_SELECTION,
         "ttl": {"type": "integer", "minimum": 5, "maximum": 259200, "description": "Seconds to live"},
         "channel": {"type": "string", "enum": ["sms", "voice", "auto"],
                     "description": "auto: a call for landlines (from the number lookup), SMS otherwise"},
@@ -427,7 +435,8 @@ SCHEMAS: dict[str, Any] = {
         "done_at": {"type": ["string", "null"], "format": "date-time"}}},
     "AccountSelf": {"type": "object", "properties": {
         "id": {"type": "integer"}, "name": {"type": "string"}, "max_rate_per_s": {"type": "number"},
-        "event_webhook_url": {"type": ["string", "null"]}, "webhook_secret": {"type": "string"}}},
+        "event_webhook_url": {"type": ["string", "null"]}, "webhook_secret": {"type": "string"},
+        "webhook_events": EVENT_SELECTION, "webhook_batch_size": {"type": "integer"}}},
     "Account": {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
                                                  "api_key": {"type": "string"}}},
 }

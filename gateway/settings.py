@@ -147,7 +147,9 @@ class PacingSettings:
 
 @dataclass
 class WebhookSettings:
-    concurrency: int = 50
+    concurrency: int = 200  # POSTs in flight in all
+    per_receiver_concurrency: int = 16  # POSTs in flight to one receiver (scheme, host and port)
+    claim_batch: int = 500  # deliveries claimed by one statement
     timeout_s: float = 10.0
     retry_base_s: float = 1.0  # first retry after this, doubling
     retry_max_s: float = 600.0  # longest pause between two attempts

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carriers import CarrierRejected, CarrierRetryable
 from carriers.voice_http import FINAL_CALL_STATUSES, CallRequest, HttpVoiceCarrier
+from gateway.events import wanted
 from gateway.models import VoiceEvent, VoiceMessage
 from gateway.settings import Settings
 from gateway.webhooks import enqueue, new_delivery
@@ -168,7 +169,9 @@ class VoiceCalls:
             payload = {"event_type": event_type, "message_id": v.public_id, "status": status, "error_code": error,
                        "from": v.source, "to": v.destination, "duration_s": v.call_seconds,
                        "timestamp": _iso(now), "created_at": _iso(v.created_at)}
-            urls = {v.status_callback, account.event_webhook_url} - {None}
+            urls = {url for url, chosen in ((v.status_callback, None), (account.event_webhook_url,
+                                                                        account.webhook_events))
+                    if url and wanted(chosen, event_type)}
             await enqueue(session, [new_delivery(v.account_id, url, "event", event_type, payload, now) for url in urls])
         if urls:
             self._on_webhooks()

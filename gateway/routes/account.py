@@ -9,10 +9,11 @@ from sqlalchemy import select
 
 from gateway import keys
 from gateway.errors import NotFound, Unprocessable
+from gateway.events import parse_selection, selection_view
 from gateway.models import WebhookAttempt, WebhookDelivery
 from gateway.services.messages import iso
 from gateway.validation import Fields, query_choice, query_limit, read_json_object
-from gateway.webhooks import replay
+from gateway.webhooks import MAX_BATCH, replay
 from registry.models import Account
 
 routes = web.RouteTableDef()
@@ -25,7 +26,8 @@ def _view(account: Account) -> dict:
             "program_name": account.program_name, "support_contact": account.support_contact,
             "message_frequency": account.message_frequency, "smart_encoding": account.smart_encoding,
             "quiet_hours": account.quiet_hours, "queue_policy": account.queue_policy,
-            "max_queued": account.max_queued}
+            "max_queued": account.max_queued, "webhook_events": selection_view(account.webhook_events),
+            "webhook_batch_size": account.webhook_batch_size}
 
 
 @routes.get("/v1/account")
@@ -39,8 +41,9 @@ async def get_account(request: web.Request) -> web.Response:
 async def update_account(request: web.Request) -> web.Response:
     data = await read_json_object(request)
     f = Fields(data, {"event_webhook_url", "program_name", "support_contact", "message_frequency", "smart_encoding",
-                      "quiet_hours", "queue_policy", "max_queued"})
-    f.not_null("smart_encoding", "quiet_hours", "queue_policy", "max_queued")
+                      "quiet_hours", "queue_policy", "max_queued", "webhook_events", "webhook_batch_size"})
+    f.not_null("smart_encoding", "quiet_hours", "queue_policy", "max_queued", "webhook_events", "webhook_batch_size")
+    webhook_events = parse_selection(data.get("webhook_events"), "webhook_events")
     urls = await request.app[keys.URL_POLICY].fields(f, "event_webhook_url")
     async with request.app[keys.SESSIONMAKER]() as session, session.begin():
         account = await session.get(Account, request[keys.ACCOUNT_ID])
@@ -62,6 +65,10 @@ async def update_account(request: web.Request) -> web.Response:
             account.queue_policy = policy
         if "max_queued" in data:
             account.max_queued = f.integer("max_queued", minimum=1, maximum=100_000_000)
+        if "webhook_events" in data:
+            account.webhook_events = webhook_events
+        if "webhook_batch_size" in data:
+            account.webhook_batch_size = f.integer("webhook_batch_size", minimum=1, maximum=MAX_BATCH)
         return web.json_response(_view(account))
 
 

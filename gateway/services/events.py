@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.events import wanted
 from gateway.models import Message, MessageEvent
 from gateway.webhooks import enqueue, new_delivery
 from registry.models import Account
@@ -30,11 +31,14 @@ class EventTarget(NamedTuple):
     sent_at: dt.datetime | None
     carrier: str | None
     event_webhook_url: str | None
+    status_callback_events: str | None = None  # which events each URL wants (gateway.events.wanted)
+    webhook_events: str | None = None
 
     @classmethod
-    def of(cls, message: Any, event_webhook_url: str | None) -> "EventTarget":
+    def of(cls, message: Any, event_webhook_url: str | None, webhook_events: str | None = None) -> "EventTarget":
         return cls(message.id, message.public_id, message.source, message.destination, message.segments,
-                   message.status_callback, message.created_at, message.sent_at, message.carrier, event_webhook_url)
+                   message.status_callback, message.created_at, message.sent_at, message.carrier, event_webhook_url,
+                   message.status_callback_events, webhook_events)
 
 
 async def record(session: AsyncSession, events: list[dict[str, Any]], *,
@@ -55,7 +59,7 @@ async def record(session: AsyncSession, events: list[dict[str, Any]], *,
         result = await session.execute(
             select(Message.id, Message.public_id, Message.source, Message.destination, Message.segments,
                    Message.status_callback, Message.created_at, Message.sent_at, Message.carrier,
-                   Account.event_webhook_url)
+                   Account.event_webhook_url, Message.status_callback_events, Account.webhook_events)
             .join(Account, Account.id == Message.account_id)
             .where(Message.id.in_(ids[i:i + 400]),
                    (Message.status_callback.is_not(None)) | (Account.event_webhook_url.is_not(None))))
@@ -71,12 +75,17 @@ async def _deliveries(session: AsyncSession, events: list[dict[str, Any]], rows:
         m = rows.get(e["message_id"])
         if m is None:
             continue
+        # the events a URL did not choose are not queued at all
+        urls = {url for url, chosen in ((m.status_callback, m.status_callback_events),
+                                        (m.event_webhook_url, m.webhook_events)) if url and wanted(chosen, e["type"])}
+        if not urls:
+            continue
         payload = {
             "event_type": e["type"], "message_id": m.public_id, "status": e["status"],
             "error_code": e.get("error_code"), "from": m.source, "to": m.destination, "segments": m.segments,
             "carrier": m.carrier, "timestamp": _iso(e["created_at"]), "created_at": _iso(m.created_at),
             "sent_at": _iso(m.sent_at),
         }
-        for url in {m.status_callback, m.event_webhook_url} - {None}:
+        for url in urls:
             deliveries.append(new_delivery(e["account_id"], url, "event", e["type"], payload, e["created_at"]))
     return await enqueue(session, deliveries)

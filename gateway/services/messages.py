@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carriers.encoding import EncodedText, EncodingError, encode
 from gateway.errors import Conflict, GatewayError, NotFound, TooManyRequests, Unprocessable
-from gateway.events import TEXT_BLOCKED, TEXT_QUEUED
+from gateway.events import TEXT_BLOCKED, TEXT_QUEUED, parse_selection
 from gateway.idempotency import in_progress, reused, same_request
 from gateway.models import Message, MessageEvent, MessagePart, MessageStatus, VoiceMessage
 from gateway.services import compliance, origination
@@ -29,7 +29,7 @@ from gateway.validation import Fields, origination as parse_origination, parse_p
 from registry.db import utcnow
 from registry.models import Account, Number, NumberStatus, OptOut
 
-SEND_FIELDS = {"to", "body", "from", "status_callback", "ttl", "dry_run", "message_type"}
+SEND_FIELDS = {"to", "body", "from", "status_callback", "status_callback_events", "ttl", "dry_run", "message_type"}
 MESSAGE_TYPES = ("transactional", "promotional")
 
 
@@ -43,6 +43,7 @@ class SendRequest:
     dry_run: bool
     message_type: str | None
     region: str | None = None  # the destination's region, from the one parse of it
+    status_callback_events: str | None = None  # stored form (gateway.events.parse_selection)
 
 
 @dataclass(slots=True)
@@ -70,6 +71,7 @@ class NewMessage:
     error_message: str | None = None
     request_hash: str | None = None
     done_at: dt.datetime | None = None
+    status_callback_events: str | None = None
     id: int | None = None
     carrier: str | None = None
     sent_at: dt.datetime | None = None
@@ -109,7 +111,7 @@ def parse_send(data: dict[str, Any], settings: MessageSettings) -> SendRequest:
         raise Unprocessable("message_type must be transactional or promotional.", code="invalid_field",
                             details={"field": "message_type"})
     return SendRequest(to, body, source, f.url("status_callback"), ttl, bool(f.boolean("dry_run")), message_type,
-                       region)
+                       region, parse_selection(data.get("status_callback_events"), "status_callback_events"))
 
 
 def _encode(body: str, smart: bool) -> EncodedText:
@@ -238,7 +240,9 @@ async def accept_many(session: AsyncSession, account_id: int, reqs: list[SendReq
                 public_id=new_public_id(), account_id=account_id, source=number.number, destination=req.to,
                 body=encoded.text, encoding=encoded.encoding, segments=len(encoded.segments),
                 characters=encoded.characters, status=queued_status, idempotency_key=key,
-                request_hash=request_hash if key is not None else None, status_callback=req.status_callback, message_type=message_type, created_at=now, updated_at=now,
+                request_hash=request_hash if key is not None else None, status_callback=req.status_callback,
+                status_callback_events=req.status_callback_events, message_type=message_type, created_at=now,
+                updated_at=now,
                 next_attempt_at=now, expires_at=now + dt.timedelta(seconds=req.ttl))
             cost = price(number, len(encoded.segments), pricing)
             if req.dry_run:
@@ -262,8 +266,8 @@ async def accept_many(session: AsyncSession, account_id: int, reqs: list[SendReq
         await record_events(session, [
             {"message_id": a.message.id, "account_id": account_id, "type": TEXT_BLOCKED if a.blocked else TEXT_QUEUED,
              "status": a.message.status, "error_code": a.blocked.code if a.blocked else None, "created_at": now}
-            for a in stored], known={a.message.id: EventTarget.of(a.message, hooks) for a in stored
-                                     if hooks or a.message.status_callback})
+            for a in stored], known={a.message.id: EventTarget.of(a.message, hooks, account.webhook_events)
+                                     for a in stored if hooks or a.message.status_callback})
         for a in stored:
             if a.blocked is not None:
                 a.blocked.details = {**a.blocked.details, "message_id": a.message.public_id}

@@ -335,6 +335,8 @@ async def test_webhook_receiver_down_for_a_minute_gets_every_event_once(tmp_path
     assert {d["status"] for d in deliveries} == {"delivered"}
     outage_ids = set(during)
     retried = [d for d in deliveries if payloads[d["id"]]["message_id"] in outage_ids]
-    assert retried and min(d["attempts"] for d in retried) >= 2
+    # the receiver was put aside: tried again at its own backoff's times, not each of its deliveries every time
+    assert retried and max(d["attempts"] for d in retried) >= 2
+    assert sum(d["attempts"] for d in retried) < 3 * len(retried)
     print(f"\nwebhook requests {len(receiver.requests)} for {len(payloads)} deliveries; "
           f"attempts of outage deliveries: max {max(d['attempts'] for d in retried)}")

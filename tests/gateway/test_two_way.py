@@ -201,8 +201,14 @@ async def test_forwarded_signed_with_in_reply_to_and_retried_until_the_receiver_
     exec(readme_verification_snippet(), namespace)  # noqa: S102 - the README's own code, run for real
     assert namespace["verify_signature"](account["webhook_secret"], headers["X-Gateway-Signature"], raw)
     assert not namespace["verify_signature"]("another secret", headers["X-Gateway-Signature"], raw)
-    deliveries = await (await gw.get("/v1/webhooks/deliveries?status=delivered", headers=gw.customer.headers)).json()
-    inbound = [d for d in deliveries["deliveries"] if d["kind"] == "inbound"]
+    inbound: list[dict] = []
+
+    async def recorded() -> bool:  # the receiver answers before the sender records the outcome
+        listing = await (await gw.get("/v1/webhooks/deliveries?status=delivered", headers=gw.customer.headers)).json()
+        inbound[:] = [d for d in listing["deliveries"] if d["kind"] == "inbound"]
+        return bool(inbound)
+
+    await wait_for(recorded)
     detail = await (await gw.get(f"/v1/webhooks/deliveries/{inbound[0]['id']}", headers=gw.customer.headers)).json()
     assert [a["status_code"] for a in detail["attempt_log"]] == [503, 503, 503, 200]
 

@@ -29,14 +29,18 @@ class Receiver:
         return web.Response(status=204)
 
 
-@pytest.fixture
-async def receiver(aiohttp_server):  # noqa: ANN001, ANN201
-    rec = Receiver()
+async def serve(aiohttp_server, rec):  # noqa: ANN001, ANN201
+    """Serve a receiver's ``handle`` at ``rec.url`` (a free port on loopback)."""
     app = web.Application()
     app.router.add_post("/hook", rec.handle)
     server = await aiohttp_server(app)
     rec.url = str(server.make_url("/hook"))
     return rec
+
+
+@pytest.fixture
+async def receiver(aiohttp_server):  # noqa: ANN001, ANN201
+    return await serve(aiohttp_server, Receiver())
 
 
 @pytest.fixture
