@@ -34,34 +34,59 @@ _engine = None  # one per worker process
 
 
 def _fix_espeak_driver() -> None:
-    """pyttsx3 2.99's espeak driver writes the file on EVENT_MSG_TERMINATED before appending the samples that
-    came with that same callback: the end of the speech is lost, and all of it when espeak delivers everything
-    at once (a silent file). Append the samples first; the original then writes a complete file."""
+    """Two fixes to pyttsx3 2.99's espeak driver, before its first engine.
+
+    Synchronous espeak. The driver initializes espeak in AUDIO_OUTPUT_RETRIEVAL mode, where espeak_Synth and a
+    rate change only queue a command for espeak's own thread and runAndWait returns some 10 ms later: on a cold
+    start or a busy machine the WAV file was then missing, empty or half-written (an EOFError from ``wave``,
+    which click reports as "Aborted!"), a chunk came out at the previous chunk's rate (runAndWait cancels what
+    espeak is "playing", which resets the rate) or cut short, and the driver's "Audio saved to ..." line landed
+    on the parent's stdout. In AUDIO_OUTPUT_SYNCHRONOUS mode espeak_Synth speaks in the calling thread and
+    returns when done; that mode sends no EVENT_MSG_TERMINATED, the driver's cue to write the file, so the
+    callback that ends the speech (a NULL buffer) is handed on as one.
+
+    The driver writes the file on EVENT_MSG_TERMINATED before appending the samples that came with that same
+    callback: the end of the speech is lost, and all of it when espeak delivers everything at once (a silent
+    file). Append the samples first; the original then writes a complete file."""
     import ctypes
 
+    from pyttsx3.drivers import _espeak
     from pyttsx3.drivers import espeak as driver
 
     cls = driver.EspeakDriver
     if getattr(cls, "_gateway_fixed", False):
         return
+    if not cls._moduleInitialized:  # espeak is initialized once per process
+        if _espeak.Initialize(_espeak.AUDIO_OUTPUT_SYNCHRONOUS, 1000) == -1:
+            raise RuntimeError("could not initialize espeak-ng")
+        cls._defaultVoice, cls._moduleInitialized = "gmw/en", True  # as the driver's own initialization
     original = cls._onSynth
 
     def on_synth(self, wav, numsamples, events):  # noqa: ANN001, ANN202
         if numsamples > 0 and self._speaking:
             self._data_buffer += ctypes.string_at(wav, numsamples * ctypes.sizeof(ctypes.c_short))
+        if not wav:  # the end of the speech
+            events = (_espeak.EVENT * 2)()  # the second, all zero, is EVENT_LIST_TERMINATED
+            events[0].type = _espeak.EVENT_MSG_TERMINATED
         return original(self, wav, 0, events)
 
     cls._onSynth = on_synth
     cls._gateway_fixed = True
 
 
-def _voices_in_worker() -> dict[str, str]:
-    import pyttsx3
+def _engine_in_worker():  # noqa: ANN202
+    global _engine
+    if _engine is None:
+        import pyttsx3
 
-    _fix_espeak_driver()
-    engine = pyttsx3.init("espeak")
+        _fix_espeak_driver()
+        _engine = pyttsx3.init("espeak")
+    return _engine
+
+
+def _voices_in_worker() -> dict[str, str]:
     out = {}
-    for v in engine.getProperty("voices"):
+    for v in _engine_in_worker().getProperty("voices"):
         for lang in v.languages or []:
             tag = (lang.decode() if isinstance(lang, bytes) else str(lang)).lower().lstrip("\x05")
             out.setdefault(tag, v.id)
@@ -69,22 +94,21 @@ def _voices_in_worker() -> dict[str, str]:
 
 
 def _frames(path: str) -> int:
+    """The WAV file's frames; 0 when it is missing or unreadable (an EOFError would reach click as "Aborted!")."""
     import wave
 
-    with wave.open(path, "rb") as w:
-        return w.getnframes()
+    try:
+        with wave.open(path, "rb") as w:
+            return w.getnframes()
+    except (OSError, EOFError, wave.Error):
+        return 0
 
 
 def _synthesize(chunks: list[tuple[str, int, int]], voice_id: str, out_path: str) -> int:
     """In a worker process: speak the chunks, join them with their pauses, write mu-law WAV; its duration."""
-    global _engine
-    import pyttsx3
     from pydub import AudioSegment
 
-    if _engine is None:
-        _fix_espeak_driver()
-        _engine = pyttsx3.init("espeak")
-    engine = _engine
+    engine = _engine_in_worker()
     engine.setProperty("voice", voice_id)
     with tempfile.TemporaryDirectory(prefix="voice-") as tmp:
         parts: list[tuple[str | None, int]] = []
@@ -93,13 +117,10 @@ def _synthesize(chunks: list[tuple[str, int, int]], voice_id: str, out_path: str
             if text.strip():
                 path = os.path.join(tmp, f"{i}.wav")
                 engine.setProperty("rate", rate)
-                for _ in range(3):  # the espeak driver now and then hands back an empty file: speak it again
-                    engine.save_to_file(text, path)
-                    with contextlib.redirect_stdout(io.StringIO()):  # pyttsx3 prints "Audio saved to ..."
-                        engine.runAndWait()
-                    if os.path.exists(path) and _frames(path) > 0:
-                        break
-                else:
+                engine.save_to_file(text, path)
+                with contextlib.redirect_stdout(io.StringIO()):  # pyttsx3 prints "Audio saved to ..."
+                    engine.runAndWait()  # espeak is synchronous: the file is complete
+                if _frames(path) == 0:
                     raise RuntimeError(f"speech synthesis produced no audio for {text[:40]!r}")
             parts.append((path, pause_ms))
         audio = AudioSegment.silent(duration=150, frame_rate=8000)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 from click.testing import CliRunner
 
 from gateway.cli import cli
+from gateway.settings import PROJECT_ROOT
 from voice.audio import inspect_wav
 
 
@@ -21,3 +27,22 @@ def test_voice_render_to_a_file(tmp_path, monkeypatch):  # noqa: ANN001
     assert result.exit_code == 1 and "missing_variable" in result.output
     result = CliRunner().invoke(cli, ["voice", "render", str(script), "-o", str(out), "--var", "oops"])
     assert result.exit_code == 2 and "NAME=VALUE" in result.output
+
+
+def test_voice_render_cold_with_no_stdin(tmp_path):  # noqa: ANN001
+    """As CI runs it: a process of its own with no standard input, an empty cache (a cold worker), twice. The
+    worker used to read the WAV file espeak was still writing ("Aborted!", an EOFError), and the synthesizer's
+    "Audio saved to ..." could come late, onto the command's stdout."""
+    script = PROJECT_ROOT / "examples" / "script.txt"
+    runs = []
+    for i in range(2):
+        out = tmp_path / f"out{i}.wav"
+        done = subprocess.run([sys.executable, "-m", "gateway", "voice", "render", str(script), "-o", str(out),
+                               "--var", "name=Ada", "--var", "code=4821", "--json"],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "GATEWAY_VOICE_CACHE_DIR": str(tmp_path / f"cache{i}")})
+        assert done.returncode == 0, done.stdout + done.stderr
+        runs.append(json.loads(done.stdout))  # one JSON document, nothing else
+        assert not runs[-1]["cached"] and inspect_wav(out).is_telephony
+    assert abs(runs[0]["duration_ms"] - runs[1]["duration_ms"]) < 0.02 * runs[0]["duration_ms"]  # the same speech
+    assert runs[0]["duration_ms"] > 4000

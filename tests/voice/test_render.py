@@ -97,3 +97,21 @@ def test_signed_urls():
     assert not verify("k" * 64, query["expires"], query["sig"], "secret", now=3000)  # expired
     assert not verify("j" * 64, query["expires"], query["sig"], "secret", now=1000)  # another file
     assert not verify("k" * 64, "2001", query["sig"], "secret", now=1000)  # tampered expiry
+
+
+async def test_each_chunk_spoken_at_its_own_rate(tmp_path):  # noqa: ANN001
+    """A cold worker, as on a first run. espeak used to be told a new rate and the text without waiting for
+    either: a chunk came out at the previous chunk's rate, or cut short, or not at all."""
+    long, short = "Please listen carefully to this important message", "Yes"
+    renderer = Renderer(tmp_path, workers=1)
+    try:
+        mixed = await renderer.render("<speak>" + 3 * (f'<prosody rate="50%">{long}</prosody>'
+                                                       f'<prosody rate="200%">{short}</prosody>') + "</speak>")
+        slow = await renderer.render(f'<speak><prosody rate="50%">{long}</prosody></speak>')
+        fast = await renderer.render(f'<speak><prosody rate="200%">{short}</prosody></speak>')
+    finally:
+        renderer.close()
+    padding = 300  # the silence before and after every rendering
+    assert slow.duration_ms - padding > 4 * (fast.duration_ms - padding)
+    expected = padding + 3 * (slow.duration_ms + fast.duration_ms - 2 * padding)
+    assert abs(mixed.duration_ms - expected) < 0.03 * expected, (mixed.duration_ms, expected)
