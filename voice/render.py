@@ -27,7 +27,7 @@ from voice.markup import Chunk, VoiceInputError, parse
 
 log = logging.getLogger(__name__)
 
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"  # 2: synchronous espeak (audio of 1 may hold chunks at the wrong rate or cut short)
 DEFAULT_VOICE = "en-us"
 
 _engine = None  # one per worker process
