@@ -11,6 +11,7 @@ import io
 import json
 import multiprocessing
 import re
+import signal
 from collections.abc import Collection
 from typing import Any, AsyncIterator
 
@@ -250,7 +251,10 @@ async def e164_elsewhere(values: list[str], default_region: str = "US") -> list[
     if len(values) < PARSE_ELSEWHERE:
         return e164_all(values, default_region)
     if _PARSER is None:
-        _PARSER = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        # Ctrl+C reaches the worker too (one process group): the gateway stops it, it need not say so itself
+        _PARSER = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                         initializer=signal.signal,
+                                                         initargs=(signal.SIGINT, signal.SIG_IGN))
     try:
         return await asyncio.get_running_loop().run_in_executor(_PARSER, e164_all, values, default_region)
     except concurrent.futures.process.BrokenProcessPool:
