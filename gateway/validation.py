@@ -255,6 +255,7 @@ async def e164_elsewhere(values: list[str], default_region: str = "US") -> list[
         _PARSER = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                                          initializer=signal.signal,
                                                          initargs=(signal.SIGINT, signal.SIG_IGN))
+        await asyncio.to_thread(_PARSER.submit, e164_all, [])  # the first submit starts the process: not on the loop
     try:
         return await asyncio.get_running_loop().run_in_executor(_PARSER, e164_all, values, default_region)
     except concurrent.futures.process.BrokenProcessPool:
