@@ -129,6 +129,13 @@ class Ctx:
             click.echo("  ".join(_cell(r.get(key)).ljust(w) for (key, _), w in zip(table, widths)).rstrip())
 
 
+def output_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """An --output's folder must exist: a usage error before the work rather than a traceback after it."""
+    if value is not None and not value.parent.is_dir():
+        raise click.BadParameter(f"the folder {value.parent} does not exist.", ctx=ctx, param=param)
+    return value
+
+
 def utf8_text(file: Path, raw: bytes, *, advice: str, param_hint: str) -> str:
     """A file's text (UTF-8, a BOM allowed), or a usage error (exit 2) naming the first line that is not."""
     try:

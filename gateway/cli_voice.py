@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from gateway.cli import Ctx, run_async, utf8_text
+from gateway.cli import Ctx, output_file, run_async, utf8_text
 
 
 def _script(file: Path, param_hint: str) -> str:
@@ -33,7 +33,7 @@ def voice() -> None:
 @voice.command("render")
 @click.argument("script_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Where to write the 8 kHz mono mu-law WAV.")
+              callback=output_file, help="Where to write the 8 kHz mono mu-law WAV.")
 @click.option("--voice", "voice_name", default=None, help="A voice such as en-us, en-gb, fr-fr.")
 @click.option("--language", default=None, help="A language such as en, fr.")
 @click.option("--var", "variables", multiple=True, help="NAME=VALUE for {NAME} in the script (repeatable).")

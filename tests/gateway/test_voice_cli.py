@@ -35,3 +35,16 @@ def test_a_script_that_is_not_utf8_is_a_usage_error(tmp_path, monkeypatch):  # n
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 2, result.output
         assert f"{script} is not UTF-8 text (line 2)" in result.output and result.exception.__class__ is SystemExit
+
+
+def test_an_output_in_a_folder_that_does_not_exist_is_a_usage_error(tmp_path):  # noqa: ANN001
+    """voice render and optouts export check -o's folder first: a sentence and exit 2, not a traceback after the
+    work (nothing is asked of the gateway: the URL leads nowhere)."""
+    script = tmp_path / "script.txt"
+    script.write_text("Hello.")
+    missing = tmp_path / "no" / "such"
+    for args in (["voice", "render", str(script), "-o", str(missing / "out.wav")],
+                 ["--url", "http://127.0.0.1:9", "optouts", "export", "--account", "1", "-o", str(missing / "x.csv")]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2, result.output
+        assert f"the folder {missing} does not exist" in result.output
