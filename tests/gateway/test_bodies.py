@@ -144,6 +144,17 @@ def parse(answer: bytes) -> tuple[int, dict[str, str], dict]:
     return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, json.loads(body)
 
 
+@pytest.mark.parametrize("route", ["/v1/messages", "/v1/opt-outs/import", "/v1/voice-messages"])
+async def test_a_body_declared_too_large_is_refused_at_once_and_the_connection_closes(gw, route: str):  # noqa: ANN001
+    """Content-Length above the limit: 413 before any of the body is read, and the connection closed (its unread
+    body cannot be skipped), not drained for aiohttp's 10 s of lingering."""
+    request = (f"POST {route} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {gw.customer.key}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {10 * LIMIT}\r\n\r\n{{\"to\": ").encode()
+    status, headers, body = parse(await exchange(gw, request, wait=30))
+    assert (status, body["error"]["code"]) == (413, "body_too_large")
+    assert headers["connection"].lower() == "close"
+
+
 async def test_a_body_shorter_than_its_content_length_times_out_and_the_connection_closes(gw):  # noqa: ANN001
     request = (f"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {gw.customer.key}\r\n"
                f"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"to\": ").encode()
