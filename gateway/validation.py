@@ -4,6 +4,7 @@ uploads, and phone numbers."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import csv
 import functools
@@ -242,6 +243,14 @@ _PARSER: concurrent.futures.ProcessPoolExecutor | None = None
 PARSE_ELSEWHERE = 100  # fewer numbers are parsed in place: the trip to the worker would cost more
 
 
+def _stop_parser() -> None:
+    """At exit, while the modules are whole: a pool collected during the interpreter's teardown complains."""
+    global _PARSER
+    if _PARSER is not None:
+        _PARSER.shutdown(wait=False, cancel_futures=True)
+        _PARSER = None
+
+
 async def e164_elsewhere(values: list[str], default_region: str = "US") -> list[str | None]:
     """e164_all in a worker process: an import's 100,000 numbers take some 6 s of CPU (60 us each), which in the
     gateway's own process would be 6 s that other requests wait through a slice at a time (a dry run needs
@@ -255,6 +264,7 @@ async def e164_elsewhere(values: list[str], default_region: str = "US") -> list[
         _PARSER = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                                          initializer=signal.signal,
                                                          initargs=(signal.SIGINT, signal.SIG_IGN))
+        atexit.register(_stop_parser)
         await asyncio.to_thread(_PARSER.submit, e164_all, [])  # the first submit starts the process: not on the loop
     try:
         return await asyncio.get_running_loop().run_in_executor(_PARSER, e164_all, values, default_region)
