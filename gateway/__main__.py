@@ -2,5 +2,5 @@
 
 from gateway.cli import main
 
-if __name__ == "__main__":  # not when a worker process (imports' number parser) loads the parent's main module
+if __name__ == "__main__":  # not when imported (multiprocessing's spawn loads the parent's main module)
     main()

@@ -4,15 +4,11 @@ uploads, and phone numbers."""
 from __future__ import annotations
 
 import asyncio
-import atexit
-import concurrent.futures
 import csv
 import functools
 import io
 import json
-import multiprocessing
 import re
-import signal
 from collections.abc import Collection
 from typing import Any, AsyncIterator
 
@@ -230,47 +226,6 @@ def parse_phone(value: str, *, field: str = "to", default_region: str = "US",
 def e164(value: str, *, field: str = "to", default_region: str = "US", cached: bool = True) -> str:
     """Normalize a phone number to E.164, or raise 422 invalid_destination / invalid_from."""
     return parse_phone(value, field=field, default_region=default_region, cached=cached)[0]
-
-
-def e164_all(values: list[str], default_region: str = "US") -> list[str | None]:
-    """E.164 of each value, None for what is no phone number; without the shared cache (see parse_phone)."""
-    parse = _parse_phone.__wrapped__
-    return [None if found is None else found[0]
-            for found in (parse(v, default_region) if len(v) <= 64 else None for v in values)]
-
-
-_PARSER: concurrent.futures.ProcessPoolExecutor | None = None
-PARSE_ELSEWHERE = 100  # fewer numbers are parsed in place: the trip to the worker would cost more
-
-
-def _stop_parser() -> None:
-    """At exit, while the modules are whole: a pool collected during the interpreter's teardown complains."""
-    global _PARSER
-    if _PARSER is not None:
-        _PARSER.shutdown(wait=False, cancel_futures=True)
-        _PARSER = None
-
-
-async def e164_elsewhere(values: list[str], default_region: str = "US") -> list[str | None]:
-    """e164_all in a worker process: an import's 100,000 numbers take some 6 s of CPU (60 us each), which in the
-    gateway's own process would be 6 s that other requests wait through a slice at a time (a dry run needs
-    several turns of the event loop). The worker is spawned on first use (never forked from a process that runs
-    threads) and kept; one that died is replaced at the next call, the numbers parsed in place meanwhile."""
-    global _PARSER
-    if len(values) < PARSE_ELSEWHERE:
-        return e164_all(values, default_region)
-    if _PARSER is None:
-        # Ctrl+C reaches the worker too (one process group): the gateway stops it, it need not say so itself
-        _PARSER = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                                         initializer=signal.signal,
-                                                         initargs=(signal.SIGINT, signal.SIG_IGN))
-        atexit.register(_stop_parser)
-        await asyncio.to_thread(_PARSER.submit, e164_all, [])  # the first submit starts the process: not on the loop
-    try:
-        return await asyncio.get_running_loop().run_in_executor(_PARSER, e164_all, values, default_region)
-    except concurrent.futures.process.BrokenProcessPool:
-        _PARSER = None
-        return e164_all(values, default_region)
 
 
 def origination(value: str, *, default_region: str = "US") -> str:

@@ -79,23 +79,6 @@ async def test_an_import_leaves_the_phone_number_cache_to_the_numbers_customers_
     assert await count(gw, OptOut) == 2000
 
 
-async def test_the_number_parsing_worker_outlives_a_ctrl_c():
-    """Imports parse numbers in a worker process; Ctrl+C in the terminal of `make run` reaches it too (one process
-    group): it leaves the stopping to the gateway, without a traceback of its own, and goes on working."""
-    import os
-    import signal
-
-    from gateway import validation
-
-    numbers = [f"+1415555{i:04d}" for i in range(200)] + ["+1415555abcd"]
-    assert await validation.e164_elsewhere(numbers) == numbers[:200] + [None]
-    (worker,) = validation._PARSER._processes
-    os.kill(worker, signal.SIGINT)
-    await asyncio.sleep(0.5)
-    assert await validation.e164_elsewhere(numbers[:150]) == numbers[:150]
-    assert list(validation._PARSER._processes) == [worker]
-
-
 async def test_a_slow_chunked_inventory_upload_is_read_whole(gw):  # noqa: ANN001
     rows = [f"+1212555{i:04d},long_code,US,sms" for i in range(1500)]
     body = "\n".join(["number,type,country,capabilities", *rows, rows[7], "+12125550001,pager,US,sms"]).encode()
