@@ -2,4 +2,5 @@
 
 from gateway.cli import main
 
-main()
+if __name__ == "__main__":  # not when imported (multiprocessing's spawn loads the parent's main module)
+    main()

@@ -624,4 +624,5 @@ async def bench_import(*, rows: int, concurrency: int, url: str | None, sim_url:
             "added": result.get("added"), "rejected": result.get("rejected"), "dry_runs": len(during),
             "dry_run_concurrency": concurrency, "dry_run_p50_ms": round(percentile(during, 50), 1),
             "dry_run_p99_ms": round(percentile(during, 99), 1), "dry_run_max_ms": round(max(during, default=0), 1),
+            "dry_run_p50_before_ms": round(percentile(latencies[:before], 50), 1),
             "dry_run_p99_before_ms": round(percentile(latencies[:before], 99), 1)}

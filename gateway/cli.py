@@ -92,12 +92,7 @@ class Ctx:
         raw = file.read_bytes()
         if not raw.strip():
             raise click.BadParameter(f"{file} is empty: there is nothing to import.", param_hint="FILE")
-        try:
-            raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            line = raw.count(b"\n", 0, exc.start) + 1
-            raise click.BadParameter(f"{file} is not UTF-8 text (line {line}): save it as CSV in UTF-8.",
-                                     param_hint="FILE") from None
+        utf8_text(file, raw, advice="save it as CSV in UTF-8", param_hint="FILE")
 
         async def pieces() -> AsyncIterator[bytes]:
             with click.progressbar(length=len(raw), label=f"sending {file.name}", file=sys.stderr,
@@ -132,6 +127,22 @@ class Ctx:
         click.echo("  ".join(title.ljust(w) for (_, title), w in zip(table, widths)).rstrip())
         for r in rows:
             click.echo("  ".join(_cell(r.get(key)).ljust(w) for (key, _), w in zip(table, widths)).rstrip())
+
+
+def output_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """An --output's folder must exist: a usage error before the work rather than a traceback after it."""
+    if value is not None and not value.parent.is_dir():
+        raise click.BadParameter(f"the folder {value.parent} does not exist.", ctx=ctx, param=param)
+    return value
+
+
+def utf8_text(file: Path, raw: bytes, *, advice: str, param_hint: str) -> str:
+    """A file's text (UTF-8, a BOM allowed), or a usage error (exit 2) naming the first line that is not."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise click.BadParameter(f"{file} is not UTF-8 text (line {line}): {advice}.", param_hint=param_hint) from None
 
 
 def _cell(value: Any) -> str:

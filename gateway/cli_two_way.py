@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import click
 
-from gateway.cli import Ctx, run_async
+from gateway.cli import Ctx, output_file, run_async
 
 DELIVERY_COLUMNS = [("id", "ID"), ("kind", "KIND"), ("event_type", "EVENT"), ("status", "STATUS"),
                     ("attempts", "TRIES"), ("last_status_code", "LAST"), ("created_at", "CREATED")]
@@ -150,7 +150,8 @@ def optouts_import(obj: Ctx, account: int, list_name: str | None, file: Path) ->
 @optouts.command("export")
 @ACCOUNT
 @LIST
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              callback=output_file)
 @click.pass_obj
 def optouts_export(obj: Ctx, account: int, list_name: str | None, output: Path) -> None:
     """Export a list (or all lists) as CSV."""

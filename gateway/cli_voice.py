@@ -8,7 +8,11 @@ from pathlib import Path
 
 import click
 
-from gateway.cli import Ctx, run_async
+from gateway.cli import Ctx, output_file, run_async, utf8_text
+
+
+def _script(file: Path, param_hint: str) -> str:
+    return utf8_text(file, file.read_bytes(), advice="save the script in UTF-8", param_hint=param_hint)
 
 
 def _variables(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -29,7 +33,7 @@ def voice() -> None:
 @voice.command("render")
 @click.argument("script_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Where to write the 8 kHz mono mu-law WAV.")
+              callback=output_file, help="Where to write the 8 kHz mono mu-law WAV.")
 @click.option("--voice", "voice_name", default=None, help="A voice such as en-us, en-gb, fr-fr.")
 @click.option("--language", default=None, help="A language such as en, fr.")
 @click.option("--var", "variables", multiple=True, help="NAME=VALUE for {NAME} in the script (repeatable).")
@@ -41,11 +45,12 @@ def voice_render(obj: Ctx, script_file: Path, output: Path, voice_name: str | No
     from voice.render import Renderer
 
     settings = obj.settings()
+    script = _script(script_file, "SCRIPT_FILE")
 
     async def go():  # noqa: ANN202
         renderer = Renderer(settings.path(settings.voice.cache_dir), workers=1)
         try:
-            return await renderer.render(script_file.read_text(), voice=voice_name, language=language,
+            return await renderer.render(script, voice=voice_name, language=language,
                                          variables=_variables(variables))
         finally:
             renderer.close()
@@ -72,7 +77,7 @@ def voice_render(obj: Ctx, script_file: Path, output: Path, voice_name: str | No
 def voice_send(obj: Ctx, api_key: str, to: str, source: str | None, script_file: Path, voice_name: str | None,
                variables: tuple[str, ...], wait: bool) -> None:
     """Send a voice message through the running gateway."""
-    text = script_file.read_text()
+    text = _script(script_file, "--script")
     body = {"to": to, ("markup" if text.lstrip().startswith("<speak") else "script"): text,
             "variables": _variables(variables)} | ({"from": source} if source else {}) | (
         {"voice": voice_name} if voice_name else {})

@@ -776,10 +776,10 @@ class Dispatcher:
         for carrier, (since, counts) in list(self._base_fits.items()):
             base, count = counts.most_common(1)[0]
             if count >= BASE_MISMATCHES and now - self._base_warned.get(carrier, -BASE_WARNING_S) >= BASE_WARNING_S:
-                log.warning("carrier %s: %d delivery receipt(s) in the last %.0f s matched no message but would with "
+                log.warning("carrier %s: %d delivery receipt(s) in the last %.0f min matched no message but would with "
                             "receipt_id_base = \"%s\" (it is \"%s\"): set it in the carrier's configuration, or "
-                            "these messages stay `sent` until the receipt timeout", carrier, count, now - since, base,
-                            self._id_bases.get(carrier, "same"))
+                            "these messages stay `sent` until the receipt timeout", carrier, count,
+                            max(1, (now - since) / 60), base, self._id_bases.get(carrier, "same"))
                 self._base_warned[carrier] = now
                 del self._base_fits[carrier]
 

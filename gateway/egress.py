@@ -115,10 +115,13 @@ class AddressPolicy:
             host = None
         if not host:
             return "only http and https URLs with a host are allowed"
+        host = host[:-1] if host.endswith(".") else host  # "169.254.169.254." is that address to some resolvers
         try:
             return self.refusal(_address(host))
         except ValueError:
             pass
+        if "%" in host:  # a percent-encoded name: no resolver reads it as meant, some as an address
+            return f"'{host}' is not a host name"
         try:  # a legacy numeric form (2130706433, 0x7f.1, 127.1) that resolvers read as an IPv4 address
             socket.inet_aton(host)
             return f"'{host}' is not a canonical IP address"

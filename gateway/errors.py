@@ -8,7 +8,7 @@ Exception tree::
     ├── NotFound (404)            not_found (also for another account's resources)
     ├── RequestTimeout (408)      body_timeout (the connection is closed too)
     ├── Conflict (409)            an illegal state change: recipient_opted_out, number_protected, ...
-    ├── PayloadTooLarge (413)     body_too_large
+    ├── PayloadTooLarge (413)     body_too_large (the connection is closed too)
     ├── Unprocessable (422)       well-formed but invalid: missing_field, invalid_field, invalid_destination, ...
     ├── TooManyRequests (429)     rate_limited, queue_full, too_many_auth_failures (with Retry-After)
     └── ServiceUnavailable (503)  not_ready
@@ -65,6 +65,7 @@ class RequestTimeout(GatewayError):
 class PayloadTooLarge(GatewayError):
     status = 413
     default_code = "body_too_large"
+    close_connection = True  # the rest of the body is never read, so nothing after it can be
 
 
 class Conflict(GatewayError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 
@@ -88,6 +89,10 @@ async def serve(settings: Settings, *, demo: bool = False, migrate: bool = True)
             click.echo(f"(also in {settings.data_path / 'demo_api_key'}; the demo account sends SMS from {DEMO_NUMBER}"
                        f" and calls from {DEMO_VOICE_NUMBER}; webhooks may reach loopback and private addresses)")
         click.echo("Press Ctrl+C to stop.")
+        # what start-up made (modules, the app, SQLAlchemy's mappers: some 400,000 objects) lives as long as the
+        # process: full collections, which stop every request meanwhile, need not walk it each time again
+        gc.collect()
+        gc.freeze()
         await _until_signalled()
     finally:
         await runner.cleanup()

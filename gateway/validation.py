@@ -209,9 +209,13 @@ def _parse_phone(value: str, default_region: str) -> tuple[str, str | None] | No
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), region
 
 
-def parse_phone(value: str, *, field: str = "to", default_region: str = "US") -> tuple[str, str | None]:
-    """(E.164, region) of a phone number, or raise 422 invalid_destination / invalid_from / invalid_phone."""
-    found = _parse_phone(value, default_region) if isinstance(value, str) and len(value) <= 64 else None
+def parse_phone(value: str, *, field: str = "to", default_region: str = "US",
+                cached: bool = True) -> tuple[str, str | None]:
+    """(E.164, region) of a phone number, or raise 422 invalid_destination / invalid_from / invalid_phone. An import
+    passes cached=False: its 100,000 numbers, each seen once, would evict the ones customers text and leave some
+    200,000 objects for every full garbage collection to walk (a pause of 100-400 ms for every request)."""
+    parse = _parse_phone if cached else _parse_phone.__wrapped__
+    found = parse(value, default_region) if isinstance(value, str) and len(value) <= 64 else None
     if found is None:
         code = {"to": "invalid_destination", "from": "invalid_from"}.get(field, "invalid_phone")
         shown = value if len(str(value)) <= 40 else f"{str(value)[:40]}..."
@@ -219,9 +223,9 @@ def parse_phone(value: str, *, field: str = "to", default_region: str = "US") ->
     return found
 
 
-def e164(value: str, *, field: str = "to", default_region: str = "US") -> str:
+def e164(value: str, *, field: str = "to", default_region: str = "US", cached: bool = True) -> str:
     """Normalize a phone number to E.164, or raise 422 invalid_destination / invalid_from."""
-    return parse_phone(value, field=field, default_region=default_region)[0]
+    return parse_phone(value, field=field, default_region=default_region, cached=cached)[0]
 
 
 def origination(value: str, *, default_region: str = "US") -> str:

@@ -280,7 +280,7 @@ async def import_optouts(request: web.Request) -> web.Response:
                 continue
             counts["rows"] += 1
             try:
-                phone = e164(row[0].strip(), field="phone")
+                phone = e164(row[0].strip(), field="phone", cached=False)
                 name = valid_list_name(row[1].strip() or None, default=default_list) if len(row) > 1 else default_list
             except Unprocessable as exc:
                 counts["rejected"] += 1

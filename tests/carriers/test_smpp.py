@@ -97,6 +97,57 @@ async def test_smpplib_client_with_a_wrong_password_is_refused(sim):  # noqa: AN
     assert await asyncio.to_thread(_smpplib_bad_password, sim.port) == P.ESME_RINVPASWD
 
 
+def _smpplib_multipart(port: int, text: str) -> tuple[list[tuple[int, str]], list]:
+    """smpplib's own split of a long text (8-bit UDH, its own reference) submitted on a transmitter, a refused
+    part submitted again as it was; the receipts read on a receiver bound beside it."""
+    import smpplib.gsm
+
+    receiver = smpplib.client.Client("127.0.0.1", port, timeout=5, allow_unknown_opt_params=True)
+    seen: list = []
+    receiver.set_message_received_handler(lambda pdu: seen.append(pdu))
+    receiver.connect()
+    receiver.bind_receiver(system_id="gateway", password="secret")
+    sender = smpplib.client.Client("127.0.0.1", port, timeout=5, allow_unknown_opt_params=True)
+    sender.connect()
+    sender.bind_transmitter(system_id="gateway", password="secret")
+    parts, coding, esm_class = smpplib.gsm.make_parts(text)
+    answers: list[tuple[int, str]] = []
+    for part in [*parts, parts[2]]:  # the third part once more: the simulator refuses it the first time
+        sender.send_message(source_addr_ton=smpplib.consts.SMPP_TON_INTL, source_addr="14155550100",
+                            dest_addr_ton=smpplib.consts.SMPP_TON_INTL, destination_addr="14155550123",
+                            short_message=part, data_coding=coding, esm_class=esm_class, registered_delivery=1)
+        resp = sender.read_pdu()
+        answers.append((resp.status, resp.message_id.decode() if resp.status == 0 else ""))
+    while len(seen) < 3:
+        receiver.read_once()
+    for client in (sender, receiver):
+        client.unbind()
+        client.disconnect()
+    return answers, seen
+
+
+async def test_smpplib_multipart_meets_every_nth_part_and_receipts_in_another_base(sim):  # noqa: ANN001
+    """The scenarios issue #12 added to the simulator (every_nth_part, receipt_id_format, receipt_err), met by a
+    peer nobody here wrote: its refusal is that part's alone, each accepted part is stored once with smpplib's
+    UDH reference and numbers, and the receipts quote the ids in decimal with the chosen err."""
+    sim.handler.every_nth_part, sim.handler.nth_part_status = 3, P.ESME_RMSGQFUL
+    sim.receipt_id_format, sim.handler.outcome, sim.handler.receipt_err = "decimal", "UNDELIV", "034"
+    answers, seen = await asyncio.to_thread(_smpplib_multipart, sim.port, "Part of a long text. " * 20)
+    assert [status for status, _ in answers] == [0, 0, P.ESME_RMSGQFUL, 0]
+    assert [r for _, r in sim.refusals] == [P.ESME_RMSGQFUL]
+    concat = [s.concat for s in sim.received]
+    assert len({ref for ref, _, _ in concat}) == 1 and [(total, seq) for _, total, seq in concat] == \
+        [(3, 1), (3, 2), (3, 3)]
+    ids = [message_id for status, message_id in answers if status == 0]
+    assert [s.message_id for s in sim.received] == ids
+    decimal = {str(int(i, 16)) for i in ids}
+    assert {r.receipted_message_id.decode() for r in seen} == decimal
+    for receipt in seen:
+        assert receipt.command == "deliver_sm" and receipt.message_state == 5  # UNDELIVERABLE
+        assert b"stat:UNDELIV err:034" in receipt.short_message
+        assert f"id:{receipt.receipted_message_id.decode()} ".encode() in receipt.short_message
+
+
 # --- the gateway's asyncio client ----------------------------------------------------------------------------
 
 async def test_window_of_many_submits_in_flight(sim):  # noqa: ANN001

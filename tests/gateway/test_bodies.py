@@ -63,6 +63,22 @@ async def test_a_slow_chunked_opt_out_upload_is_read_whole_and_every_row_is_coun
     assert await count(gw, OptOut) == 3000
 
 
+async def test_an_import_leaves_the_phone_number_cache_to_the_numbers_customers_text(gw):  # noqa: ANN001
+    """An import's numbers, each seen once, are parsed without the shared cache: filling it would evict the numbers
+    customers text and leave 65,536 entries for every full garbage collection to walk (bench import's p99)."""
+    from gateway.validation import _parse_phone
+
+    await gw.post("/v1/messages", json={"to": "+14155550100", "body": "hi", "dry_run": True},
+                  headers=gw.customer.headers)
+    before = _parse_phone.cache_info()
+    body = "phone\n" + "".join(f"+1415556{i:04d}\n" for i in range(2000))
+    resp = await gw.post("/v1/opt-outs/import", data=body, headers=gw.customer.headers)
+    assert (await resp.json())["added"] == 2000
+    after = _parse_phone.cache_info()
+    assert (after.currsize, after.misses) == (before.currsize, before.misses)
+    assert await count(gw, OptOut) == 2000
+
+
 async def test_a_slow_chunked_inventory_upload_is_read_whole(gw):  # noqa: ANN001
     rows = [f"+1212555{i:04d},long_code,US,sms" for i in range(1500)]
     body = "\n".join(["number,type,country,capabilities", *rows, rows[7], "+12125550001,pager,US,sms"]).encode()
@@ -109,6 +125,17 @@ def parse(answer: bytes) -> tuple[int, dict[str, str], dict]:
     lines = head.decode().split("\r\n")
     headers = dict(line.split(": ", 1) for line in lines[1:])
     return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, json.loads(body)
+
+
+@pytest.mark.parametrize("route", ["/v1/messages", "/v1/opt-outs/import", "/v1/voice-messages"])
+async def test_a_body_declared_too_large_is_refused_at_once_and_the_connection_closes(gw, route: str):  # noqa: ANN001
+    """Content-Length above the limit: 413 before any of the body is read, and the connection closed (its unread
+    body cannot be skipped), not drained for aiohttp's 10 s of lingering."""
+    request = (f"POST {route} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {gw.customer.key}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {10 * LIMIT}\r\n\r\n{{\"to\": ").encode()
+    status, headers, body = parse(await exchange(gw, request, wait=30))
+    assert (status, body["error"]["code"]) == (413, "body_too_large")
+    assert headers["connection"].lower() == "close"
 
 
 async def test_a_body_shorter_than_its_content_length_times_out_and_the_connection_closes(gw):  # noqa: ANN001

@@ -459,6 +459,7 @@ async def test_receipts_that_would_match_in_another_base_are_warned_about_now_an
     assert len(warnings()) == 1
     assert warnings()[0].startswith("carrier sim: ") and 'receipt_id_base = "hex_to_dec" (it is "same")' in warnings()[0]
     assert int(warnings()[0].split()[2]) >= 5  # the count of receipts that would have matched
+    assert " in the last 1 min matched no message" in warnings()[0]  # a burst: never "in the last 0 s"
     await burst(8)
     assert len(warnings()) == 1  # at most one every few minutes per carrier
     monkeypatch.setattr(dispatcher, "BASE_WARNING_S", 1.0)

@@ -46,3 +46,30 @@ def test_voice_render_cold_with_no_stdin(tmp_path):  # noqa: ANN001
         assert not runs[-1]["cached"] and inspect_wav(out).is_telephony
     assert abs(runs[0]["duration_ms"] - runs[1]["duration_ms"]) < 0.02 * runs[0]["duration_ms"]  # the same speech
     assert runs[0]["duration_ms"] > 4000
+
+
+def test_a_script_that_is_not_utf8_is_a_usage_error(tmp_path, monkeypatch):  # noqa: ANN001
+    """A script saved in Latin-1 (as some editors do): a sentence naming the file and line, exit 2, no traceback,
+    and for send nothing reaches the gateway (the URL leads nowhere)."""
+    monkeypatch.setenv("GATEWAY_VOICE_CACHE_DIR", str(tmp_path / "cache"))
+    script = tmp_path / "script.txt"
+    script.write_bytes("Bonjour,\nvotre rendez-vous est confirm\u00e9.".encode("latin-1"))
+    for args in (["voice", "render", str(script), "-o", str(tmp_path / "out.wav")],
+                 ["--url", "http://127.0.0.1:9", "voice", "send", "--api-key", "gk_x", "--to", "+14155550123",
+                  "--script", str(script)]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2, result.output
+        assert f"{script} is not UTF-8 text (line 2)" in result.output and result.exception.__class__ is SystemExit
+
+
+def test_an_output_in_a_folder_that_does_not_exist_is_a_usage_error(tmp_path):  # noqa: ANN001
+    """voice render and optouts export check -o's folder first: a sentence and exit 2, not a traceback after the
+    work (nothing is asked of the gateway: the URL leads nowhere)."""
+    script = tmp_path / "script.txt"
+    script.write_text("Hello.")
+    missing = tmp_path / "no" / "such"
+    for args in (["voice", "render", str(script), "-o", str(missing / "out.wav")],
+                 ["--url", "http://127.0.0.1:9", "optouts", "export", "--account", "1", "-o", str(missing / "x.csv")]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2, result.output
+        assert f"the folder {missing} does not exist" in result.output
