@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carriers.encoding import EncodedText, EncodingError, encode
@@ -172,17 +172,6 @@ def _queue_full(queued: int, account: Account) -> TooManyRequests:
                            code="queue_full", headers={"Retry-After": str(wait)})
 
 
-async def accept(session: AsyncSession, account_id: int, req: SendRequest, pricing: PricingSettings, *,
-                 idempotency_key: str | None = None, fingerprint: str | None = None,
-                 now: dt.datetime | None = None) -> Accepted:
-    """Validate and store one message (or find the one with the same idempotency key); raise its error."""
-    result = (await accept_many(session, account_id, [req], pricing, idempotency_keys=[idempotency_key],
-                                fingerprints=[fingerprint], now=now))[0]
-    if isinstance(result, GatewayError):
-        raise result
-    return result
-
-
 async def accept_many(session: AsyncSession, account_id: int, reqs: list[SendRequest | GatewayError],
                       pricing: PricingSettings, *, idempotency_keys: list[str | None] | None = None,
                       fingerprints: list[str | None] | None = None,
@@ -257,7 +246,15 @@ async def accept_many(session: AsyncSession, account_id: int, reqs: list[SendReq
         except GatewayError as exc:
             results.append(exc)
     if stored:
-        await _insert(session, [a.message for a in stored])
+        # a key another transaction stored meanwhile (another instance, on PostgreSQL): that message alone is
+        # answered as in progress, the others of the batch or group are stored
+        raced = await _insert(session, [a.message for a in stored])
+        if raced:
+            for i, result in enumerate(results):
+                if isinstance(result, Accepted) and result.message.public_id in raced:
+                    results[i] = in_progress()
+            stored = [a for a in stored if a.message.public_id not in raced]
+    if stored:
         hooks = account.event_webhook_url
         await record_events(session, [
             {"message_id": a.message.id, "account_id": account_id, "type": TEXT_BLOCKED if a.blocked else TEXT_QUEUED,
@@ -270,17 +267,24 @@ async def accept_many(session: AsyncSession, account_id: int, reqs: list[SendReq
     return results
 
 
-async def _insert(session: AsyncSession, messages: list[NewMessage]) -> None:
+async def _insert(session: AsyncSession, messages: list[NewMessage]) -> set[str]:
     """Insert new messages in multi-row statements (Core, not the ORM: the ORM inserts one row per statement
-    on SQLite to learn each id) and set their ids from RETURNING, matched by public id."""
-    try:
-        result = await session.execute(insert(_MESSAGES).returning(_MESSAGES.c.public_id, _MESSAGES.c.id),
-                                       [m.row() for m in messages])
-    except IntegrityError:
-        raise in_progress() from None
-    ids = dict(result.all())
+    on SQLite to learn each id) and set their ids from RETURNING, matched by public id. A row whose idempotency
+    key is already stored is skipped (ON CONFLICT DO NOTHING) rather than failing the whole statement: the
+    public ids of those are returned."""
+    dialect = session.bind.dialect.name
+    statement = _INSERTS.get(dialect)
+    if statement is None:
+        ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = _INSERTS[dialect] = (ins(_MESSAGES).on_conflict_do_nothing()
+                                         .returning(_MESSAGES.c.public_id, _MESSAGES.c.id))
+    ids = dict((await session.execute(statement, [m.row() for m in messages])).all())
     for m in messages:
-        m.id = ids[m.public_id]
+        m.id = ids.get(m.public_id)
+    return {m.public_id for m in messages if m.id is None}
+
+
+_INSERTS: dict[str, Any] = {}
 
 
 _UPDATES: dict[tuple[str, frozenset[str]], Any] = {}
