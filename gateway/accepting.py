@@ -51,11 +51,12 @@ def not_stored() -> ServiceUnavailable:
 
 class Acceptor:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], pricing: PricingSettings,
-                 clock: Callable[[], dt.datetime], on_stored: Callable[[], None]):
+                 clock: Callable[[], dt.datetime], on_queued: Callable[[], None], on_webhooks: Callable[[], None]):
         self._sm = sessionmaker
         self._pricing = pricing
         self._clock = clock
-        self._on_stored = on_stored  # wakes the dispatcher and the webhook sender, once per group
+        self._on_queued = on_queued  # wakes the dispatcher, once per group
+        self._on_webhooks = on_webhooks  # wakes the webhook sender, when the group queued deliveries
         self._waiting: list[_Waiting] = []
         self._writer: asyncio.Task | None = None
         self.stats = {"groups": 0, "requests": 0, "failed_groups": 0}
@@ -100,8 +101,11 @@ class Acceptor:
             return
         self.stats["groups"] += 1
         self.stats["requests"] += len(group)
-        if any(isinstance(o, svc.Accepted) and o.created for o in outcomes):
-            self._on_stored()
+        stored = [o for o in outcomes if isinstance(o, svc.Accepted) and o.created]
+        if any(o.blocked is None for o in stored):
+            self._on_queued()
+        if any(o.hooked for o in stored):
+            self._on_webhooks()
         for w, outcome in zip(group, outcomes):
             if not w.answer.done():  # not when the request was cancelled meanwhile (its message is stored)
                 w.answer.set_result(outcome)

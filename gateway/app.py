@@ -178,7 +178,7 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
         app[keys.CARRIERS] = pool
         app[keys.DISPATCHER] = dispatcher
         acceptor = Acceptor(app[keys.SESSIONMAKER], settings.pricing, lambda: app[keys.CLOCK](),
-                            on_stored=lambda: (dispatcher.notify(), sender.notify()))
+                            on_queued=dispatcher.notify, on_webhooks=sender.notify)
         app[keys.ACCEPTOR] = acceptor
         inbound = InboundService(app[keys.SESSIONMAKER], reassembly_timeout_s=settings.messages.reassembly_timeout_s,
                                  on_reply=dispatcher.notify, on_webhooks=sender.notify)

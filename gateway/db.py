@@ -118,7 +118,10 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
         # wait in SQLite's busy handler, which sleeps up to 100 ms a turn. Queued in asyncio instead, a writer
         # starts the moment the previous one commits. Code must not hold a session while opening another.
         engine = create_async_engine(url, echo=echo, async_creator=_sqlite_connector(database or ":memory:"),
-                                     pool_size=1, max_overflow=0, pool_timeout=60, hide_parameters=True)
+                                     pool_size=1, max_overflow=0, pool_timeout=60, hide_parameters=True,
+                                     # no ROLLBACK on each return to the pool (a trip to the thread for every
+                                     # transaction): a Session or Connection ends its own transaction first
+                                     pool_reset_on_return=None)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001

@@ -91,9 +91,10 @@ async def send_batch(request: web.Request) -> web.Response:
             else:
                 results.append({"index": index, "status_code": 202 if outcome.created else 200,
                                 "message": svc.message_summary(outcome.message)})
-    created = sum(1 for o in outcomes if not isinstance(o, GatewayError) and o.created)
-    if created:
+    stored = [o for o in outcomes if not isinstance(o, GatewayError) and o.created]
+    if stored:
         request.app[keys.DISPATCHER].notify()
+    if any(o.hooked for o in stored):
         request.app[keys.WEBHOOKS].notify()
     accepted = sum(1 for r in results if r["status_code"] < 300)
     return web.json_response({"accepted": accepted, "failed": len(results) - accepted, "results": results})
