@@ -195,3 +195,54 @@ async def test_on_postgresql_two_instances_group_their_own_requests(aiohttp_clie
         await one.close()
         await two.close()
         await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_a_key_stored_meanwhile_fails_only_its_own_message(aiohttp_client, tmp_path,  # noqa: ANN001
+                                                                              postgres_url):
+    """Another transaction (another instance) stores a key while a group or a batch holding it is being written:
+    that message alone answers 409 idempotency_conflict, the others of the group or batch are stored."""
+    import datetime as dt
+
+    from sqlalchemy import insert, select
+
+    from gateway.db import create_engine, create_sessionmaker
+    from gateway.migrate import upgrade
+    from gateway.models import Message
+    from gateway.services.messages import NewMessage
+    from tests.conftest import make_settings
+
+    await upgrade(postgres_url)
+    settings = make_settings(tmp_path)
+    settings.database.url = postgres_url
+    engine = create_engine(postgres_url)
+    gw = await aiohttp_client(create_app(settings, carriers=[LoopbackCarrier("sim")]))
+    try:
+        gw.customer = await new_customer(gw, create_sessionmaker(engine), "acme")
+        now = dt.datetime.now(dt.timezone.utc)
+        async with create_sessionmaker(engine)() as other:
+            async with other.begin():  # the other instance's rows, not committed yet
+                for key in ("single-2", "batch:1"):
+                    await other.execute(insert(Message.__table__).values(NewMessage(
+                        public_id=f"msg_other_{key}", account_id=gw.customer.account_id, source="12345",
+                        destination=phone(0), body="other", encoding="gsm7", segments=1, characters=5,
+                        status="queued", idempotency_key=key, status_callback=None, message_type="transactional",
+                        created_at=now, updated_at=now, next_attempt_at=now, expires_at=now).row()))
+                singles = [asyncio.create_task(post(gw, {"to": phone(i), "body": f"single {i}"}, f"single-{i}"))
+                           for i in range(1, 4)]
+                batch = asyncio.create_task(gw.post("/v1/messages/batch", headers={
+                    **gw.customer.headers, "Idempotency-Key": "batch"}, json={"messages": [
+                        {"to": phone(10 + i), "body": f"batch {i}"} for i in range(3)]}))
+                await asyncio.sleep(1.0)  # their inserts wait for this transaction's keys
+        answers = await asyncio.gather(*singles)
+        assert [(s, a.get("error", {}).get("code")) for s, a in answers] == [
+            (202, None), (409, "idempotency_conflict"), (202, None)]
+        results = (await (await batch).json())["results"]
+        assert [(r["status_code"], r.get("error", {}).get("code")) for r in results] == [
+            (202, None), (409, "idempotency_conflict"), (202, None)]
+        async with create_sessionmaker(engine)() as session:
+            bodies = sorted((await session.scalars(select(Message.body))).all())
+        assert bodies == ["batch 0", "batch 2", "other", "other", "single 1", "single 3"]
+    finally:  # stopped before its database is dropped
+        await gw.close()
+        await engine.dispose()
