@@ -59,7 +59,7 @@ class Acceptor:
         self._on_webhooks = on_webhooks  # wakes the webhook sender, when the group queued deliveries
         self._waiting: list[_Waiting] = []
         self._writer: asyncio.Task | None = None
-        self.stats = {"groups": 0, "requests": 0, "failed_groups": 0}
+        self.stats = {"joined": 0, "groups": 0, "requests": 0, "failed_groups": 0}
 
     async def accept(self, account_id: int, req: svc.SendRequest, *, idempotency_key: str | None = None,
                      fingerprint: str | None = None) -> svc.Accepted:
@@ -67,6 +67,7 @@ class Acceptor:
         error. Returns after the commit."""
         answer = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(account_id, req, idempotency_key, fingerprint, answer))
+        self.stats["joined"] += 1
         if self._writer is None or self._writer.done():  # no writer: this request starts one
             self._writer = asyncio.create_task(self._write_groups(), name="accept-writer")
         result = await answer

@@ -283,7 +283,12 @@ async def _insert(session: AsyncSession, messages: list[NewMessage]) -> set[str]
         ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
         statement = _INSERTS[dialect] = (ins(_MESSAGES).on_conflict_do_nothing()
                                          .returning(_MESSAGES.c.public_id, _MESSAGES.c.id))
-    ids = dict((await session.execute(statement, [m.row() for m in messages])).all())
+    rows = [m.row() for m in messages]
+    if dialect == "postgresql":
+        # keys in one order in every transaction: two instances' groups holding the same keys wait for each
+        # other instead of deadlocking (SQLite has one writer)
+        rows.sort(key=lambda row: (row["idempotency_key"] is not None, row["idempotency_key"] or ""))
+    ids = dict((await session.execute(statement, rows)).all())
     for m in messages:
         m.id = ids.get(m.public_id)
     return {m.public_id for m in messages if m.id is None}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -19,13 +19,16 @@ from sqlalchemy.engine import make_url
 from carriers.loopback import LoopbackCarrier
 from gateway import keys
 from gateway.app import create_app
-from tests.conftest import new_customer
+from tests.conftest import new_customer, wait_for
 
 
 @pytest.fixture
 async def api(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001, ANN201
+    # the key stays known (no lookup while a test holds the database's lock), once a first request has read it
+    migrated.security.key_cache_seconds = 600
     client = await aiohttp_client(create_app(migrated, carriers=[LoopbackCarrier("sim")]))
     client.customer = await new_customer(client, sessionmaker, "acme")
+    assert (await client.get("/v1/messages", headers=client.customer.headers)).status == 200
     client.db = make_url(migrated.database_url).database
     return client
 
@@ -66,11 +69,21 @@ async def post(api, body: dict[str, Any], key: str | None = None) -> tuple[int, 
         return resp.status, await resp.json()
 
 
-async def grouped(api, bodies: list[tuple[dict, str | None]]) -> list[tuple[int, dict]]:  # noqa: ANN001
-    """Send the requests side by side while the database is locked, so that they wait as one group."""
+def joined(api, count: int) -> Callable[[], Awaitable[None]]:  # noqa: ANN001
+    """Waits until ``count`` more requests than now have joined a group (parsed, validated, waiting)."""
+    stats = api.app[keys.ACCEPTOR].stats
+    target = stats["joined"] + count
+    return lambda: wait_for(lambda: asyncio.sleep(0, stats["joined"] >= target), timeout=20)
+
+
+async def grouped(api, bodies: list[tuple[dict, str | None]], valid: int | None = None  # noqa: ANN001
+                  ) -> list[tuple[int, dict]]:
+    """Send the requests side by side while the database is locked, so that they wait together: the writer
+    waits for the lock with those it took first, and all the others make the next group."""
+    until = joined(api, len(bodies) if valid is None else valid)
     async with write_locked(api.db):
         tasks = [asyncio.create_task(post(api, body, key)) for body, key in bodies]
-        await asyncio.sleep(0.5)  # every request parsed and waiting
+        await until()  # every request that passes validation parsed and waiting
     return await asyncio.gather(*tasks)
 
 
@@ -97,7 +110,8 @@ async def test_a_refused_request_does_not_fail_the_others_of_its_group(api, sess
     assert (await post(api, {"to": phone(99), "body": "first"}, key="used"))[0] == 202
     api.app[keys.ACCEPTOR].stats.update(groups=0, requests=0)
     answers = await grouped(api, [({"to": phone(i), "body": "x"}, None) for i in range(8)]
-                            + [({"to": phone(99), "body": "another"}, "used"), ({"to": "12", "body": "x"}, None)])
+                            + [({"to": phone(99), "body": "another"}, "used"), ({"to": "12", "body": "x"}, None)],
+                            valid=9)  # the last is refused before it joins
     codes = [(status, a.get("error", {}).get("code")) for status, a in answers]
     assert codes == [(202, None)] * 3 + [(409, "recipient_opted_out")] + [(202, None)] * 4 + [
         (422, "idempotency_key_reused"), (422, "invalid_destination")]
@@ -125,11 +139,14 @@ async def test_a_database_error_fails_the_whole_group_and_stores_none_of_it(api)
                         WHEN (SELECT body FROM messages WHERE id = NEW.message_id) = 'boom'
                         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END""")
     async with write_locked(api.db):
+        until = joined(api, 5)
         first = [asyncio.create_task(post(api, {"to": phone(i), "body": "early"})) for i in range(5)]
-        await asyncio.sleep(0.5)  # the writer has taken some of these and waits for the lock
+        await until()  # the writer has taken some of these and waits for the lock
+        await asyncio.sleep(0.1)
+        until = joined(api, 5)
         second = [asyncio.create_task(post(api, {"to": phone(10 + i), "body": "boom" if i == 2 else "late"}))
                   for i in range(5)]
-        await asyncio.sleep(0.5)
+        await until()
     answers = await asyncio.gather(*first, *second)
     failed = [a for status, a in answers if status == 503]
     assert all(status in (202, 503) for status, _ in answers)
