@@ -14,6 +14,7 @@ from aiohttp import web
 from carriers import Carrier
 from gateway import keys, middleware
 from gateway.db import create_engine, create_sessionmaker
+from gateway.accepting import Acceptor
 from gateway.cluster import QUEUE_CHANNEL, WEBHOOK_CHANNEL, BindSlots, PgListener, new_instance_id
 from gateway.dispatcher import CarrierPool, Dispatcher
 from gateway.egress import AddressPolicy
@@ -178,6 +179,9 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
                                 policy=policy, limiter=limiter, instance_id=instance_id)
         app[keys.CARRIERS] = pool
         app[keys.DISPATCHER] = dispatcher
+        acceptor = Acceptor(app[keys.SESSIONMAKER], settings.pricing, lambda: app[keys.CLOCK](),
+                            on_queued=dispatcher.notify, on_webhooks=sender.notify)
+        app[keys.ACCEPTOR] = acceptor
         inbound = InboundService(app[keys.SESSIONMAKER], reassembly_timeout_s=settings.messages.reassembly_timeout_s,
                                  on_reply=dispatcher.notify, on_webhooks=sender.notify)
         app[keys.INBOUND] = inbound
@@ -209,6 +213,7 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
             app[keys.VOICE] = calls
             await calls.start()
         yield
+        await acceptor.stop()
         if calls is not None:
             await calls.stop()
             await calls.carrier.close()

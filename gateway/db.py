@@ -41,10 +41,10 @@ class _Cursor(aiosqlite.Cursor):
     SQLAlchemy drives an aiosqlite cursor as: create it, execute, fetch all, close, each a trip to the thread
     that owns the sqlite3 connection, and each trip waits for a turn of the event loop to come back (about a
     millisecond when the gateway is busy, for work of a few microseconds). Here the sqlite3 cursor is made on
-    that thread by the first statement, a statement's rows are fetched in the same trip as the statement (what
-    SQLAlchemy does next anyway; every cursor it makes on this connection is read to the end), and closing is
-    queued behind the connection's next work without waiting for it. It uses the connection's queue as
-    SQLAlchemy's own aiosqlite dialect does (``_tx``, ``_conn``, ``_execute``)."""
+    that thread by each statement, a statement's rows are fetched in the same trip as the statement (what
+    SQLAlchemy does next anyway; every cursor it makes on this connection is read to the end), and the sqlite3
+    cursor is closed in that trip too (no work queued for the thread, and no wake-up of it, to close it later).
+    It uses the connection's queue as SQLAlchemy's own aiosqlite dialect does (``_conn``, ``_execute``)."""
 
     def __init__(self, conn: "_Connection") -> None:  # noqa: D107 - aiosqlite.Cursor's own would need a cursor
         self.iter_chunk_size = conn._iter_chunk_size
@@ -53,17 +53,25 @@ class _Cursor(aiosqlite.Cursor):
         self._rows: collections.deque = collections.deque()
 
     def _sqlite_cursor(self) -> sqlite3.Cursor:  # on the connection's thread
-        if self._cursor is None:
-            self._cursor = self._conn._conn.cursor()
+        # one per statement, closed in the statement's trip; kept for its rowcount, lastrowid and description,
+        # which a closed sqlite3 cursor still gives
+        self._cursor = self._conn._conn.cursor()
         return self._cursor
 
     def _run(self, sql: str, parameters: Any) -> list:  # on the connection's thread
         cursor = self._sqlite_cursor()
-        cursor.execute(sql, parameters)
-        return cursor.fetchall() if cursor.description else []
+        try:
+            cursor.execute(sql, parameters)
+            return cursor.fetchall() if cursor.description else []
+        finally:
+            cursor.close()
 
     def _run_many(self, sql: str, parameters: Iterable[Any]) -> None:  # on the connection's thread
-        self._sqlite_cursor().executemany(sql, parameters)
+        cursor = self._sqlite_cursor()
+        try:
+            cursor.executemany(sql, parameters)
+        finally:
+            cursor.close()
 
     async def execute(self, sql: str, parameters: Any = None) -> "_Cursor":
         self._rows = collections.deque(await self._conn._execute(self._run, sql, [] if parameters is None
@@ -87,9 +95,7 @@ class _Cursor(aiosqlite.Cursor):
         return rows
 
     async def close(self) -> None:
-        self._rows.clear()
-        if self._cursor is not None and self._conn._connection is not None:
-            self._conn._tx.put_nowait((None, self._cursor.close))  # done in order; nobody waits for it
+        self._rows.clear()  # the sqlite3 cursor was closed by its statement's trip
 
 
 class _Connection(aiosqlite.Connection):
@@ -118,7 +124,10 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
         # wait in SQLite's busy handler, which sleeps up to 100 ms a turn. Queued in asyncio instead, a writer
         # starts the moment the previous one commits. Code must not hold a session while opening another.
         engine = create_async_engine(url, echo=echo, async_creator=_sqlite_connector(database or ":memory:"),
-                                     pool_size=1, max_overflow=0, pool_timeout=60, hide_parameters=True)
+                                     pool_size=1, max_overflow=0, pool_timeout=60, hide_parameters=True,
+                                     # no ROLLBACK on each return to the pool (a trip to the thread for every
+                                     # transaction): a Session or Connection ends its own transaction first
+                                     pool_reset_on_return=None)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from carriers.simulator import SimulatorServices
 from carriers.simulator.voice import VoiceSimulator
+from gateway.accepting import Acceptor
 from gateway.dispatcher import CarrierPool, Dispatcher
 from gateway.egress import AddressPolicy
 from gateway.inbound import InboundService
@@ -21,6 +22,7 @@ SESSIONMAKER = web.AppKey("sessionmaker", async_sessionmaker[AsyncSession])
 AUTH = web.AppKey("auth", KeyAuthenticator)
 CARRIERS = web.AppKey("carriers", CarrierPool)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+ACCEPTOR = web.AppKey("acceptor", Acceptor)  # stores single-message requests in groups
 OPERATOR_TOKEN = web.AppKey("operator_token", str)
 VOICE = web.AppKey("voice", VoiceCalls)
 INBOUND = web.AppKey("inbound", InboundService)

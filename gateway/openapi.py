@@ -21,7 +21,7 @@ def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "Malformed request", 401: "Missing or invalid credentials", 404: "Not found",
             408: "The request body stopped arriving (body_timeout)", 409: "Illegal state change",
             413: "The request body is larger than [http] max_body_bytes (body_too_large)", 422: "Invalid input",
-            429: "Too many requests", 503: "Not ready"}
+            429: "Too many requests", 503: "Not ready, or not stored (nothing was): retry"}
     return {str(c): {"description": text[c], "content": {"application/json": {"schema": ERROR}}} for c in codes}
 
 
@@ -74,7 +74,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "responses": {"202": _json(_ref("Message"), "Accepted and queued"),
                           "200": _json(_ref("Message"), "Dry run (nothing stored, sent or called), or the message "
                                                         "of a repeated Idempotency-Key"),
-                          **_errors(400, 401, 409, 422, 429)},
+                          **_errors(400, 401, 409, 422, 429, 503)},
             "description": "Refusals after validation (recipient_opted_out, public_url_shortener, "
                            "number_not_active, quiet_hours) are stored as blocked messages with a TEXT_BLOCKED "
                            "event; the error's details carry their message_id.",

@@ -36,19 +36,15 @@ async def send_message(request: web.Request) -> web.Response:
         view, created = await create_voice_message(request, body, request[keys.ACCOUNT_ID], idempotency_key=idem,
                                                    request_hash=request_hash)
         return web.json_response(view, status=202 if created else 200)
-    async with request.app[keys.SESSIONMAKER]() as session, session.begin():
-        result = await svc.accept(session, request[keys.ACCOUNT_ID], req, settings.pricing, idempotency_key=idem,
-                                  fingerprint=request_hash, now=request.app[keys.CLOCK]())
-        body = {**svc.message_summary(result.message), "price": result.price or None}
-    if result.created:
-        request.app[keys.WEBHOOKS].notify()
+    # stored with the requests that arrive beside it, in one transaction (gateway.accepting); answered after it
+    result = await request.app[keys.ACCEPTOR].accept(request[keys.ACCOUNT_ID], req, idempotency_key=idem,
+                                                     fingerprint=request_hash)
     if result.blocked is not None:
         raise result.blocked  # stored as blocked, with its TEXT_BLOCKED event
+    body = {**svc.message_summary(result.message), "price": result.price or None}
     if req.dry_run:
         body.update(id=None, status="dry_run")
         return web.json_response(body, status=200)
-    if result.created:
-        request.app[keys.DISPATCHER].notify()
     return web.json_response(body, status=202 if result.created else 200)
 
 
@@ -96,9 +92,10 @@ async def send_batch(request: web.Request) -> web.Response:
             else:
                 results.append({"index": index, "status_code": 202 if outcome.created else 200,
                                 "message": svc.message_summary(outcome.message)})
-    created = sum(1 for o in outcomes if not isinstance(o, GatewayError) and o.created)
-    if created:
+    stored = [o for o in outcomes if not isinstance(o, GatewayError) and o.created]
+    if stored:
         request.app[keys.DISPATCHER].notify()
+    if any(o.hooked for o in stored):
         request.app[keys.WEBHOOKS].notify()
     accepted = sum(1 for r in results if r["status_code"] < 300)
     return web.json_response({"accepted": accepted, "failed": len(results) - accepted, "results": results})

@@ -13,8 +13,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, and_, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carriers.encoding import EncodedText, EncodingError, encode
@@ -92,6 +92,7 @@ class Accepted:
     created: bool
     price: dict[str, Any] = field(default_factory=dict)
     blocked: GatewayError | None = None  # stored as blocked: answer with this error after the commit
+    hooked: bool = False  # a webhook delivery was queued with its event: wake the sender after the commit
 
 
 def new_public_id() -> str:
@@ -121,9 +122,12 @@ def _encode(body: str, smart: bool) -> EncodedText:
         raise Unprocessable(str(exc), code=exc.code, details={"field": "body"}) from None
 
 
-async def _account_numbers(session: AsyncSession, account_id: int) -> list[Number]:
-    return list((await session.scalars(select(Number).where(Number.account_id == account_id,
-                                                            Number.status != NumberStatus.RELEASED.value))).all())
+async def _account_and_numbers(session: AsyncSession, account_id: int) -> tuple[Account | None, list[Number]]:
+    """The account and the numbers it holds, read by one statement (one trip to SQLite's thread, not two)."""
+    rows = (await session.execute(select(Account, Number).outerjoin(Number, and_(
+        Number.account_id == Account.id, Number.status != NumberStatus.RELEASED.value)).where(
+        Account.id == account_id))).all()
+    return (rows[0][0] if rows else None), [number for _, number in rows if number is not None]
 
 
 async def opted_out_phones(session: AsyncSession, account_id: int, phones: set[str]) -> dict[str, set[str]]:
@@ -174,17 +178,6 @@ def _queue_full(queued: int, account: Account) -> TooManyRequests:
                            code="queue_full", headers={"Retry-After": str(wait)})
 
 
-async def accept(session: AsyncSession, account_id: int, req: SendRequest, pricing: PricingSettings, *,
-                 idempotency_key: str | None = None, fingerprint: str | None = None,
-                 now: dt.datetime | None = None) -> Accepted:
-    """Validate and store one message (or find the one with the same idempotency key); raise its error."""
-    result = (await accept_many(session, account_id, [req], pricing, idempotency_keys=[idempotency_key],
-                                fingerprints=[fingerprint], now=now))[0]
-    if isinstance(result, GatewayError):
-        raise result
-    return result
-
-
 async def accept_many(session: AsyncSession, account_id: int, reqs: list[SendRequest | GatewayError],
                       pricing: PricingSettings, *, idempotency_keys: list[str | None] | None = None,
                       fingerprints: list[str | None] | None = None,
@@ -195,8 +188,7 @@ async def accept_many(session: AsyncSession, account_id: int, reqs: list[SendReq
     now = now or utcnow()
     keys = idempotency_keys or [None] * len(reqs)
     hashes = fingerprints or [None] * len(reqs)
-    account = await session.get(Account, account_id)
-    numbers = await _account_numbers(session, account_id)
+    account, numbers = await _account_and_numbers(session, account_id)
     by_number = {n.number: n for n in numbers}
     wanted = [k for k in keys if k is not None]
     existing: dict[str, Message | NewMessage | None] = {}  # None: the key of a call
@@ -261,30 +253,53 @@ async def accept_many(session: AsyncSession, account_id: int, reqs: list[SendReq
         except GatewayError as exc:
             results.append(exc)
     if stored:
-        await _insert(session, [a.message for a in stored])
+        # a key another transaction stored meanwhile (another instance, on PostgreSQL): that message alone is
+        # answered as in progress, the others of the batch or group are stored
+        raced = await _insert(session, [a.message for a in stored])
+        if raced:
+            for i, result in enumerate(results):
+                if isinstance(result, Accepted) and result.message.public_id in raced:
+                    results[i] = in_progress()
+            stored = [a for a in stored if a.message.public_id not in raced]
+    if stored:
         hooks = account.event_webhook_url
-        await record_events(session, [
-            {"message_id": a.message.id, "account_id": account_id, "type": TEXT_BLOCKED if a.blocked else TEXT_QUEUED,
-             "status": a.message.status, "error_code": a.blocked.code if a.blocked else None, "created_at": now}
-            for a in stored], known={a.message.id: EventTarget.of(a.message, hooks, account.webhook_events)
-                                     for a in stored if hooks or a.message.status_callback})
+        known = {a.message.id: EventTarget.of(a.message, hooks, account.webhook_events)
+                 for a in stored if hooks or a.message.status_callback}
+        if await record_events(session, [
+                {"message_id": a.message.id, "account_id": account_id, "type": TEXT_BLOCKED if a.blocked else TEXT_QUEUED,
+                 "status": a.message.status, "error_code": a.blocked.code if a.blocked else None, "created_at": now}
+                for a in stored], known=known):
+            for a in stored:
+                a.hooked = a.message.id in known
         for a in stored:
             if a.blocked is not None:
                 a.blocked.details = {**a.blocked.details, "message_id": a.message.public_id}
     return results
 
 
-async def _insert(session: AsyncSession, messages: list[NewMessage]) -> None:
+async def _insert(session: AsyncSession, messages: list[NewMessage]) -> set[str]:
     """Insert new messages in multi-row statements (Core, not the ORM: the ORM inserts one row per statement
-    on SQLite to learn each id) and set their ids from RETURNING, matched by public id."""
-    try:
-        result = await session.execute(insert(_MESSAGES).returning(_MESSAGES.c.public_id, _MESSAGES.c.id),
-                                       [m.row() for m in messages])
-    except IntegrityError:
-        raise in_progress() from None
-    ids = dict(result.all())
+    on SQLite to learn each id) and set their ids from RETURNING, matched by public id. A row whose idempotency
+    key is already stored is skipped (ON CONFLICT DO NOTHING) rather than failing the whole statement: the
+    public ids of those are returned."""
+    dialect = session.bind.dialect.name
+    statement = _INSERTS.get(dialect)
+    if statement is None:
+        ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = _INSERTS[dialect] = (ins(_MESSAGES).on_conflict_do_nothing()
+                                         .returning(_MESSAGES.c.public_id, _MESSAGES.c.id))
+    rows = [m.row() for m in messages]
+    if dialect == "postgresql":
+        # keys in one order in every transaction: two instances' groups holding the same keys wait for each
+        # other instead of deadlocking (SQLite has one writer)
+        rows.sort(key=lambda row: (row["idempotency_key"] is not None, row["idempotency_key"] or ""))
+    ids = dict((await session.execute(statement, rows)).all())
     for m in messages:
-        m.id = ids[m.public_id]
+        m.id = ids.get(m.public_id)
+    return {m.public_id for m in messages if m.id is None}
+
+
+_INSERTS: dict[str, Any] = {}
 
 
 _UPDATES: dict[tuple[str, frozenset[str]], Any] = {}
