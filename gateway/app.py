@@ -12,17 +12,15 @@ from typing import AsyncIterator, Sequence
 from aiohttp import web
 
 from carriers import Carrier
-from gateway import keys, middleware
-from gateway.db import create_engine, create_sessionmaker
-from gateway.accepting import Acceptor
-from gateway.cluster import QUEUE_CHANNEL, WEBHOOK_CHANNEL, BindSlots, PgListener, new_instance_id
-from gateway.dispatcher import CarrierPool, Dispatcher
-from gateway.egress import AddressPolicy
 from carriers.simulator.voice import VoiceSimulator
 from carriers.voice_http import HttpVoiceCarrier
+from gateway import keys, middleware
+from gateway.accepting import Acceptor
+from gateway.cluster import QUEUE_CHANNEL, WEBHOOK_CHANNEL, BindSlots, PgListener, new_instance_id
+from gateway.db import create_engine, create_sessionmaker
+from gateway.dispatcher import CarrierPool, Dispatcher
+from gateway.egress import AddressPolicy
 from gateway.inbound import InboundService
-from gateway.voice_calls import VoiceCalls
-from voice.render import Renderer
 from gateway.lookup import NumberLookup
 from gateway.openapi import routes as openapi_routes
 from gateway.pacing import RedisLimiter
@@ -31,12 +29,14 @@ from gateway.routes.account import routes as account_routes
 from gateway.routes.admin import routes as admin_routes
 from gateway.routes.health import routes as health_routes
 from gateway.routes.messages import routes as message_routes
-from gateway.routes.two_way import routes as two_way_routes
 from gateway.routes.registry import routes as registry_routes
+from gateway.routes.two_way import routes as two_way_routes
 from gateway.routes.voice import routes as voice_routes
 from gateway.services.accounts import KeyAuthenticator
 from gateway.settings import CarrierSettings, Settings
+from gateway.voice_calls import VoiceCalls
 from gateway.webhooks import WebhookSender
+from voice.render import Renderer
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,7 @@ from typing import Any, AsyncIterator
 
 import aiohttp
 
-from gateway.processes import (Gateway, ProcessError, Simulator, drop_redis_prefix, free_port, scratch_database,
-                               stop)
+from gateway.processes import Gateway, ProcessError, Simulator, drop_redis_prefix, free_port, scratch_database, stop
 
 BENCH_TOKEN = "op_bench_token"
 
@@ -68,7 +67,7 @@ async def started(*, url: str | None, sim_url: str | None, key: str | None, env:
         yield Target(url.rstrip("/"), sim_url.rstrip("/"), key, [])
         return
     tmp = Path(tempfile.mkdtemp(prefix="gw-bench-"))
-    log = open(tmp / "bench.log", "w")  # noqa: SIM115
+    log = open(tmp / "bench.log", "w")
     sim = gateway = None
     try:
         sim = Simulator.start(log, receipt_delay_ms=receipt_delay_ms)
@@ -98,7 +97,7 @@ async def started_cluster(*, instances: int, database_url: str, redis_url: str, 
         async with scratch_database(database_url, "gw_bench") as db:
             prefix = f"gwbench:{db.rsplit('/', 1)[-1]}:"
             tmp = Path(tempfile.mkdtemp(prefix="gw-bench-"))
-            log = open(tmp / "bench.log", "w")  # noqa: SIM115
+            log = open(tmp / "bench.log", "w")
             sim, gateways = None, []
             try:
                 sim = Simulator.start(log, receipt_delay_ms=receipt_delay_ms)
@@ -482,7 +481,8 @@ async def bench_inbound(*, rate: float, seconds: float, receiver_down_s: float, 
         "benchmark": "inbound", "rate": rate, "seconds": seconds, "receiver_down_s": receiver_down_s,
         "injected": total, "forwarded": len(seen), "lost": total - len(seen),
         "webhook_p50_ms": round(percentile(latencies, 50), 1), "webhook_p99_ms": round(percentile(latencies, 99), 1),
-        "stops": len(stops), "stop_confirmed": len(confirmed), "stop_confirmation_p50_ms": round(percentile(stop_ms, 50), 1),
+        "stops": len(stops), "stop_confirmed": len(confirmed),
+        "stop_confirmation_p50_ms": round(percentile(stop_ms, 50), 1),
         "stop_confirmation_p99_ms": round(percentile(stop_ms, 99), 1),
     }
 

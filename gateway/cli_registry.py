@@ -32,8 +32,10 @@ def _show(obj: Ctx, data: dict) -> None:
     obj.emit(data)
     if limits:
         click.echo("limits:")
-        click.echo(f"  AT&T: {limits['att_per_minute']:,.0f} SMS per minute for the campaign (class {limits['att_class']})")
-        click.echo(f"  T-Mobile: {limits['tmobile_per_day']:,} segments per day for the brand ({limits['tmobile_tier']})")
+        click.echo(f"  AT&T: {limits['att_per_minute']:,.0f} SMS per minute for the campaign"
+                   f" (class {limits['att_class']})")
+        click.echo(f"  T-Mobile: {limits['tmobile_per_day']:,} segments per day for the brand"
+                   f" ({limits['tmobile_tier']})")
         click.echo(f"  Verizon: {limits['verizon_per_minute']:,.0f} SMS per minute per number")
         if limits.get("brand_per_second"):
             click.echo(f"  sole proprietor: {limits['brand_per_second']:.0f}/s, {limits['brand_per_day']:,} a day")

@@ -65,7 +65,7 @@ class PgListener:
             try:
                 conn = await asyncpg.connect(self._dsn, timeout=10)
                 lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c: lost.set())
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())  # this connection's, not a later one's
                 for channel in self._handlers:
                     await conn.add_listener(channel, self._on_notify)
                 self.connected.set()

@@ -46,7 +46,7 @@ class _Cursor(aiosqlite.Cursor):
     cursor is closed in that trip too (no work queued for the thread, and no wake-up of it, to close it later).
     It uses the connection's queue as SQLAlchemy's own aiosqlite dialect does (``_conn``, ``_execute``)."""
 
-    def __init__(self, conn: "_Connection") -> None:  # noqa: D107 - aiosqlite.Cursor's own would need a cursor
+    def __init__(self, conn: "_Connection") -> None:  # aiosqlite.Cursor's own would need a cursor
         self.iter_chunk_size = conn._iter_chunk_size
         self._conn = conn
         self._cursor = None  # type: ignore[assignment]

@@ -134,7 +134,7 @@ def _error_code(exc: CarrierError) -> str:
     return exc.code
 
 
-def _part_upsert(dialect: str) -> Any:  # noqa: ANN401
+def _part_upsert(dialect: str) -> Any:
     """Write a part's answer whether or not an earlier attempt wrote the part (both dialects say it alike)."""
     statement = _PART_UPSERTS.get(dialect)
     if statement is None:
@@ -693,7 +693,7 @@ class Dispatcher:
             await self._finish_messages(session, sorted(touched), now)
         if unmatched:
             self.stats["unmatched"] += len(unmatched)
-            for carrier, receipt, lookup in unmatched:
+            for carrier, receipt, _lookup in unmatched:
                 log.info("receipt for unknown message id %s from %s kept for later matching",
                          receipt.carrier_message_id, carrier)
             await session.execute(insert(UnmatchedReceipt), [

@@ -200,8 +200,8 @@ class InboundService:
                              account.message_frequency or "Msg frequency varies")
         list_name = number.opt_out_list or "default"
         if found.action == "opt_out":
-            exists = await session.scalar(select(OptOut.id).where(OptOut.account_id == account.id,
-                                                                  OptOut.list_name == list_name, OptOut.phone == person))
+            exists = await session.scalar(select(OptOut.id).where(
+                OptOut.account_id == account.id, OptOut.list_name == list_name, OptOut.phone == person))
             if exists is None:
                 session.add(OptOut(account_id=account.id, list_name=list_name, phone=person, source="keyword"))
             await block_queued(session, account.id, person)

@@ -11,9 +11,9 @@ from gateway.accepting import Acceptor
 from gateway.dispatcher import CarrierPool, Dispatcher
 from gateway.egress import AddressPolicy
 from gateway.inbound import InboundService
-from gateway.voice_calls import VoiceCalls
 from gateway.services.accounts import KeyAuthenticator
 from gateway.settings import Settings
+from gateway.voice_calls import VoiceCalls
 from gateway.webhooks import WebhookSender
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -46,5 +46,5 @@ class Clock:
     def set(self, now) -> None:  # noqa: ANN001
         self._now = now
 
-    def __call__(self):  # noqa: ANN204
+    def __call__(self):
         return self._now()

@@ -8,8 +8,8 @@ from aiohttp import web
 
 from carriers.voice_http import CALL_STATUSES
 from gateway.events import EVENT_TYPES
-from gateway.webhooks import MAX_BATCH
 from gateway.models import MessageStatus
+from gateway.webhooks import MAX_BATCH
 from registry import tcr
 
 routes = web.RouteTableDef()
@@ -46,7 +46,8 @@ WEBHOOK_URL_OR_NULL = {**WEBHOOK_URL, "type": ["string", "null"]}
 EVENT_SELECTION = {"description": 'Which events the webhook gets: "all" (the default), "final" (the events that end a '
                                   'message or call) or a list of event types; the others are not sent at all',
                    "oneOf": [{"type": "string", "enum": ["all", "final"]},
-                             {"type": "array", "minItems": 1, "items": {"type": "string", "enum": sorted(EVENT_TYPES)}}]}
+                             {"type": "array", "minItems": 1,
+                              "items": {"type": "string", "enum": sorted(EVENT_TYPES)}}]}
 LIST_NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
              "description": "An opt-out list's name (422 invalid_list_name otherwise)"}
 LIST_NAME_OR_NULL = {**LIST_NAME, "type": ["string", "null"]}
@@ -63,7 +64,8 @@ PATHS: dict[str, dict[str, Any]] = {
     "/healthz": {"get": {"summary": "Liveness", "security": [],
                          "responses": {"200": _json({"type": "object"})}}},
     "/readyz": {"get": {"summary": "Readiness: database migrated and a carrier bound", "security": [],
-                        "responses": {"200": _json({"type": "object"}), "503": _json({"type": "object"}, "Not ready")}}},
+                        "responses": {"200": _json({"type": "object"}),
+                                      "503": _json({"type": "object"}, "Not ready")}}},
     "/openapi.json": {"get": {"summary": "This document", "security": [],
                               "responses": {"200": _json({"type": "object"})}}},
     "/v1/messages": {
@@ -108,7 +110,8 @@ PATHS: dict[str, dict[str, Any]] = {
     "/v1/account": {
         "get": {"summary": "The caller's account, with its event webhook URL and webhook signing secret",
                 "responses": {"200": _json(_ref("AccountSelf")), **_errors(401)}},
-        "patch": {"summary": "Account settings: event webhook, HELP/STOP program details, encoding, quiet hours, queue policy",
+        "patch": {"summary": "Account settings: event webhook, HELP/STOP program details, encoding, quiet hours, "
+                             "queue policy",
                   "requestBody": _body({"type": "object", "additionalProperties": False, "properties": {
                       "event_webhook_url": WEBHOOK_URL_OR_NULL,
                       "program_name": {"type": ["string", "null"]}, "support_contact": {"type": ["string", "null"]},
@@ -271,7 +274,8 @@ _ID = {"type": "integer", "minimum": 1, "maximum": (1 << 63) - 1}
 BODIES: dict[str, dict[str, Any]] = {
     "lease": _obj({"account_id": _ID, "type": {"type": "string", "enum": list(tcr.NUMBER_TYPES)},
                    "country": {"type": ["string", "null"], "description": "ISO 3166 alpha-2; default US"},
-                   "capabilities": {"type": ["string", "null"], "description": "sms, voice or sms,voice (default sms)"}},
+                   "capabilities": {"type": ["string", "null"],
+                                    "description": "sms, voice or sms,voice (default sms)"}},
                   "account_id", "type"),
     "brand": _obj({"account_id": _ID, "legal_name": _TEXT, "ein": {"type": "string", "pattern": r"^\d{2}-?\d{7}$"},
                    "entity_type": {"type": "string", "enum": list(tcr.ENTITY_TYPES)},

@@ -257,8 +257,9 @@ return tostring(tat - now)
 
 # A send takes its place in the current second (Redis's clock) under each of its rate keys and learns which
 # second that is ("0 <second>"), or learns how long until the next second ("<seconds>"). KEYS: the keys'
-# prefixes; ARGV: cost, then each key's cap. A lone send larger than a cap goes into an empty second. (Counting a send in the second it will probably arrive in, a little ahead,
-# was tried: the sends held for the next second then leave together just before it begins, worse.)
+# prefixes; ARGV: cost, then each key's cap. A lone send larger than a cap goes into an empty second. (Counting a
+# send in the second it will probably arrive in, a little ahead, was tried: the sends held for the next second then
+# leave together just before it begins, worse.)
 TAKE_SEND_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000

@@ -284,7 +284,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
 
     values: dict[str, Any] = {}
     hints = get_type_hints(Settings)
-    for name, hint in hints.items():
+    for name in hints:
         if name == "carriers":
             continue
         section = dict(raw.get(name, {}))

@@ -187,8 +187,8 @@ class Fields:
 # punctuation of national formats (dashes and brackets in their Unicode forms too, '/' and '.'). Not letters:
 # phonenumbers turns them into keypad digits ("+1415555abcd" would text +14155552223) and reads "ext."/";ext="/
 # "x"/"#"/"," as an extension, which an SMS or a call cannot dial; nor what it drops unseen ("*", "~", "!").
-_PHONE_CHARACTERS = re.compile("[\\d\\s+\uff0b()\\[\\].\\-/\u2010-\u2015\u2212\u30fc\uff0d\uff08\uff09\uff3b\uff3d\uff0f"
-                               "\u00ad\u200b\u2060]+")
+_PHONE_CHARACTERS = re.compile("[\\d\\s+\uff0b()\\[\\].\\-/\u2010-\u2015\u2212\u30fc\uff0d\uff08\uff09\uff3b\uff3d"
+                               "\uff0f\u00ad\u200b\u2060]+")
 
 
 @functools.lru_cache(maxsize=65536)

@@ -130,7 +130,8 @@ class VoiceCalls:
                                       .values(status="placed"))
         except CarrierRetryable as exc:
             again = v.attempts < self.settings.voice.max_attempts
-            log.warning("placing voice call %s failed (%s); %s", v.public_id, exc, "will retry" if again else "giving up")
+            log.warning("placing voice call %s failed (%s); %s", v.public_id, exc,
+                        "will retry" if again else "giving up")
             if again:
                 async with self._sm() as session, session.begin():
                     await session.execute(update(VoiceMessage).where(VoiceMessage.id == vid).values(

@@ -32,8 +32,8 @@ from typing import Any, Iterable, NamedTuple
 
 import aiohttp
 from sqlalchemy import bindparam, func, insert, or_, select, update
-from yarl import URL
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from yarl import URL
 
 from gateway.egress import AddressPolicy, refused
 from gateway.models import WebhookAttempt, WebhookDelivery
@@ -73,8 +73,9 @@ def new_delivery(account_id: int, url: str, kind: str, event_type: str, payload:
                  now: dt.datetime) -> dict[str, Any]:
     """A row for ``insert(WebhookDelivery)``. ``give_up_at`` is set when it is first claimed."""
     return {"public_id": "whd_" + secrets.token_hex(10), "account_id": account_id, "kind": kind,
-            "event_type": event_type, "url": url, "receiver": receiver_of(url), "payload": json.dumps(payload, separators=(",", ":")),
-            "status": "pending", "attempts": 0, "created_at": now, "next_attempt_at": now}
+            "event_type": event_type, "url": url, "receiver": receiver_of(url),
+            "payload": json.dumps(payload, separators=(",", ":")), "status": "pending", "attempts": 0,
+            "created_at": now, "next_attempt_at": now}
 
 
 async def enqueue(session: AsyncSession, rows: Iterable[dict[str, Any]]) -> int:

@@ -22,4 +22,5 @@ def default_stop(p: Program) -> str:
 
 
 def default_opt_in(p: Program) -> str:
-    return f"{p.name}: You are subscribed again. {p.frequency}. Msg&data rates may apply. Reply HELP for help, STOP to cancel."
+    return (f"{p.name}: You are subscribed again. {p.frequency}. Msg&data rates may apply. "
+            "Reply HELP for help, STOP to cancel.")

@@ -47,7 +47,7 @@ def make_settings(tmp_path: Path, **carrier: Any) -> Settings:
 
 
 @pytest.fixture
-async def sim():  # noqa: ANN201
+async def sim():
     """The SMSC simulator on free ports (SMPP and control API), with quick receipts."""
     from carriers.simulator import SimulatorServices
 
@@ -69,7 +69,7 @@ async def migrated(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def sessionmaker(migrated: Settings):  # noqa: ANN201
+async def sessionmaker(migrated: Settings):
     engine = create_engine(migrated.database_url)
     yield create_sessionmaker(engine)
     await engine.dispose()
@@ -149,8 +149,8 @@ class Customer:
 ADMIN = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 
-async def new_customer(client, sessionmaker, name: str, numbers: tuple[tuple[str, str], ...] = (("12345", "short_code"),)
-                       ) -> Customer:  # noqa: ANN001
+async def new_customer(client, sessionmaker, name: str,
+                       numbers: tuple[tuple[str, str], ...] = (("12345", "short_code"),)) -> Customer:
     """Create an account through the admin API and give it numbers straight in the registry."""
     from registry.models import Number
 

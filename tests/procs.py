@@ -24,7 +24,7 @@ class Stack:
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
 
     async def __aenter__(self) -> "Stack":
-        self.log = open(self.tmp_path / "processes.log", "w")  # noqa: SIM115
+        self.log = open(self.tmp_path / "processes.log", "w")
         self.sim = Simulator.start(self.log, receipt_delay_ms=self.receipt_delay_ms)
         self.gateway = Gateway.for_simulator(self.tmp_path, self.sim, OPERATOR_TOKEN, self.log, self.env)
         try:

@@ -14,7 +14,7 @@ items = Table("items", meta, Column("id", Integer, primary_key=True), Column("na
 
 
 @pytest.fixture
-async def engine(tmp_path):  # noqa: ANN001, ANN201
+async def engine(tmp_path):
     engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 't.db'}")
     async with engine.begin() as conn:
         await conn.run_sync(meta.create_all)
@@ -22,7 +22,7 @@ async def engine(tmp_path):  # noqa: ANN001, ANN201
     await engine.dispose()
 
 
-async def test_statements_rows_and_errors(engine) -> None:  # noqa: ANN001
+async def test_statements_rows_and_errors(engine) -> None:
     async with engine.begin() as conn:
         await conn.execute(insert(items), [{"name": f"n{i}"} for i in range(250)])  # executemany
         returned = (await conn.execute(insert(items).values(name="solo").returning(items.c.id))).scalar_one()
@@ -44,11 +44,11 @@ async def test_statements_rows_and_errors(engine) -> None:  # noqa: ANN001
         assert await conn.scalar(select(items.c.id).where(items.c.name == "other")) is None
 
 
-async def test_one_trip_to_the_thread_per_statement(engine, monkeypatch) -> None:  # noqa: ANN001
+async def test_one_trip_to_the_thread_per_statement(engine, monkeypatch) -> None:
     trips: list[str] = []
     original = db._Connection._execute
 
-    async def counted(self, fn, *args, **kwargs):  # noqa: ANN001, ANN202
+    async def counted(self, fn, *args, **kwargs):
         trips.append(getattr(fn, "__name__", "?"))
         return await original(self, fn, *args, **kwargs)
 

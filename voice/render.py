@@ -50,8 +50,7 @@ def _fix_espeak_driver() -> None:
     file). Append the samples first; the original then writes a complete file."""
     import ctypes
 
-    from pyttsx3.drivers import _espeak
-    from pyttsx3.drivers import espeak as driver
+    from pyttsx3.drivers import _espeak, espeak as driver
 
     cls = driver.EspeakDriver
     if getattr(cls, "_gateway_fixed", False):

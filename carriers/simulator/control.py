@@ -196,7 +196,7 @@ class SimulatorServices:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.http_port)
         await site.start()
-        self.http_port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
+        self.http_port = site._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         if self._runner is not None:

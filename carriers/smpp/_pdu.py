@@ -16,9 +16,7 @@ import asyncio
 import struct
 from typing import Any
 
-from smpplib import command as smpp_command
-from smpplib import command_codes, consts, smpp
-from smpplib import exceptions as smpp_exceptions
+from smpplib import command as smpp_command, command_codes, consts, exceptions as smpp_exceptions, smpp
 
 HEADER = struct.Struct(">LLLL")
 MAX_PDU = 64 * 1024

@@ -11,11 +11,10 @@ from sqlalchemy import select
 from yarl import URL
 
 from gateway import keys
-from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.db import insert_new
+from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.routes.two_way import IMPORT_CHUNK, IMPORT_YIELD, number_view
-from gateway.validation import (Fields, csv_chunks, origination, read_body, read_json_object, row_id,
-                                valid_list_name)
+from gateway.validation import Fields, csv_chunks, origination, read_body, read_json_object, row_id, valid_list_name
 from registry import inventory, tcr
 from registry.limits import derive
 from registry.models import Account, Brand, Campaign, Number

@@ -17,8 +17,18 @@ from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.inbound import block_queued, inbound_view
 from gateway.models import InboundMessage, NumberKeyword
 from gateway.services.messages import iso
-from gateway.validation import (Fields, csv_cell, csv_chunks, e164, query_limit, query_phone, read_body,
-                                read_json_object, row_id, valid_list_name)
+from gateway.validation import (
+    Fields,
+    csv_cell,
+    csv_chunks,
+    e164,
+    query_limit,
+    query_phone,
+    read_body,
+    read_json_object,
+    row_id,
+    valid_list_name,
+)
 from registry.models import Account, Number, OptOut
 
 routes = web.RouteTableDef()

@@ -13,10 +13,10 @@ from carriers.voice_http import CALL_STATUSES
 from gateway import keys
 from gateway.errors import BadRequest, NotFound, ServiceUnavailable, Unauthorized, Unprocessable
 from gateway.idempotency import fingerprint, in_progress, request_key, reused, same_request
+from gateway.models import Message, VoiceEvent, VoiceMessage
 from gateway.services.origination import PRIORITY
 from gateway.validation import Fields, origination as parse_origination, parse_phone, read_json_object
 from gateway.voice_calls import new_voice_id, voice_view
-from gateway.models import Message, VoiceEvent, VoiceMessage
 from registry.db import utcnow
 from registry.models import Number
 from voice import markup as vm
@@ -43,7 +43,8 @@ async def create_voice_message(request: web.Request, data: dict, account_id: int
     settings = request.app[keys.SETTINGS]
     f = Fields(data, VOICE_FIELDS | {"body", "channel", "ttl", "message_type"})
     dry_run = bool(f.boolean("dry_run"))
-    to, _ = parse_phone(f.text("to", required=True, max_length=40) or "", default_region=settings.messages.default_country)
+    to, _ = parse_phone(f.text("to", required=True, max_length=40) or "",
+                        default_region=settings.messages.default_country)
     script, markup_text = f.text("script"), f.text("markup")
     if script is None and markup_text is None:
         script = f.text("body")  # channel auto: the SMS body is the script
@@ -60,7 +61,7 @@ async def create_voice_message(request: web.Request, data: dict, account_id: int
         voice = await calls.renderer.resolve_voice(f.text("voice"), f.text("language"))
     except vm.VoiceInputError as exc:
         raise Unprocessable(str(exc), code=exc.code) from None
-    filled = vm._substitute(text, variables, markup_text is not None)  # noqa: SLF001 - as rendered
+    filled = vm._substitute(text, variables, markup_text is not None)  # the script as it is rendered
     source = f.text("from")
     callback = (await request.app[keys.URL_POLICY].fields(f, "status_callback")).get("status_callback")
     async with request.app[keys.SESSIONMAKER]() as session, session.begin():
@@ -168,7 +169,7 @@ async def audio(request: web.Request) -> web.StreamResponse:
     key = request.match_info["key"]
     if not (len(key) == 64 and all(c in "0123456789abcdef" for c in key)):
         raise NotFound("No such audio.", code="audio_not_found")
-    if not verify(key, request.query.get("expires"), request.query.get("sig", ""), calls._secret, time.time()):  # noqa: SLF001
+    if not verify(key, request.query.get("expires"), request.query.get("sig", ""), calls._secret, time.time()):
         raise Unauthorized("The audio link is invalid or has expired.", code="invalid_signature")
     path = calls.renderer.path(key)
     if not path.exists():

@@ -266,8 +266,9 @@ async def accept_many(session: AsyncSession, account_id: int, reqs: list[SendReq
         known = {a.message.id: EventTarget.of(a.message, hooks, account.webhook_events)
                  for a in stored if hooks or a.message.status_callback}
         if await record_events(session, [
-                {"message_id": a.message.id, "account_id": account_id, "type": TEXT_BLOCKED if a.blocked else TEXT_QUEUED,
-                 "status": a.message.status, "error_code": a.blocked.code if a.blocked else None, "created_at": now}
+                {"message_id": a.message.id, "account_id": account_id,
+                 "type": TEXT_BLOCKED if a.blocked else TEXT_QUEUED, "status": a.message.status,
+                 "error_code": a.blocked.code if a.blocked else None, "created_at": now}
                 for a in stored], known=known):
             for a in stored:
                 a.hooked = a.message.id in known

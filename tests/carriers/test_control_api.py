@@ -14,14 +14,14 @@ from tests.conftest import wait_for
 
 
 @pytest.fixture
-async def services():  # noqa: ANN201
+async def services():
     s = SimulatorServices(accounts={"gateway": "secret"}, receipt_delay=0.01)
     await s.start()
     yield s
     await s.stop()
 
 
-async def test_inject_read_scenario_disconnect(services):  # noqa: ANN001
+async def test_inject_read_scenario_disconnect(services):
     carrier = SmppCarrier("sim", "127.0.0.1", services.smpp_port, "gateway", "secret", reconnect_min=0.02)
     sink = Sink()
     carrier.set_events(sink)

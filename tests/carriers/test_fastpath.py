@@ -10,15 +10,15 @@ import struct
 import pytest
 from smpplib import consts
 
+from carriers import OutboundSms, Segment
+from carriers.encoding import encode
 from carriers.smpp import _pdu as P
 from carriers.smpp.carrier import SmppCarrier, address
-from carriers.encoding import encode
-from carriers import OutboundSms, Segment
 
 SEED = 20240611
 
 
-def fields_of(pdu) -> dict:  # noqa: ANN001
+def fields_of(pdu) -> dict:
     names = list(type(pdu).params) if hasattr(type(pdu), "params") else [
         k for k in vars(pdu) if k not in ("command", "status", "sequence", "length")]
     return {name: getattr(pdu, name, None) for name in names} | {
@@ -70,7 +70,7 @@ LONG_UCS2 = "Grüße 😀 aus Köln — emoji and curly “quotes” " * 6
 @pytest.mark.parametrize("concatenation", ["udh", "sar", "payload"])
 @pytest.mark.parametrize("text", ["bench", "", LONG_GSM, LONG_UCS2, "x" * 160, "ü" * 70])
 @pytest.mark.parametrize("reference", [0x12, 0x1234])
-def test_submit_sm_bytes_and_fields_as_the_carrier_builds_them(concatenation, text, reference):  # noqa: ANN001
+def test_submit_sm_bytes_and_fields_as_the_carrier_builds_them(concatenation, text, reference):
     if not text:
         parts = [dict(source_addr_ton=3, source_addr_npi=0, source_addr="12345", dest_addr_ton=1, dest_addr_npi=1,
                       destination_addr="14155550123", data_coding=0, registered_delivery=1, esm_class=0,
@@ -92,7 +92,7 @@ def test_submit_sm_bytes_and_fields_as_the_carrier_builds_them(concatenation, te
 
 @pytest.mark.parametrize("source,destination", [("12345", "+14155550123"), ("+14155550100", "+447700900123"),
                                                 ("ACME", "+14155550123"), ("A" * 30, "+1" + "9" * 25)])
-def test_addresses_as_smpplib_writes_them_including_cut_ones(source, destination):  # noqa: ANN001
+def test_addresses_as_smpplib_writes_them_including_cut_ones(source, destination):
     for fields in submits("hi", "udh", source=source, destination=destination):
         assert_same_parse(assert_same_build("submit_sm", 99, **fields))
     assert address(source)  # the carrier's own mapping is what produced the fields
@@ -108,7 +108,7 @@ def receipt_fields(rid: str, state: int | None, body: bytes = b"", **extra) -> d
 
 @pytest.mark.parametrize("rid", ["", "1", "1A2B3C", "0" * 64, "9" * 65, "F" * 66, "abc" * 30])
 @pytest.mark.parametrize("state", [None, 0, 2, 5, 8, 255])
-def test_deliver_sm_receipts(rid, state):  # noqa: ANN001
+def test_deliver_sm_receipts(rid, state):
     body = f"id:{rid[:20]} sub:001 dlvrd:001 submit date:2401011200 done date:2401011201 stat:DELIVRD err:000 " \
            f"text:hello".encode()
     raw = assert_same_build("deliver_sm", 7, **receipt_fields(rid, state, body))
@@ -133,7 +133,7 @@ def test_deliver_sm_mobile_originated_parts_udh_and_sar():
 @pytest.mark.parametrize("command", ["submit_sm_resp", "deliver_sm_resp"])
 @pytest.mark.parametrize("message_id", [None, "", "0", "1A2B3C4D", "x" * 64, "y" * 65, "z" * 80])
 @pytest.mark.parametrize("status", [0, 0x14, 0x58])
-def test_responses(command, message_id, status):  # noqa: ANN001
+def test_responses(command, message_id, status):
     fields = {} if message_id is None else {"message_id": message_id}
     raw = assert_same_build(command, 0x7FFFFFFF, status, **fields)
     if command == "submit_sm_resp" and status == 0:
@@ -141,7 +141,7 @@ def test_responses(command, message_id, status):  # noqa: ANN001
 
 
 @pytest.mark.parametrize("command", ["enquire_link", "enquire_link_resp", "unbind", "unbind_resp", "generic_nack"])
-def test_bodiless_commands(command):  # noqa: ANN001
+def test_bodiless_commands(command):
     for seq, status in ((1, 0), (0x12345678, 3)):
         assert_same_build(command, seq, status)
 
@@ -167,7 +167,7 @@ def test_what_the_fast_encoder_leaves_to_smpplib_comes_out_the_same():
     (dict(short_message=b"x", source_addr=b"bytes"), TypeError),
     (dict(short_message=b"x", source_addr="Zürich\u0100"), UnicodeEncodeError),  # not Latin-1
 ])
-def test_smpplib_errors_are_kept(fields, error):  # noqa: ANN001
+def test_smpplib_errors_are_kept(fields, error):
     assert P._fast_body("submit_sm", fields) is None
     with pytest.raises(error):
         P.build_smpplib("submit_sm", 1, **fields)
@@ -206,7 +206,7 @@ def test_random_pdus_agree_both_ways():
     def text(n: int) -> str:
         return "".join(rng.choice("0123456789ABCDEFabcdef+ ") for _ in range(rng.randrange(n)))
 
-    for i in range(1500):
+    for _ in range(1500):
         command = rng.choice(["submit_sm", "deliver_sm"])
         fields: dict = {}
         for name in ("source_addr_ton", "source_addr_npi", "dest_addr_ton", "dest_addr_npi", "esm_class",
@@ -287,7 +287,7 @@ def test_gsm7_receipt_decoding_agrees_with_gsm7_decode():
 
 
 # --- the dispatcher's bulk UPDATEs by id, against the ORM's --------------------------------------------------------
-async def test_update_by_id_sets_what_the_orms_bulk_update_sets(sessionmaker):  # noqa: ANN001
+async def test_update_by_id_sets_what_the_orms_bulk_update_sets(sessionmaker):
     import datetime as dt
 
     from sqlalchemy import insert, select, text, update

@@ -24,14 +24,12 @@ import pytest
 import smpplib.client
 import smpplib.consts
 from hypothesis import HealthCheck, given, settings, strategies as st
-from smpplib import command_codes
-from smpplib import consts as smpp_consts
+from smpplib import command_codes, consts as smpp_consts
 
 from carriers import OutboundSms, Segment
 from carriers.encoding import encode
 from carriers.simulator import SmscSimulator
-from carriers.smpp import SmppCarrier
-from carriers.smpp import _pdu as P
+from carriers.smpp import SmppCarrier, _pdu as P
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "200")), deadline=None, database=None,

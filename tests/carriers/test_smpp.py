@@ -14,15 +14,14 @@ import smpplib.exceptions
 
 from carriers import CarrierRejected, CarrierRetryable, OutboundSms, Segment
 from carriers.encoding import encode
-from carriers.smpp import SmppCarrier, SmppClient, address
-from carriers.smpp import _pdu as P
-from carriers.smpp.receipts import parse_receipt, parse_receipt_text
 from carriers.simulator import SmscSimulator
+from carriers.smpp import SmppCarrier, SmppClient, _pdu as P, address
+from carriers.smpp.receipts import parse_receipt, parse_receipt_text
 from tests.conftest import wait_for
 
 
 @pytest.fixture
-async def sim():  # noqa: ANN201
+async def sim():
     simulator = SmscSimulator(accounts={"gateway": "secret"}, receipt_delay=0.02)
     await simulator.start()
     yield simulator
@@ -33,10 +32,10 @@ class Sink:
     def __init__(self) -> None:
         self.receipts, self.inbound = [], []
 
-    async def on_receipt(self, carrier, receipt):  # noqa: ANN001, ANN201
+    async def on_receipt(self, carrier, receipt):
         self.receipts.append(receipt)
 
-    async def on_inbound(self, carrier, message):  # noqa: ANN001, ANN201
+    async def on_inbound(self, carrier, message):
         self.inbound.append(message)
 
 
@@ -65,7 +64,7 @@ def _smpplib_flow(port: int) -> tuple[str, list]:
     return message_id, seen
 
 
-async def test_smpplib_client_submits_and_gets_its_receipt(sim):  # noqa: ANN001
+async def test_smpplib_client_submits_and_gets_its_receipt(sim):
     message_id, seen = await asyncio.to_thread(_smpplib_flow, sim.port)
     assert message_id and sim.received[0].text == "hello from smpplib"
     assert sim.received[0].destination == "+14155550123"
@@ -93,7 +92,7 @@ def _smpplib_bad_password(port: int) -> int:
     return 0
 
 
-async def test_smpplib_client_with_a_wrong_password_is_refused(sim):  # noqa: ANN001
+async def test_smpplib_client_with_a_wrong_password_is_refused(sim):
     assert await asyncio.to_thread(_smpplib_bad_password, sim.port) == P.ESME_RINVPASWD
 
 
@@ -126,7 +125,7 @@ def _smpplib_multipart(port: int, text: str) -> tuple[list[tuple[int, str]], lis
     return answers, seen
 
 
-async def test_smpplib_multipart_meets_every_nth_part_and_receipts_in_another_base(sim):  # noqa: ANN001
+async def test_smpplib_multipart_meets_every_nth_part_and_receipts_in_another_base(sim):
     """The scenarios issue #12 added to the simulator (every_nth_part, receipt_id_format, receipt_err), met by a
     peer nobody here wrote: its refusal is that part's alone, each accepted part is stored once with smpplib's
     UDH reference and numbers, and the receipts quote the ids in decimal with the chosen err."""
@@ -150,7 +149,7 @@ async def test_smpplib_multipart_meets_every_nth_part_and_receipts_in_another_ba
 
 # --- the gateway's asyncio client ----------------------------------------------------------------------------
 
-async def test_window_of_many_submits_in_flight(sim):  # noqa: ANN001
+async def test_window_of_many_submits_in_flight(sim):
     client = SmppClient("127.0.0.1", sim.port, "gateway", "secret", window=50)
     await client.start()
     assert client.bound
@@ -161,7 +160,7 @@ async def test_window_of_many_submits_in_flight(sim):  # noqa: ANN001
     await client.close()
 
 
-async def test_submit_before_bind_is_refused_by_the_simulator(sim):  # noqa: ANN001
+async def test_submit_before_bind_is_refused_by_the_simulator(sim):
     reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
     writer.write(P.build("submit_sm", 1, source_addr="1", destination_addr="2", short_message=b"x"))
     raw = await P.read_frame(reader)
@@ -169,7 +168,7 @@ async def test_submit_before_bind_is_refused_by_the_simulator(sim):  # noqa: ANN
     writer.close()
 
 
-async def test_enquire_link_both_ways(sim):  # noqa: ANN001
+async def test_enquire_link_both_ways(sim):
     client = SmppClient("127.0.0.1", sim.port, "gateway", "secret", enquire_link_interval=0.05)
     await client.start()
     await wait_for(lambda: _true(sim.stats["enquire_link"] >= 3))
@@ -178,7 +177,8 @@ async def test_enquire_link_both_ways(sim):  # noqa: ANN001
     seq = protocol.next_seq()
     got = asyncio.get_running_loop().create_future()
     original = protocol.on_response
-    protocol.on_response = lambda cid, status, s: got.set_result((cid, status, s)) if s == seq else original(cid, status, s)
+    protocol.on_response = (lambda cid, status, s:
+                            got.set_result((cid, status, s)) if s == seq else original(cid, status, s))
     protocol.send(P.build("enquire_link", seq))
     cid, status, _ = await asyncio.wait_for(got, 2)
     assert cid == 0x80000015 and status == 0
@@ -186,7 +186,7 @@ async def test_enquire_link_both_ways(sim):  # noqa: ANN001
     await client.close()
 
 
-async def test_reconnects_after_the_simulator_drops_the_connection(sim):  # noqa: ANN001
+async def test_reconnects_after_the_simulator_drops_the_connection(sim):
     client = SmppClient("127.0.0.1", sim.port, "gateway", "secret", reconnect_min=0.02, reconnect_max=0.1)
     await client.start()
     assert client.binds == 1
@@ -197,7 +197,7 @@ async def test_reconnects_after_the_simulator_drops_the_connection(sim):  # noqa
     await client.close()
 
 
-async def test_in_flight_submits_fail_retryably_when_the_connection_drops(sim):  # noqa: ANN001
+async def test_in_flight_submits_fail_retryably_when_the_connection_drops(sim):
     sim.handler.response_delay = 1.0
     client = SmppClient("127.0.0.1", sim.port, "gateway", "secret", reconnect_min=0.05)
     await client.start()
@@ -210,14 +210,14 @@ async def test_in_flight_submits_fail_retryably_when_the_connection_drops(sim): 
     await client.close()
 
 
-async def test_clean_unbind_on_close(sim):  # noqa: ANN001
+async def test_clean_unbind_on_close(sim):
     client = SmppClient("127.0.0.1", sim.port, "gateway", "secret")
     await client.start()
     await client.close()
     assert sim.stats["unbind"] == 1 and not client.bound
 
 
-async def test_the_peers_unbind_is_answered_and_the_client_binds_again(sim):  # noqa: ANN001
+async def test_the_peers_unbind_is_answered_and_the_client_binds_again(sim):
     client = SmppClient("127.0.0.1", sim.port, "gateway", "secret", reconnect_min=0.02)
     await client.start()
     protocol = next(iter(sim.connections))
@@ -230,7 +230,7 @@ async def test_the_peers_unbind_is_answered_and_the_client_binds_again(sim):  # 
     await client.close()
 
 
-async def test_deliveries_handled_side_by_side_up_to_the_window(sim, monkeypatch):  # noqa: ANN001
+async def test_deliveries_handled_side_by_side_up_to_the_window(sim, monkeypatch):
     """deliver_sm are handled at once up to DELIVER_WINDOW per connection; beyond it reading waits until one is
     answered, and none is lost or answered twice."""
     import carriers.smpp.client as client_module
@@ -240,7 +240,7 @@ async def test_deliveries_handled_side_by_side_up_to_the_window(sim, monkeypatch
     busy: list[int] = []
     most = 0
 
-    async def handle(pdu):  # noqa: ANN001, ANN202
+    async def handle(pdu):
         nonlocal most
         busy.append(1)
         most = max(most, len(busy))
@@ -261,7 +261,7 @@ async def test_deliveries_handled_side_by_side_up_to_the_window(sim, monkeypatch
     await client.close()
 
 
-async def test_throttled_and_rejected(sim):  # noqa: ANN001
+async def test_throttled_and_rejected(sim):
     client = SmppClient("127.0.0.1", sim.port, "gateway", "secret")
     await client.start()
     sim.handler.throttle_all = True
@@ -276,7 +276,7 @@ async def test_throttled_and_rejected(sim):  # noqa: ANN001
     await client.close()
 
 
-async def test_bind_refused_is_reported_and_retried(sim):  # noqa: ANN001
+async def test_bind_refused_is_reported_and_retried(sim):
     client = SmppClient("127.0.0.1", sim.port, "gateway", "nope", reconnect_min=0.02, reconnect_max=0.05)
     await client.start()
     assert not client.bound and "bind_failed" not in (client.last_error or "x")
@@ -293,7 +293,7 @@ async def test_password_never_in_repr():
 # --- the carrier ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("bind_mode", ["transceiver", "transmitter_receiver"])
-async def test_carrier_multipart_udh_and_receipts(sim, bind_mode):  # noqa: ANN001
+async def test_carrier_multipart_udh_and_receipts(sim, bind_mode):
     carrier = SmppCarrier("sim", "127.0.0.1", sim.port, "gateway", "secret", bind_mode=bind_mode)
     sink = Sink()
     carrier.set_events(sink)
@@ -311,7 +311,7 @@ async def test_carrier_multipart_udh_and_receipts(sim, bind_mode):  # noqa: ANN0
     await carrier.close()
 
 
-async def test_carrier_sixteen_bit_reference_sar_and_payload(sim):  # noqa: ANN001
+async def test_carrier_sixteen_bit_reference_sar_and_payload(sim):
     carrier = SmppCarrier("sim", "127.0.0.1", sim.port, "gateway", "secret")
     carrier.set_events(Sink())
     await carrier.start()
@@ -327,7 +327,7 @@ async def test_carrier_sixteen_bit_reference_sar_and_payload(sim):  # noqa: ANN0
     await carrier.close()
 
 
-async def test_carrier_delivers_inbound_messages(sim):  # noqa: ANN001
+async def test_carrier_delivers_inbound_messages(sim):
     carrier = SmppCarrier("sim", "127.0.0.1", sim.port, "gateway", "secret")
     sink = Sink()
     carrier.set_events(sink)
@@ -343,7 +343,7 @@ async def test_carrier_delivers_inbound_messages(sim):  # noqa: ANN001
     await carrier.close()
 
 
-async def test_receipts_queued_until_a_receiver_binds(sim):  # noqa: ANN001
+async def test_receipts_queued_until_a_receiver_binds(sim):
     reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)  # a transmitter-only bind
     writer.write(P.build("bind_transmitter", 1, system_id="gateway", password="secret", system_type="",
                          interface_version=0x34, addr_ton=0, addr_npi=0, address_range=""))
@@ -379,7 +379,7 @@ def test_receipt_text_forms():
 
 
 class _Pdu:
-    def __init__(self, **kw):  # noqa: ANN003
+    def __init__(self, **kw):
         self.__dict__.update(dict(esm_class=4, data_coding=0, short_message=b"", message_payload=None,
                                   receipted_message_id=None, message_state=None), **kw)
 
@@ -395,7 +395,7 @@ def test_receipt_tlvs_win_over_text():
 
 # --- hostile bytes -------------------------------------------------------------------------------------------
 
-async def test_garbage_gets_generic_nack_or_a_clean_close_and_others_keep_working(sim):  # noqa: ANN001
+async def test_garbage_gets_generic_nack_or_a_clean_close_and_others_keep_working(sim):
     good = SmppClient("127.0.0.1", sim.port, "gateway", "secret")
     await good.start()
     # an unknown command id: generic_nack

@@ -11,7 +11,7 @@ from tests.conftest import ADMIN, new_customer, wait_for
 
 
 @pytest.fixture
-async def api(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001, ANN201
+async def api(aiohttp_client, migrated, sessionmaker):
     carrier = LoopbackCarrier("sim")
     client = await aiohttp_client(create_app(migrated, carriers=[carrier]))
     client.carrier = carrier
@@ -20,11 +20,11 @@ async def api(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture
-async def customer(api):  # noqa: ANN001, ANN201
+async def customer(api):
     return await new_customer(api, api.sessionmaker, "acme")
 
 
-async def test_send_and_read_delivered(api, customer):  # noqa: ANN001
+async def test_send_and_read_delivered(api, customer):
     resp = await api.post("/v1/messages", json={"to": "+14155550123", "body": "hi"}, headers=customer.headers)
     assert resp.status == 202
     sent = await resp.json()
@@ -44,7 +44,7 @@ async def test_send_and_read_delivered(api, customer):  # noqa: ANN001
 
 @pytest.mark.parametrize("to", ["(415) 555-0123", "+1 415\u2013555\u20110123", "\uff0b1 (415) 555.0123", "415/555-0123",
                                 "+1 415 555 012\uff13"])  # dashes, plus and digits as pasted from documents
-async def test_national_number_is_normalized_to_e164(api, customer, to):  # noqa: ANN001
+async def test_national_number_is_normalized_to_e164(api, customer, to):
     resp = await api.post("/v1/messages", json={"to": to, "body": "hi"}, headers=customer.headers)
     assert resp.status == 202
     assert (await resp.json())["to"] == "+14155550123"
@@ -55,13 +55,13 @@ async def test_national_number_is_normalized_to_e164(api, customer, to):  # noqa
     ({"Authorization": "Bearer gk_not_a_key"}, "invalid_api_key"),
     ({"Authorization": "Basic abc"}, "missing_api_key"),
 ])
-async def test_401_without_a_valid_key(api, headers, code):  # noqa: ANN001
+async def test_401_without_a_valid_key(api, headers, code):
     resp = await api.post("/v1/messages", json={"to": "+14155550123", "body": "hi"}, headers=headers)
     assert resp.status == 401
     assert (await resp.json())["error"]["code"] == code
 
 
-async def test_admin_routes_need_the_operator_token(api, customer):  # noqa: ANN001
+async def test_admin_routes_need_the_operator_token(api, customer):
     resp = await api.post("/admin/accounts", json={"name": "x"}, headers=customer.headers)
     assert resp.status == 401
     assert (await resp.json())["error"]["code"] == "invalid_operator_token"
@@ -95,7 +95,7 @@ async def test_admin_routes_need_the_operator_token(api, customer):  # noqa: ANN
     (b'{"to": "+14155550123", "body": "x", "status_callback": "ftp://x"}', 422, "invalid_field"),
     (b'{"to": "+14155550123", "body": "x", "from": "+14155550999"}', 422, "invalid_from"),
 ])
-async def test_bad_input_gets_a_stable_code(api, customer, raw, status, code):  # noqa: ANN001
+async def test_bad_input_gets_a_stable_code(api, customer, raw, status, code):
     resp = await api.post("/v1/messages", data=raw, headers={**customer.headers, "Content-Type": "application/json"})
     assert resp.status == status
     body = await resp.json()
@@ -105,7 +105,7 @@ async def test_bad_input_gets_a_stable_code(api, customer, raw, status, code):  
     assert listing["messages"] == [] and api.carrier.sent == []  # nothing stored, nothing sent
 
 
-async def test_too_long_bodies(api, customer):  # noqa: ANN001
+async def test_too_long_bodies(api, customer):
     resp = await api.post("/v1/messages", json={"to": "+14155550123", "body": "a" * 1601}, headers=customer.headers)
     assert (resp.status, (await resp.json())["error"]["code"]) == (422, "body_too_long")
     resp = await api.post("/v1/messages", json={"to": "+14155550123", "body": "é" * 1600}, headers=customer.headers)
@@ -114,13 +114,13 @@ async def test_too_long_bodies(api, customer):  # noqa: ANN001
     assert (resp.status, (await resp.json())["error"]["code"]) == (422, "body_too_long")
 
 
-async def test_account_without_numbers(api):  # noqa: ANN001
+async def test_account_without_numbers(api):
     bare = await new_customer(api, api.sessionmaker, "bare", numbers=())
     resp = await api.post("/v1/messages", json={"to": "+14155550123", "body": "x"}, headers=bare.headers)
     assert (resp.status, (await resp.json())["error"]["code"]) == (422, "no_sending_number")
 
 
-async def test_another_accounts_message_is_404(api, customer):  # noqa: ANN001
+async def test_another_accounts_message_is_404(api, customer):
     other = await new_customer(api, api.sessionmaker, "other", numbers=(("54321", "short_code"),))
     sent = await (await api.post("/v1/messages", json={"to": "+14155550123", "body": "x"},
                                  headers=customer.headers)).json()
@@ -131,7 +131,7 @@ async def test_another_accounts_message_is_404(api, customer):  # noqa: ANN001
     assert listing["messages"] == []
 
 
-async def test_from_must_be_the_accounts_own_number(api, customer):  # noqa: ANN001
+async def test_from_must_be_the_accounts_own_number(api, customer):
     await new_customer(api, api.sessionmaker, "other", numbers=(("54321", "short_code"),))
     resp = await api.post("/v1/messages", json={"to": "+14155550123", "body": "x", "from": "54321"},
                           headers=customer.headers)
@@ -141,7 +141,7 @@ async def test_from_must_be_the_accounts_own_number(api, customer):  # noqa: ANN
     assert resp.status == 202
 
 
-async def test_idempotency_key_returns_the_same_message(api, customer):  # noqa: ANN001
+async def test_idempotency_key_returns_the_same_message(api, customer):
     headers = {**customer.headers, "Idempotency-Key": "order-42"}
     first = await api.post("/v1/messages", json={"to": "+14155550123", "body": "x"}, headers=headers)
     second = await api.post("/v1/messages", json={"to": "+14155550123", "body": "x"}, headers=headers)
@@ -151,7 +151,7 @@ async def test_idempotency_key_returns_the_same_message(api, customer):  # noqa:
     assert len(listing["messages"]) == 1
 
 
-async def test_idempotency_key_with_another_request_is_refused(api, customer):  # noqa: ANN001
+async def test_idempotency_key_with_another_request_is_refused(api, customer):
     headers = {**customer.headers, "Idempotency-Key": "order-43"}
     first = await api.post("/v1/messages", json={"to": "+14155550123", "body": "x"}, headers=headers)
     assert first.status == 202
@@ -167,7 +167,7 @@ async def test_idempotency_key_with_another_request_is_refused(api, customer):  
     assert len(listing["messages"]) == 1 and len(api.carrier.sent) <= 1
 
 
-async def test_batch_idempotency_key_checks_each_message(api, customer):  # noqa: ANN001
+async def test_batch_idempotency_key_checks_each_message(api, customer):
     headers = {**customer.headers, "Idempotency-Key": "batch-1"}
     items = [{"to": "+14155550123", "body": "a"}, {"to": "+14155550124", "body": "b"}]
     first = await (await api.post("/v1/messages/batch", json={"messages": items}, headers=headers)).json()
@@ -180,7 +180,7 @@ async def test_batch_idempotency_key_checks_each_message(api, customer):  # noqa
     assert len(listing["messages"]) == 2
 
 
-async def test_dry_run_validates_without_sending(api, customer):  # noqa: ANN001
+async def test_dry_run_validates_without_sending(api, customer):
     resp = await api.post("/v1/messages", json={"to": "+14155550123", "body": "x" * 200, "dry_run": True},
                           headers=customer.headers)
     assert resp.status == 200
@@ -193,7 +193,7 @@ async def test_dry_run_validates_without_sending(api, customer):  # noqa: ANN001
     assert listing["messages"] == [] and api.carrier.sent == []
 
 
-async def test_list_is_paged(api, customer):  # noqa: ANN001
+async def test_list_is_paged(api, customer):
     ids = []
     for i in range(5):
         ids.append((await (await api.post("/v1/messages", json={"to": "+14155550123", "body": f"m{i}"},
@@ -206,14 +206,14 @@ async def test_list_is_paged(api, customer):  # noqa: ANN001
     assert (await resp.json())["error"]["code"] == "invalid_query"
 
 
-async def test_unknown_route_and_method_answer_json(api, customer):  # noqa: ANN001
+async def test_unknown_route_and_method_answer_json(api, customer):
     resp = await api.get("/v1/nothing-here", headers=customer.headers)
     assert (resp.status, (await resp.json())["error"]["code"]) == (404, "not_found")
     resp = await api.delete("/v1/messages", headers=customer.headers)
     assert (resp.status, (await resp.json())["error"]["code"]) == (405, "method_not_allowed")
 
 
-async def test_health_and_readiness(api):  # noqa: ANN001
+async def test_health_and_readiness(api):
     assert (await (await api.get("/healthz")).json()) == {"status": "ok"}
     ready = await api.get("/readyz")
     assert ready.status == 200
@@ -222,7 +222,7 @@ async def test_health_and_readiness(api):  # noqa: ANN001
     assert (await api.get("/readyz")).status == 503
 
 
-async def test_openapi_documents_every_route(api):  # noqa: ANN001
+async def test_openapi_documents_every_route(api):
     doc = await (await api.get("/openapi.json")).json()
     assert doc == document()
     missing = []
@@ -237,7 +237,7 @@ async def test_openapi_documents_every_route(api):  # noqa: ANN001
     assert missing == [], f"routes missing from /openapi.json: {missing}"
 
 
-async def test_accounts_admin(api):  # noqa: ANN001
+async def test_accounts_admin(api):
     resp = await api.post("/admin/accounts", json={"name": "dup"}, headers=ADMIN)
     assert resp.status == 201
     key = (await resp.json())["api_key"]
@@ -250,7 +250,7 @@ async def test_accounts_admin(api):  # noqa: ANN001
     assert "dup" in names
 
 
-async def test_api_keys_are_stored_hashed(api, customer):  # noqa: ANN001
+async def test_api_keys_are_stored_hashed(api, customer):
     from sqlalchemy import select
 
     from registry.models import ApiKey
@@ -261,7 +261,7 @@ async def test_api_keys_are_stored_hashed(api, customer):  # noqa: ANN001
     assert all(len(h) == 64 for h in stored)
 
 
-async def test_batch_refuses_letters_and_blank_bodies_each_on_its_own(api, customer):  # noqa: ANN001
+async def test_batch_refuses_letters_and_blank_bodies_each_on_its_own(api, customer):
     items = [{"to": "+1415555abcd", "body": "a"}, {"to": "+14155550123", "body": "  "},
              {"to": "+14155550123;ext=5", "body": "c"}, {"to": "+14155550123", "body": "d"}]
     resp = await api.post("/v1/messages/batch", json={"messages": items}, headers=customer.headers)
@@ -274,7 +274,7 @@ async def test_batch_refuses_letters_and_blank_bodies_each_on_its_own(api, custo
 @pytest.mark.parametrize("path", ["/v1/messages", "/v1/inbound", "/v1/opt-outs", "/v1/webhooks/deliveries",
                                   "/admin/accounts/{account}/inbound", "/admin/accounts/{account}/opt-outs"])
 @pytest.mark.parametrize("query", ["limit=0", "limit=-1", "limit=-99999999999999999999"])
-async def test_list_limit_below_one_is_refused(api, customer, path, query):  # noqa: ANN001
+async def test_list_limit_below_one_is_refused(api, customer, path, query):
     headers = ADMIN if path.startswith("/admin") else customer.headers
     resp = await api.get(f"{path.format(account=customer.account_id)}?{query}", headers=headers)
     assert (resp.status, (await resp.json())["error"]["code"]) == (400, "invalid_query")
@@ -282,12 +282,12 @@ async def test_list_limit_below_one_is_refused(api, customer, path, query):  # n
 
 @pytest.mark.parametrize("path", ["/v1/messages", "/v1/webhooks/deliveries"])
 @pytest.mark.parametrize("status", ["bogus", "QUEUED", "dry_run", ""])
-async def test_list_unknown_status_is_refused(api, customer, path, status):  # noqa: ANN001
+async def test_list_unknown_status_is_refused(api, customer, path, status):
     resp = await api.get(path, params={"status": status}, headers=customer.headers)
     assert (resp.status, (await resp.json())["error"]["code"]) == (400, "invalid_query")
 
 
-async def test_list_filters_read_phone_numbers(api, customer):  # noqa: ANN001
+async def test_list_filters_read_phone_numbers(api, customer):
     sent = await (await api.post("/v1/messages", json={"to": "+14155550123", "body": "x"},
                                  headers=customer.headers)).json()
     for to in ("+14155550123", "(415) 555-0123"):
@@ -301,7 +301,7 @@ async def test_list_filters_read_phone_numbers(api, customer):  # noqa: ANN001
     assert (resp.status, (await resp.json())["inbound"]) == (200, [])  # a short code is a number too
 
 
-async def test_opt_outs_refuse_letters_and_extensions_and_total_honours_filters(api, customer):  # noqa: ANN001
+async def test_opt_outs_refuse_letters_and_extensions_and_total_honours_filters(api, customer):
     h = customer.headers
     for phone in ("+1415555abcd", "+14155550121 ext. 9", "+14155550121;ext=9"):
         resp = await api.post("/v1/opt-outs", json={"phone": phone}, headers=h)

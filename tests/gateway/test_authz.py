@@ -48,21 +48,22 @@ def concrete(canonical: str, resource: Any) -> str:
     if "pattern" not in info:
         return canonical
     for action in ACTIONS:
-        path = re.sub(r"\{(\w+)\}", lambda m: action if m.group(1) == "action" else SAMPLE[m.group(1)], canonical)
+        path = re.sub(r"\{(\w+)\}", lambda m, action=action: action if m.group(1) == "action" else SAMPLE[m.group(1)],
+                      canonical)
         if info["pattern"].fullmatch(path):
             return path
     raise AssertionError(f"no sample path matches {canonical}")
 
 
 @pytest.fixture
-async def api(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001, ANN201
+async def api(aiohttp_client, migrated, sessionmaker):
     migrated.security.auth_failure_limit = 0  # these tests fail authentication on purpose, many times
     client = await aiohttp_client(create_app(migrated, carriers=[LoopbackCarrier("sim")]))
     client.sessionmaker = sessionmaker
     return client
 
 
-async def test_every_v1_route_needs_an_api_key(api):  # noqa: ANN001
+async def test_every_v1_route_needs_an_api_key(api):
     customer = await new_customer(api, api.sessionmaker, "acme")
     v1 = [(m, concrete(c, r)) for m, c, r in routes_of(api.app) if c.startswith("/v1/")]
     assert len(v1) > 20
@@ -82,7 +83,7 @@ async def test_every_v1_route_needs_an_api_key(api):  # noqa: ANN001
     assert (resp.status, (await resp.json())["error"]["code"]) == (401, "invalid_api_key")
 
 
-async def test_every_admin_route_needs_the_operator_token(api):  # noqa: ANN001
+async def test_every_admin_route_needs_the_operator_token(api):
     customer = await new_customer(api, api.sessionmaker, "acme")
     admin = [(m, concrete(c, r)) for m, c, r in routes_of(api.app) if c.startswith("/admin/")]
     assert len(admin) > 20
@@ -97,7 +98,7 @@ async def test_every_admin_route_needs_the_operator_token(api):  # noqa: ANN001
         assert (await session.execute(text("SELECT count(*) FROM accounts"))).scalar() == 1
 
 
-async def test_signed_public_routes_refuse_without_their_signature(api):  # noqa: ANN001
+async def test_signed_public_routes_refuse_without_their_signature(api):
     resp = await api.get("/audio/" + "a" * 64 + ".wav")
     assert (resp.status, (await resp.json())["error"]["code"]) == (401, "invalid_signature")
     resp = await api.get("/audio/" + "a" * 64 + ".wav?expires=9999999999&sig=forged")
@@ -109,7 +110,7 @@ async def test_signed_public_routes_refuse_without_their_signature(api):  # noqa
 # --- account B against account A's resources ----------------------------------------------------------------
 
 @pytest.fixture
-async def world(api, aiohttp_server):  # noqa: ANN001, ANN201
+async def world(api, aiohttp_server):
     """Account A with one of everything, quiet (message delivered, its webhooks delivered); account B."""
     hooks: list[dict] = []
 
@@ -124,7 +125,7 @@ async def world(api, aiohttp_server):  # noqa: ANN001, ANN201
                                                                     (A_VOICE_NUMBER, "long_code")))
     b = await new_customer(api, api.sessionmaker, "beta", numbers=((B_NUMBER, "short_code"),))
 
-    async def call(who, method: str, path: str, body: Any = None, **kw: Any) -> tuple[int, Any]:  # noqa: ANN001
+    async def call(who, method: str, path: str, body: Any = None, **kw: Any) -> tuple[int, Any]:
         resp = await api.request(method, path, json=body, headers={**who.headers, **kw.pop("headers", {})}, **kw)
         raw = await resp.read()
         return resp.status, (json.loads(raw) if resp.content_type == "application/json" else raw.decode())
@@ -180,7 +181,7 @@ class _Admin:
 ADMIN_CALLER = _Admin()
 
 
-async def snapshot(sessionmaker, account_id: int) -> dict[str, list]:  # noqa: ANN001
+async def snapshot(sessionmaker, account_id: int) -> dict[str, list]:
     """Every row that belongs to an account, table by table (keywords and attempts through their parents)."""
     out: dict[str, list] = {}
     async with sessionmaker() as session:
@@ -281,7 +282,7 @@ def cases(w: dict) -> dict[tuple[str, str], list[tuple[str, str, Any, Callable[[
     }
 
 
-async def test_every_route_has_a_case(api):  # noqa: ANN001
+async def test_every_route_has_a_case(api):
     """A route added without an authorization case here fails this test."""
     table = cases({"ids": dict.fromkeys(("msg", "inbound", "delivery", "voice", "brand", "campaign", "number",
                                          "voice_number", "keyword", "phone", "dest"), "x"), "markers": []})
@@ -292,7 +293,7 @@ async def test_every_route_has_a_case(api):  # noqa: ANN001
             assert (method, canonical) in PUBLIC | SIGNED, f"{method} {canonical} is neither /v1 nor /admin"
 
 
-async def test_one_account_cannot_read_or_change_anothers(api, world):  # noqa: ANN001
+async def test_one_account_cannot_read_or_change_anothers(api, world):
     a, b, call = world["a"], world["b"], world["call"]
     before = await snapshot(api.sessionmaker, a.account_id)
     assert all(before[t] for t in ("messages", "numbers", "number_keywords", "opt_outs", "webhook_deliveries",
@@ -337,7 +338,7 @@ class FakeClock:
 
 
 @pytest.fixture
-async def limited(aiohttp_server, migrated, sessionmaker):  # noqa: ANN001, ANN201
+async def limited(aiohttp_server, migrated, sessionmaker):
     """A real server with a limit of 3 failures a minute, callers from several loopback addresses, and a trusted
     proxy at 127.0.0.100."""
     migrated.security.auth_failure_limit = 3
@@ -371,7 +372,7 @@ async def _code(resp: aiohttp.ClientResponse) -> tuple[int, str | None]:
     return resp.status, body.get("error", {}).get("code")
 
 
-async def test_repeated_failures_from_one_client_are_slowed_down(limited):  # noqa: ANN001
+async def test_repeated_failures_from_one_client_are_slowed_down(limited):
     call, clock, key = limited["call"], limited["clock"], limited["key"]
     for wrong in ("gk_wrong1", "gk_wrong2", None):
         assert await _code(await call("127.0.0.2", "GET", "/v1/account", wrong)) in (
@@ -394,7 +395,7 @@ async def test_repeated_failures_from_one_client_are_slowed_down(limited):  # no
     assert await _code(await call("127.0.0.2", "GET", "/v1/account", "gk_wrong4")) == (401, "invalid_api_key")
 
 
-async def test_the_operators_cli_works_from_a_throttled_address(limited):  # noqa: ANN001
+async def test_the_operators_cli_works_from_a_throttled_address(limited):
     from tests.gateway.test_cli import invoke
 
     for wrong in ("gk_a", "gk_b", "gk_c", "gk_d"):
@@ -405,7 +406,7 @@ async def test_the_operators_cli_works_from_a_throttled_address(limited):  # noq
     assert code == 0 and "acme" in out, out
 
 
-async def test_forwarded_for_counts_only_from_trusted_proxies(limited):  # noqa: ANN001
+async def test_forwarded_for_counts_only_from_trusted_proxies(limited):
     call, key = limited["call"], limited["key"]
 
     def via(*hops: str) -> dict[str, dict[str, str]]:
@@ -429,7 +430,7 @@ async def test_forwarded_for_counts_only_from_trusted_proxies(limited):  # noqa:
     assert (await call("127.0.0.100", "GET", "/v1/account", key, **via("203.0.113.5"))).status == 200
 
 
-async def test_a_wrong_key_tried_from_many_clients_is_slowed_down(limited):  # noqa: ANN001
+async def test_a_wrong_key_tried_from_many_clients_is_slowed_down(limited):
     call, key = limited["call"], limited["key"]
     for ip in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
         assert await _code(await call(ip, "GET", "/v1/account", "gk_revoked_key_of_someone")) == (
@@ -441,7 +442,7 @@ async def test_a_wrong_key_tried_from_many_clients_is_slowed_down(limited):  # n
     assert (await call("127.0.0.6", "GET", "/v1/account", key)).status == 200
 
 
-async def test_operator_token_guesses_count_too(limited):  # noqa: ANN001
+async def test_operator_token_guesses_count_too(limited):
     call = limited["call"]
     for guess in ("op_a", "op_b", "op_c"):
         assert await _code(await call("127.0.0.7", "POST", "/admin/accounts", guess, json={"name": "x"})) == (

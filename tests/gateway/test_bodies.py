@@ -15,13 +15,13 @@ from gateway import keys
 from gateway.app import create_app
 from registry.models import Number, OptOut
 from tests.conftest import ADMIN, new_customer, wait_for
-from tests.gateway.test_cli import invoke, running  # noqa: F401 - the running gateway fixture
+from tests.gateway.test_cli import invoke, running  # the running gateway fixture
 
 LIMIT = 256 << 10  # [http] max_body_bytes in these tests
 
 
 @pytest.fixture
-async def gw(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001, ANN201
+async def gw(aiohttp_client, migrated, sessionmaker):
     services = SimulatorServices(accounts={"gateway": "secret"}, receipt_delay=0.02)
     await services.start()
     migrated.carriers[0].port = services.smpp_port
@@ -35,7 +35,7 @@ async def gw(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001, ANN201
     await services.stop()
 
 
-async def slowly(data: bytes, pieces: int = 12, pause: float = 0.05):  # noqa: ANN201
+async def slowly(data: bytes, pieces: int = 12, pause: float = 0.05):
     """A body sent chunked, a piece at a time with pauses: the server sees it arrive over several reads."""
     size = -(-len(data) // pieces)
     for start in range(0, len(data), size):
@@ -43,12 +43,12 @@ async def slowly(data: bytes, pieces: int = 12, pause: float = 0.05):  # noqa: A
         await asyncio.sleep(pause)
 
 
-async def count(gw, model) -> int:  # noqa: ANN001
+async def count(gw, model) -> int:
     async with gw.sm() as session:
         return await session.scalar(select(func.count()).select_from(model))
 
 
-async def test_a_slow_chunked_opt_out_upload_is_read_whole_and_every_row_is_counted(gw):  # noqa: ANN001
+async def test_a_slow_chunked_opt_out_upload_is_read_whole_and_every_row_is_counted(gw):
     phones = [f"+1415555{i:04d}" for i in range(3000)]
     lines = ["phone,list", *phones[:1500], "not-a-number", "", *phones[1500:], phones[0], '"+1415555', '0001"']
     body = ("\r\n".join(lines) + "\r\n").encode()
@@ -63,7 +63,7 @@ async def test_a_slow_chunked_opt_out_upload_is_read_whole_and_every_row_is_coun
     assert await count(gw, OptOut) == 3000
 
 
-async def test_an_import_leaves_the_phone_number_cache_to_the_numbers_customers_text(gw):  # noqa: ANN001
+async def test_an_import_leaves_the_phone_number_cache_to_the_numbers_customers_text(gw):
     """An import's numbers, each seen once, are parsed without the shared cache: filling it would evict the numbers
     customers text and leave 65,536 entries for every full garbage collection to walk (bench import's p99)."""
     from gateway.validation import _parse_phone
@@ -79,7 +79,7 @@ async def test_an_import_leaves_the_phone_number_cache_to_the_numbers_customers_
     assert await count(gw, OptOut) == 2000
 
 
-async def test_a_slow_chunked_inventory_upload_is_read_whole(gw):  # noqa: ANN001
+async def test_a_slow_chunked_inventory_upload_is_read_whole(gw):
     rows = [f"+1212555{i:04d},long_code,US,sms" for i in range(1500)]
     body = "\n".join(["number,type,country,capabilities", *rows, rows[7], "+12125550001,pager,US,sms"]).encode()
     before = await count(gw, Number)
@@ -92,7 +92,7 @@ async def test_a_slow_chunked_inventory_upload_is_read_whole(gw):  # noqa: ANN00
 
 @pytest.mark.parametrize("chunked", [False, True])
 @pytest.mark.parametrize("route", ["/v1/messages", "/v1/opt-outs/import"])
-async def test_one_size_limit_for_every_body(gw, route: str, chunked: bool):  # noqa: ANN001
+async def test_one_size_limit_for_every_body(gw, route: str, chunked: bool):
     big = json.dumps({"to": "+14155550100", "body": "x" * LIMIT}).encode() if route == "/v1/messages" else \
         b"phone\n" + b"+14155550100\n" * (LIMIT // 13 + 1)
     resp = await gw.post(route, data=slowly(big, pieces=4, pause=0) if chunked else big,
@@ -102,14 +102,14 @@ async def test_one_size_limit_for_every_body(gw, route: str, chunked: bool):  # 
     assert await count(gw, OptOut) == 0
 
 
-async def test_just_under_the_limit_is_read(gw):  # noqa: ANN001
+async def test_just_under_the_limit_is_read(gw):
     body = json.dumps({"to": "+14155550100", "body": "hi", "dry_run": True}).encode()
     body = body[:-1] + b" " * (LIMIT - len(body)) + b"}"
     resp = await gw.post("/v1/messages", data=slowly(body), headers=gw.customer.headers)
     assert resp.status == 200, await resp.text()
 
 
-async def exchange(gw, raw: bytes, wait: float = 5.0) -> bytes:  # noqa: ANN001
+async def exchange(gw, raw: bytes, wait: float = 5.0) -> bytes:
     """Send raw bytes; everything the server answers until it closes the connection (within ``wait``)."""
     reader, writer = await asyncio.open_connection(gw.server.host, gw.server.port)
     writer.write(raw)
@@ -128,7 +128,7 @@ def parse(answer: bytes) -> tuple[int, dict[str, str], dict]:
 
 
 @pytest.mark.parametrize("route", ["/v1/messages", "/v1/opt-outs/import", "/v1/voice-messages"])
-async def test_a_body_declared_too_large_is_refused_at_once_and_the_connection_closes(gw, route: str):  # noqa: ANN001
+async def test_a_body_declared_too_large_is_refused_at_once_and_the_connection_closes(gw, route: str):
     """Content-Length above the limit: 413 before any of the body is read, and the connection closed (its unread
     body cannot be skipped), not drained for aiohttp's 10 s of lingering."""
     request = (f"POST {route} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {gw.customer.key}\r\n"
@@ -138,7 +138,7 @@ async def test_a_body_declared_too_large_is_refused_at_once_and_the_connection_c
     assert headers["connection"].lower() == "close"
 
 
-async def test_a_body_shorter_than_its_content_length_times_out_and_the_connection_closes(gw):  # noqa: ANN001
+async def test_a_body_shorter_than_its_content_length_times_out_and_the_connection_closes(gw):
     request = (f"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {gw.customer.key}\r\n"
                f"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"to\": ").encode()
     answer = await exchange(gw, request)  # reads to EOF: the server closed (not lingering 10 s for the rest)
@@ -154,7 +154,7 @@ async def test_a_body_shorter_than_its_content_length_times_out_and_the_connecti
     b"NOT AN HTTP REQUEST\r\n\r\n",
     b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
 ], ids=["two-content-lengths", "url-too-long", "header-too-long", "bad-request-line", "tls-hello"])
-async def test_what_aiohttp_refuses_itself_is_answered_in_the_json_error_format(gw, raw: bytes):  # noqa: ANN001
+async def test_what_aiohttp_refuses_itself_is_answered_in_the_json_error_format(gw, raw: bytes):
     answer = await exchange(gw, raw)
     status, headers, body = parse(answer)
     assert 400 <= status < 500
@@ -168,7 +168,7 @@ NESTED = [b"[" * 100_000, b'{"a":' * 2000 + b"1" + b"}" * 2000,
 
 @pytest.mark.parametrize("body", NESTED, ids=["100k-arrays", "2000-objects", "deep-field"])
 @pytest.mark.parametrize("route", ["/v1/messages", "/v1/messages/batch", "/v1/opt-outs", "/v1/account"])
-async def test_deep_nesting_is_invalid_json_not_a_500(gw, route: str, body: bytes):  # noqa: ANN001
+async def test_deep_nesting_is_invalid_json_not_a_500(gw, route: str, body: bytes):
     method = gw.patch if route == "/v1/account" else gw.post
     resp = await method(route, data=body, headers={**gw.customer.headers, "Content-Type": "application/json"})
     assert resp.status == 400, await resp.text()
@@ -178,7 +178,7 @@ async def test_deep_nesting_is_invalid_json_not_a_500(gw, route: str, body: byte
 LONE_SURROGATE = b'{"to": "+14155550100", "body": "a\\ud800b"}'
 
 
-async def test_a_lone_surrogate_is_an_invalid_field(gw):  # noqa: ANN001
+async def test_a_lone_surrogate_is_an_invalid_field(gw):
     resp = await gw.post("/v1/messages", data=LONE_SURROGATE, headers={**gw.customer.headers,
                                                                         "Content-Type": "application/json"})
     assert resp.status == 422
@@ -186,7 +186,7 @@ async def test_a_lone_surrogate_is_an_invalid_field(gw):  # noqa: ANN001
                                             "The field 'body' holds a NUL or a lone surrogate, which is not text."}
 
 
-async def test_a_lone_surrogate_fails_only_its_own_message_in_a_batch(gw):  # noqa: ANN001
+async def test_a_lone_surrogate_fails_only_its_own_message_in_a_batch(gw):
     body = b'{"messages": [{"to": "+14155550100", "body": "fine"}, ' + LONE_SURROGATE + \
         b', {"to": "+14155550101", "body": "nul \\u0000 here"}, {"to": "+14155550102", "body": "also fine"}]}'
     resp = await gw.post("/v1/messages/batch", data=body, headers={**gw.customer.headers,
@@ -197,7 +197,7 @@ async def test_a_lone_surrogate_fails_only_its_own_message_in_a_batch(gw):  # no
     assert results[1]["error"]["details"] == {"field": "body"} and results[2]["error"]["code"] == "invalid_field"
 
 
-async def test_cli_imports_refuse_an_empty_or_non_utf8_file_with_a_sentence(running, tmp_path):  # noqa: ANN001, F811
+async def test_cli_imports_refuse_an_empty_or_non_utf8_file_with_a_sentence(running, tmp_path):
     empty, latin = tmp_path / "empty.csv", tmp_path / "latin1.csv"
     empty.write_text("\n \n")
     latin.write_bytes("number\n+14155550100\nCafé,long_code\n".encode("latin-1"))
@@ -208,7 +208,7 @@ async def test_cli_imports_refuse_an_empty_or_non_utf8_file_with_a_sentence(runn
         assert code == 2 and "is not UTF-8 text (line 3)" in out, out
 
 
-async def test_cli_import_sends_a_large_file_whole(running, tmp_path):  # noqa: ANN001, F811
+async def test_cli_import_sends_a_large_file_whole(running, tmp_path):
     src = tmp_path / "numbers.csv"
     src.write_text("number,type,country\n" + "".join(f"+1212555{i:04d},long_code,US\n" for i in range(5000))
                    + "bogus,long_code,US\n")
@@ -220,7 +220,7 @@ async def test_cli_import_sends_a_large_file_whole(running, tmp_path):  # noqa: 
     assert result["errors"][0]["line"] == 5002
 
 
-async def test_an_idempotency_key_that_is_not_ascii_text_is_refused_not_a_500(gw):  # noqa: ANN001
+async def test_an_idempotency_key_that_is_not_ascii_text_is_refused_not_a_500(gw):
     body = b'{"to": "+14155550100", "body": "hi"}'
     raw = (b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + gw.customer.key.encode() +
            b"\r\nIdempotency-Key: \xff\xfe\r\nContent-Type: application/json\r\nContent-Length: " +
@@ -230,7 +230,7 @@ async def test_an_idempotency_key_that_is_not_ascii_text_is_refused_not_a_500(gw
     assert (status, error["error"]["code"]) == (400, "invalid_idempotency_key")
 
 
-async def test_imports_on_postgresql_count_the_same(aiohttp_client, tmp_path, postgres_url):  # noqa: ANN001
+async def test_imports_on_postgresql_count_the_same(aiohttp_client, tmp_path, postgres_url):
     from carriers.loopback import LoopbackCarrier
     from gateway.db import create_engine, create_sessionmaker
     from gateway.migrate import upgrade
@@ -260,7 +260,7 @@ async def test_imports_on_postgresql_count_the_same(aiohttp_client, tmp_path, po
 
 @pytest.mark.parametrize("route", ["/v1/messages", "/v1/opt-outs/import"])
 @pytest.mark.parametrize("encoding", [b"gzip", b"deflate", b"br"])
-async def test_a_body_whose_content_encoding_is_broken_is_a_400(gw, route: str, encoding: bytes):  # noqa: ANN001
+async def test_a_body_whose_content_encoding_is_broken_is_a_400(gw, route: str, encoding: bytes):
     raw = (b"POST " + route.encode() + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + gw.customer.key.encode() +
            b"\r\nContent-Encoding: " + encoding + b"\r\nContent-Length: 10\r\n\r\n0123456789")
     status, _, body = parse(await exchange(gw, raw))  # and the server closes the connection: the stream is broken

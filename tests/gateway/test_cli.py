@@ -16,13 +16,13 @@ from tests.conftest import OPERATOR_TOKEN
 
 
 @pytest.fixture
-async def running(migrated):  # noqa: ANN001, ANN201
+async def running(migrated):
     app = create_app(migrated, carriers=[LoopbackCarrier("sim")])
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
+    port = site._server.sockets[0].getsockname()[1]
     yield f"http://127.0.0.1:{port}"
     await runner.cleanup()
 
@@ -33,7 +33,7 @@ async def invoke(*args: str, token: str | None = OPERATOR_TOKEN, url: str) -> tu
     return result.exit_code, result.output
 
 
-async def test_accounts_create_prints_the_key(running):  # noqa: ANN001
+async def test_accounts_create_prints_the_key(running):
     code, out = await invoke("accounts", "create", "Acme Inc", url=running)
     assert code == 0, out
     assert "API key: gk_" in out
@@ -48,7 +48,7 @@ async def test_accounts_create_prints_the_key(running):  # noqa: ANN001
     assert code == 0 and json.loads(out)["name"] == "Globex"
 
 
-async def test_errors_exit_non_zero_with_a_sentence(running):  # noqa: ANN001
+async def test_errors_exit_non_zero_with_a_sentence(running):
     await invoke("accounts", "create", "dup", url=running)
     code, out = await invoke("accounts", "create", "dup", url=running)
     assert code == 1 and "exists already" in out and "account_exists" in out
@@ -56,7 +56,7 @@ async def test_errors_exit_non_zero_with_a_sentence(running):  # noqa: ANN001
     assert code == 1 and "invalid_operator_token" in out
 
 
-async def test_unreachable_gateway(unused_tcp_port):  # noqa: ANN001
+async def test_unreachable_gateway(unused_tcp_port):
     code, out = await invoke("accounts", "list", url=f"http://127.0.0.1:{unused_tcp_port}")
     assert code == 3 and "Cannot reach the gateway" in out
 
@@ -67,7 +67,7 @@ def test_help_lists_the_commands():
         assert command in out
 
 
-def test_db_upgrade_says_what_it_did(tmp_path, monkeypatch):  # noqa: ANN001
+def test_db_upgrade_says_what_it_did(tmp_path, monkeypatch):
     monkeypatch.setenv("GATEWAY_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'new' / 'gateway.db'}")
     first = CliRunner().invoke(cli, ["db", "upgrade"])
     assert first.exit_code == 0 and first.output.startswith("database created (revision "), first.output
@@ -75,7 +75,7 @@ def test_db_upgrade_says_what_it_did(tmp_path, monkeypatch):  # noqa: ANN001
     assert again.exit_code == 0 and again.output.startswith("database is up to date (revision "), again.output
 
 
-async def test_the_demo_key_survives_a_restart(aiohttp_client, migrated):  # noqa: ANN001
+async def test_the_demo_key_survives_a_restart(aiohttp_client, migrated):
     """`make run` again: a key saved from data/demo_api_key keeps working; a removed file gets a new key and the
     old one stops working."""
     from gateway.server import seed_demo
@@ -93,7 +93,7 @@ async def test_the_demo_key_survives_a_restart(aiohttp_client, migrated):  # noq
     assert resp.status == 401
 
 
-def test_db_upgrade_without_a_database(unused_tcp_port):  # noqa: ANN001
+def test_db_upgrade_without_a_database(unused_tcp_port):
     url = f"postgresql+asyncpg://postgres:hunter2@127.0.0.1:{unused_tcp_port}/gateway"
     result = CliRunner().invoke(cli, ["db", "upgrade"], env={"GATEWAY_DATABASE_URL": url})
     assert result.exit_code == 3 and "Cannot open the database" in result.output, result.output

@@ -20,18 +20,18 @@ GOOD_NAMES = ["default", "promo", "Promo-2024.v1_x", "9lives", "x" * 64]
 
 
 @pytest.fixture
-async def client(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001, ANN201
+async def client(aiohttp_client, migrated, sessionmaker):
     client = await aiohttp_client(create_app(migrated, carriers=[LoopbackCarrier("sim")]))
     client.customer = await new_customer(client, sessionmaker, "acme")
     return client
 
 
-async def _code(resp) -> tuple[int, str | None]:  # noqa: ANN001
+async def _code(resp) -> tuple[int, str | None]:
     body = await resp.json()
     return resp.status, body.get("error", {}).get("code")
 
 
-async def test_list_names_are_restricted_everywhere_one_is_set(client):  # noqa: ANN001
+async def test_list_names_are_restricted_everywhere_one_is_set(client):
     h = client.customer.headers
     for name in BAD_NAMES:
         resp = await client.post("/v1/opt-outs", json={"phone": "+14155550100", "list": name}, headers=h)
@@ -56,7 +56,7 @@ async def test_list_names_are_restricted_everywhere_one_is_set(client):  # noqa:
         assert await session.scalar(select(func.count()).select_from(OptOut)) == len(GOOD_NAMES)
 
 
-async def test_an_import_rejects_the_rows_whose_list_name_is_bad(client):  # noqa: ANN001
+async def test_an_import_rejects_the_rows_whose_list_name_is_bad(client):
     text = "phone,list\n+14155550120,promo\n+14155550121,=HYPERLINK(\"x\")\n+14155550122,\n+14155550123,a b\n"
     resp = await client.post("/v1/opt-outs/import", data=text,
                              headers={**client.customer.headers, "Content-Type": "text/csv"})
@@ -66,7 +66,7 @@ async def test_an_import_rejects_the_rows_whose_list_name_is_bad(client):  # noq
     assert result["errors"][0]["value"].startswith("=HYPERLINK")
 
 
-async def test_the_export_escapes_formulas_but_keeps_phone_numbers(client):  # noqa: ANN001
+async def test_the_export_escapes_formulas_but_keeps_phone_numbers(client):
     """Rows written before names were restricted (or by a path that does not check) come out as text."""
     async with client.app[keys.SESSIONMAKER]() as session, session.begin():
         session.add_all([

@@ -16,25 +16,25 @@ from gateway.models import Message, MessageEvent, UnmatchedReceipt
 from tests.conftest import new_customer, wait_for
 
 
-async def start(aiohttp_client, settings, sessionmaker, carrier):  # noqa: ANN001, ANN201
+async def start(aiohttp_client, settings, sessionmaker, carrier):
     client = await aiohttp_client(create_app(settings, carriers=[carrier]))
     client.customer = await new_customer(client, sessionmaker, "acme")
     client.sessionmaker = sessionmaker
     return client
 
 
-async def send(client, body: str = "hello", **extra) -> str:  # noqa: ANN001
+async def send(client, body: str = "hello", **extra) -> str:
     resp = await client.post("/v1/messages", json={"to": "+14155550123", "body": body, **extra},
                              headers=client.customer.headers)
     assert resp.status == 202, await resp.text()
     return (await resp.json())["id"]
 
 
-async def status_of(client, mid: str) -> dict:  # noqa: ANN001
+async def status_of(client, mid: str) -> dict:
     return await (await client.get(f"/v1/messages/{mid}", headers=client.customer.headers)).json()
 
 
-async def until_status(client, mid: str, status: str, timeout: float = 5.0) -> dict:  # noqa: ANN001
+async def until_status(client, mid: str, status: str, timeout: float = 5.0) -> dict:
     async def check() -> bool:
         return (await status_of(client, mid))["status"] == status
 
@@ -42,8 +42,8 @@ async def until_status(client, mid: str, status: str, timeout: float = 5.0) -> d
     return await status_of(client, mid)
 
 
-async def test_receipt_before_the_submit_answer(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001
-    async def early(carrier: LoopbackCarrier, sms):  # noqa: ANN001
+async def test_receipt_before_the_submit_answer(aiohttp_client, migrated, sessionmaker):
+    async def early(carrier: LoopbackCarrier, sms):
         mid = carrier.next_id()
         await carrier.deliver_receipt(Receipt(carrier_message_id=mid, stat="DELIVRD"))
         await asyncio.sleep(0.1)  # the receipt is written (unmatched) before the submit result
@@ -63,8 +63,8 @@ async def test_receipt_before_the_submit_answer(aiohttp_client, migrated, sessio
     ("dec_to_hex", str(0xA1B2C), "A1B2C"),  # hex in the receipt
 ])
 async def test_receipt_ids_in_another_base_case_or_padding(aiohttp_client, migrated, sessionmaker, base,
-                                                           submit_id, receipt_id):  # noqa: ANN001
-    async def answer(carrier: LoopbackCarrier, sms):  # noqa: ANN001
+                                                           submit_id, receipt_id):
+    async def answer(carrier: LoopbackCarrier, sms):
         carrier.later(0.05, Receipt(carrier_message_id=receipt_id, stat="DELIVRD"))
         return SubmitResult((submit_id,))
 
@@ -74,7 +74,7 @@ async def test_receipt_ids_in_another_base_case_or_padding(aiohttp_client, migra
     assert (await until_status(client, mid, "delivered"))["carrier_message_id"] == submit_id
 
 
-async def test_ids_valid_in_both_bases_are_not_confused(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001
+async def test_ids_valid_in_both_bases_are_not_confused(aiohttp_client, migrated, sessionmaker):
     """"10" read as hex is 16: with receipts quoting ids as given, message "0000000a" must not take "10"'s receipt."""
     carrier = LoopbackCarrier("sim", receipt_delay=None)
     client = await start(aiohttp_client, migrated, sessionmaker, carrier)
@@ -88,8 +88,8 @@ async def test_ids_valid_in_both_bases_are_not_confused(aiohttp_client, migrated
     assert (await status_of(client, ids[9]))["status"] == "sent"
 
 
-async def test_duplicate_receipts_count_once(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001
-    async def twice(carrier: LoopbackCarrier, sms):  # noqa: ANN001
+async def test_duplicate_receipts_count_once(aiohttp_client, migrated, sessionmaker):
+    async def twice(carrier: LoopbackCarrier, sms):
         mid = carrier.next_id()
         carrier.later(0.02, Receipt(carrier_message_id=mid, stat="DELIVRD"))
         carrier.later(0.2, Receipt(carrier_message_id=mid, stat="UNDELIV"))
@@ -105,7 +105,7 @@ async def test_duplicate_receipts_count_once(aiohttp_client, migrated, sessionma
     assert "TEXT_UNREACHABLE" not in [e["type"] for e in got["events"]]
 
 
-async def test_multipart_is_delivered_when_all_parts_are(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001
+async def test_multipart_is_delivered_when_all_parts_are(aiohttp_client, migrated, sessionmaker):
     carrier = LoopbackCarrier("sim", receipt_delay=None)
     client = await start(aiohttp_client, migrated, sessionmaker, carrier)
     mid = await send(client, "x" * 400)  # 3 parts of 153/153/94
@@ -121,7 +121,7 @@ async def test_multipart_is_delivered_when_all_parts_are(aiohttp_client, migrate
     await until_status(client, mid, "delivered")
 
 
-async def test_a_failed_part_makes_the_message_undelivered(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001
+async def test_a_failed_part_makes_the_message_undelivered(aiohttp_client, migrated, sessionmaker):
     carrier = LoopbackCarrier("sim", receipt_delay=None)
     client = await start(aiohttp_client, migrated, sessionmaker, carrier)
     mid = await send(client, "x" * 200)
@@ -133,10 +133,10 @@ async def test_a_failed_part_makes_the_message_undelivered(aiohttp_client, migra
     assert got["events"][-1]["type"] == "TEXT_UNREACHABLE"
 
 
-async def test_throttled_is_retried_not_failed(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001
+async def test_throttled_is_retried_not_failed(aiohttp_client, migrated, sessionmaker):
     calls = []
 
-    async def throttle_twice(carrier: LoopbackCarrier, sms):  # noqa: ANN001
+    async def throttle_twice(carrier: LoopbackCarrier, sms):
         calls.append(1)
         if len(calls) <= 2:
             raise CarrierRetryable("slow down", code="throttled", command_status=0x58)
@@ -150,8 +150,8 @@ async def test_throttled_is_retried_not_failed(aiohttp_client, migrated, session
     assert got["attempts"] == 3 and len(calls) == 3
 
 
-async def test_rejected_is_failed_with_the_smpp_code(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001
-    async def reject(carrier, sms):  # noqa: ANN001
+async def test_rejected_is_failed_with_the_smpp_code(aiohttp_client, migrated, sessionmaker):
+    async def reject(carrier, sms):
         raise CarrierRejected("invalid destination", code="rejected", command_status=0x0B)
 
     client = await start(aiohttp_client, migrated, sessionmaker, LoopbackCarrier("sim", reject))
@@ -161,8 +161,8 @@ async def test_rejected_is_failed_with_the_smpp_code(aiohttp_client, migrated, s
     assert got["events"][-1] == {**got["events"][-1], "type": "TEXT_CARRIER_UNREACHABLE", "error_code": "smpp_0x0b"}
 
 
-async def test_time_to_live_runs_out_while_throttled(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001
-    async def always_throttled(carrier, sms):  # noqa: ANN001
+async def test_time_to_live_runs_out_while_throttled(aiohttp_client, migrated, sessionmaker):
+    async def always_throttled(carrier, sms):
         raise CarrierRetryable("slow down", code="throttled", command_status=0x58)
 
     client = await start(aiohttp_client, migrated, sessionmaker, LoopbackCarrier("sim", always_throttled))
@@ -172,7 +172,7 @@ async def test_time_to_live_runs_out_while_throttled(aiohttp_client, migrated, s
     assert [e["type"] for e in got["events"]] == ["TEXT_QUEUED", "TEXT_TTL_EXPIRED"]
 
 
-async def test_unknown_receipt_is_kept_and_nothing_breaks(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001
+async def test_unknown_receipt_is_kept_and_nothing_breaks(aiohttp_client, migrated, sessionmaker):
     carrier = LoopbackCarrier("sim")
     client = await start(aiohttp_client, migrated, sessionmaker, carrier)
     await carrier.deliver_receipt(Receipt(carrier_message_id="deadbeef99", stat="DELIVRD", raw="id:deadbeef99"))
@@ -186,7 +186,7 @@ async def test_unknown_receipt_is_kept_and_nothing_breaks(aiohttp_client, migrat
     await until_status(client, mid, "delivered")
 
 
-async def test_a_message_whose_receipt_never_comes_ends_undelivered(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001
+async def test_a_message_whose_receipt_never_comes_ends_undelivered(aiohttp_client, migrated, sessionmaker):
     carrier = LoopbackCarrier("sim", receipt_delay=None)  # a carrier that never sends receipts
     client = await start(aiohttp_client, migrated, sessionmaker, carrier)
     mid = await send(client)
@@ -204,7 +204,7 @@ async def test_a_message_whose_receipt_never_comes_ends_undelivered(aiohttp_clie
     assert (await status_of(client, mid))["status"] == "undelivered"
 
 
-async def test_messages_in_flight_at_a_crash_are_sent_again(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001
+async def test_messages_in_flight_at_a_crash_are_sent_again(aiohttp_client, migrated, sessionmaker):
     """A message left in 'sending' by a dead process is queued again at start-up and reaches a final state."""
     carrier = LoopbackCarrier("sim", receipt_delay=None)
     client = await start(aiohttp_client, migrated, sessionmaker, carrier)
@@ -224,7 +224,7 @@ async def test_messages_in_flight_at_a_crash_are_sent_again(aiohttp_client, migr
     assert finals == 1
 
 
-async def test_burst_all_reach_a_final_state_once(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001
+async def test_burst_all_reach_a_final_state_once(aiohttp_client, migrated, sessionmaker):
     carrier = LoopbackCarrier("sim", receipt_delay=0.01)
     client = await start(aiohttp_client, migrated, sessionmaker, carrier)
     ids = await asyncio.gather(*(send(client, f"m{i}") for i in range(300)))
@@ -247,7 +247,7 @@ async def test_burst_all_reach_a_final_state_once(aiohttp_client, migrated, sess
     ("EXPIRED", "undelivered", "TEXT_CARRIER_UNREACHABLE"),
     ("REJECTD", "failed", "TEXT_CARRIER_BLOCKED"),
 ])
-async def test_receipt_outcomes(aiohttp_client, migrated, sessionmaker, stat, status, event):  # noqa: ANN001
+async def test_receipt_outcomes(aiohttp_client, migrated, sessionmaker, stat, status, event):
     client = await start(aiohttp_client, migrated, sessionmaker, LoopbackCarrier("sim", receipt_stat=stat))
     mid = await send(client)
     got = await until_status(client, mid, status)

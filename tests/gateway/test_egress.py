@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import pytest
-from yarl import URL
 from sqlalchemy import func, select
+from yarl import URL
 
 from carriers.loopback import LoopbackCarrier
 from gateway import keys
@@ -15,7 +15,7 @@ from gateway.models import Message, WebhookDelivery
 from gateway.webhooks import enqueue, new_delivery
 from registry.db import utcnow
 from tests.conftest import ADMIN, new_customer, wait_for
-from tests.gateway.test_webhooks import receiver  # noqa: F401 - the fixture: a receiver on 127.0.0.1
+from tests.gateway.test_webhooks import receiver  # the fixture: a receiver on 127.0.0.1
 
 REFUSED = [
     "http://169.254.169.254/latest/meta-data/iam/security-credentials/",  # cloud metadata
@@ -35,7 +35,7 @@ ALLOWED = ["https://93.184.215.14/hook", "http://[2606:4700:4700::1111]/hook"]
 
 
 @pytest.fixture
-async def client(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001, ANN201
+async def client(aiohttp_client, migrated, sessionmaker):
     migrated.webhooks.allow_private_addresses = False  # the default; the shared fixtures allow loopback
     migrated.webhooks.poll_interval_ms = 50
     client = await aiohttp_client(create_app(migrated, carriers=[LoopbackCarrier("sim")]))
@@ -43,12 +43,12 @@ async def client(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001, ANN20
     return client
 
 
-async def _error(resp) -> tuple[int, str, str | None]:  # noqa: ANN001
+async def _error(resp) -> tuple[int, str, str | None]:
     body = await resp.json()
     return resp.status, body["error"]["code"], body["error"].get("details", {}).get("field")
 
 
-async def test_every_customer_url_field_refuses_the_operators_network(client):  # noqa: ANN001
+async def test_every_customer_url_field_refuses_the_operators_network(client):
     headers = client.customer.headers
     for url in REFUSED:
         resp = await client.patch("/v1/account", json={"event_webhook_url": url}, headers=headers)
@@ -97,7 +97,7 @@ async def test_every_customer_url_field_refuses_the_operators_network(client):  
     assert resp.status == 200
 
 
-async def _deliveries(client, urls: list[str]) -> list[str]:  # noqa: ANN001
+async def _deliveries(client, urls: list[str]) -> list[str]:
     """Deliveries written straight into the outbox, as a URL accepted before its name moved (or this release)."""
     rows = [new_delivery(client.customer.account_id, url, "event", "TEXT_SENT", {"n": i}, utcnow())
             for i, url in enumerate(urls)]
@@ -107,7 +107,7 @@ async def _deliveries(client, urls: list[str]) -> list[str]:  # noqa: ANN001
     return [r["public_id"] for r in rows]
 
 
-async def _settled(client, ids: list[str]) -> list[WebhookDelivery]:  # noqa: ANN001
+async def _settled(client, ids: list[str]) -> list[WebhookDelivery]:
     async def done() -> bool:
         async with client.app[keys.SESSIONMAKER]() as session:
             statuses = (await session.scalars(select(WebhookDelivery.status)
@@ -120,7 +120,7 @@ async def _settled(client, ids: list[str]) -> list[WebhookDelivery]:  # noqa: AN
                                            .order_by(WebhookDelivery.id))).all())
 
 
-async def test_sending_refuses_a_private_address_whatever_the_url_says(client, receiver):  # noqa: ANN001, F811
+async def test_sending_refuses_a_private_address_whatever_the_url_says(client, receiver):
     """An IP literal (the socket factory) and a name that resolves to loopback (the resolver) both fail at once,
     the reason recorded, and the receiver on 127.0.0.1 is never reached."""
     port = URL(receiver.url).port
@@ -135,8 +135,8 @@ async def test_sending_refuses_a_private_address_whatever_the_url_says(client, r
 
 
 @pytest.mark.parametrize("allow", [{"allow_private_addresses": True}, {"allowed_networks": ["127.0.0.0/8"]}])
-async def test_the_operator_can_allow_private_addresses(aiohttp_client, migrated, sessionmaker, receiver,  # noqa: F811
-                                                        allow):  # noqa: ANN001
+async def test_the_operator_can_allow_private_addresses(aiohttp_client, migrated, sessionmaker, receiver,
+                                                        allow):
     migrated.webhooks.allow_private_addresses = False
     migrated.webhooks.poll_interval_ms = 50
     for name, value in allow.items():
@@ -163,7 +163,7 @@ async def test_the_resolver_drops_refused_addresses():
     assert [r["host"] for r in found] == ["127.0.0.1"]
 
 
-def test_networks_are_lists_in_toml_or_comma_separated_in_the_environment(tmp_path):  # noqa: ANN001
+def test_networks_are_lists_in_toml_or_comma_separated_in_the_environment(tmp_path):
     from gateway.settings import SettingsError, load_settings
 
     path = tmp_path / "gateway.toml"

@@ -14,7 +14,7 @@ from gateway.app import create_app
 from tests.conftest import new_customer, wait_for
 
 
-async def _delivered_within(client, customer, seconds: float, **body) -> dict:  # noqa: ANN001
+async def _delivered_within(client, customer, seconds: float, **body) -> dict:
     started = time.monotonic()
     resp = await client.post("/v1/messages", json={"to": "+14155550123", "body": "Hello", **body},
                              headers=customer.headers)
@@ -32,7 +32,7 @@ async def _delivered_within(client, customer, seconds: float, **body) -> dict:  
     return got
 
 
-async def test_embedded_simulator_delivers_within_two_seconds(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001
+async def test_embedded_simulator_delivers_within_two_seconds(aiohttp_client, migrated, sessionmaker):
     migrated.simulator.embedded = True
     migrated.simulator.smpp_port = 0
     migrated.simulator.http_port = 0
@@ -49,14 +49,14 @@ async def test_embedded_simulator_delivers_within_two_seconds(aiohttp_client, mi
 
 
 @pytest.fixture
-async def services():  # noqa: ANN201
+async def services():
     s = SimulatorServices(accounts={"gateway": "secret"}, receipt_delay=0.02, id_format="decimal")
     await s.start()
     yield s
     await s.stop()
 
 
-async def test_separate_simulator_multipart_and_outcomes(aiohttp_client, migrated, sessionmaker, services):  # noqa: ANN001
+async def test_separate_simulator_multipart_and_outcomes(aiohttp_client, migrated, sessionmaker, services):
     migrated.carriers[0].port = services.smpp_port
     client = await aiohttp_client(create_app(migrated))
     customer = await new_customer(client, sessionmaker, "acme")
@@ -75,7 +75,7 @@ async def test_separate_simulator_multipart_and_outcomes(aiohttp_client, migrate
     await wait_for(undelivered)
 
 
-async def test_messages_survive_a_carrier_outage(aiohttp_client, migrated, sessionmaker, services):  # noqa: ANN001
+async def test_messages_survive_a_carrier_outage(aiohttp_client, migrated, sessionmaker, services):
     migrated.carriers[0].port = services.smpp_port
     client = await aiohttp_client(create_app(migrated))
     customer = await new_customer(client, sessionmaker, "acme")

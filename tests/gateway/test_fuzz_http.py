@@ -67,7 +67,7 @@ def bodies(draw: st.DrawFn, fields: list[str]) -> bytes:
 
 
 @pytest.fixture
-async def gw(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001, ANN201
+async def gw(aiohttp_client, migrated, sessionmaker):
     services = SimulatorServices(accounts={"gateway": "secret"}, receipt_delay=0.02)
     voice = VoiceSimulator()
     await services.start()
@@ -87,7 +87,7 @@ async def gw(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001, ANN201
 
 def _counts(db: str) -> dict[str, int]:
     with sqlite3.connect(db) as conn:
-        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}  # noqa: S608
+        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
 
 
 def _fuzz(host: str, port: int, db: str, account_id: int, key: str) -> collections.Counter:
@@ -125,7 +125,7 @@ def _fuzz(host: str, port: int, db: str, account_id: int, key: str) -> collectio
     return seen
 
 
-async def test_no_body_gives_a_5xx_or_stores_anything_when_refused(gw):  # noqa: ANN001
+async def test_no_body_gives_a_5xx_or_stores_anything_when_refused(gw):
     seen = await asyncio.to_thread(_fuzz, gw.server.host, gw.server.port, gw.db, gw.customer.account_id,
                                    gw.customer.key)
     assert all(seen[path] for _, path, _ in JSON_ROUTES)  # every JSON route was tried

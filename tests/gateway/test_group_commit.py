@@ -23,7 +23,7 @@ from tests.conftest import new_customer, wait_for
 
 
 @pytest.fixture
-async def api(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001, ANN201
+async def api(aiohttp_client, migrated, sessionmaker):
     # the key stays known (no lookup while a test holds the database's lock), once a first request has read it
     migrated.security.key_cache_seconds = 600
     client = await aiohttp_client(create_app(migrated, carriers=[LoopbackCarrier("sim")]))
@@ -63,20 +63,20 @@ def stored(path: str, public_ids: list[str]) -> dict[str, tuple]:
             f"SELECT public_id, destination, body, status FROM messages WHERE public_id IN ({marks})", public_ids)}
 
 
-async def post(api, body: dict[str, Any], key: str | None = None) -> tuple[int, dict]:  # noqa: ANN001
+async def post(api, body: dict[str, Any], key: str | None = None) -> tuple[int, dict]:
     headers = {**api.customer.headers, **({"Idempotency-Key": key} if key else {})}
     async with api.post("/v1/messages", json=body, headers=headers) as resp:
         return resp.status, await resp.json()
 
 
-def joined(api, count: int) -> Callable[[], Awaitable[None]]:  # noqa: ANN001
+def joined(api, count: int) -> Callable[[], Awaitable[None]]:
     """Waits until ``count`` more requests than now have joined a group (parsed, validated, waiting)."""
     stats = api.app[keys.ACCEPTOR].stats
     target = stats["joined"] + count
     return lambda: wait_for(lambda: asyncio.sleep(0, stats["joined"] >= target), timeout=20)
 
 
-async def grouped(api, bodies: list[tuple[dict, str | None]], valid: int | None = None  # noqa: ANN001
+async def grouped(api, bodies: list[tuple[dict, str | None]], valid: int | None = None
                   ) -> list[tuple[int, dict]]:
     """Send the requests side by side while the database is locked, so that they wait together: the writer
     waits for the lock with those it took first, and all the others make the next group."""
@@ -91,7 +91,7 @@ def phone(i: int) -> str:
     return f"+1415555{i:04d}"
 
 
-async def test_concurrent_requests_are_stored_together_each_answered_with_its_own(api):  # noqa: ANN001
+async def test_concurrent_requests_are_stored_together_each_answered_with_its_own(api):
     acceptor = api.app[keys.ACCEPTOR]
     answers = await grouped(api, [({"to": phone(i), "body": f"hello {i}"}, None) for i in range(40)])
     assert [status for status, _ in answers] == [202] * 40
@@ -102,7 +102,7 @@ async def test_concurrent_requests_are_stored_together_each_answered_with_its_ow
     assert acceptor.stats["requests"] == 40 and acceptor.stats["groups"] <= 3  # not one transaction each
 
 
-async def test_a_refused_request_does_not_fail_the_others_of_its_group(api, sessionmaker):  # noqa: ANN001
+async def test_a_refused_request_does_not_fail_the_others_of_its_group(api, sessionmaker):
     from registry.models import OptOut
 
     async with sessionmaker() as session, session.begin():
@@ -121,7 +121,7 @@ async def test_a_refused_request_does_not_fail_the_others_of_its_group(api, sess
     assert len(rows) == 8 and [pid for pid, (_, _, status) in rows.items() if status == "blocked"] == ids[-1:]
 
 
-async def test_one_key_twice_in_a_group_makes_one_message(api):  # noqa: ANN001
+async def test_one_key_twice_in_a_group_makes_one_message(api):
     same = {"to": phone(1), "body": "once"}
     answers = await grouped(api, [(same, "k1")] * 5 + [({"to": phone(2), "body": "other"}, "k1")]
                             + [({"to": phone(3), "body": "no key"}, None)])
@@ -133,7 +133,7 @@ async def test_one_key_twice_in_a_group_makes_one_message(api):  # noqa: ANN001
         assert conn.execute("SELECT count(*) FROM messages WHERE idempotency_key = 'k1'").fetchone() == (1,)
 
 
-async def test_a_database_error_fails_the_whole_group_and_stores_none_of_it(api):  # noqa: ANN001
+async def test_a_database_error_fails_the_whole_group_and_stores_none_of_it(api):
     # a trigger refuses the event of one message: its group's messages are inserted, then the transaction fails
     await execute(api.db, """CREATE TRIGGER refuse_boom BEFORE INSERT ON message_events
                         WHEN (SELECT body FROM messages WHERE id = NEW.message_id) = 'boom'
@@ -159,7 +159,7 @@ async def test_a_database_error_fails_the_whole_group_and_stores_none_of_it(api)
     assert (await post(api, {"to": phone(12), "body": "boom"}))[0] == 202  # and the next group is fine
 
 
-async def test_a_message_is_stored_before_its_202(api):  # noqa: ANN001
+async def test_a_message_is_stored_before_its_202(api):
     seen: list[str] = []
 
     async def send(i: int) -> None:
@@ -173,7 +173,7 @@ async def test_a_message_is_stored_before_its_202(api):  # noqa: ANN001
 
 
 @pytest.mark.postgres
-async def test_on_postgresql_two_instances_group_their_own_requests(aiohttp_client, tmp_path, postgres_url):  # noqa: ANN001
+async def test_on_postgresql_two_instances_group_their_own_requests(aiohttp_client, tmp_path, postgres_url):
     """Two instances on one database, the same keys sent to both at once: one message per key (the other answer
     is that message, or 409 while it is being stored), and the requests without a key beside them all stored."""
     from sqlalchemy import func, select
@@ -215,7 +215,7 @@ async def test_on_postgresql_two_instances_group_their_own_requests(aiohttp_clie
 
 
 @pytest.mark.postgres
-async def test_on_postgresql_a_key_stored_meanwhile_fails_only_its_own_message(aiohttp_client, tmp_path,  # noqa: ANN001
+async def test_on_postgresql_a_key_stored_meanwhile_fails_only_its_own_message(aiohttp_client, tmp_path,
                                                                               postgres_url):
     """Another transaction (another instance) stores a key while a group or a batch holding it is being written:
     that message alone answers 409 idempotency_conflict, the others of the group or batch are stored."""

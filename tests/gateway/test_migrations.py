@@ -40,7 +40,7 @@ async def _check(url: str) -> None:
     await upgrade(url)  # and up again
 
 
-async def test_migrations_on_sqlite(settings):  # noqa: ANN001
+async def test_migrations_on_sqlite(settings):
     await _check(settings.database_url)
     engine = create_engine(settings.database_url)
     async with engine.connect() as conn:
@@ -49,5 +49,5 @@ async def test_migrations_on_sqlite(settings):  # noqa: ANN001
 
 
 @pytest.mark.postgres
-async def test_migrations_on_postgresql(postgres_url):  # noqa: ANN001
+async def test_migrations_on_postgresql(postgres_url):
     await _check(postgres_url)

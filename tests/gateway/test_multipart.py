@@ -21,7 +21,7 @@ THREE_PARTS = "a" * 153 + "b" * 153 + "c" * 94  # GSM-7: 3 parts, each recogniza
 
 
 @pytest.fixture
-async def gw(aiohttp_client, migrated, sessionmaker, sim):  # noqa: ANN001, ANN201
+async def gw(aiohttp_client, migrated, sessionmaker, sim):
     migrated.carriers[0].port = sim.port
     client = await aiohttp_client(create_app(migrated))
     client.sim = sim
@@ -30,13 +30,13 @@ async def gw(aiohttp_client, migrated, sessionmaker, sim):  # noqa: ANN001, ANN2
     return client
 
 
-async def send(gw, to: str, body: str = THREE_PARTS) -> str:  # noqa: ANN001
+async def send(gw, to: str, body: str = THREE_PARTS) -> str:
     resp = await gw.post("/v1/messages", json={"to": to, "body": body}, headers=gw.customer.headers)
     assert resp.status == 202, await resp.text()
     return (await resp.json())["id"]
 
 
-async def final(gw, mid: str, status: str, timeout: float = 10.0) -> dict:  # noqa: ANN001
+async def final(gw, mid: str, status: str, timeout: float = 10.0) -> dict:
     got: dict = {}
 
     async def done() -> bool:
@@ -48,12 +48,12 @@ async def final(gw, mid: str, status: str, timeout: float = 10.0) -> dict:  # no
     return got
 
 
-def parts_at_smsc(sim, destination: str) -> list[tuple[int, int, int]]:  # noqa: ANN001
+def parts_at_smsc(sim, destination: str) -> list[tuple[int, int, int]]:
     """(ref, total, seq) of each part the SMSC accepted for a destination."""
     return sorted(s.concat for s in sim.received if s.destination == destination)
 
 
-async def test_a_throttled_part_is_the_only_one_submitted_again(gw):  # noqa: ANN001
+async def test_a_throttled_part_is_the_only_one_submitted_again(gw):
     """One part in three throttled: only that part goes again, with the message's reference and its own part
     number; every part reaches the SMSC exactly once and every message is delivered (today the whole message is
     submitted again, and a carrier refusing one part in three keeps it from ever finishing)."""
@@ -76,7 +76,7 @@ async def test_a_throttled_part_is_the_only_one_submitted_again(gw):  # noqa: AN
 
 
 @pytest.mark.postgres
-async def test_a_throttled_part_on_postgresql(aiohttp_client, tmp_path, postgres_url, sim):  # noqa: ANN001
+async def test_a_throttled_part_on_postgresql(aiohttp_client, tmp_path, postgres_url, sim):
     """The same on PostgreSQL (a part's answer is written with its dialect's INSERT ... ON CONFLICT)."""
     from gateway.db import create_engine, create_sessionmaker
     from gateway.migrate import upgrade
@@ -97,7 +97,7 @@ async def test_a_throttled_part_on_postgresql(aiohttp_client, tmp_path, postgres
         await engine.dispose()
 
 
-async def test_a_part_refused_for_good_fails_the_message_and_keeps_the_accepted_parts(gw):  # noqa: ANN001
+async def test_a_part_refused_for_good_fails_the_message_and_keeps_the_accepted_parts(gw):
     gw.sim.handler.every_nth_part, gw.sim.handler.nth_part_status = 2, P.ESME_RINVDSTADR  # the 2nd part refused
     number = "+14155550230"
     got = await final(gw, await send(gw, number), "failed")
@@ -112,7 +112,7 @@ async def test_a_part_refused_for_good_fails_the_message_and_keeps_the_accepted_
     assert got["events"][-1]["type"] == "TEXT_CARRIER_UNREACHABLE"
 
 
-async def test_one_undeliverable_part_makes_the_message_undelivered_naming_it(gw):  # noqa: ANN001
+async def test_one_undeliverable_part_makes_the_message_undelivered_naming_it(gw):
     gw.sim.handler.outcome = lambda destination, text: "UNDELIV" if text.startswith("b") else "DELIVRD"
     got = await final(gw, await send(gw, "+14155550231"), "undelivered")
     assert got["error_code"] == "receipt_undeliv"
@@ -121,13 +121,13 @@ async def test_one_undeliverable_part_makes_the_message_undelivered_naming_it(gw
     assert got["events"][-1]["type"] == "TEXT_UNREACHABLE"
 
 
-async def test_a_multipart_message_is_sent_only_once_every_part_is_accepted(gw):  # noqa: ANN001
+async def test_a_multipart_message_is_sent_only_once_every_part_is_accepted(gw):
     """The first two parts are taken, the third throttled while the carrier sends no receipts: the message
     waits (not `sent`) with the two parts' ids kept, and is `sent` once the third is taken."""
     gw.sim.handler.outcome = "ENROUTE"  # receipts that end nothing
     hold = asyncio.Event()
 
-    def status(sim, sub):  # noqa: ANN001, ANN202
+    def status(sim, sub):
         return P.ESME_RMSGQFUL if sub.concat[2] == 3 and not hold.is_set() else P.ESME_ROK
 
     gw.sim.handler.submit_status = status

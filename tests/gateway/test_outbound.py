@@ -30,7 +30,7 @@ def us(n: int) -> str:
 
 
 @pytest.fixture
-async def gw(aiohttp_client, migrated, sessionmaker, sim):  # noqa: ANN001, ANN201
+async def gw(aiohttp_client, migrated, sessionmaker, sim):
     migrated.carriers[0].port = sim.port
     migrated.pacing.enabled = True
     client = await aiohttp_client(create_app(migrated))
@@ -40,7 +40,7 @@ async def gw(aiohttp_client, migrated, sessionmaker, sim):  # noqa: ANN001, ANN2
     return client
 
 
-async def customer(gw, numbers, name="acme", **account) -> object:  # noqa: ANN001
+async def customer(gw, numbers, name="acme", **account) -> object:
     c = await new_customer(gw, gw.sm, name, numbers=())
     async with gw.sm() as session, session.begin():
         for spec in numbers:
@@ -53,14 +53,14 @@ async def customer(gw, numbers, name="acme", **account) -> object:  # noqa: ANN0
     return c
 
 
-async def send(gw, c, expect: int = 202, **body):  # noqa: ANN001, ANN201
+async def send(gw, c, expect: int = 202, **body):
     resp = await gw.post("/v1/messages", json={"body": "hello", **body}, headers=c.headers)
     data = await resp.json()
     assert resp.status == expect, data
     return data
 
 
-async def final(gw, c, mid: str, status: str = "delivered", timeout: float = 5.0) -> dict:  # noqa: ANN001
+async def final(gw, c, mid: str, status: str = "delivered", timeout: float = 5.0) -> dict:
     got: dict = {}
 
     async def done() -> bool:
@@ -74,7 +74,7 @@ async def final(gw, c, mid: str, status: str = "delivered", timeout: float = 5.0
 
 # --- origination -----------------------------------------------------------------------------------------------
 
-async def test_priority_short_code_then_10dlc_then_toll_free(gw):  # noqa: ANN001
+async def test_priority_short_code_then_10dlc_then_toll_free(gw):
     c = await customer(gw, [("+18885550100", "toll_free"), (us(90), "ten_dlc"), ("55501", "short_code")])
     sent = await send(gw, c, to=us(1))
     assert sent["from"] == "55501"
@@ -88,7 +88,7 @@ async def test_priority_short_code_then_10dlc_then_toll_free(gw):  # noqa: ANN00
     assert (await send(gw, c, to=us(3)))["from"] == "+18885550100"
 
 
-async def test_single_eligible_number_and_sticky_sender(gw):  # noqa: ANN001
+async def test_single_eligible_number_and_sticky_sender(gw):
     pool = [(f"+1888555{n:04d}", "toll_free") for n in range(100, 105)]
     c = await customer(gw, pool)
     firsts = {}
@@ -100,7 +100,7 @@ async def test_single_eligible_number_and_sticky_sender(gw):  # noqa: ANN001
         assert (await send(gw, c, to=us(n)))["from"] == firsts[us(n)]  # each keeps its number
 
 
-async def test_named_from_must_be_owned_active_capable_allowed(gw):  # noqa: ANN001
+async def test_named_from_must_be_owned_active_capable_allowed(gw):
     c = await customer(gw, [("55501", "short_code"), ("55502", "short_code", {"status": "pending"}),
                             ("55503", "short_code", {"capabilities": "voice"}), (us(80), "long_code"),
                             ("+442071838750", "long_code", {"country": "GB", "international": True})])
@@ -121,7 +121,7 @@ async def test_named_from_must_be_owned_active_capable_allowed(gw):  # noqa: ANN
     assert gw.sim.received[-1].destination == "+33612345678"
 
 
-async def test_us_rules_for_10dlc_and_unregistered_long_codes(gw):  # noqa: ANN001
+async def test_us_rules_for_10dlc_and_unregistered_long_codes(gw):
     c = await customer(gw, [(us(80), "long_code"), (us(90), "ten_dlc")])
     data = await send(gw, c, expect=422, to="+33612345678", **{"from": us(90)})
     assert data["error"]["code"] == "destination_not_allowed"
@@ -132,7 +132,7 @@ async def test_us_rules_for_10dlc_and_unregistered_long_codes(gw):  # noqa: ANN0
 
 # --- encoding --------------------------------------------------------------------------------------------------
 
-async def test_encoding_and_segments_in_the_answer_and_on_the_wire(gw):  # noqa: ANN001
+async def test_encoding_and_segments_in_the_answer_and_on_the_wire(gw):
     c = await customer(gw, [("55501", "short_code")])
     sent = await send(gw, c, to=us(1), body="Price: 5€ {ok}")
     assert (sent["encoding"], sent["segments"], sent["characters"]) == ("gsm7", 1, 14)
@@ -148,13 +148,13 @@ async def test_encoding_and_segments_in_the_answer_and_on_the_wire(gw):  # noqa:
     assert all(p.short_message[-1] != 0x1B for p in parts)
 
 
-async def test_smart_encoding_per_account(gw):  # noqa: ANN001
+async def test_smart_encoding_per_account(gw):
     c = await customer(gw, [("55501", "short_code")], smart_encoding=True)
     sent = await send(gw, c, to=us(1), body="It’s “done” — ok")
     assert (sent["encoding"], sent["body"]) == ("gsm7", "It's \"done\" - ok")
 
 
-async def test_sar_concatenation_by_carrier_configuration(aiohttp_client, migrated, sessionmaker, sim):  # noqa: ANN001
+async def test_sar_concatenation_by_carrier_configuration(aiohttp_client, migrated, sessionmaker, sim):
     migrated.carriers[0].port = sim.port
     migrated.carriers[0].concatenation = "sar"
     gw = await aiohttp_client(create_app(migrated))
@@ -167,7 +167,7 @@ async def test_sar_concatenation_by_carrier_configuration(aiohttp_client, migrat
 
 
 async def test_every_send_slot_freed_at_once_keeps_the_queue_moving(aiohttp_client, migrated, sessionmaker,
-                                                                     sim):  # noqa: ANN001
+                                                                     sim):
     """As many in flight as the bind's window: every answer of a window comes in one read, so every send ends in
     the same turn of the loop; the claim loop must still see the slots free (it once waited for a wake-up that
     never came, with the rest of the queue stuck)."""
@@ -188,7 +188,7 @@ async def test_every_send_slot_freed_at_once_keeps_the_queue_moving(aiohttp_clie
 
 # --- compliance ------------------------------------------------------------------------------------------------
 
-async def test_opted_out_recipient_is_refused_and_told_as_blocked(gw, aiohttp_server):  # noqa: ANN001
+async def test_opted_out_recipient_is_refused_and_told_as_blocked(gw, aiohttp_server):
     events = []
 
     async def hook(request: web.Request) -> web.Response:
@@ -211,7 +211,7 @@ async def test_opted_out_recipient_is_refused_and_told_as_blocked(gw, aiohttp_se
     await send(gw, c, to=us(2))  # others still receive
 
 
-async def test_a_numbers_own_opt_out_list(gw):  # noqa: ANN001
+async def test_a_numbers_own_opt_out_list(gw):
     c = await customer(gw, [("55501", "short_code", {"opt_out_list": "promo"}), ("55502", "short_code")])
     async with gw.sm() as session, session.begin():
         session.add(OptOut(account_id=c.account_id, list_name="promo", phone=us(1)))
@@ -219,7 +219,7 @@ async def test_a_numbers_own_opt_out_list(gw):  # noqa: ANN001
     await send(gw, c, to=us(1), **{"from": "55502"})
 
 
-async def test_public_url_shorteners_in_10dlc_traffic(gw):  # noqa: ANN001
+async def test_public_url_shorteners_in_10dlc_traffic(gw):
     c = await customer(gw, [(us(90), "ten_dlc")])
     data = await send(gw, c, expect=422, to=us(1), body="Your order: https://bit.ly/3abc")
     assert data["error"]["code"] == "public_url_shortener"
@@ -228,13 +228,13 @@ async def test_public_url_shorteners_in_10dlc_traffic(gw):  # noqa: ANN001
     await send(gw, c2, to=us(3), body="https://bit.ly/3abc")  # not 10DLC traffic
 
 
-async def test_inactive_10dlc_number_is_blocked(gw):  # noqa: ANN001
+async def test_inactive_10dlc_number_is_blocked(gw):
     c = await customer(gw, [(us(90), "ten_dlc", {"status": "associating"})])
     data = await send(gw, c, expect=409, to=us(1), **{"from": us(90)})
     assert data["error"]["code"] == "number_not_active" and data["error"]["details"]["message_id"]
 
 
-async def test_quiet_hours_for_promotional_traffic(gw):  # noqa: ANN001
+async def test_quiet_hours_for_promotional_traffic(gw):
     c = await customer(gw, [("55501", "short_code")], quiet_hours=True)
     ny = ZoneInfo("America/New_York")
     clock = {"now": dt.datetime(2026, 11, 20, 22, 30, tzinfo=ny)}
@@ -256,7 +256,7 @@ def test_quiet_hours_use_the_recipients_time_zone():
     assert compliance.public_shortener("see notbit.ly.example.com") is None
 
 
-async def test_dry_run_validates_and_prices_without_sending(gw):  # noqa: ANN001
+async def test_dry_run_validates_and_prices_without_sending(gw):
     c = await customer(gw, [(us(90), "ten_dlc")])
     data = await send(gw, c, expect=200, to=us(1), body="x" * 200, dry_run=True)
     assert (data["status"], data["segments"], data["price"]["amount"]) == ("dry_run", 2, pytest.approx(0.0158))
@@ -268,7 +268,7 @@ async def test_dry_run_validates_and_prices_without_sending(gw):  # noqa: ANN001
 
 # --- pacing, retries, failures, time to live -------------------------------------------------------------------
 
-async def test_account_rate_at_the_simulator(gw):  # noqa: ANN001
+async def test_account_rate_at_the_simulator(gw):
     c = await customer(gw, [("55501", "short_code")], max_rate_per_s=5)
     ids = [(await send(gw, c, to=us(n)))["id"] for n in range(12)]
     for mid in ids:
@@ -278,7 +278,7 @@ async def test_account_rate_at_the_simulator(gw):  # noqa: ANN001
     assert times[-1] - times[0] >= 11 / 5 - 0.1
 
 
-async def test_sends_that_miss_their_slots_never_bunch(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001
+async def test_sends_that_miss_their_slots_never_bunch(aiohttp_client, migrated, sessionmaker):
     """A stalled event loop must not release the sends it held back all at once: what the process sent in the
     last second decides when each late one goes, so the carrier still never sees more than the limit."""
     ready = threading.Event()
@@ -319,7 +319,7 @@ async def test_sends_that_miss_their_slots_never_bunch(aiohttp_client, migrated,
         thread.join(10)
 
 
-async def test_one_message_a_second_to_one_recipient_and_toll_free_3_per_second(gw):  # noqa: ANN001
+async def test_one_message_a_second_to_one_recipient_and_toll_free_3_per_second(gw):
     c = await customer(gw, [("+18885550100", "toll_free")])
     same = [(await send(gw, c, to=us(1), body=f"n{i}"))["id"] for i in range(3)]
     others = [(await send(gw, c, to=us(10 + i)))["id"] for i in range(6)]
@@ -332,7 +332,7 @@ async def test_one_message_a_second_to_one_recipient_and_toll_free_3_per_second(
     assert max(gw.sim.per_second.values()) <= 3
 
 
-async def test_throttled_is_retried_and_other_errors_fail_with_the_smpp_code(gw):  # noqa: ANN001
+async def test_throttled_is_retried_and_other_errors_fail_with_the_smpp_code(gw):
     c = await customer(gw, [("55501", "short_code")])
     gw.sim.handler.throttle_all = True
     slow = (await send(gw, c, to=us(1)))["id"]
@@ -348,7 +348,7 @@ async def test_throttled_is_retried_and_other_errors_fail_with_the_smpp_code(gw)
                                     "error_code": "smpp_0x0b"}
 
 
-async def test_ttl_expires_while_the_carrier_keeps_throttling(gw):  # noqa: ANN001
+async def test_ttl_expires_while_the_carrier_keeps_throttling(gw):
     c = await customer(gw, [("55501", "short_code")])
     gw.sim.handler.throttle_all = True
     mid = (await send(gw, c, to=us(1), ttl=5))["id"]
@@ -356,7 +356,7 @@ async def test_ttl_expires_while_the_carrier_keeps_throttling(gw):  # noqa: ANN0
     assert got["events"][-1]["type"] == "TEXT_TTL_EXPIRED" and got["error_code"] == "ttl_expired"
 
 
-async def test_queue_bound_answers_429_with_retry_after(gw):  # noqa: ANN001
+async def test_queue_bound_answers_429_with_retry_after(gw):
     c = await customer(gw, [("55501", "short_code")], queue_policy="reject", max_queued=2, max_rate_per_s=1)
     gw.sim.handler.throttle_all = True
     await send(gw, c, to=us(1))
@@ -371,7 +371,7 @@ async def test_queue_bound_answers_429_with_retry_after(gw):  # noqa: ANN001
 @pytest.mark.parametrize("id_format, receipt_id_format, base", [
     ("hex", "decimal", "hex_to_dec"), ("decimal", "hex", "dec_to_hex"), ("hex", "padded", "same")])
 async def test_receipts_quoting_ids_in_another_base(aiohttp_client, migrated, sessionmaker, id_format,
-                                                    receipt_id_format, base):  # noqa: ANN001
+                                                    receipt_id_format, base):
     services = SimulatorServices(accounts={"gateway": "secret"}, receipt_delay=0.02, id_format=id_format)
     services.sim.receipt_id_format = receipt_id_format
     await services.start()
@@ -386,14 +386,14 @@ async def test_receipts_quoting_ids_in_another_base(aiohttp_client, migrated, se
         await services.stop()
 
 
-async def test_receipt_before_its_submit_sm_resp(gw):  # noqa: ANN001
+async def test_receipt_before_its_submit_sm_resp(gw):
     gw.sim.handler.response_delay = 0.3  # the receipt (after 0.02 s) overtakes the submit_sm_resp
     c = await customer(gw, [("55501", "short_code")])
     got = await final(gw, c, (await send(gw, c, to=us(1)))["id"])
     assert got["carrier_message_id"] == gw.sim.received[0].message_id
 
 
-async def test_unknown_receipt_is_kept_and_logged(gw, caplog):  # noqa: ANN001
+async def test_unknown_receipt_is_kept_and_logged(gw, caplog):
     caplog.set_level(logging.INFO, logger="gateway.dispatcher")
     c = await customer(gw, [("55501", "short_code")])
     mid = (await send(gw, c, to=us(1)))["id"]
@@ -416,7 +416,7 @@ async def test_unknown_receipt_is_kept_and_logged(gw, caplog):  # noqa: ANN001
     ("UNDELIV", "undelivered", "The carrier could not deliver it"),
     ("REJECTD", "failed", "The carrier rejected it"),
     ("EXPIRED", "undelivered", "Its validity ran out at the carrier before it could be delivered")])
-async def test_a_receipt_that_ends_a_message_badly_says_why(gw, stat, status, sentence):  # noqa: ANN001
+async def test_a_receipt_that_ends_a_message_badly_says_why(gw, stat, status, sentence):
     gw.sim.handler.outcome, gw.sim.handler.receipt_err = stat, "034"
     c = await customer(gw, [("55501", "short_code")])
     got = await final(gw, c, (await send(gw, c, to=us(1)))["id"], status=status)
@@ -424,7 +424,7 @@ async def test_a_receipt_that_ends_a_message_badly_says_why(gw, stat, status, se
     assert got["error_message"] == f"{sentence} (receipt stat {stat}, err 034)."
 
 
-async def unmatched_count(gw) -> int:  # noqa: ANN001
+async def unmatched_count(gw) -> int:
     from sqlalchemy import func, select
 
     from gateway.models import UnmatchedReceipt
@@ -434,7 +434,7 @@ async def unmatched_count(gw) -> int:  # noqa: ANN001
 
 
 async def test_receipts_that_would_match_in_another_base_are_warned_about_now_and_then(gw, caplog,
-                                                                                      monkeypatch):  # noqa: ANN001
+                                                                                      monkeypatch):
     """The SMSC quotes ids in decimal in its receipts, the carrier is set up with receipt_id_base "same": a
     WARNING names the carrier, the count and the setting that fits, once in a while rather than per receipt."""
     from gateway import dispatcher
@@ -457,7 +457,8 @@ async def test_receipts_that_would_match_in_another_base_are_warned_about_now_an
 
     await burst(0)
     assert len(warnings()) == 1
-    assert warnings()[0].startswith("carrier sim: ") and 'receipt_id_base = "hex_to_dec" (it is "same")' in warnings()[0]
+    assert warnings()[0].startswith("carrier sim: ")
+    assert 'receipt_id_base = "hex_to_dec" (it is "same")' in warnings()[0]
     assert int(warnings()[0].split()[2]) >= 5  # the count of receipts that would have matched
     assert " in the last 1 min matched no message" in warnings()[0]  # a burst: never "in the last 0 s"
     await burst(8)
@@ -470,11 +471,11 @@ async def test_receipts_that_would_match_in_another_base_are_warned_about_now_an
     assert got["status"] in ("queued", "sending", "sent")  # nothing was matched under a guessed base
 
 
-async def _at_least(gw, n: int) -> bool:  # noqa: ANN001
+async def _at_least(gw, n: int) -> bool:
     return await unmatched_count(gw) >= n
 
 
-async def test_unmatched_receipts_expire(gw, migrated, caplog):  # noqa: ANN001
+async def test_unmatched_receipts_expire(gw, migrated, caplog):
     from registry.db import utcnow
 
     caplog.set_level(logging.INFO, logger="gateway.dispatcher")
@@ -496,7 +497,7 @@ async def test_unmatched_receipts_expire(gw, migrated, caplog):  # noqa: ANN001
 
 # --- batches ---------------------------------------------------------------------------------------------------
 
-async def test_batch_answers_each_message(gw):  # noqa: ANN001
+async def test_batch_answers_each_message(gw):
     c = await customer(gw, [("55501", "short_code")])
     batch = [{"to": us(n), "body": f"b{n}"} for n in range(5)] + [{"to": "nope", "body": "x"}, "not an object"]
     resp = await gw.post("/v1/messages/batch", json={"messages": batch}, headers=c.headers)
@@ -511,12 +512,12 @@ async def test_batch_answers_each_message(gw):  # noqa: ANN001
     assert (resp.status, (await resp.json())["error"]["code"]) == (422, "batch_too_large")
 
 
-async def test_admin_token_is_not_an_api_key(gw):  # noqa: ANN001
+async def test_admin_token_is_not_an_api_key(gw):
     resp = await gw.post("/v1/messages", json={"to": us(1), "body": "x"}, headers=ADMIN)
     assert resp.status == 401
 
 
-async def test_10dlc_campaign_limits_per_carrier(gw):  # noqa: ANN001
+async def test_10dlc_campaign_limits_per_carrier(gw):
     """A brand with trust score 30: AT&T class E/F, 240 SMS a minute = 4 a second for the campaign."""
     from registry.models import Brand, Campaign
 

@@ -11,7 +11,7 @@ import pytest
 from gateway.pacing import DailyCap, MemoryLimiter, Rate, SendWindows
 
 
-def schedule(limiter, limits, n, cost=1, start=1000.0):  # noqa: ANN001, ANN201
+def schedule(limiter, limits, n, cost=1, start=1000.0):
     times = []
     for _ in range(n):
         at = limiter.reserve(limits, cost, start, horizon=1e9)

@@ -56,7 +56,7 @@ async def test_the_readme_runs_as_written(tmp_path: Path) -> None:
     smpp, control, voice = free_port(), free_port(), free_port()
     shared = {"GATEWAY_SERVER_DATA_DIR": str(data), "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{data}/gateway.db",
               "GATEWAY_VOICE_CACHE_DIR": str(data / "audio")}
-    log = open(tmp_path / "gateway.log", "w")  # noqa: SIM115
+    log = open(tmp_path / "gateway.log", "w")
     gateway = Gateway(data, {}, log)
     gateway.env = {**base_env(), **shared, "GATEWAY_PORT": str(gateway.port),
                    "GATEWAY_SIMULATOR_SMPP_PORT": str(smpp), "GATEWAY_CARRIER_SIM_PORT": str(smpp),

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.conftest import ADMIN
-from tests.gateway.test_cli import invoke, running  # noqa: F401 - the running gateway fixture
+from tests.gateway.test_cli import invoke, running  # the running gateway fixture
 
 INVENTORY = """number,type,country,capabilities,carrier,monthly_price
 +14155550140,long_code,US,"sms,voice",sim,1.00
@@ -32,7 +32,7 @@ async def cli(url: str, *args: str) -> dict:
     return j(out)
 
 
-async def test_the_whole_flow_through_the_cli(running, tmp_path):  # noqa: ANN001, F811
+async def test_the_whole_flow_through_the_cli(running, tmp_path):
     url = running
     csv_file = tmp_path / "inventory.csv"
     csv_file.write_text(INVENTORY)
@@ -80,13 +80,13 @@ async def test_the_whole_flow_through_the_cli(running, tmp_path):  # noqa: ANN00
 
 
 @pytest.fixture
-async def world(running):  # noqa: ANN001, ANN201, F811
+async def world(running):
     """An account with a verified brand, an approved campaign and a leased long code; one of each kind free."""
     url = running
     import aiohttp
 
     async with aiohttp.ClientSession() as http:
-        async def call(method: str, path: str, body=None):  # noqa: ANN001, ANN202
+        async def call(method: str, path: str, body=None):
             async with http.request(method, url + path, json=body, headers=ADMIN) as resp:
                 return resp.status, await resp.json()
 
@@ -108,7 +108,7 @@ async def world(running):  # noqa: ANN001, ANN201, F811
                "url": url, "http": http}
 
 
-async def expect_409(world, method: str, path: str, body, code: str, check: str) -> None:  # noqa: ANN001
+async def expect_409(world, method: str, path: str, body, code: str, check: str) -> None:
     before = await world["call"]("GET", check)
     status, data = await world["call"](method, path, body)
     assert (status, data["error"]["code"]) == (409, code), data
@@ -116,7 +116,7 @@ async def expect_409(world, method: str, path: str, body, code: str, check: str)
     assert after == before  # nothing changed
 
 
-async def test_a_number_joins_one_campaign_only(world):  # noqa: ANN001
+async def test_a_number_joins_one_campaign_only(world):
     c, n = world["campaign"], world["number"]
     await world["call"]("POST", f"/admin/campaigns/{c['id']}/associate", {"number": n["number"]})
     _, other = await world["call"]("POST", "/admin/campaigns", {
@@ -127,7 +127,7 @@ async def test_a_number_joins_one_campaign_only(world):  # noqa: ANN001
                      "number_in_campaign", f"/admin/numbers/{n['number']}/registry")
 
 
-async def test_associating_with_an_unapproved_campaign(world):  # noqa: ANN001
+async def test_associating_with_an_unapproved_campaign(world):
     _, pending = await world["call"]("POST", "/admin/campaigns", {
         "brand_id": world["brand"]["id"], "use_case": "2FA", "description": "Codes for Acme",
         "sample_messages": SAMPLES, "opt_in_message": "x", "opt_out_message": "y", "help_message": "z"})
@@ -136,7 +136,7 @@ async def test_associating_with_an_unapproved_campaign(world):  # noqa: ANN001
                      f"/admin/numbers/{world['number']['number']}/registry")
 
 
-async def test_releasing_a_protected_number(world):  # noqa: ANN001
+async def test_releasing_a_protected_number(world):
     n = world["number"]["number"]
     status, _ = await world["call"]("PATCH", f"/admin/numbers/{n}", {"deletion_protection": True})
     assert status == 200
@@ -146,7 +146,7 @@ async def test_releasing_a_protected_number(world):  # noqa: ANN001
     assert code == 1 and "number_protected" in out and "deletion protection" in out
 
 
-async def test_reviewing_a_brand_never_submitted(world):  # noqa: ANN001
+async def test_reviewing_a_brand_never_submitted(world):
     _, draft = await world["call"]("POST", "/admin/brands", {
         "account_id": world["account"]["id"], "legal_name": "Draft LLC", "ein": "987654321",
         "entity_type": "PRIVATE_PROFIT", "vertical": "RETAIL", "website": "https://draft.example",
@@ -157,7 +157,7 @@ async def test_reviewing_a_brand_never_submitted(world):  # noqa: ANN001
                      "brand_not_submitted", f"/admin/brands/{draft['id']}")
 
 
-async def test_leasing_when_none_is_free(world):  # noqa: ANN001
+async def test_leasing_when_none_is_free(world):
     status, _ = await world["call"]("POST", "/admin/numbers/lease", {"account_id": world["account"]["id"],
                                                                      "type": "toll_free"})
     assert status == 201  # the only free toll-free number
@@ -166,7 +166,7 @@ async def test_leasing_when_none_is_free(world):  # noqa: ANN001
                      "no_number_available", "/admin/numbers?free=true")
 
 
-async def test_other_illegal_changes(world):  # noqa: ANN001
+async def test_other_illegal_changes(world):
     b, c = world["brand"], world["campaign"]
     await expect_409(world, "POST", f"/admin/campaigns/{c['id']}/review", {"outcome": "approved"},
                      "campaign_not_submitted", f"/admin/campaigns/{c['id']}")
@@ -189,7 +189,7 @@ async def test_other_illegal_changes(world):  # noqa: ANN001
     assert vetted["trust_score"] == 85
 
 
-async def test_requires_updates_and_resubmission(world):  # noqa: ANN001
+async def test_requires_updates_and_resubmission(world):
     _, brand = await world["call"]("POST", "/admin/brands", {
         "account_id": world["account"]["id"], "legal_name": "Fixme Co", "ein": "222222222",
         "entity_type": "NON_PROFIT", "vertical": "EDUCATION", "website": "https://fixme.example",
@@ -208,14 +208,14 @@ async def test_requires_updates_and_resubmission(world):  # noqa: ANN001
 @pytest.mark.parametrize("samples, ok", [(["only one sample message here"], False),
                                          (["too short", "Your code is {#var}. Reply STOP."], False),
                                          (SAMPLES, True), (SAMPLES * 3, False)])
-async def test_sample_message_rules(world, samples, ok):  # noqa: ANN001
+async def test_sample_message_rules(world, samples, ok):
     status, data = await world["call"]("POST", "/admin/campaigns", {
         "brand_id": world["brand"]["id"], "use_case": "2FA", "description": "d", "sample_messages": samples,
         "opt_in_message": "x", "opt_out_message": "y", "help_message": "z"})
     assert status == (201 if ok else 422), data
 
 
-async def test_customers_see_only_their_own(world):  # noqa: ANN001
+async def test_customers_see_only_their_own(world):
     http, url = world["http"], world["url"]
     _, key_data = await world["call"]("POST", f"/admin/accounts/{world['account']['id']}/keys")
     mine = {"Authorization": f"Bearer {key_data['api_key']}"}
@@ -267,7 +267,7 @@ async def _post_csv(url: str, text: str) -> tuple[int, dict]:
         return resp.status, await resp.json()
 
 
-async def test_inventory_rows_are_checked_each_with_its_line(running):  # noqa: ANN001, F811
+async def test_inventory_rows_are_checked_each_with_its_line(running):
     status, data = await _post_csv(running, CHECKED)
     assert status == 200, data
     assert {e["line"]: e["error"] for e in data["errors"]} == REFUSED
@@ -283,7 +283,7 @@ async def test_inventory_rows_are_checked_each_with_its_line(running):  # noqa: 
     assert numbers["+14155550150"]["carrier"] is None and numbers["123456"]["carrier"] == "sim"
 
 
-async def test_inventory_header_names_the_columns(running):  # noqa: ANN001, F811
+async def test_inventory_header_names_the_columns(running):
     status, data = await _post_csv(running, "number,capabilities\n+14155550151,sms\n")
     assert (status, data["error"]["code"]) == (400, "missing_columns")
     assert "type, country" in data["error"]["message"]
@@ -294,7 +294,7 @@ async def test_inventory_header_names_the_columns(running):  # noqa: ANN001, F81
     assert (status, data["added"]) == (200, 1)
 
 
-async def test_inventory_cli_reports_the_file_lines(running, tmp_path):  # noqa: ANN001, F811
+async def test_inventory_cli_reports_the_file_lines(running, tmp_path):
     src = tmp_path / "numbers.csv"
     src.write_text(CHECKED)
     code, out = await invoke("--json", "inventory", "import", str(src), url=running)
@@ -311,7 +311,7 @@ BRAND = {"legal_name": "Acme Inc", "ein": "12-3456789", "entity_type": "PRIVATE_
          "website": "https://acme.example", "contact_email": "ops@acme.example"}
 
 
-async def test_one_brand_per_ein(world):  # noqa: ANN001
+async def test_one_brand_per_ein(world):
     """world registered EIN 123456789 for its account: again, in any spelling and for any account, is a 409 that
     names the brand that has it, and stores nothing."""
     _, other = await world["call"]("POST", "/admin/accounts", {"name": "Copycat"})
@@ -330,7 +330,7 @@ async def test_one_brand_per_ein(world):  # noqa: ANN001
 @pytest.mark.parametrize("field, value", [("website", "acme.example"), ("website", "ftp://acme.example"),
                                           ("website", "https://"), ("website", "https://acme example.com"),
                                           ("vertical", "SHOES"), ("entity_type", "LLC")])
-async def test_brand_fields_from_their_lists(world, field, value):  # noqa: ANN001
+async def test_brand_fields_from_their_lists(world, field, value):
     status, data = await world["call"]("POST", "/admin/brands", {
         **BRAND, "account_id": world["account"]["id"], "ein": "98-7654321", field: value})
     assert (status, data["error"]["code"], data["error"]["details"]) == (422, "invalid_field", {"field": field})

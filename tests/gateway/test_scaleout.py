@@ -40,7 +40,7 @@ def us(n: int) -> str:
 
 
 @pytest.fixture
-async def pg(postgres_url):  # noqa: ANN001, ANN201
+async def pg(postgres_url):
     await upgrade(postgres_url)
     engine = create_engine(postgres_url)
     yield postgres_url, create_sessionmaker(engine)
@@ -48,7 +48,7 @@ async def pg(postgres_url):  # noqa: ANN001, ANN201
 
 
 def instance_settings(tmp_path: Path, name: str, db_url: str, sim_port: int, redis_url: str = "",
-                      prefix: str = "gw:", **dispatcher):  # noqa: ANN003, ANN201
+                      prefix: str = "gw:", **dispatcher):
     settings = make_settings(tmp_path / name)
     settings.database.url = db_url
     settings.redis.url = redis_url
@@ -62,7 +62,7 @@ def instance_settings(tmp_path: Path, name: str, db_url: str, sim_port: int, red
     return settings
 
 
-async def start_instances(aiohttp_client, tmp_path, pg, sim, redis_url="", prefix="gw:", n=2, **dispatcher):  # noqa: ANN001, ANN003, ANN201
+async def start_instances(aiohttp_client, tmp_path, pg, sim, redis_url="", prefix="gw:", n=2, **dispatcher):
     url, _ = pg
     clients = []
     for i in range(n):
@@ -72,20 +72,20 @@ async def start_instances(aiohttp_client, tmp_path, pg, sim, redis_url="", prefi
     return clients
 
 
-async def send(client, customer, to: str, **extra) -> dict:  # noqa: ANN001, ANN003
+async def send(client, customer, to: str, **extra) -> dict:
     resp = await client.post("/v1/messages", json={"to": to, "body": "hello", **extra}, headers=customer.headers)
     assert resp.status == 202, await resp.text()
     return await resp.json()
 
 
-async def statuses(sm, ids: list[str]) -> dict[str, str]:  # noqa: ANN001
+async def statuses(sm, ids: list[str]) -> dict[str, str]:
     async with sm() as session:
         rows = (await session.execute(select(Message.public_id, Message.status)
                                       .where(Message.public_id.in_(ids)))).all()
     return dict(rows)
 
 
-async def all_final(sm, ids: list[str], timeout: float = 20.0) -> dict[str, str]:  # noqa: ANN001
+async def all_final(sm, ids: list[str], timeout: float = 20.0) -> dict[str, str]:
     async def done() -> bool:
         return all(s in FINAL for s in (await statuses(sm, ids)).values())
 
@@ -95,7 +95,7 @@ async def all_final(sm, ids: list[str], timeout: float = 20.0) -> dict[str, str]
 
 # --- the limiter in Redis ------------------------------------------------------------------------------------
 
-async def test_two_limiters_share_one_rate(redis_url, redis_prefix):  # noqa: ANN001
+async def test_two_limiters_share_one_rate(redis_url, redis_prefix):
     a = RedisLimiter(redis_url, prefix=redis_prefix)
     b = RedisLimiter(redis_url, prefix=redis_prefix)
     try:
@@ -118,7 +118,7 @@ async def test_two_limiters_share_one_rate(redis_url, redis_prefix):  # noqa: AN
         await b.close()
 
 
-async def test_daily_cap_is_a_counter_that_expires_at_local_midnight(redis_url, redis_prefix):  # noqa: ANN001
+async def test_daily_cap_is_a_counter_that_expires_at_local_midnight(redis_url, redis_prefix):
     import redis.asyncio as aioredis
 
     limiter = RedisLimiter(redis_url, prefix=redis_prefix)
@@ -144,7 +144,7 @@ async def test_daily_cap_is_a_counter_that_expires_at_local_midnight(redis_url, 
         await raw.aclose()
 
 
-async def test_throttle_pause_in_redis_is_one_pause(redis_url, redis_prefix):  # noqa: ANN001
+async def test_throttle_pause_in_redis_is_one_pause(redis_url, redis_prefix):
     limiter = RedisLimiter(redis_url, prefix=redis_prefix)
     try:
         for _ in range(50):
@@ -155,7 +155,7 @@ async def test_throttle_pause_in_redis_is_one_pause(redis_url, redis_prefix):  #
         await limiter.close()
 
 
-async def test_send_window_is_shared_by_instances(redis_url, redis_prefix):  # noqa: ANN001
+async def test_send_window_is_shared_by_instances(redis_url, redis_prefix):
     a = RedisLimiter(redis_url, prefix=redis_prefix)
     b = RedisLimiter(redis_url, prefix=redis_prefix)
     try:
@@ -180,7 +180,7 @@ async def test_unreachable_redis_is_reported_not_guessed():
 
 # --- several instances ---------------------------------------------------------------------------------------
 
-async def test_two_instances_keep_the_account_rate_together(aiohttp_client, tmp_path, pg, sim, redis_url,  # noqa: ANN001
+async def test_two_instances_keep_the_account_rate_together(aiohttp_client, tmp_path, pg, sim, redis_url,
                                                             redis_prefix):
     _, sm = pg
     a, b = await start_instances(aiohttp_client, tmp_path, pg, sim, redis_url, redis_prefix)
@@ -204,7 +204,7 @@ async def test_two_instances_keep_the_account_rate_together(aiohttp_client, tmp_
     assert sum(d.stats["receipts"] for d in dispatchers) == 40
 
 
-async def test_notify_wakes_an_idle_instance(aiohttp_client, tmp_path, pg, sim):  # noqa: ANN001
+async def test_notify_wakes_an_idle_instance(aiohttp_client, tmp_path, pg, sim):
     url, sm = pg
     (gw,) = await start_instances(aiohttp_client, tmp_path, pg, sim, n=1, poll_interval_ms=60_000)
     await wait_for(lambda: asyncio.sleep(0, gw.app[keys.CARRIERS].ready))
@@ -220,7 +220,7 @@ async def test_notify_wakes_an_idle_instance(aiohttp_client, tmp_path, pg, sim):
     assert await all_final(sm, ["msg_from_elsewhere"], timeout=10) == {"msg_from_elsewhere": "delivered"}
 
 
-async def test_messages_of_a_dead_instance_are_sent_by_another(aiohttp_client, tmp_path, pg, sim):  # noqa: ANN001
+async def test_messages_of_a_dead_instance_are_sent_by_another(aiohttp_client, tmp_path, pg, sim):
     url, sm = pg
     (gw,) = await start_instances(aiohttp_client, tmp_path, pg, sim, n=1, lease_s=5)
     customer = await new_customer(gw, sm, "acme")
@@ -244,7 +244,7 @@ async def test_messages_of_a_dead_instance_are_sent_by_another(aiohttp_client, t
     assert gw.app[keys.DISPATCHER].instance_id in left
 
 
-async def test_bind_slots_keep_a_carriers_maximum_across_instances(aiohttp_client, tmp_path, pg, sim, redis_url,  # noqa: ANN001
+async def test_bind_slots_keep_a_carriers_maximum_across_instances(aiohttp_client, tmp_path, pg, sim, redis_url,
                                                                    redis_prefix):
     url, sm = pg
     apps = []
@@ -267,7 +267,7 @@ def _start_redis(port: int) -> subprocess.Popen:
                              "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-async def test_sending_pauses_while_redis_is_away_and_resumes(aiohttp_client, tmp_path, pg, sim, redis_url):  # noqa: ANN001
+async def test_sending_pauses_while_redis_is_away_and_resumes(aiohttp_client, tmp_path, pg, sim, redis_url):
     if shutil.which("redis-server") is None:  # the test stops and starts a server of its own
         if IN_CI:
             pytest.fail("redis-server must be installed in CI (.ci/run installs it)")

@@ -1,9 +1,10 @@
 """Schemathesis (v4) against the /openapi.json that a real gateway serves: for every operation, generated valid
 and invalid requests must get no 5xx and answers that conform to the document (status, content type, headers,
 body schema), schema-invalid requests must be refused, and authentication must be enforced. (A schema-valid
-request may still be refused with a documented 4xx: a phone number's validity is not a JSON schema's.) The gateway runs on a free port, in a thread with its own event loop,
-on a temporary SQLite database, with a real API key and the operator token; examples per operation are bounded
-(``SCHEMATHESIS_EXAMPLES``, default 25) so the whole file stays within a couple of minutes."""
+request may still be refused with a documented 4xx: a phone number's validity is not a JSON schema's.) The gateway
+runs on a free port, in a thread with its own event loop, on a temporary SQLite database, with a real API key and
+the operator token; examples per operation are bounded (``SCHEMATHESIS_EXAMPLES``, default 25) so the whole file
+stays within a couple of minutes."""
 
 from __future__ import annotations
 
@@ -81,7 +82,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
             resp = requests.post(gw.url + "/admin/numbers/lease", headers=admin, timeout=10,
                                  json={"account_id": account["id"], "type": kind, "capabilities": capabilities})
             assert resp.status_code == 201, resp.text
-        resp = requests.post(gw.url + "/admin/numbers/12345/activate", headers=admin, timeout=10)  # short codes start pending
+        # short codes start pending
+        resp = requests.post(gw.url + "/admin/numbers/12345/activate", headers=admin, timeout=10)
         assert resp.status_code == 200, resp.text
         key = account["api_key"]
         assert requests.post(gw.url + "/v1/messages", json={"to": "+14155550123", "body": "seed"}, timeout=10,
@@ -107,7 +109,8 @@ def credentials(path: str, gateway: dict[str, str]) -> dict[str, str]:
 
 @schema.parametrize()
 @settings(deadline=None, derandomize=IN_CI, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+                                 HealthCheck.function_scoped_fixture])
 def test_api_conforms_to_its_openapi_document(case: Any, gateway: dict[str, str]) -> None:
     excluded = [checks.positive_data_acceptance]
     if case.media_type == "text/csv":  # on the wire a CSV is text whatever was generated: no "wrong type" exists

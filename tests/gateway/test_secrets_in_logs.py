@@ -19,9 +19,9 @@ from gateway.webhooks import SIGNATURE_HEADER, verify
 from registry.models import Number
 from tests.conftest import wait_for
 
-LOGGERS = ("", "aiosqlite", "aiohttp", "aiohttp.access", "aiohttp.server", "aiohttp.web", "aiohttp.client", "sqlalchemy",
-           "sqlalchemy.engine", "sqlalchemy.engine.Engine", "sqlalchemy.pool", "smpplib", "smpp", "asyncio",
-           "gateway", "carriers", "voice", "registry", "keywords")
+LOGGERS = ("", "aiosqlite", "aiohttp", "aiohttp.access", "aiohttp.server", "aiohttp.web", "aiohttp.client",
+           "sqlalchemy", "sqlalchemy.engine", "sqlalchemy.engine.Engine", "sqlalchemy.pool", "smpplib", "smpp",
+           "asyncio", "gateway", "carriers", "voice", "registry", "keywords")
 
 
 def logged(caplog: pytest.LogCaptureFixture) -> str:
@@ -34,7 +34,7 @@ def logged(caplog: pytest.LogCaptureFixture) -> str:
     return "\n".join(parts)
 
 
-async def test_secrets_never_reach_the_logs(aiohttp_client, aiohttp_server, migrated, sessionmaker, caplog):  # noqa: ANN001
+async def test_secrets_never_reach_the_logs(aiohttp_client, aiohttp_server, migrated, sessionmaker, caplog):
     for name in {*LOGGERS, *logging.root.manager.loggerDict}:  # every logger there is, at DEBUG
         caplog.set_level(logging.DEBUG, logger=name)
     smpp_password, wrong_password = secrets.token_hex(4), secrets.token_hex(4)  # SMPP 3.4: at most 8 characters

@@ -44,7 +44,7 @@ class Receiver:
 
 
 @pytest.fixture
-async def receiver(aiohttp_server):  # noqa: ANN001, ANN201
+async def receiver(aiohttp_server):
     rec = Receiver()
     app = web.Application()
     app.router.add_post("/inbound", rec.handle)
@@ -54,7 +54,7 @@ async def receiver(aiohttp_server):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture
-async def gw(aiohttp_client, migrated, sessionmaker, receiver):  # noqa: ANN001, ANN201
+async def gw(aiohttp_client, migrated, sessionmaker, receiver):
     services = SimulatorServices(accounts={"gateway": "secret"}, receipt_delay=0.02)
     await services.start()
     migrated.carriers[0].port = services.smpp_port
@@ -75,11 +75,11 @@ async def gw(aiohttp_client, migrated, sessionmaker, receiver):  # noqa: ANN001,
     await services.stop()
 
 
-def replies_to(gw, person: str = PERSON) -> list:  # noqa: ANN001
+def replies_to(gw, person: str = PERSON) -> list:
     return [s for s in gw.sim.received if s.destination == person]
 
 
-async def test_stop_opts_out_confirms_from_the_number_and_refuses_later_sends(gw):  # noqa: ANN001
+async def test_stop_opts_out_confirms_from_the_number_and_refuses_later_sends(gw):
     await gw.sim.inject_mo(PERSON, NUMBER, " Stop.")
     await wait_for(lambda: asyncio.sleep(0, len(replies_to(gw)) == 1))
     confirmation = replies_to(gw)[0]
@@ -98,7 +98,7 @@ async def test_stop_opts_out_confirms_from_the_number_and_refuses_later_sends(gw
     assert resp.status == 202
 
 
-async def test_stop_while_messages_are_queued_blocks_them(gw):  # noqa: ANN001
+async def test_stop_while_messages_are_queued_blocks_them(gw):
     gw.sim.handler.throttle_all = True
     ids = []
     for i in range(3):
@@ -115,7 +115,7 @@ async def test_stop_while_messages_are_queued_blocks_them(gw):  # noqa: ANN001
         statuses[mid] = (got["status"], got["error_code"])
     sent_texts = [s.text for s in replies_to(gw)]
     # whatever had not left yet is blocked, never sent; only the confirmation went out after the STOP
-    for mid, (status, code) in statuses.items():
+    for status, code in statuses.values():
         assert status in ("blocked", "delivered", "sent")
         if status == "blocked":
             assert code == "recipient_opted_out"
@@ -125,7 +125,7 @@ async def test_stop_while_messages_are_queued_blocks_them(gw):  # noqa: ANN001
 
 
 @pytest.mark.parametrize("text", ["help", "HELP me", " Info?"])
-async def test_help_reply(gw, text):  # noqa: ANN001
+async def test_help_reply(gw, text):
     await gw.sim.inject_mo(PERSON, NUMBER, text)
     await wait_for(lambda: asyncio.sleep(0, len(replies_to(gw)) == 1))
     reply = replies_to(gw)[0].text
@@ -133,7 +133,7 @@ async def test_help_reply(gw, text):  # noqa: ANN001
         assert part in reply
 
 
-async def test_help_and_stop_work_with_two_way_off_and_custom_replies(gw, receiver):  # noqa: ANN001
+async def test_help_and_stop_work_with_two_way_off_and_custom_replies(gw, receiver):
     resp = await gw.patch(f"/v1/numbers/{NUMBER}", json={"two_way_enabled": False,
                                                           "help_message": "Acme: call 555-0100. Reply STOP to end."},
                           headers=gw.customer.headers)
@@ -148,7 +148,7 @@ async def test_help_and_stop_work_with_two_way_off_and_custom_replies(gw, receiv
     assert {m["body"] for m in inbound["inbound"]} == {"HELP", "hello there"}  # but stored and listed
 
 
-async def test_custom_keywords_through_the_api(gw):  # noqa: ANN001
+async def test_custom_keywords_through_the_api(gw):
     h = gw.customer.headers
     resp = await gw.put(f"/v1/numbers/{NUMBER}/keywords/hours", json={"action": "auto_response",
                                                                        "message": "Open 9-5, Mon-Fri"}, headers=h)
@@ -173,7 +173,7 @@ async def test_custom_keywords_through_the_api(gw):  # noqa: ANN001
     assert resp.status == 404  # not its number
 
 
-async def test_self_managed_opt_outs_only_forward(gw, receiver):  # noqa: ANN001
+async def test_self_managed_opt_outs_only_forward(gw, receiver):
     await gw.patch(f"/v1/numbers/{NUMBER}", json={"self_managed_opt_outs": True}, headers=gw.customer.headers)
     await gw.sim.inject_mo(PERSON, NUMBER, "STOP")
     await wait_for(lambda: asyncio.sleep(0, len(receiver.requests) == 1))
@@ -184,7 +184,7 @@ async def test_self_managed_opt_outs_only_forward(gw, receiver):  # noqa: ANN001
     assert listing["opt_outs"] == []
 
 
-async def test_forwarded_signed_with_in_reply_to_and_retried_until_the_receiver_recovers(gw, receiver):  # noqa: ANN001
+async def test_forwarded_signed_with_in_reply_to_and_retried_until_the_receiver_recovers(gw, receiver):
     resp = await gw.post("/v1/messages", json={"to": PERSON, "body": "Your table is ready?"},
                          headers=gw.customer.headers)
     sent_id = (await resp.json())["id"]
@@ -198,7 +198,7 @@ async def test_forwarded_signed_with_in_reply_to_and_retried_until_the_receiver_
     account = await (await gw.get("/v1/account", headers=gw.customer.headers)).json()
     headers, raw = receiver.requests[0]
     namespace: dict = {}
-    exec(readme_verification_snippet(), namespace)  # noqa: S102 - the README's own code, run for real
+    exec(readme_verification_snippet(), namespace)  # the README's own code, run for real
     assert namespace["verify_signature"](account["webhook_secret"], headers["X-Gateway-Signature"], raw)
     assert not namespace["verify_signature"]("another secret", headers["X-Gateway-Signature"], raw)
     inbound: list[dict] = []
@@ -222,7 +222,7 @@ def readme_verification_snippet() -> str:
 
 @pytest.mark.parametrize("order, repeat, reference, concatenation", [
     ("reverse", (), 7, "udh"), ("forward", (1, 2), 300, "udh"), ("reverse", (2,), 9, "sar")])
-async def test_multipart_inbound_in_any_order(gw, receiver, order, repeat, reference, concatenation):  # noqa: ANN001
+async def test_multipart_inbound_in_any_order(gw, receiver, order, repeat, reference, concatenation):
     text = "Hi! " + "Could you move my appointment to Friday afternoon please? " * 4
     parts = await gw.sim.inject_mo(PERSON, NUMBER, text, order=order, repeat=repeat, reference=reference,
                                    concatenation=concatenation)
@@ -233,7 +233,7 @@ async def test_multipart_inbound_in_any_order(gw, receiver, order, repeat, refer
     assert receiver.bodies()[0]["body"] == text and receiver.bodies()[0]["segments"] == 2
 
 
-async def test_incomplete_multipart_is_handed_on_after_the_timeout(gw, receiver):  # noqa: ANN001
+async def test_incomplete_multipart_is_handed_on_after_the_timeout(gw, receiver):
     await gw.sim.inject_mo(PERSON, NUMBER, "Part one. " * 20, drop=(2,), reference=11)
     await asyncio.sleep(0.3)
     assert receiver.requests == []
@@ -245,7 +245,7 @@ async def test_incomplete_multipart_is_handed_on_after_the_timeout(gw, receiver)
     assert body["complete"] is False and body["body"].startswith("Part one.")
 
 
-async def test_a_part_numbered_beyond_its_total_completes_nothing(gw, receiver):  # noqa: ANN001
+async def test_a_part_numbered_beyond_its_total_completes_nothing(gw, receiver):
     inbound = gw.app[keys.INBOUND]
     part = dict(source=PERSON, destination=NUMBER, concat_ref=42, concat_total=2)
     await inbound.on_inbound("sim", InboundSms(text="Hello ", concat_seq=1, **part))
@@ -257,14 +257,14 @@ async def test_a_part_numbered_beyond_its_total_completes_nothing(gw, receiver):
     assert [(b["body"], b["complete"]) for b in receiver.bodies()][1] == ("Hello world", True)
 
 
-async def test_ucs2_and_latin1_inbound(gw, receiver):  # noqa: ANN001
+async def test_ucs2_and_latin1_inbound(gw, receiver):
     await gw.sim.inject_mo(PERSON, NUMBER, "Привет 👋")
     await gw.sim.inject_mo("+14155550124", NUMBER, "Café olé", data_coding=0x03)
     await wait_for(lambda: asyncio.sleep(0, len(receiver.requests) == 2))
     assert {b["body"] for b in receiver.bodies()} == {"Привет 👋", "Café olé"}
 
 
-async def test_opt_out_lists_api_and_csv(gw):  # noqa: ANN001
+async def test_opt_out_lists_api_and_csv(gw):
     h = gw.customer.headers
     resp = await gw.post("/v1/opt-outs", json={"phone": "(415) 555-0177"}, headers=h)
     assert (resp.status, (await resp.json())["phone"]) == (201, "+14155550177")
@@ -286,7 +286,7 @@ async def test_opt_out_lists_api_and_csv(gw):  # noqa: ANN001
     assert admin["total"] == 2
 
 
-async def test_unleased_destination_is_kept_unrouted(gw, receiver):  # noqa: ANN001
+async def test_unleased_destination_is_kept_unrouted(gw, receiver):
     await gw.sim.inject_mo(PERSON, "99999", "hello?")
     await asyncio.sleep(0.3)
     assert receiver.requests == [] and replies_to(gw) == []

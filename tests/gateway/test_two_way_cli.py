@@ -19,7 +19,7 @@ NUMBER = "55501"
 
 
 @pytest.fixture
-async def stack(migrated, sessionmaker):  # noqa: ANN001, ANN201
+async def stack(migrated, sessionmaker):
     services = SimulatorServices(accounts={"gateway": "secret"}, receipt_delay=0.02)
     await services.start()
     migrated.carriers[0].port = services.smpp_port
@@ -28,15 +28,15 @@ async def stack(migrated, sessionmaker):  # noqa: ANN001, ANN201
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # noqa: SLF001
-    from aiohttp.test_utils import TestClient, TestServer  # noqa: F401 - only for new_customer's client API
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
     import aiohttp
+    from aiohttp.test_utils import TestClient, TestServer  # only for new_customer's client API
 
     class Client:  # the small part of the test client API new_customer uses
         def __init__(self, http: aiohttp.ClientSession):
             self.http = http
 
-        async def post(self, path: str, **kw):  # noqa: ANN003, ANN201
+        async def post(self, path: str, **kw):
             return await self.http.post(url + path, **kw)
 
     async with aiohttp.ClientSession() as http:
@@ -47,7 +47,7 @@ async def stack(migrated, sessionmaker):  # noqa: ANN001, ANN201
     await services.stop()
 
 
-async def test_keywords_optouts_webhooks_and_sim_from_the_cli(stack, tmp_path, aiohttp_server):  # noqa: ANN001
+async def test_keywords_optouts_webhooks_and_sim_from_the_cli(stack, tmp_path, aiohttp_server):
     url, services, customer, http = stack
     code, out = await invoke("keywords", "set", NUMBER, "hours", "--action", "auto_response", "--message",
                              "Open 9-5", url=url)

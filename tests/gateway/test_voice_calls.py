@@ -9,8 +9,8 @@ import json
 import pytest
 from aiohttp import web
 
-from carriers.simulator.voice import VoiceSimulator
 from carriers.loopback import LoopbackCarrier
+from carriers.simulator.voice import VoiceSimulator
 from gateway import keys
 from gateway.app import create_app
 from tests.conftest import new_customer, wait_for
@@ -19,7 +19,7 @@ FROM = "+14155550100"
 
 
 @pytest.fixture
-async def voice_sim():  # noqa: ANN201
+async def voice_sim():
     sim = VoiceSimulator(rules={"+14155550131": "busy", "+14155550132": "no_answer", "+14155550133": "failed"})
     await sim.start()
     yield sim
@@ -27,7 +27,7 @@ async def voice_sim():  # noqa: ANN201
 
 
 @pytest.fixture
-async def gw(aiohttp_client, migrated, sessionmaker, voice_sim, aiohttp_server):  # noqa: ANN001, ANN201
+async def gw(aiohttp_client, migrated, sessionmaker, voice_sim, aiohttp_server):
     migrated.voice.carrier_url = voice_sim.url
     migrated.voice.cache_dir = str(migrated.data_path / "audio")
     client = await aiohttp_client(create_app(migrated, carriers=[LoopbackCarrier("sim")]))
@@ -49,14 +49,14 @@ async def gw(aiohttp_client, migrated, sessionmaker, voice_sim, aiohttp_server):
     return client
 
 
-async def call(gw, expect: int = 202, **body) -> dict:  # noqa: ANN001
+async def call(gw, expect: int = 202, **body) -> dict:
     resp = await gw.post("/v1/voice-messages", json=body, headers=gw.customer.headers)
     data = await resp.json()
     assert resp.status == expect, data
     return data
 
 
-async def until(gw, vid: str, status: str) -> dict:  # noqa: ANN001
+async def until(gw, vid: str, status: str) -> dict:
     got: dict = {}
 
     async def done() -> bool:
@@ -68,7 +68,7 @@ async def until(gw, vid: str, status: str) -> dict:  # noqa: ANN001
     return got
 
 
-async def test_completed_call_with_personalised_code(gw):  # noqa: ANN001
+async def test_completed_call_with_personalised_code(gw):
     sent = await call(gw, to="+14155550123", script="Hello {name}, your code is {code}.",
                       variables={"name": "Ada", "code": "4821"})
     assert sent["status"] == "queued" and sent["from"] == FROM  # an unregistered long code may place calls
@@ -86,13 +86,13 @@ async def test_completed_call_with_personalised_code(gw):  # noqa: ANN001
     ("+14155550132", "no_answer", ["VOICE_INITIATED", "VOICE_RINGING", "VOICE_NO_ANSWER"]),
     ("+14155550133", "failed", ["VOICE_INITIATED", "VOICE_FAILED"]),
 ])
-async def test_other_outcomes(gw, to, outcome, steps):  # noqa: ANN001
+async def test_other_outcomes(gw, to, outcome, steps):
     sent = await call(gw, to=to, markup='<speak>Reminder <break time="300ms"/> tomorrow at 3 pm.</speak>')
     got = await until(gw, sent["id"], outcome)
     assert [e["type"] for e in got["events"]] == steps
 
 
-async def test_same_script_is_rendered_once(gw):  # noqa: ANN001
+async def test_same_script_is_rendered_once(gw):
     calls = gw.app[keys.VOICE]
     first = await call(gw, to="+14155550124", script="Your order has shipped.")
     await until(gw, first["id"], "completed")
@@ -102,7 +102,7 @@ async def test_same_script_is_rendered_once(gw):  # noqa: ANN001
     assert calls.renderer.syntheses == before
 
 
-async def test_audio_links_are_signed_and_expire(gw):  # noqa: ANN001
+async def test_audio_links_are_signed_and_expire(gw):
     sent = await call(gw, to="+14155550126", script="Signed audio.")
     await until(gw, sent["id"], "completed")
     url = gw.voice_sim.calls[0]["audio_url"]
@@ -112,7 +112,7 @@ async def test_audio_links_are_signed_and_expire(gw):  # noqa: ANN001
     assert (await gw.get(path.split("?")[0] + "?expires=1&sig=x")).status == 401
 
 
-async def test_invalid_audio_fails_the_call(gw):  # noqa: ANN001
+async def test_invalid_audio_fails_the_call(gw):
     import wave
 
     from voice.markup import parse
@@ -144,12 +144,12 @@ async def test_invalid_audio_fails_the_call(gw):  # noqa: ANN001
     ({"to": "+14155550123 ext. 12", "script": "Hi"}, "invalid_destination"),  # nor without its extension
     ({"to": "+14155550123;ext=12", "script": "Hi"}, "invalid_destination"),
 ])
-async def test_bad_input_answers_422(gw, body, code):  # noqa: ANN001
+async def test_bad_input_answers_422(gw, body, code):
     data = await call(gw, expect=422, **body)
     assert data["error"]["code"] == code
 
 
-async def test_channel_auto_calls_landlines(gw):  # noqa: ANN001
+async def test_channel_auto_calls_landlines(gw):
     resp = await gw.post("/v1/messages", json={"to": "+14155550190", "body": "Your table is ready", "channel": "auto"},
                          headers=gw.customer.headers)  # +1415555019x is a landline in config/carrier_lookup.toml
     data = await resp.json()
@@ -160,7 +160,7 @@ async def test_channel_auto_calls_landlines(gw):  # noqa: ANN001
     assert (await resp.json())["id"].startswith("msg_")  # a mobile gets SMS
 
 
-async def test_metrics_per_number_and_account(gw):  # noqa: ANN001
+async def test_metrics_per_number_and_account(gw):
     done = []
     for to, status in [("+14155550123", "completed"), ("+14155550131", "busy"), ("+14155550133", "failed")]:
         sent = await call(gw, to=to, script="Metrics call.")
@@ -172,16 +172,16 @@ async def test_metrics_per_number_and_account(gw):  # noqa: ANN001
     assert metrics["numbers"][FROM]["calls"] == 3 and metrics["account"]["minutes"] > 0
 
 
-async def test_forged_callbacks_are_refused(gw):  # noqa: ANN001
+async def test_forged_callbacks_are_refused(gw):
     resp = await gw.post("/callbacks/voice/vm_123.deadbeef", json={"status": "completed"})
     assert (resp.status, (await resp.json())["error"]["code"]) == (401, "invalid_callback")
 
 
-async def stored_calls(gw) -> int:  # noqa: ANN001
+async def stored_calls(gw) -> int:
     return (await (await gw.get("/v1/voice-metrics", headers=gw.customer.headers)).json())["account"]["calls"]
 
 
-async def test_dry_run_places_no_call_on_any_route(gw):  # noqa: ANN001
+async def test_dry_run_places_no_call_on_any_route(gw):
     sends = [("/v1/messages", {"to": "+14155550124", "body": "Dry", "channel": "voice", "dry_run": True}),
              ("/v1/messages", {"to": "+14155550190", "body": "Dry", "channel": "auto", "dry_run": True}),  # landline
              ("/v1/voice-messages", {"to": "+14155550125", "script": "Dry", "dry_run": True})]
@@ -204,7 +204,7 @@ async def test_dry_run_places_no_call_on_any_route(gw):  # noqa: ANN001
     ("/v1/messages", {"to": "+14155550124", "body": "Once.", "channel": "voice"}),
     ("/v1/messages", {"to": "+14155550190", "body": "Once.", "channel": "auto"}),  # a landline: a call
 ])
-async def test_idempotency_key_places_one_call(gw, path, body):  # noqa: ANN001
+async def test_idempotency_key_places_one_call(gw, path, body):
     headers = {**gw.customer.headers, "Idempotency-Key": "call-7"}
     first = await gw.post(path, json=body, headers=headers)
     again = await gw.post(path, json=dict(reversed(body.items())), headers=headers)  # key order is no other request
@@ -219,7 +219,7 @@ async def test_idempotency_key_places_one_call(gw, path, body):  # noqa: ANN001
     assert await stored_calls(gw) == 2
 
 
-async def test_idempotency_key_reused_with_another_request_is_refused(gw):  # noqa: ANN001
+async def test_idempotency_key_reused_with_another_request_is_refused(gw):
     headers = {**gw.customer.headers, "Idempotency-Key": "call-8"}
     resp = await gw.post("/v1/voice-messages", json={"to": "+14155550124", "script": "First."}, headers=headers)
     assert resp.status == 202

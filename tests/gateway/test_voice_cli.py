@@ -14,7 +14,7 @@ from gateway.settings import PROJECT_ROOT
 from voice.audio import inspect_wav
 
 
-def test_voice_render_to_a_file(tmp_path, monkeypatch):  # noqa: ANN001
+def test_voice_render_to_a_file(tmp_path, monkeypatch):
     monkeypatch.setenv("GATEWAY_VOICE_CACHE_DIR", str(tmp_path / "cache"))
     script = tmp_path / "script.txt"
     script.write_text("Hello {name}, your code is {code}.")
@@ -29,7 +29,7 @@ def test_voice_render_to_a_file(tmp_path, monkeypatch):  # noqa: ANN001
     assert result.exit_code == 2 and "NAME=VALUE" in result.output
 
 
-def test_voice_render_cold_with_no_stdin(tmp_path):  # noqa: ANN001
+def test_voice_render_cold_with_no_stdin(tmp_path):
     """As CI runs it: a process of its own with no standard input, an empty cache (a cold worker), twice. The
     worker used to read the WAV file espeak was still writing ("Aborted!", an EOFError), and the synthesizer's
     "Audio saved to ..." could come late, onto the command's stdout."""
@@ -48,7 +48,7 @@ def test_voice_render_cold_with_no_stdin(tmp_path):  # noqa: ANN001
     assert runs[0]["duration_ms"] > 4000
 
 
-def test_a_script_that_is_not_utf8_is_a_usage_error(tmp_path, monkeypatch):  # noqa: ANN001
+def test_a_script_that_is_not_utf8_is_a_usage_error(tmp_path, monkeypatch):
     """A script saved in Latin-1 (as some editors do): a sentence naming the file and line, exit 2, no traceback,
     and for send nothing reaches the gateway (the URL leads nowhere)."""
     monkeypatch.setenv("GATEWAY_VOICE_CACHE_DIR", str(tmp_path / "cache"))
@@ -62,7 +62,7 @@ def test_a_script_that_is_not_utf8_is_a_usage_error(tmp_path, monkeypatch):  # n
         assert f"{script} is not UTF-8 text (line 2)" in result.output and result.exception.__class__ is SystemExit
 
 
-def test_an_output_in_a_folder_that_does_not_exist_is_a_usage_error(tmp_path):  # noqa: ANN001
+def test_an_output_in_a_folder_that_does_not_exist_is_a_usage_error(tmp_path):
     """voice render and optouts export check -o's folder first: a sentence and exit 2, not a traceback after the
     work (nothing is asked of the gateway: the URL leads nowhere)."""
     script = tmp_path / "script.txt"

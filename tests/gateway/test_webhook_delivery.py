@@ -16,7 +16,7 @@ from gateway.app import create_app
 from gateway.models import WebhookAttempt, WebhookDelivery
 from gateway.webhooks import SIGNATURE_HEADER, verify
 from tests.conftest import new_customer, wait_for
-from tests.gateway.test_webhooks import client, serve  # noqa: F401 - client: the app with quick retries
+from tests.gateway.test_webhooks import client, serve  # client: the app with quick retries
 
 
 class Receiver:
@@ -44,31 +44,31 @@ class Receiver:
         return found
 
 
-async def _receiver(aiohttp_server) -> Receiver:  # noqa: ANN001
+async def _receiver(aiohttp_server) -> Receiver:
     return await serve(aiohttp_server, Receiver())
 
 
-async def _send(client, count: int, **fields) -> list[str]:  # noqa: ANN001, ANN003
+async def _send(client, count: int, **fields) -> list[str]:
     resp = await client.post("/v1/messages/batch", headers=client.customer.headers, json={"messages": [
         {"to": f"+1415555{1000 + i:04d}", "body": "hi", **fields} for i in range(count)]})
     assert resp.status == 200, await resp.text()
     return [r["message"]["id"] for r in (await resp.json())["results"]]
 
 
-async def _deliveries(client, **where) -> list[WebhookDelivery]:  # noqa: ANN001, ANN003
+async def _deliveries(client, **where) -> list[WebhookDelivery]:
     async with client.app[keys.SESSIONMAKER]() as session:
         return list((await session.scalars(select(WebhookDelivery).filter_by(**where))).all())
 
 
-async def _all_delivered(client) -> bool:  # noqa: ANN001
+async def _all_delivered(client) -> bool:
     return all(d.status == "delivered" for d in await _deliveries(client))
 
 
-async def test_healthy_receiver_gets_every_event_once_recorded_in_batches(client, aiohttp_server):  # noqa: ANN001
+async def test_healthy_receiver_gets_every_event_once_recorded_in_batches(client, aiohttp_server):
     rec = await _receiver(aiohttp_server)
     updates = Counter()
 
-    def count(conn, cursor, statement, *args):  # noqa: ANN001, ANN002, ANN202
+    def count(conn, cursor, statement, *args):
         if statement.lstrip().upper().startswith("UPDATE WEBHOOK_DELIVERIES"):
             updates["statements"] += 1
 
@@ -95,7 +95,7 @@ async def test_healthy_receiver_gets_every_event_once_recorded_in_batches(client
     assert updates["statements"] <= 40, updates
 
 
-async def test_events_are_chosen_per_account_and_per_callback(client, aiohttp_server):  # noqa: ANN001
+async def test_events_are_chosen_per_account_and_per_callback(client, aiohttp_server):
     account_hook, callback = await _receiver(aiohttp_server), await _receiver(aiohttp_server)
     headers = client.customer.headers
     for bad in ("some", [], ["TEXT_SENT", "TEXT_NOPE"], 3):
@@ -131,7 +131,7 @@ async def test_events_are_chosen_per_account_and_per_callback(client, aiohttp_se
     assert (await resp.json())["webhook_events"] == "all"
 
 
-async def test_batched_delivery_signs_the_array(client, aiohttp_server):  # noqa: ANN001
+async def test_batched_delivery_signs_the_array(client, aiohttp_server):
     rec = await _receiver(aiohttp_server)
     headers = client.customer.headers
     resp = await client.patch("/v1/account", json={"webhook_batch_size": 0}, headers=headers)
@@ -165,7 +165,7 @@ async def test_batched_delivery_signs_the_array(client, aiohttp_server):  # noqa
 
 
 async def test_a_stalled_receiver_holds_back_no_other(aiohttp_client, migrated, sessionmaker,
-                                                      aiohttp_server):  # noqa: ANN001
+                                                      aiohttp_server):
     migrated.webhooks.retry_base_s = 0.05
     migrated.webhooks.retry_max_s = 0.5
     migrated.webhooks.poll_interval_ms = 50
@@ -197,7 +197,7 @@ async def test_a_stalled_receiver_holds_back_no_other(aiohttp_client, migrated, 
     assert {e["message_id"] for _, e in slow.events()} == set(slow_ids)
 
 
-async def test_every_event_once_on_postgresql(aiohttp_client, aiohttp_server, settings, postgres_url):  # noqa: ANN001
+async def test_every_event_once_on_postgresql(aiohttp_client, aiohttp_server, settings, postgres_url):
     """The claim (FOR UPDATE SKIP LOCKED) and the outcomes written under their lease, on PostgreSQL."""
     from gateway.db import create_engine, create_sessionmaker
     from gateway.migrate import upgrade

@@ -29,7 +29,7 @@ class Receiver:
         return web.Response(status=204)
 
 
-async def serve(aiohttp_server, rec):  # noqa: ANN001, ANN201
+async def serve(aiohttp_server, rec):
     """Serve a receiver's ``handle`` at ``rec.url`` (a free port on loopback)."""
     app = web.Application()
     app.router.add_post("/hook", rec.handle)
@@ -39,12 +39,12 @@ async def serve(aiohttp_server, rec):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture
-async def receiver(aiohttp_server):  # noqa: ANN001, ANN201
+async def receiver(aiohttp_server):
     return await serve(aiohttp_server, Receiver())
 
 
 @pytest.fixture
-async def client(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001, ANN201
+async def client(aiohttp_client, migrated, sessionmaker):
     migrated.webhooks.retry_base_s = 0.05
     migrated.webhooks.poll_interval_ms = 50
     client = await aiohttp_client(create_app(migrated, carriers=[LoopbackCarrier("sim")]))
@@ -52,7 +52,7 @@ async def client(aiohttp_client, migrated, sessionmaker):  # noqa: ANN001, ANN20
     return client
 
 
-async def test_status_callback_is_signed_and_retried(client, receiver):  # noqa: ANN001
+async def test_status_callback_is_signed_and_retried(client, receiver):
     receiver.fail = 2
     account = await (await client.get("/v1/account", headers=client.customer.headers)).json()
     resp = await client.post("/v1/messages", json={"to": "+14155550123", "body": "hi",
@@ -87,7 +87,7 @@ async def test_status_callback_is_signed_and_retried(client, receiver):  # noqa:
     assert 500 in [a["status_code"] for a in detail["attempt_log"]]
 
 
-async def test_account_event_webhook_and_replay(client, receiver):  # noqa: ANN001
+async def test_account_event_webhook_and_replay(client, receiver):
     resp = await client.patch("/v1/account", json={"event_webhook_url": receiver.url},
                               headers=client.customer.headers)
     assert resp.status == 200
@@ -112,7 +112,7 @@ async def test_account_event_webhook_and_replay(client, receiver):  # noqa: ANN0
     assert resp.status == 404
 
 
-async def test_bad_webhook_url_is_refused(client):  # noqa: ANN001
+async def test_bad_webhook_url_is_refused(client):
     resp = await client.patch("/v1/account", json={"event_webhook_url": "javascript:alert(1)"},
                               headers=client.customer.headers)
     assert (resp.status, (await resp.json())["error"]["code"]) == (422, "invalid_field")
@@ -126,11 +126,11 @@ def test_signature_rejects_old_timestamps():
     assert not verify("s", "garbage", body)
 
 
-async def test_account_settings(client):  # noqa: ANN001
+async def test_account_settings(client):
     h = client.customer.headers
-    resp = await client.patch("/v1/account", json={"program_name": "Acme Alerts", "support_contact": "help@acme.example",
-                                                   "smart_encoding": True, "quiet_hours": True,
-                                                   "queue_policy": "reject", "max_queued": 10}, headers=h)
+    resp = await client.patch("/v1/account", json={
+        "program_name": "Acme Alerts", "support_contact": "help@acme.example", "smart_encoding": True,
+        "quiet_hours": True, "queue_policy": "reject", "max_queued": 10}, headers=h)
     body = await resp.json()
     assert resp.status == 200 and body["program_name"] == "Acme Alerts" and body["queue_policy"] == "reject"
     resp = await client.patch("/v1/account", json={"queue_policy": "sometimes"}, headers=h)

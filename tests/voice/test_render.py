@@ -13,13 +13,13 @@ from voice.signing import sign_url, verify
 
 
 @pytest.fixture(scope="module")
-def renderer(tmp_path_factory):  # noqa: ANN001, ANN201
+def renderer(tmp_path_factory):
     r = Renderer(tmp_path_factory.mktemp("audio"), workers=2)
     yield r
     r.close()
 
 
-async def test_real_telephony_audio_of_plausible_length(renderer):  # noqa: ANN001
+async def test_real_telephony_audio_of_plausible_length(renderer):
     words = "Your appointment with doctor Smith is tomorrow at three in the afternoon"
     audio = await renderer.render(words)
     info = inspect_wav(audio.path)
@@ -29,7 +29,7 @@ async def test_real_telephony_audio_of_plausible_length(renderer):  # noqa: ANN0
     assert 0.2 * n * 1000 < audio.duration_ms < 0.9 * n * 1000 + 500
 
 
-async def test_cache_hit_synthesizes_nothing(renderer):  # noqa: ANN001
+async def test_cache_hit_synthesizes_nothing(renderer):
     first = await renderer.render("Cache me if you can", voice="en-us")
     before = renderer.syntheses
     again = await renderer.render("Cache me if you can", voice="en-us")
@@ -38,13 +38,13 @@ async def test_cache_hit_synthesizes_nothing(renderer):  # noqa: ANN001
     assert other_voice.key != first.key and renderer.syntheses == before + 1
 
 
-async def test_concurrent_identical_renders_synthesize_once(renderer):  # noqa: ANN001
+async def test_concurrent_identical_renders_synthesize_once(renderer):
     before = renderer.syntheses
     results = await asyncio.gather(*(renderer.render("Twelve identical requests at once") for _ in range(12)))
     assert len({r.key for r in results}) == 1 and renderer.syntheses == before + 1
 
 
-async def test_digits_breaks_and_codes(renderer):  # noqa: ANN001
+async def test_digits_breaks_and_codes(renderer):
     short = await renderer.render('<speak>Code <say-as interpret-as="digits">12</say-as></speak>')
     long = await renderer.render('<speak>Code <say-as interpret-as="digits">12345678</say-as></speak>')
     assert long.duration_ms > short.duration_ms + 1000  # each digit is read
@@ -81,7 +81,7 @@ def test_bad_scripts(script, variables, code):
     assert err.value.code == code
 
 
-async def test_unknown_voice_and_language(renderer):  # noqa: ANN001
+async def test_unknown_voice_and_language(renderer):
     for kwargs, code in [({"voice": "xx-robot"}, "unknown_voice"), ({"language": "tlh"}, "unknown_language"),
                          ({"voice": "fr-fr", "language": "en"}, "unknown_voice")]:
         with pytest.raises(VoiceInputError) as err:
@@ -99,7 +99,7 @@ def test_signed_urls():
     assert not verify("k" * 64, "2001", query["sig"], "secret", now=1000)  # tampered expiry
 
 
-async def test_each_chunk_spoken_at_its_own_rate(tmp_path):  # noqa: ANN001
+async def test_each_chunk_spoken_at_its_own_rate(tmp_path):
     """A cold worker, as on a first run. espeak used to be told a new rate and the text without waiting for
     either: a chunk came out at the previous chunk's rate, or cut short, or not at all."""
     long, short = "Please listen carefully to this important message", "Yes"

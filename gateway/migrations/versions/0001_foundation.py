@@ -7,10 +7,10 @@ Create Date: 2026-11-22 16:40:10.354330
 
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
-import registry.db
+from alembic import op
 
+import registry.db
 
 revision = '0001'
 down_revision = None

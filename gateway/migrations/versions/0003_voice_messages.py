@@ -7,10 +7,10 @@ Create Date: 2026-11-22 17:09:43.598622
 
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
-import registry.db
+from alembic import op
 
+import registry.db
 
 revision = '0003'
 down_revision = '0002'

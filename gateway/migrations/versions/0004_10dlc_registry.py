@@ -7,10 +7,10 @@ Create Date: 2026-11-22 17:20:41.547968
 
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
-import registry.db
+from alembic import op
 
+import registry.db
 
 revision = '0004'
 down_revision = '0003'

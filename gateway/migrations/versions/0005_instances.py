@@ -7,10 +7,10 @@ Create Date: 2026-11-23 17:40:00
 
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
-import registry.db
+from alembic import op
 
+import registry.db
 
 revision = '0005'
 down_revision = '0004'

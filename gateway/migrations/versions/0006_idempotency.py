@@ -7,9 +7,8 @@ Create Date: 2026-11-28 22:20:00
 
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0006_idempotency'
 down_revision = '0005'

@@ -7,9 +7,8 @@ Create Date: 2026-11-28 22:15:00
 
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0007_message_parts_state'
 down_revision = '0006_idempotency'

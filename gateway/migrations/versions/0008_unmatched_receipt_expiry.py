@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from alembic import op
 
-
 revision = '0008_unmatched_receipt_expiry'
 down_revision = '0007_message_parts_state'
 branch_labels = None
