@@ -1,11 +1,11 @@
-# The two commands: `make run` and `make test`. Both set up what is missing first.
+# The two commands: `make run` and `make test`. Both set up what is missing first. `make lint` checks the rules.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SYSTEM_PACKAGES := espeak-ng ffmpeg
 
-.PHONY: run test install system-deps migrate clean
+.PHONY: run test lint install system-deps migrate clean
 
 run: install system-deps
 	$(VENV)/bin/gatewayctl db upgrade
@@ -13,6 +13,11 @@ run: install system-deps
 
 test: install system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff's rules and import-linter's contracts are in pyproject.toml.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 install: $(STAMP)
 
@@ -41,4 +46,4 @@ migrate: install
 	$(VENV)/bin/gatewayctl db upgrade
 
 clean:
-	rm -rf $(VENV) data .pytest_cache
+	rm -rf $(VENV) data .pytest_cache .ruff_cache .import_linter_cache .grimp_cache
