@@ -163,10 +163,10 @@ async def _send_single(http: aiohttp.ClientSession, target: Target, numbers: lis
     latencies: list[float] = []
     it = iter(numbers)
 
-    async def worker() -> None:
+    async def worker(url: str) -> None:
         for number in it:
             t0 = time.perf_counter()
-            async with http.post(target.url + "/v1/messages", json={"to": number, "body": body} | (extra or {}),
+            async with http.post(url + "/v1/messages", json={"to": number, "body": body} | (extra or {}),
                                  headers=headers) as resp:
                 data = await resp.json()
             latencies.append((time.perf_counter() - t0) * 1000)
@@ -174,7 +174,8 @@ async def _send_single(http: aiohttp.ClientSession, target: Target, numbers: lis
                 ids.append(data["id"])
 
     start = time.time()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    urls = target.urls  # the instances take turns, as with batches
+    await asyncio.gather(*(worker(urls[i % len(urls)]) for i in range(concurrency)))
     return ids, latencies, start, time.time()
 
 

@@ -28,14 +28,16 @@ async def read_body(request: web.Request) -> bytes:
     from gateway import keys  # here: keys imports the services, which import this module
 
     http = request.app[keys.SETTINGS].http
-    too_large = PayloadTooLarge(f"The request body is larger than {http.max_body_bytes} bytes.")
     if request.content_length is not None and request.content_length > http.max_body_bytes:
-        raise too_large
+        raise _too_large(http.max_body_bytes)
     body = bytearray()
     while True:
         try:
-            async with asyncio.timeout(http.body_timeout_s):
-                chunk = await request.content.readany()
+            # what has arrived already (most bodies, whole, by the time the handler runs): no timer to set
+            chunk = request.content.read_nowait()
+            if not chunk and not request.content.at_eof():
+                async with asyncio.timeout(http.body_timeout_s):
+                    chunk = await request.content.readany()
         except TimeoutError:
             raise RequestTimeout(f"Nothing of the request body arrived for {http.body_timeout_s:g} s.") from None
         except (web.RequestPayloadError, HttpProcessingError):  # a broken chunk or Content-Encoding
@@ -47,7 +49,11 @@ async def read_body(request: web.Request) -> bytes:
             return bytes(body)
         body += chunk
         if len(body) > http.max_body_bytes:
-            raise too_large
+            raise _too_large(http.max_body_bytes)
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The request body is larger than {limit} bytes.")
 
 
 def _too_deep(value: Any, limit: int) -> bool:

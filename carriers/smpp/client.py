@@ -8,6 +8,7 @@ reconnection with exponential backoff and jitter after a dropped connection; a c
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -162,6 +163,43 @@ async def _no_deliveries(pdu: Any) -> int:
     return P.ESME_ROK
 
 
+class _Window:
+    """Slots for submit_sm in flight, granted in arrival order. Python 3.11's asyncio.Semaphore checks locked() at
+    each acquire, which walks all its waiters: with the window full and the dispatcher's sends queued behind it,
+    that was a scan per message. Here taking a free slot is a counter, and a released slot goes straight to the
+    first waiter still waiting."""
+
+    def __init__(self, size: int):
+        self._free = size
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def __aenter__(self) -> None:
+        while self._waiters and self._waiters[0].done():  # cancelled waiters at the head
+            self._waiters.popleft()
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # granted the slot, then cancelled: pass the slot on
+                self._release()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+
 class SmppClient:
     def __init__(self, host: str, port: int, system_id: str, password: str, *, system_type: str = "",
                  bind_mode: str = "transceiver", window: int = 100, enquire_link_interval: float = 30.0,
@@ -177,7 +215,7 @@ class SmppClient:
         self.response_timeout = response_timeout
         self.reconnect_min, self.reconnect_max = reconnect_min, reconnect_max
         self.on_deliver_sm = on_deliver_sm or _no_deliveries
-        self._slots = asyncio.Semaphore(window)
+        self._slots = _Window(window)
         self._tx: _Link | None = None
         self._links: list[_Link] = []
         self._bound = asyncio.Event()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -47,19 +48,37 @@ async def issue_key(session: AsyncSession, account_id: int, label: str = "") -> 
 
 
 class KeyAuthenticator:
-    """Maps a bearer key to its account id, caching hits briefly so a hot path costs no query."""
+    """Maps a bearer key to its account id, caching hits briefly so a hot path costs no query.
+
+    One lookup per key at a time: the requests that miss the cache while a lookup of their key is under way await
+    that lookup (when the cache expires under load, every request in flight would otherwise query at once)."""
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], cache_seconds: float = 30.0):
         self._sessionmaker = sessionmaker
         self._cache: dict[str, tuple[int, float]] = {}
+        self._inflight: dict[str, asyncio.Future[int]] = {}
+        self._generation = 0  # bumped by forget(): a lookup begun before it is answered but not cached
         self._ttl = cache_seconds
 
     async def account_id(self, key: str) -> int:
         digest = hash_key(key)
         hit = self._cache.get(digest)
-        now = time.monotonic()
-        if hit and hit[1] > now:
+        if hit and hit[1] > time.monotonic():
             return hit[0]
+        lookup = self._inflight.get(digest)
+        if lookup is None:
+            lookup = self._inflight[digest] = asyncio.ensure_future(self._lookup(digest, self._generation))
+            lookup.add_done_callback(lambda done: self._done(digest, done))
+        # shielded: a caller that goes away (client disconnected) does not cancel the others' lookup
+        return await asyncio.shield(lookup)
+
+    def _done(self, digest: str, lookup: asyncio.Future[int]) -> None:
+        if self._inflight.get(digest) is lookup:
+            del self._inflight[digest]
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved, in case every caller went away (else asyncio logs it as never retrieved)
+
+    async def _lookup(self, digest: str, generation: int) -> int:
         async with self._sessionmaker() as session:
             row = (await session.execute(
                 select(ApiKey.account_id, ApiKey.key_hash, Account.status)
@@ -70,11 +89,14 @@ class KeyAuthenticator:
             raise Unauthorized("The API key is not valid.", code="invalid_api_key")
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[digest] = (row.account_id, now + self._ttl)
+        if generation == self._generation:
+            self._cache[digest] = (row.account_id, time.monotonic() + self._ttl)
         return row.account_id
 
     def forget(self) -> None:
         self._cache.clear()
+        self._inflight.clear()
+        self._generation += 1
 
 
 async def revoke_keys(session: AsyncSession, account_id: int) -> None:

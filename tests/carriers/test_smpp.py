@@ -160,6 +160,27 @@ async def test_window_of_many_submits_in_flight(sim):
     await client.close()
 
 
+async def test_window_bounds_submits_in_flight_in_order_and_a_cancelled_waiter_gives_way(sim):
+    client = SmppClient("127.0.0.1", sim.port, "gateway", "secret", window=2)
+    await client.start()
+    sim.handler.response_delay = 0.2
+    fields = dict(source_addr_ton=3, source_addr="12345", dest_addr_ton=1, dest_addr_npi=1,
+                  destination_addr="14155550123")
+    sends = [asyncio.create_task(client.submit_sm(**fields, short_message=str(i).encode())) for i in range(5)]
+    await wait_for(lambda: _true(len(sim.received) == 2))
+    await asyncio.sleep(0.05)
+    assert len(sim.received) == 2  # the window is full: the other three wait
+    sends[2].cancel()  # a waiter gone: the slot goes to the next one
+    ids = await asyncio.gather(*sends[:2], *sends[3:])
+    assert len(set(ids)) == 4 and sends[2].cancelled()
+    assert [pdu.short_message for pdu in sim.received] == [b"0", b"1", b"3", b"4"]  # in arrival order
+    await client.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
 async def test_submit_before_bind_is_refused_by_the_simulator(sim):
     reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
     writer.write(P.build("submit_sm", 1, source_addr="1", destination_addr="2", short_message=b"x"))

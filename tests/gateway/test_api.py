@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from carriers.loopback import LoopbackCarrier
@@ -318,3 +320,39 @@ async def test_opt_outs_refuse_letters_and_extensions_and_total_honours_filters(
                                ("phone=(415) 555-0121", 1, 1), ("list=default&phone=%2B14155550121", 0, 0)]:
         got = await (await api.get(f"/v1/opt-outs?{query}", headers=h)).json()
         assert (got["total"], len(got["opt_outs"])) == (total, rows), query
+
+
+async def test_key_lookups_in_flight_are_shared(migrated):
+    """When the cache has expired, the requests in flight with one key make one query, not one each; a bad key is
+    refused to all of them; a lookup begun before forget() (a key revoked) is answered but not cached."""
+    from sqlalchemy import event
+
+    from gateway.db import create_engine, create_sessionmaker
+    from gateway.errors import Unauthorized
+    from gateway.services.accounts import KeyAuthenticator, create_account
+
+    engine = create_engine(migrated.database_url)
+    queries: list[str] = []
+    event.listen(engine.sync_engine, "before_cursor_execute",
+                 lambda _c, _cur, statement, *_: queries.append(statement) if "api_keys" in statement else None)
+    sessionmaker = create_sessionmaker(engine)
+    try:
+        async with sessionmaker() as session, session.begin():
+            account, key = await create_account(session, "acme")
+        queries.clear()
+        auth = KeyAuthenticator(sessionmaker, cache_seconds=0.0)
+        assert await asyncio.gather(*(auth.account_id(key) for _ in range(20))) == [account.id] * 20
+        assert len(queries) == 1
+        refused = await asyncio.gather(*(auth.account_id("gk_nope") for _ in range(5)), return_exceptions=True)
+        assert all(isinstance(e, Unauthorized) for e in refused) and len(queries) == 2
+        # afterwards a new lookup is made (nothing stays in flight)
+        assert await auth.account_id(key) == account.id and len(queries) == 3
+
+        cached = KeyAuthenticator(sessionmaker, cache_seconds=600.0)
+        lookup = asyncio.ensure_future(cached.account_id(key))
+        await asyncio.sleep(0)
+        cached.forget()
+        assert await lookup == account.id
+        assert await cached.account_id(key) == account.id and len(queries) == 5  # forgotten: looked up again
+    finally:
+        await engine.dispose()

@@ -98,3 +98,28 @@ def test_db_upgrade_without_a_database(unused_tcp_port):
     result = CliRunner().invoke(cli, ["db", "upgrade"], env={"GATEWAY_DATABASE_URL": url})
     assert result.exit_code == 3 and "Cannot open the database" in result.output, result.output
     assert "hunter2" not in result.output and "Traceback" not in result.output
+
+
+async def test_bench_single_requests_take_turns_over_the_instances(aiohttp_server):
+    """bench sms --mode single --instances N sends to every instance, not only the first."""
+    import aiohttp
+
+    from gateway.bench import Target, _send_single
+
+    seen: dict[int, int] = {}
+
+    def instance(n: int) -> web.Application:
+        async def accept(_request: web.Request) -> web.Response:
+            seen[n] = seen.get(n, 0) + 1
+            return web.json_response({"id": f"msg_{sum(seen.values())}"}, status=202)
+
+        app = web.Application()
+        app.router.add_post("/v1/messages", accept)
+        return app
+
+    servers = [await aiohttp_server(instance(n)) for n in range(3)]
+    urls = [str(s.make_url("")).rstrip("/") for s in servers]
+    target = Target(url=urls[0], sim_url="", key="gk_x", processes=[], others=tuple(urls[1:]))
+    async with aiohttp.ClientSession() as http:
+        ids, *_ = await _send_single(http, target, [f"+1415555{i:04d}" for i in range(60)], 6, "hi")
+    assert len(ids) == 60 and sorted(seen) == [0, 1, 2] and all(count >= 10 for count in seen.values())
