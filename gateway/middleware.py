@@ -5,7 +5,9 @@ credentials)."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import functools
 import hmac
 import ipaddress
@@ -72,12 +74,25 @@ def error_response(exc: GatewayError) -> web.Response:
     return web.json_response(exc.to_json(), status=exc.status, headers=exc.headers)
 
 
-async def _answer_and_close(request: web.Request, resp: web.Response) -> web.Response:
-    """Send the answer, then close the connection: aiohttp would otherwise wait (lingering_time) for the rest of
-    a body that is not coming."""
+DRAIN_IDLE_S, DRAIN_MAX_S = 0.5, 2.0
+
+
+async def _answer_and_close(request: web.Request, resp: web.Response, *, drain: bool = False) -> web.Response:
+    """Send the answer, then close the connection: aiohttp would otherwise wait (lingering_time, 10 s) for the rest
+    of a body that is not coming. With ``drain`` (a body refused as too large, which the client may still be
+    sending), what keeps arriving is read and dropped for a moment first, as servers' lingering close does:
+    closing a socket with unread data in it resets the connection, and the client would lose the answer."""
     resp.force_close()
     await resp.prepare(request)
     await resp.write_eof()
+    if drain:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + DRAIN_MAX_S
+        with contextlib.suppress(Exception):
+            while not request.content.at_eof() and loop.time() < end:
+                async with asyncio.timeout(min(DRAIN_IDLE_S, end - loop.time())):
+                    if not await request.content.readany():
+                        break
     if request.transport is not None:
         request.transport.close()
     return resp
@@ -89,7 +104,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except GatewayError as exc:
         if exc.close_connection:
-            return await _answer_and_close(request, error_response(exc))
+            return await _answer_and_close(request, error_response(exc), drain=exc.status == 413)
         return error_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
