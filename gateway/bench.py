@@ -22,6 +22,7 @@ from typing import Any, AsyncIterator
 
 import aiohttp
 
+from gateway.models import FINAL_STATUSES
 from gateway.processes import Gateway, ProcessError, Simulator, drop_redis_prefix, free_port, scratch_database, stop
 
 BENCH_TOKEN = "op_bench_token"
@@ -331,7 +332,7 @@ async def bench_sms(*, messages: int, url: str | None, sim_url: str | None, key:
     mine = {m["id"]: m for m in rows}
     sent = [mine[i] for i in ids if i in mine]
     delivered = [m for m in sent if m["status"] == "delivered"]
-    final_ids = {m["id"] for m in sent if m["status"] in ("delivered", "undelivered", "failed", "expired", "blocked")}
+    final_ids = {m["id"] for m in sent if m["status"] in FINAL_STATUSES}
     created = [_parse_time(m["created_at"]) for m in delivered]
     done = [_parse_time(m["done_at"]) for m in delivered]
     span = (max(done) - min(created)) if delivered else 0.0
