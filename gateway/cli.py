@@ -7,11 +7,12 @@ without a token, the one the local gateway generated in its data folder is used)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, AsyncIterable, AsyncIterator
+from typing import Any, AsyncIterable, AsyncIterator, Iterator
 
 import aiohttp
 import click
@@ -58,7 +59,7 @@ class Ctx:
     async def call(self, method: str, path: str, *, body: Any = None, token: str | None = None,
                    params: dict | None = None) -> Any:
         headers = {"Authorization": f"Bearer {token or self.token}"}
-        try:
+        with self._reaching():
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
                 async with http.request(method, self.url + path, json=body, headers=headers,
                                         params=params) as resp:
@@ -68,6 +69,12 @@ class Ctx:
                         err = (data or {}).get("error", {}) if isinstance(data, dict) else {}
                         raise ApiError(resp.status, err.get("code", "http_error"), err.get("message", text[:200]))
                     return data
+
+    @contextlib.contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """A gateway that cannot be reached: a sentence and exit 3, not a traceback."""
+        try:
+            yield
         except aiohttp.ClientConnectionError as exc:
             err = click.ClickException(f"Cannot reach the gateway at {self.url}: {exc}")
             err.exit_code = EXIT_UNREACHABLE
@@ -77,14 +84,15 @@ class Ctx:
                         data: AsyncIterable[bytes] | None = None, params: dict | None = None) -> Any:
         """A call with a CSV body or a CSV answer: the answer's JSON, or its text when it is not JSON."""
         headers = {"Authorization": f"Bearer {self.token}"} | ({"Content-Type": "text/csv"} if data is not None else {})
-        async with http.request(method, self.url + path, data=data, params=params, headers=headers) as resp:
-            body = await resp.text()
-            is_json = resp.content_type == "application/json"
-            data = json.loads(body) if is_json and body else body
-            if resp.status >= 400:
-                err = data.get("error", {}) if isinstance(data, dict) else {}
-                raise ApiError(resp.status, err.get("code", "http_error"), err.get("message", body[:200]))
-            return data
+        with self._reaching():
+            async with http.request(method, self.url + path, data=data, params=params, headers=headers) as resp:
+                body = await resp.text()
+                is_json = resp.content_type == "application/json"
+                data = json.loads(body) if is_json and body else body
+                if resp.status >= 400:
+                    err = data.get("error", {}) if isinstance(data, dict) else {}
+                    raise ApiError(resp.status, err.get("code", "http_error"), err.get("message", body[:200]))
+                return data
 
     def upload_csv(self, path: str, file: Path, *, params: dict | None = None) -> Any:
         """POST a CSV file to an import route, streamed (chunked), with the bytes sent on stderr; the answer's
@@ -103,13 +111,8 @@ class Ctx:
             click.echo("importing ...", err=True)
 
         async def go() -> Any:
-            try:
-                async with aiohttp.ClientSession() as http:
-                    return await self.send_text(http, "POST", path, data=pieces(), params=params)
-            except aiohttp.ClientConnectionError as exc:
-                err = click.ClickException(f"Cannot reach the gateway at {self.url}: {exc}")
-                err.exit_code = EXIT_UNREACHABLE
-                raise err from None
+            async with aiohttp.ClientSession() as http:
+                return await self.send_text(http, "POST", path, data=pieces(), params=params)
 
         return run_async(go())
 

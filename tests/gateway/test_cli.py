@@ -123,3 +123,15 @@ async def test_bench_single_requests_take_turns_over_the_instances(aiohttp_serve
     async with aiohttp.ClientSession() as http:
         ids, *_ = await _send_single(http, target, [f"+1415555{i:04d}" for i in range(60)], 6, "hi")
     assert len(ids) == 60 and sorted(seen) == [0, 1, 2] and all(count >= 10 for count in seen.values())
+
+
+def test_an_unreachable_gateway_is_exit_3_for_every_kind_of_call(tmp_path):
+    """JSON calls, CSV uploads and CSV downloads all say the gateway cannot be reached and exit 3 (the export
+    used to end in a ClientConnectorError traceback)."""
+    src = tmp_path / "stops.csv"
+    src.write_text("+14155550123\n")
+    for args in (["accounts", "list"], ["optouts", "import", "--account", "1", str(src)],
+                 ["optouts", "export", "--account", "1", "-o", str(tmp_path / "out.csv")]):
+        result = CliRunner().invoke(cli, ["--url", "http://127.0.0.1:9", "--token", "x", *args])
+        assert result.exit_code == 3, (args, result.output)
+        assert "Cannot reach the gateway at http://127.0.0.1:9" in result.output, args
