@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from carriers.voice_http import CALL_STATUSES, FINAL_CALL_STATUSES
 from gateway.errors import Unprocessable
 from gateway.models import MessageStatus as S
 
@@ -20,13 +21,12 @@ TEXT_TTL_EXPIRED = "TEXT_TTL_EXPIRED"
 
 TEXT_EVENTS = (TEXT_QUEUED, TEXT_SENT, TEXT_DELIVERED, TEXT_BLOCKED, TEXT_CARRIER_UNREACHABLE, TEXT_UNREACHABLE,
                TEXT_CARRIER_BLOCKED, TEXT_UNKNOWN, TEXT_TTL_EXPIRED)
-VOICE_EVENTS = ("VOICE_INITIATED", "VOICE_RINGING", "VOICE_ANSWERED", "VOICE_COMPLETED", "VOICE_BUSY",
-                "VOICE_NO_ANSWER", "VOICE_FAILED")  # "VOICE_" + a call status (gateway.voice_calls)
+VOICE_EVENTS = tuple("VOICE_" + status.upper() for status in CALL_STATUSES)  # as gateway.voice_calls names them
 EVENT_TYPES = frozenset(TEXT_EVENTS + VOICE_EVENTS)
 # the events that end a message: customers who want "final" events get these (and only these)
 FINAL_EVENTS = frozenset({TEXT_DELIVERED, TEXT_BLOCKED, TEXT_CARRIER_UNREACHABLE, TEXT_UNREACHABLE,
-                          TEXT_CARRIER_BLOCKED, TEXT_UNKNOWN, TEXT_TTL_EXPIRED, "VOICE_COMPLETED", "VOICE_BUSY",
-                          "VOICE_NO_ANSWER", "VOICE_FAILED"})
+                          TEXT_CARRIER_BLOCKED, TEXT_UNKNOWN, TEXT_TTL_EXPIRED}
+                         | {"VOICE_" + status.upper() for status in FINAL_CALL_STATUSES})
 
 # receipt stat -> (message status, event) for final receipt states; others (ENROUTE, ACCEPTD) are not final
 RECEIPT_OUTCOMES: dict[str, tuple[S, str]] = {
