@@ -317,8 +317,7 @@ class WebhookSender:
         return group, size > 1
 
     async def _secret(self, account_id: int) -> str:
-        if account_id not in self._accounts or self._accounts[account_id][2] <= time.monotonic():
-            await self._load_accounts({account_id})
+        await self._load_accounts({account_id})  # reads nothing when the account is known lately
         return self._accounts.get(account_id, ("", 1, 0.0))[0]
 
     async def _post(self, receiver: Receiver, group: list[Claimed], batched: bool) -> None:
@@ -361,18 +360,16 @@ class WebhookSender:
             self._put_aside(receiver, now)
         for d in group:
             attempts = d.attempts + 1
+            values: dict[str, Any] = {"last_status_code": status_code, "last_error": error, "attempts": attempts}
             if ok:
-                values = {"status": "delivered", "delivered_at": now, "last_status_code": status_code,
-                          "last_error": None, "attempts": attempts}
+                values.update(status="delivered", delivered_at=now, last_error=None)  # even if reading the body failed
             elif now >= d.give_up_at or not_allowed:
-                values = {"status": "failed", "last_status_code": status_code, "last_error": error,
-                          "attempts": attempts}
+                values["status"] = "failed"
                 log.warning("webhook %s to account %s given up after %s attempts%s", d.public_id, d.account_id,
                             attempts, ": its address is not allowed" if not_allowed else "")
             else:
                 pause = backoff(attempts, self._settings.retry_base_s, self._settings.retry_max_s)
-                values = {"next_attempt_at": min(now + pause, d.give_up_at), "last_status_code": status_code,
-                          "last_error": error, "attempts": attempts}
+                values["next_attempt_at"] = min(now + pause, d.give_up_at)
             self._outcomes.append({"id_": d.id, "lease_": d.lease, **values})
             self._attempts.append({"delivery_id": d.id, "at": now, "status_code": status_code, "error": error,
                                    "duration_ms": duration_ms})
