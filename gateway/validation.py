@@ -249,9 +249,14 @@ def region_of(number: str) -> str | None:
         return None
 
 
-async def csv_chunks(raw: bytes, size: int) -> AsyncIterator[list[tuple[int, list[str]]]]:
-    """The rows of an uploaded CSV (UTF-8, a BOM allowed), whatever its line endings (a lone CR too), ``size`` at
-    a time, each with the line of the file it starts on (a quoted cell may span lines); 400 invalid_csv when it is
+IMPORT_CHUNK = 500  # rows written in one short transaction (~10 ms): others get the database in between
+IMPORT_YIELD = 50  # rows parsed (phone numbers: about 60 us each) before other requests get the event loop
+
+
+async def csv_chunks(raw: bytes, size: int = IMPORT_CHUNK) -> AsyncIterator[list[tuple[int, list[str]]]]:
+    """The rows of an uploaded CSV that are not blank (UTF-8, a BOM allowed), whatever its line endings (a lone CR
+    too), ``size`` at a time, each with the line of the file it starts on (a quoted cell may span lines); 400
+    invalid_csv when it is
     empty, not UTF-8 or not CSV, before the first chunk. The file is read twice: once to find such errors, keeping
     no rows (a 20 MiB upload held as lists of cells would take some 300 MB), then a chunk at a time; other
     requests get the event loop every 2,000 rows."""
@@ -268,7 +273,7 @@ async def csv_chunks(raw: bytes, size: int) -> AsyncIterator[list[tuple[int, lis
         line = 1
         try:
             for count, row in enumerate(reader, start=1):
-                if keep:
+                if keep and "".join(row).strip():
                     chunk.append((line, row))
                     if len(chunk) == size:
                         yield chunk
@@ -280,6 +285,14 @@ async def csv_chunks(raw: bytes, size: int) -> AsyncIterator[list[tuple[int, lis
             raise BadRequest(f"The CSV cannot be read at line {line}: {exc}.", code="invalid_csv") from None
     if chunk:
         yield chunk
+
+
+async def paced(rows: list[tuple[int, list[str]]]) -> AsyncIterator[tuple[int, list[str]]]:
+    """A chunk's rows, letting other requests have the event loop every IMPORT_YIELD of them."""
+    for i, row in enumerate(rows):
+        if i % IMPORT_YIELD == 0:
+            await asyncio.sleep(0)
+        yield row
 
 
 LIST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -13,8 +12,17 @@ from yarl import URL
 from gateway import keys
 from gateway.db import insert_new
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
-from gateway.routes.two_way import IMPORT_CHUNK, IMPORT_YIELD, number_view
-from gateway.validation import Fields, csv_chunks, origination, read_body, read_json_object, row_id, valid_list_name
+from gateway.routes.two_way import number_view
+from gateway.validation import (
+    Fields,
+    csv_chunks,
+    origination,
+    paced,
+    read_body,
+    read_json_object,
+    row_id,
+    valid_list_name,
+)
 from registry import inventory, tcr
 from registry.limits import derive
 from registry.models import Account, Brand, Campaign, Number
@@ -81,13 +89,9 @@ async def import_inventory(request: web.Request) -> web.Response:
     added, errors, counted = 0, [], 0
     async with request.app[keys.SESSIONMAKER]() as session:
         have = set((await session.scalars(select(Number.number))).all())
-    async for chunk in csv_chunks(raw, IMPORT_CHUNK):
+    async for chunk in csv_chunks(raw):
         new: dict[str, tuple[int, list[str], dict[str, Any]]] = {}
-        for i, (line_no, row) in enumerate(chunk):
-            if i % IMPORT_YIELD == 0:
-                await asyncio.sleep(0)
-            if not "".join(row).strip():
-                continue
+        async for line_no, row in paced(chunk):
             if line_no == 1 and inventory.is_header(row):
                 try:
                     columns = inventory.header_columns(row)
