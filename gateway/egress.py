@@ -71,7 +71,8 @@ def non_public(ip: Address) -> str | None:
     return None if ip.is_global else "not a public address"
 
 
-def _address(text: str) -> Address:
+def address(text: str) -> Address:
+    """The IP address ``text`` writes (ValueError when it writes none)."""
     return ipaddress.ip_address(text.split("%", 1)[0])  # an IPv6 zone (fe80::1%eth0) is no part of the address
 
 
@@ -117,7 +118,7 @@ class AddressPolicy:
             return "only http and https URLs with a host are allowed"
         host = host[:-1] if host.endswith(".") else host  # "169.254.169.254." is that address to some resolvers
         try:
-            return self.refusal(_address(host))
+            return self.refusal(address(host))
         except ValueError:
             pass
         if "%" in host:  # a percent-encoded name: no resolver reads it as meant, some as an address
@@ -150,17 +151,17 @@ class AddressPolicy:
         except (OSError, asyncio.TimeoutError, UnicodeError):
             return None  # not resolvable now: it may be later, and is checked again when a webhook is sent
         for info in infos:
-            reason = self.refusal(_address(info[4][0]))
+            reason = self.refusal(address(info[4][0]))
             if reason is not None:
                 return f"{host} resolves to {info[4][0]}, {reason}"
         return None
 
     def socket_factory(self, addr_info: Any) -> socket.socket:
         """aiohttp's socket factory: every connection the webhook sender opens passes here with its address."""
-        family, type_, proto, _, address = addr_info
-        reason = self.refusal(_address(address[0]))
+        family, type_, proto, _, peer = addr_info
+        reason = self.refusal(address(peer[0]))
         if reason is not None:
-            raise AddressNotAllowed(f"{address[0]} is {reason}")
+            raise AddressNotAllowed(f"{peer[0]} is {reason}")
         return socket.socket(family=family, type=type_, proto=proto)
 
     def connector(self, limit: int, limit_per_host: int = 0) -> aiohttp.TCPConnector:
@@ -179,9 +180,9 @@ class PolicyResolver(AbstractResolver):
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         found = await self._resolver.resolve(host, port, family)
-        allowed = [r for r in found if self._policy.refusal(_address(r["host"])) is None]
+        allowed = [r for r in found if self._policy.refusal(address(r["host"])) is None]
         if not allowed:
-            reasons = {f"{r['host']} is {self._policy.refusal(_address(r['host']))}" for r in found}
+            reasons = {f"{r['host']} is {self._policy.refusal(address(r['host']))}" for r in found}
             raise AddressNotAllowed(f"{host} resolves to {'; '.join(sorted(reasons))}")
         return allowed
 

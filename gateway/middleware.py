@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
-from gateway import keys
+from gateway import egress, keys
 from gateway.errors import BadRequest, GatewayError, TooManyRequests, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ _PROXIES: weakref.WeakKeyDictionary[web.Application, tuple] = weakref.WeakKeyDic
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return ipaddress.ip_address(text.strip().split("%", 1)[0])
+        return egress.address(text.strip())
     except ValueError:
         return None
 
