@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import sys
@@ -184,10 +185,21 @@ def run(obj: Ctx, demo: bool, migrate: bool) -> None:
 
     settings = obj.settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _serve_until_stopped(serve(settings, demo=demo, migrate=migrate))
+
+
+def _serve_until_stopped(server: Any) -> None:
+    """Run a server until Ctrl+C; a port that another process holds is a sentence (exit 1), not a traceback."""
     try:
-        run_async(serve(settings, demo=demo, migrate=migrate))
+        run_async(server)
     except KeyboardInterrupt:
         pass
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise click.ClickException(
+            f"{exc}. Another gateway or simulator (a `make run`?) is listening there: stop it, or choose other "
+            "ports (GATEWAY_PORT, GATEWAY_SIMULATOR_SMPP_PORT, ...).") from None
 
 
 @cli.command()
@@ -207,14 +219,11 @@ def simulator(obj: Ctx, host: str | None, smpp_port: int | None, http_port: int 
 
     cfg = obj.settings().simulator
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        run_async(serve_simulator(
-            host or cfg.host, cfg.smpp_port if smpp_port is None else smpp_port,
-            cfg.http_port if http_port is None else http_port, {system_id or cfg.system_id: password or cfg.password},
-            (cfg.receipt_delay_ms if receipt_delay_ms is None else receipt_delay_ms) / 1000, cfg.id_format,
-            receipt_id_format or cfg.receipt_id_format))
-    except KeyboardInterrupt:
-        pass
+    _serve_until_stopped(serve_simulator(
+        host or cfg.host, cfg.smpp_port if smpp_port is None else smpp_port,
+        cfg.http_port if http_port is None else http_port, {system_id or cfg.system_id: password or cfg.password},
+        (cfg.receipt_delay_ms if receipt_delay_ms is None else receipt_delay_ms) / 1000, cfg.id_format,
+        receipt_id_format or cfg.receipt_id_format))
 
 
 # --- database ------------------------------------------------------------------------------------------------

@@ -135,3 +135,17 @@ def test_an_unreachable_gateway_is_exit_3_for_every_kind_of_call(tmp_path):
         result = CliRunner().invoke(cli, ["--url", "http://127.0.0.1:9", "--token", "x", *args])
         assert result.exit_code == 3, (args, result.output)
         assert "Cannot reach the gateway at http://127.0.0.1:9" in result.output, args
+
+
+def test_a_port_already_taken_is_a_sentence_not_a_traceback():
+    """A second `make run` (or simulator) on ports another process holds: exit 1 with a sentence."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["simulator", "--smpp-port", str(port), "--http-port", "0"])
+    assert result.exit_code == 1, result.output
+    assert "address already in use" in result.output and "Another gateway or simulator" in result.output
+    assert result.exception.__class__ is SystemExit
