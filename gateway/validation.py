@@ -25,9 +25,9 @@ async def read_body(request: web.Request) -> bytes:
     """The whole body, however it is sent (Content-Length, chunked, compressed): ``request.content.read(n)``
     returns only what has arrived so far. Above ``[http] max_body_bytes``: 413 body_too_large; nothing arriving
     for ``body_timeout_s`` (a body shorter than its Content-Length): 408 body_timeout, and the connection closes."""
-    from gateway import keys  # here: keys imports the services, which import this module
+    from gateway.api import app_keys  # here: keys imports the services, which import this module
 
-    http = request.app[keys.SETTINGS].http
+    http = request.app[app_keys.SETTINGS].http
     if request.content_length is not None and request.content_length > http.max_body_bytes:
         raise _too_large(http.max_body_bytes)
     body = bytearray()

@@ -36,7 +36,7 @@ class Account(Base):
     max_rate_per_s: Mapped[float] = mapped_column(Numeric(10, 3, asdecimal=False), default=20.0)
     event_webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     webhook_secret: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    # which events the event webhook gets: NULL all, "final", or event types joined by commas (gateway.events)
+    # which events the event webhook gets: NULL all, "final", or event types joined by commas (gateway.webhooks.catalog)
     webhook_events: Mapped[str | None] = mapped_column(Text, nullable=True)
     webhook_batch_size: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # events per POST
     smart_encoding: Mapped[bool] = mapped_column(Boolean, default=False)  # curly quotes etc. -> GSM look-alikes

@@ -12,10 +12,10 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import pytest
 from sqlalchemy import text
 
-from gateway.db import create_engine, create_sessionmaker
-from gateway.migrate import upgrade
-from gateway.processes import drop_redis_prefix, scratch_database
+from gateway.bench.processes import drop_redis_prefix, scratch_database
 from gateway.settings import CarrierSettings, Settings, load_settings
+from gateway.store.db import create_engine, create_sessionmaker
+from gateway.store.migrate import upgrade
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 POSTGRES_URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL",

@@ -1,4 +1,4 @@
-"""Tests against real processes: an SMSC simulator and a gateway started with gateway.processes, driven through
+"""Tests against real processes: an SMSC simulator and a gateway started with gateway.bench.processes, driven through
 their HTTP APIs (the gateway's and the simulator's control API), as a customer and the carrier would see them."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Any
 
 import aiohttp
 
-from gateway.bench import Target, all_messages
-from gateway.models import FINAL_STATUSES
-from gateway.processes import Gateway, Simulator, stop
+from gateway.bench.processes import Gateway, Simulator, stop
+from gateway.bench.runs import Target, all_messages
+from gateway.store.models import FINAL_STATUSES
 from tests.conftest import OPERATOR_TOKEN
 
 

@@ -1,4 +1,4 @@
-"""The SQLite connection under SQLAlchemy (gateway.db): one trip to the connection's thread per statement, with
+"""The SQLite connection under SQLAlchemy (gateway.store.db): one trip to the connection's thread per statement, with
 everything a DB-API cursor gives still right (rows, RETURNING, rowcount, executemany, errors, rollback)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from gateway import db
+from gateway.store import db
 
 meta = MetaData()
 items = Table("items", meta, Column("id", Integer, primary_key=True), Column("name", String(20), unique=True))

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from carriers.loopback import LoopbackCarrier
-from gateway.app import create_app
-from gateway.openapi import document
+from gateway.api.app import create_app
+from gateway.api.openapi import document
 from tests.conftest import ADMIN, new_customer, wait_for
 
 
@@ -327,9 +327,9 @@ async def test_key_lookups_in_flight_are_shared(migrated):
     refused to all of them; a lookup begun before forget() (a key revoked) is answered but not cached."""
     from sqlalchemy import event
 
-    from gateway.db import create_engine, create_sessionmaker
     from gateway.errors import Unauthorized
-    from gateway.services.accounts import KeyAuthenticator, create_account
+    from gateway.store.accounts import KeyAuthenticator, create_account
+    from gateway.store.db import create_engine, create_sessionmaker
 
     engine = create_engine(migrated.database_url)
     queries: list[str] = []

@@ -20,11 +20,11 @@ from sqlalchemy import select, text
 
 from carriers import InboundSms
 from carriers.loopback import LoopbackCarrier
-from gateway import keys, middleware
-from gateway.app import create_app
-from gateway.models import VoiceMessage
-from gateway.models_all import metadata
-from gateway.voice_calls import new_voice_id
+from gateway.api import app_keys, middleware
+from gateway.api.app import create_app
+from gateway.store.models import VoiceMessage
+from gateway.store.models_all import metadata
+from gateway.voice_calls.worker import new_voice_id
 from registry.db import utcnow
 from registry.models import Number
 from tests.conftest import ADMIN, new_customer, wait_for
@@ -70,7 +70,7 @@ async def test_every_v1_route_needs_an_api_key(api):
     for method, path in v1:
         for headers, code in (({}, "missing_api_key"), ({"Authorization": "Basic abc"}, "missing_api_key"),
                               ({"Authorization": "Bearer gk_not_a_key"}, "invalid_api_key"),
-                              ({"Authorization": "Bearer " + api.app[keys.OPERATOR_TOKEN]}, "invalid_api_key")):
+                              ({"Authorization": "Bearer " + api.app[app_keys.OPERATOR_TOKEN]}, "invalid_api_key")):
             resp = await api.request(method, path, headers=headers, json={})
             body = await resp.json()
             assert (resp.status, body["error"]["code"]) == (401, code), (method, path, headers)
@@ -87,7 +87,7 @@ async def test_every_admin_route_needs_the_operator_token(api):
     customer = await new_customer(api, api.sessionmaker, "acme")
     admin = [(m, concrete(c, r)) for m, c, r in routes_of(api.app) if c.startswith("/admin/")]
     assert len(admin) > 20
-    token = api.app[keys.OPERATOR_TOKEN]
+    token = api.app[app_keys.OPERATOR_TOKEN]
     for method, path in admin:
         for headers in ({}, customer.headers, {"Authorization": "Bearer " + token[:-1]},
                         {"Authorization": "Bearer " + token + "x"}, {"Authorization": "Basic " + token}):
@@ -137,7 +137,7 @@ async def world(api, aiohttp_server):
     assert (await call(a, "PUT", "/v1/numbers/12345/keywords/ALPHAWORD",
                        {"action": "auto_response", "message": "alpha reply"}))[0] == 200
     assert (await call(a, "POST", "/v1/opt-outs", {"phone": A_OPTED_OUT}))[0] == 201
-    await api.app[keys.INBOUND].on_inbound("sim", InboundSms(A_DEST, "12345", "alpha inbound text"))
+    await api.app[app_keys.INBOUND].on_inbound("sim", InboundSms(A_DEST, "12345", "alpha inbound text"))
     status, brand = await call(ADMIN_CALLER, "POST", "/admin/brands", {
         "account_id": a.account_id, "legal_name": "Alpha Brand Inc", "ein": "123456789",
         "entity_type": "PRIVATE_PROFIT", "vertical": "RETAIL", "website": "https://alpha.example",

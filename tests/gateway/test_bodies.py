@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from carriers.simulator import SimulatorServices
-from gateway import keys
-from gateway.app import create_app
+from gateway.api import app_keys
+from gateway.api.app import create_app
 from registry.models import Number, OptOut
 from tests.conftest import ADMIN, new_customer, wait_for
 from tests.gateway.test_cli import invoke, running  # the running gateway fixture
@@ -30,7 +30,7 @@ async def gw(aiohttp_client, migrated, sessionmaker):
     client = await aiohttp_client(create_app(migrated))
     client.sm = sessionmaker
     client.customer = await new_customer(client, sessionmaker, "Acme")
-    await wait_for(lambda: asyncio.sleep(0, client.app[keys.CARRIERS].ready))
+    await wait_for(lambda: asyncio.sleep(0, client.app[app_keys.CARRIERS].ready))
     yield client
     await services.stop()
 
@@ -255,8 +255,8 @@ async def test_an_idempotency_key_that_is_not_ascii_text_is_refused_not_a_500(gw
 
 async def test_imports_on_postgresql_count_the_same(aiohttp_client, tmp_path, postgres_url):
     from carriers.loopback import LoopbackCarrier
-    from gateway.db import create_engine, create_sessionmaker
-    from gateway.migrate import upgrade
+    from gateway.store.db import create_engine, create_sessionmaker
+    from gateway.store.migrate import upgrade
     from tests.conftest import make_settings
 
     await upgrade(postgres_url)

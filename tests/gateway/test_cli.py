@@ -10,7 +10,7 @@ from aiohttp import web
 from click.testing import CliRunner
 
 from carriers.loopback import LoopbackCarrier
-from gateway.app import create_app
+from gateway.api.app import create_app
 from gateway.cli import cli
 from tests.conftest import OPERATOR_TOKEN
 
@@ -78,7 +78,7 @@ def test_db_upgrade_says_what_it_did(tmp_path, monkeypatch):
 async def test_the_demo_key_survives_a_restart(aiohttp_client, migrated):
     """`make run` again: a key saved from data/demo_api_key keeps working; a removed file gets a new key and the
     old one stops working."""
-    from gateway.server import seed_demo
+    from gateway.cli.server import seed_demo
 
     client = await aiohttp_client(create_app(migrated, carriers=[LoopbackCarrier("sim")]))
     key = await seed_demo(client.app, migrated)
@@ -104,7 +104,7 @@ async def test_bench_single_requests_take_turns_over_the_instances(aiohttp_serve
     """bench sms --mode single --instances N sends to every instance, not only the first."""
     import aiohttp
 
-    from gateway.bench import Target, _send_single
+    from gateway.bench.runs import Target, _send_single
 
     seen: dict[int, int] = {}
 

@@ -9,8 +9,8 @@ import io
 import pytest
 
 from carriers.loopback import LoopbackCarrier
-from gateway import keys
-from gateway.app import create_app
+from gateway.api import app_keys
+from gateway.api.app import create_app
 from registry.models import OptOut
 from tests.conftest import ADMIN, new_customer
 
@@ -50,7 +50,7 @@ async def test_list_names_are_restricted_everywhere_one_is_set(client):
     assert (await resp.json())["opt_out_list"] == "promo"
     resp = await client.patch("/v1/numbers/12345", json={"opt_out_list": None}, headers=h)  # back to the default
     assert resp.status == 200 and (await resp.json())["opt_out_list"] is None
-    async with client.app[keys.SESSIONMAKER]() as session:
+    async with client.app[app_keys.SESSIONMAKER]() as session:
         from sqlalchemy import func, select
 
         assert await session.scalar(select(func.count()).select_from(OptOut)) == len(GOOD_NAMES)
@@ -68,7 +68,7 @@ async def test_an_import_rejects_the_rows_whose_list_name_is_bad(client):
 
 async def test_the_export_escapes_formulas_but_keeps_phone_numbers(client):
     """Rows written before names were restricted (or by a path that does not check) come out as text."""
-    async with client.app[keys.SESSIONMAKER]() as session, session.begin():
+    async with client.app[app_keys.SESSIONMAKER]() as session, session.begin():
         session.add_all([
             OptOut(account_id=client.customer.account_id, list_name='=HYPERLINK("http://evil.example","x")',
                    phone="+14155550130", source="@SUM(1+1)"),

@@ -10,9 +10,9 @@ from sqlalchemy import func, select, update
 
 from carriers import CarrierRejected, CarrierRetryable, Receipt, SubmitResult
 from carriers.loopback import LoopbackCarrier
-from gateway import keys
-from gateway.app import create_app
-from gateway.models import Message, MessageEvent, UnmatchedReceipt
+from gateway.api import app_keys
+from gateway.api.app import create_app
+from gateway.store.models import Message, MessageEvent, UnmatchedReceipt
 from tests.conftest import new_customer, wait_for
 
 
@@ -191,7 +191,7 @@ async def test_a_message_whose_receipt_never_comes_ends_undelivered(aiohttp_clie
     client = await start(aiohttp_client, migrated, sessionmaker, carrier)
     mid = await send(client)
     sent = await until_status(client, mid, "sent")
-    dispatcher = client.app[keys.DISPATCHER]
+    dispatcher = client.app[app_keys.DISPATCHER]
     sent_at = dt.datetime.fromisoformat(sent["sent_at"].replace("Z", "+00:00"))
     assert await dispatcher.expire_unreceipted(sent_at + dt.timedelta(hours=71)) == 0  # still waiting
     assert await dispatcher.expire_unreceipted(sent_at + dt.timedelta(hours=72, seconds=1)) == 1

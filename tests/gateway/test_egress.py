@@ -8,11 +8,11 @@ from sqlalchemy import func, select
 from yarl import URL
 
 from carriers.loopback import LoopbackCarrier
-from gateway import keys
-from gateway.app import create_app
-from gateway.egress import AddressNotAllowed, AddressPolicy, PolicyResolver
-from gateway.models import Message, WebhookDelivery
-from gateway.webhooks import enqueue, new_delivery
+from gateway.api import app_keys
+from gateway.api.app import create_app
+from gateway.store.models import Message, WebhookDelivery
+from gateway.webhooks.egress import AddressNotAllowed, AddressPolicy, PolicyResolver
+from gateway.webhooks.sender import enqueue, new_delivery
 from registry.db import utcnow
 from tests.conftest import ADMIN, new_customer, wait_for
 from tests.gateway.test_webhooks import receiver  # the fixture: a receiver on 127.0.0.1
@@ -67,7 +67,7 @@ async def test_every_customer_url_field_refuses_the_operators_network(client):
                                                    "status_callback": "http://[::ffff:169.254.169.254]/"},
                              headers=headers)
     assert await _error(resp) == (422, "webhook_url_not_allowed", "status_callback")
-    async with client.app[keys.SESSIONMAKER]() as session:
+    async with client.app[app_keys.SESSIONMAKER]() as session:
         assert await session.scalar(select(func.count()).select_from(Message)) == 0
     # in a batch, that message alone is refused
     resp = await client.post("/v1/messages/batch", json={"messages": [
@@ -101,21 +101,21 @@ async def _deliveries(client, urls: list[str]) -> list[str]:
     """Deliveries written straight into the outbox, as a URL accepted before its name moved (or this release)."""
     rows = [new_delivery(client.customer.account_id, url, "event", "TEXT_SENT", {"n": i}, utcnow())
             for i, url in enumerate(urls)]
-    async with client.app[keys.SESSIONMAKER]() as session, session.begin():
+    async with client.app[app_keys.SESSIONMAKER]() as session, session.begin():
         await enqueue(session, rows)
-    client.app[keys.WEBHOOKS].notify()
+    client.app[app_keys.WEBHOOKS].notify()
     return [r["public_id"] for r in rows]
 
 
 async def _settled(client, ids: list[str]) -> list[WebhookDelivery]:
     async def done() -> bool:
-        async with client.app[keys.SESSIONMAKER]() as session:
+        async with client.app[app_keys.SESSIONMAKER]() as session:
             statuses = (await session.scalars(select(WebhookDelivery.status)
                                               .where(WebhookDelivery.public_id.in_(ids)))).all()
         return "pending" not in statuses
 
     await wait_for(done, timeout=10)
-    async with client.app[keys.SESSIONMAKER]() as session:
+    async with client.app[app_keys.SESSIONMAKER]() as session:
         return list((await session.scalars(select(WebhookDelivery).where(WebhookDelivery.public_id.in_(ids))
                                            .order_by(WebhookDelivery.id))).all())
 

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from carriers.simulator import SimulatorServices
-from gateway import keys
-from gateway.app import create_app
+from gateway.api import app_keys
+from gateway.api.app import create_app
 from tests.conftest import new_customer, wait_for
 
 
@@ -42,7 +42,7 @@ async def test_embedded_simulator_delivers_within_two_seconds(aiohttp_client, mi
     customer = await new_customer(client, sessionmaker, "demo")
     got = await _delivered_within(client, customer, 2.0)
     assert got["elapsed"] < 2.0
-    services = client.app[keys.SIMULATOR]
+    services = client.app[app_keys.SIMULATOR]
     assert [m.text for m in services.sim.received] == ["Hello"]
     assert got["carrier_message_id"] == services.sim.received[0].message_id
     assert [e["type"] for e in got["events"]] == ["TEXT_QUEUED", "TEXT_SENT", "TEXT_DELIVERED"]
@@ -60,7 +60,7 @@ async def test_separate_simulator_multipart_and_outcomes(aiohttp_client, migrate
     migrated.carriers[0].port = services.smpp_port
     client = await aiohttp_client(create_app(migrated))
     customer = await new_customer(client, sessionmaker, "acme")
-    await wait_for(lambda: asyncio.sleep(0, client.app[keys.CARRIERS].ready))
+    await wait_for(lambda: asyncio.sleep(0, client.app[app_keys.CARRIERS].ready))
     got = await _delivered_within(client, customer, 5.0, body="ü" * 300)
     assert (got["segments"], len(got["carrier_message_ids"])) == (2, 2)
     assert sorted(m.concat[2] for m in services.sim.received) == [1, 2]

@@ -32,9 +32,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.bench import recipients
+from gateway.bench.runs import recipients
 from gateway.settings import CarrierSettings
-from gateway.webhooks import SIGNATURE_HEADER, verify
+from gateway.webhooks.sender import SIGNATURE_HEADER, verify
 from tests.procs import Stack
 
 pytestmark = pytest.mark.faults

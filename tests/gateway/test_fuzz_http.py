@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from carriers.simulator import SimulatorServices
 from carriers.simulator.voice import VoiceSimulator
-from gateway import keys
-from gateway.app import create_app
-from gateway.openapi import PATHS, SCHEMAS
+from gateway.api import app_keys
+from gateway.api.app import create_app
+from gateway.api.openapi import PATHS, SCHEMAS
 from tests.conftest import OPERATOR_TOKEN, new_customer, wait_for
 
 # what requests create (background work adds events and deliveries, never rows to these)
@@ -79,7 +79,7 @@ async def gw(aiohttp_client, migrated, sessionmaker):
     client = await aiohttp_client(create_app(migrated))
     client.customer = await new_customer(client, sessionmaker, "Acme")
     client.db = migrated.database_url.split("///", 1)[1]
-    await wait_for(lambda: asyncio.sleep(0, client.app[keys.CARRIERS].ready))
+    await wait_for(lambda: asyncio.sleep(0, client.app[app_keys.CARRIERS].ready))
     yield client
     await voice.stop()
     await services.stop()

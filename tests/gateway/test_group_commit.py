@@ -1,4 +1,4 @@
-"""Single-message requests stored together (group commit, gateway.accepting) over real HTTP and a real database:
+"""Single-message requests stored together (group commit, gateway.sending.accepting) over real HTTP and a real database:
 each is answered with its own message or its own error, only once its row is committed; a key given twice in a
 group makes one message; a database error fails its whole group, which stores nothing.
 
@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from carriers.loopback import LoopbackCarrier
-from gateway import keys
-from gateway.app import create_app
+from gateway.api import app_keys
+from gateway.api.app import create_app
 from tests.conftest import new_customer, wait_for
 
 
@@ -71,7 +71,7 @@ async def post(api, body: dict[str, Any], key: str | None = None) -> tuple[int, 
 
 def joined(api, count: int) -> Callable[[], Awaitable[None]]:
     """Waits until ``count`` more requests than now have joined a group (parsed, validated, waiting)."""
-    stats = api.app[keys.ACCEPTOR].stats
+    stats = api.app[app_keys.ACCEPTOR].stats
     target = stats["joined"] + count
     return lambda: wait_for(lambda: asyncio.sleep(0, stats["joined"] >= target), timeout=20)
 
@@ -92,7 +92,7 @@ def phone(i: int) -> str:
 
 
 async def test_concurrent_requests_are_stored_together_each_answered_with_its_own(api):
-    acceptor = api.app[keys.ACCEPTOR]
+    acceptor = api.app[app_keys.ACCEPTOR]
     answers = await grouped(api, [({"to": phone(i), "body": f"hello {i}"}, None) for i in range(40)])
     assert [status for status, _ in answers] == [202] * 40
     assert [(a["to"], a["body"]) for _, a in answers] == [(phone(i), f"hello {i}") for i in range(40)]
@@ -108,14 +108,14 @@ async def test_a_refused_request_does_not_fail_the_others_of_its_group(api, sess
     async with sessionmaker() as session, session.begin():
         session.add(OptOut(account_id=api.customer.account_id, phone=phone(3), list_name="default"))
     assert (await post(api, {"to": phone(99), "body": "first"}, key="used"))[0] == 202
-    api.app[keys.ACCEPTOR].stats.update(groups=0, requests=0)
+    api.app[app_keys.ACCEPTOR].stats.update(groups=0, requests=0)
     answers = await grouped(api, [({"to": phone(i), "body": "x"}, None) for i in range(8)]
                             + [({"to": phone(99), "body": "another"}, "used"), ({"to": "12", "body": "x"}, None)],
                             valid=9)  # the last is refused before it joins
     codes = [(status, a.get("error", {}).get("code")) for status, a in answers]
     assert codes == [(202, None)] * 3 + [(409, "recipient_opted_out")] + [(202, None)] * 4 + [
         (422, "idempotency_key_reused"), (422, "invalid_destination")]
-    assert api.app[keys.ACCEPTOR].stats["groups"] <= 2
+    assert api.app[app_keys.ACCEPTOR].stats["groups"] <= 2
     ids = [a["id"] for _, a in answers[:8] if "id" in a] + [answers[3][1]["error"]["details"]["message_id"]]
     rows = stored(api.db, ids)
     assert len(rows) == 8 and [pid for pid, (_, _, status) in rows.items() if status == "blocked"] == ids[-1:]
@@ -178,9 +178,9 @@ async def test_on_postgresql_two_instances_group_their_own_requests(aiohttp_clie
     is that message, or 409 while it is being stored), and the requests without a key beside them all stored."""
     from sqlalchemy import func, select
 
-    from gateway.db import create_engine, create_sessionmaker
-    from gateway.migrate import upgrade
-    from gateway.models import Message
+    from gateway.store.db import create_engine, create_sessionmaker
+    from gateway.store.migrate import upgrade
+    from gateway.store.models import Message
     from tests.conftest import make_settings
 
     await upgrade(postgres_url)
@@ -223,10 +223,10 @@ async def test_on_postgresql_a_key_stored_meanwhile_fails_only_its_own_message(a
 
     from sqlalchemy import insert, select
 
-    from gateway.db import create_engine, create_sessionmaker
-    from gateway.migrate import upgrade
-    from gateway.models import Message
-    from gateway.services.messages import NewMessage
+    from gateway.sending.messages import NewMessage
+    from gateway.store.db import create_engine, create_sessionmaker
+    from gateway.store.migrate import upgrade
+    from gateway.store.models import Message
     from tests.conftest import make_settings
 
     await upgrade(postgres_url)

@@ -7,9 +7,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from gateway.db import create_engine
-from gateway.migrate import downgrade, upgrade
-from gateway.models_all import metadata
+from gateway.store.db import create_engine
+from gateway.store.migrate import downgrade, upgrade
+from gateway.store.models_all import metadata
 
 TABLES = {"accounts", "api_keys", "numbers", "messages", "message_parts", "message_events", "unmatched_receipts",
           "opt_outs", "webhook_deliveries", "webhook_attempts", "inbound_messages", "inbound_parts",

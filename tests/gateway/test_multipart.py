@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from carriers.smpp import _pdu as P
-from gateway import keys
-from gateway.app import create_app
+from gateway.api import app_keys
+from gateway.api.app import create_app
 from tests.conftest import new_customer, wait_for
 from tests.procs import Stack
 
@@ -26,7 +26,7 @@ async def gw(aiohttp_client, migrated, sessionmaker, sim):
     client = await aiohttp_client(create_app(migrated))
     client.sim = sim
     client.customer = await new_customer(client, sessionmaker, "acme")
-    await wait_for(lambda: asyncio.sleep(0, client.app[keys.CARRIERS].ready))
+    await wait_for(lambda: asyncio.sleep(0, client.app[app_keys.CARRIERS].ready))
     return client
 
 
@@ -78,8 +78,8 @@ async def test_a_throttled_part_is_the_only_one_submitted_again(gw):
 @pytest.mark.postgres
 async def test_a_throttled_part_on_postgresql(aiohttp_client, tmp_path, postgres_url, sim):
     """The same on PostgreSQL (a part's answer is written with its dialect's INSERT ... ON CONFLICT)."""
-    from gateway.db import create_engine, create_sessionmaker
-    from gateway.migrate import upgrade
+    from gateway.store.db import create_engine, create_sessionmaker
+    from gateway.store.migrate import upgrade
     from tests.conftest import make_settings
 
     await upgrade(postgres_url)

@@ -16,9 +16,9 @@ from aiohttp import web
 from sqlalchemy import update
 
 from carriers.simulator import SimulatorServices
-from gateway import keys
-from gateway.app import create_app
-from gateway.services import compliance
+from gateway.api import app_keys
+from gateway.api.app import create_app
+from gateway.sending import compliance
 from registry.models import Account, Number, OptOut
 from tests.conftest import ADMIN, new_customer, wait_for
 
@@ -36,7 +36,7 @@ async def gw(aiohttp_client, migrated, sessionmaker, sim):
     client = await aiohttp_client(create_app(migrated))
     client.sm = sessionmaker
     client.sim = sim
-    await wait_for(lambda: asyncio.sleep(0, client.app[keys.CARRIERS].ready))
+    await wait_for(lambda: asyncio.sleep(0, client.app[app_keys.CARRIERS].ready))
     return client
 
 
@@ -176,7 +176,7 @@ async def test_every_send_slot_freed_at_once_keeps_the_queue_moving(aiohttp_clie
     migrated.dispatcher.concurrency = 20
     gw = await aiohttp_client(create_app(migrated))
     gw.sm, gw.sim = sessionmaker, sim
-    await wait_for(lambda: asyncio.sleep(0, gw.app[keys.CARRIERS].ready))
+    await wait_for(lambda: asyncio.sleep(0, gw.app[app_keys.CARRIERS].ready))
     c = await customer(gw, [("55501", "short_code")])
     batch = [{"to": f"+1212555{n:04d}", "body": f"w{n}"} for n in range(200)]
     resp = await gw.post("/v1/messages/batch", json={"messages": batch}, headers=c.headers)
@@ -238,7 +238,7 @@ async def test_quiet_hours_for_promotional_traffic(gw):
     c = await customer(gw, [("55501", "short_code")], quiet_hours=True)
     ny = ZoneInfo("America/New_York")
     clock = {"now": dt.datetime(2026, 11, 20, 22, 30, tzinfo=ny)}
-    gw.app[keys.CLOCK].set(lambda: clock["now"])
+    gw.app[app_keys.CLOCK].set(lambda: clock["now"])
     to_ny = "+12125550100"
     data = await send(gw, c, expect=409, to=to_ny, message_type="promotional")
     assert data["error"]["code"] == "quiet_hours"
@@ -304,7 +304,7 @@ async def test_sends_that_miss_their_slots_never_bunch(aiohttp_client, migrated,
         migrated.pacing.enabled = True
         gw = await aiohttp_client(create_app(migrated))
         gw.sm = sessionmaker
-        await wait_for(lambda: asyncio.sleep(0, gw.app[keys.CARRIERS].ready))
+        await wait_for(lambda: asyncio.sleep(0, gw.app[app_keys.CARRIERS].ready))
         c = await customer(gw, [("55501", "short_code")], max_rate_per_s=5)
         ids = [(await send(gw, c, to=us(n)))["id"] for n in range(14)]
         await asyncio.sleep(0.3)
@@ -313,7 +313,7 @@ async def test_sends_that_miss_their_slots_never_bunch(aiohttp_client, migrated,
             await final(gw, c, mid, timeout=15)
         assert len(sim.received) == 14
         assert max(sim.per_second.values()) <= 5  # per calendar second, as carriers count
-        assert gw.app[keys.DISPATCHER].stats.get("held", 0) >= 1  # the window held back what came late together
+        assert gw.app[app_keys.DISPATCHER].stats.get("held", 0) >= 1  # the window held back what came late together
     finally:
         holder["loop"].call_soon_threadsafe(holder["stop"].set)
         thread.join(10)
@@ -394,14 +394,14 @@ async def test_receipt_before_its_submit_sm_resp(gw):
 
 
 async def test_unknown_receipt_is_kept_and_logged(gw, caplog):
-    caplog.set_level(logging.INFO, logger="gateway.dispatcher")
+    caplog.set_level(logging.INFO, logger="gateway.sending.dispatcher")
     c = await customer(gw, [("55501", "short_code")])
     mid = (await send(gw, c, to=us(1)))["id"]
     await final(gw, c, mid)
     gw.sim.send_receipt(gw.sim.received[0], message_id="FFFFFFF0")
     from sqlalchemy import func, select
 
-    from gateway.models import UnmatchedReceipt
+    from gateway.store.models import UnmatchedReceipt
 
     async def kept() -> bool:
         async with gw.sm() as session:
@@ -427,7 +427,7 @@ async def test_a_receipt_that_ends_a_message_badly_says_why(gw, stat, status, se
 async def unmatched_count(gw) -> int:
     from sqlalchemy import func, select
 
-    from gateway.models import UnmatchedReceipt
+    from gateway.store.models import UnmatchedReceipt
 
     async with gw.sm() as session:
         return await session.scalar(select(func.count()).select_from(UnmatchedReceipt))
@@ -437,9 +437,9 @@ async def test_receipts_that_would_match_in_another_base_are_warned_about_now_an
                                                                                       monkeypatch):
     """The SMSC quotes ids in decimal in its receipts, the carrier is set up with receipt_id_base "same": a
     WARNING names the carrier, the count and the setting that fits, once in a while rather than per receipt."""
-    from gateway import dispatcher
+    from gateway.sending import dispatcher
 
-    caplog.set_level(logging.INFO, logger="gateway.dispatcher")
+    caplog.set_level(logging.INFO, logger="gateway.sending.dispatcher")
     gw.sim.receipt_id_format = "decimal"
     c = await customer(gw, [("55501", "short_code")])
 
@@ -453,7 +453,7 @@ async def test_receipts_that_would_match_in_another_base_are_warned_about_now_an
         assert (await resp.json())["accepted"] == 8
         await wait_for(lambda: asyncio.sleep(0, len(gw.sim.received) == first + 8))
         await wait_for(lambda: _at_least(gw, first + 8), timeout=10)
-        await gw.app[keys.DISPATCHER].sweep()  # the sweep looks at the receipts that stayed unmatched
+        await gw.app[app_keys.DISPATCHER].sweep()  # the sweep looks at the receipts that stayed unmatched
 
     await burst(0)
     assert len(warnings()) == 1
@@ -478,12 +478,12 @@ async def _at_least(gw, n: int) -> bool:
 async def test_unmatched_receipts_expire(gw, migrated, caplog):
     from registry.db import utcnow
 
-    caplog.set_level(logging.INFO, logger="gateway.dispatcher")
+    caplog.set_level(logging.INFO, logger="gateway.sending.dispatcher")
     c = await customer(gw, [("55501", "short_code")])
     await final(gw, c, (await send(gw, c, to=us(1)))["id"])
     gw.sim.send_receipt(gw.sim.received[0], message_id="FFFFFFF0")
     await wait_for(lambda: _at_least(gw, 1))
-    dispatcher = gw.app[keys.DISPATCHER]
+    dispatcher = gw.app[app_keys.DISPATCHER]
     now = utcnow()
     assert migrated.dispatcher.unmatched_ttl_h == migrated.dispatcher.receipt_timeout_h == 72  # by default
     assert await dispatcher.expire_unmatched(now + dt.timedelta(hours=71)) == 0

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.pacing import DailyCap, MemoryLimiter, Rate, SendWindows
+from gateway.sending.pacing import DailyCap, MemoryLimiter, Rate, SendWindows
 
 
 def schedule(limiter, limits, n, cost=1, start=1000.0):

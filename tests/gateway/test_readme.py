@@ -16,7 +16,7 @@ import aiohttp
 import yarl
 from sqlalchemy.engine import make_url
 
-from gateway.processes import Gateway, base_env, free_port, stop
+from gateway.bench.processes import Gateway, base_env, free_port, stop
 from gateway.settings import PROJECT_ROOT, load_settings
 from tests.conftest import make_settings
 

@@ -19,13 +19,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import insert, select, update
 
-from gateway import keys
-from gateway.app import create_app
-from gateway.db import create_engine, create_sessionmaker
-from gateway.migrate import upgrade
-from gateway.models import GatewayInstance, Message
-from gateway.pacing import DailyCap, LimiterUnavailable, Rate, RedisLimiter
-from gateway.processes import free_port
+from gateway.api import app_keys
+from gateway.api.app import create_app
+from gateway.bench.processes import free_port
+from gateway.sending.pacing import DailyCap, LimiterUnavailable, Rate, RedisLimiter
+from gateway.store.db import create_engine, create_sessionmaker
+from gateway.store.migrate import upgrade
+from gateway.store.models import GatewayInstance, Message
 from registry.db import utcnow
 from registry.models import Account
 from tests.conftest import IN_CI, make_settings, new_customer, wait_for
@@ -185,7 +185,7 @@ async def test_two_instances_keep_the_account_rate_together(aiohttp_client, tmp_
     _, sm = pg
     a, b = await start_instances(aiohttp_client, tmp_path, pg, sim, redis_url, redis_prefix)
     for client in (a, b):
-        await wait_for(lambda c=client: asyncio.sleep(0, c.app[keys.CARRIERS].ready))
+        await wait_for(lambda c=client: asyncio.sleep(0, c.app[app_keys.CARRIERS].ready))
     customer = await new_customer(a, sm, "acme")
     async with sm() as session, session.begin():
         await session.execute(update(Account).where(Account.id == customer.account_id).values(max_rate_per_s=8))
@@ -196,7 +196,7 @@ async def test_two_instances_keep_the_account_rate_together(aiohttp_client, tmp_
     assert set(final.values()) == {"delivered"}
     assert len(sim.received) == 40 and len({s.destination for s in sim.received}) == 40  # each once
     assert max(sim.per_second.values()) <= 8  # the combined rate, per calendar second
-    dispatchers = [c.app[keys.DISPATCHER] for c in (a, b)]
+    dispatchers = [c.app[app_keys.DISPATCHER] for c in (a, b)]
     assert sum(d.stats["sent"] for d in dispatchers) == 40
     assert all(d.stats["sent"] > 0 for d in dispatchers)  # the queue is shared, not split by who accepted
     # the SMSC hands receipts to any bind of the system id: each instance matched some it had not sent
@@ -207,7 +207,7 @@ async def test_two_instances_keep_the_account_rate_together(aiohttp_client, tmp_
 async def test_notify_wakes_an_idle_instance(aiohttp_client, tmp_path, pg, sim):
     url, sm = pg
     (gw,) = await start_instances(aiohttp_client, tmp_path, pg, sim, n=1, poll_interval_ms=60_000)
-    await wait_for(lambda: asyncio.sleep(0, gw.app[keys.CARRIERS].ready))
+    await wait_for(lambda: asyncio.sleep(0, gw.app[app_keys.CARRIERS].ready))
     customer = await new_customer(gw, sm, "acme")
     await asyncio.sleep(0.5)  # the first claim after start has passed; the next poll is a minute away
     now = utcnow()
@@ -241,7 +241,7 @@ async def test_messages_of_a_dead_instance_are_sent_by_another(aiohttp_client, t
     assert await all_final(sm, ["msg_alive"], timeout=20) == {"msg_alive": "delivered"}
     async with sm() as session:
         left = set((await session.scalars(select(GatewayInstance.id))).all())
-    assert gw.app[keys.DISPATCHER].instance_id in left
+    assert gw.app[app_keys.DISPATCHER].instance_id in left
 
 
 async def test_bind_slots_keep_a_carriers_maximum_across_instances(aiohttp_client, tmp_path, pg, sim, redis_url,
@@ -253,7 +253,8 @@ async def test_bind_slots_keep_a_carriers_maximum_across_instances(aiohttp_clien
         settings.carriers[0].binds = 2
         settings.carriers[0].max_binds = 3
         apps.append(await aiohttp_client(create_app(settings)))
-    opened = [len(c.app[keys.CARRIERS].carriers[0].clients) if c.app[keys.CARRIERS].carriers else 0 for c in apps]
+    pools = [c.app[app_keys.CARRIERS] for c in apps]
+    opened = [len(pool.carriers[0].clients) if pool.carriers else 0 for pool in pools]
     assert sorted(opened) == [1, 2]
     await wait_for(lambda: asyncio.sleep(0, len(sim.connections) == 3))
     # a message accepted by either instance is sent over the binds that exist
@@ -284,7 +285,7 @@ async def test_sending_pauses_while_redis_is_away_and_resumes(aiohttp_client, tm
             await asyncio.sleep(0.1)
         await limiter.close()
         (gw,) = await start_instances(aiohttp_client, tmp_path, pg, sim, own, n=1)
-        await wait_for(lambda: asyncio.sleep(0, gw.app[keys.CARRIERS].ready))
+        await wait_for(lambda: asyncio.sleep(0, gw.app[app_keys.CARRIERS].ready))
         customer = await new_customer(gw, sm, "acme")
         first = [(await send(gw, customer, us(n)))["id"] for n in range(5)]
         assert set((await all_final(sm, first)).values()) == {"delivered"}
@@ -293,7 +294,7 @@ async def test_sending_pauses_while_redis_is_away_and_resumes(aiohttp_client, tm
         server.wait(10)
         before = len(sim.received)
         during = [(await send(gw, customer, us(100 + n)))["id"] for n in range(5)]  # accepted: the queue is durable
-        dispatcher = gw.app[keys.DISPATCHER]
+        dispatcher = gw.app[app_keys.DISPATCHER]
         await wait_for(lambda: asyncio.sleep(0, dispatcher.paused == "limits_unreachable"), timeout=10)
         await asyncio.sleep(2.0)
         assert len(sim.received) == before  # nothing left without its limits

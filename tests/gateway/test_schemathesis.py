@@ -24,9 +24,9 @@ from schemathesis.core.parameters import ParameterLocation
 from schemathesis.generation import GenerationMode
 
 from carriers.loopback import LoopbackCarrier
-from gateway.app import create_app
-from gateway.migrate import upgrade
-from gateway.openapi import document
+from gateway.api.app import create_app
+from gateway.api.openapi import document
+from gateway.store.migrate import upgrade
 from tests.conftest import OPERATOR_TOKEN, make_settings
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}

@@ -13,9 +13,9 @@ from aiohttp import web
 
 from carriers.simulator import SmscSimulator
 from carriers.smpp import SmppCarrier, SmppClient
-from gateway import keys
-from gateway.app import create_app
-from gateway.webhooks import SIGNATURE_HEADER, verify
+from gateway.api import app_keys
+from gateway.api.app import create_app
+from gateway.webhooks.sender import SIGNATURE_HEADER, verify
 from registry.models import Number
 from tests.conftest import wait_for
 
@@ -105,7 +105,7 @@ async def test_secrets_never_reach_the_logs(aiohttp_client, aiohttp_server, migr
         assert (await api.get(f"/admin/accounts?token={operator_token}")).status == 401
         signature = secrets.token_hex(16)
         assert (await api.get(f"/audio/{'a' * 64}.wav?expires=9999999999&sig={signature}")).status == 401
-        callback_token = api.app[keys.VOICE].token("vm_" + secrets.token_hex(12))  # a valid one, for no call
+        callback_token = api.app[app_keys.VOICE].token("vm_" + secrets.token_hex(12))  # a valid one, for no call
         await api.post(f"/callbacks/voice/{callback_token}", json={"status": "completed"},
                        headers={"Referer": f"https://carrier.example/x?key={signature}"})
         assert (await api.get("/v1/account", headers=auth)).status == 200

@@ -15,8 +15,8 @@ from sqlalchemy import update
 
 from carriers import InboundSms
 from carriers.simulator import SimulatorServices
-from gateway import keys
-from gateway.app import create_app
+from gateway.api import app_keys
+from gateway.api.app import create_app
 from registry.models import Account
 from tests.conftest import ADMIN, new_customer, wait_for
 
@@ -70,7 +70,7 @@ async def gw(aiohttp_client, migrated, sessionmaker, receiver):
                                                               "two_way_webhook_url": receiver.url},
                               headers=client.customer.headers)
     assert resp.status == 200, await resp.text()
-    await wait_for(lambda: asyncio.sleep(0, client.app[keys.CARRIERS].ready))
+    await wait_for(lambda: asyncio.sleep(0, client.app[app_keys.CARRIERS].ready))
     yield client
     await services.stop()
 
@@ -237,7 +237,7 @@ async def test_incomplete_multipart_is_handed_on_after_the_timeout(gw, receiver)
     await gw.sim.inject_mo(PERSON, NUMBER, "Part one. " * 20, drop=(2,), reference=11)
     await asyncio.sleep(0.3)
     assert receiver.requests == []
-    inbound = gw.app[keys.INBOUND]
+    inbound = gw.app[app_keys.INBOUND]
     handed = await inbound.flush_incomplete(now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))
     assert handed == 1
     await wait_for(lambda: asyncio.sleep(0, len(receiver.requests) == 1))
@@ -246,7 +246,7 @@ async def test_incomplete_multipart_is_handed_on_after_the_timeout(gw, receiver)
 
 
 async def test_a_part_numbered_beyond_its_total_completes_nothing(gw, receiver):
-    inbound = gw.app[keys.INBOUND]
+    inbound = gw.app[app_keys.INBOUND]
     part = dict(source=PERSON, destination=NUMBER, concat_ref=42, concat_total=2)
     await inbound.on_inbound("sim", InboundSms(text="Hello ", concat_seq=1, **part))
     await inbound.on_inbound("sim", InboundSms(text="junk", concat_seq=3, **part))  # no part of the set
@@ -293,7 +293,7 @@ async def test_unleased_destination_is_kept_unrouted(gw, receiver):
     async with gw.sm() as session:
         from sqlalchemy import select
 
-        from gateway.models import InboundMessage
+        from gateway.store.models import InboundMessage
 
         row = await session.scalar(select(InboundMessage).where(InboundMessage.number == "99999"))
     assert row is not None and row.account_id is None

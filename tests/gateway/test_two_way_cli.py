@@ -9,8 +9,8 @@ import pytest
 from aiohttp import web
 
 from carriers.simulator import SimulatorServices
-from gateway import keys
-from gateway.app import create_app
+from gateway.api import app_keys
+from gateway.api.app import create_app
 from gateway.cli import cli
 from tests.conftest import new_customer, wait_for
 from tests.gateway.test_cli import invoke
@@ -41,7 +41,7 @@ async def stack(migrated, sessionmaker):
 
     async with aiohttp.ClientSession() as http:
         customer = await new_customer(Client(http), sessionmaker, "Acme", numbers=((NUMBER, "short_code"),))
-        await wait_for(lambda: asyncio.sleep(0, app[keys.CARRIERS].ready))
+        await wait_for(lambda: asyncio.sleep(0, app[app_keys.CARRIERS].ready))
         yield url, services, customer, http
     await runner.cleanup()
     await services.stop()

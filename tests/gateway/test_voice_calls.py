@@ -11,8 +11,8 @@ from aiohttp import web
 
 from carriers.loopback import LoopbackCarrier
 from carriers.simulator.voice import VoiceSimulator
-from gateway import keys
-from gateway.app import create_app
+from gateway.api import app_keys
+from gateway.api.app import create_app
 from tests.conftest import new_customer, wait_for
 
 FROM = "+14155550100"
@@ -93,7 +93,7 @@ async def test_other_outcomes(gw, to, outcome, steps):
 
 
 async def test_same_script_is_rendered_once(gw):
-    calls = gw.app[keys.VOICE]
+    calls = gw.app[app_keys.VOICE]
     first = await call(gw, to="+14155550124", script="Your order has shipped.")
     await until(gw, first["id"], "completed")
     before = calls.renderer.syntheses
@@ -117,7 +117,7 @@ async def test_invalid_audio_fails_the_call(gw):
 
     from voice.markup import parse
 
-    renderer = gw.app[keys.VOICE].renderer
+    renderer = gw.app[app_keys.VOICE].renderer
     script = "Nobody will hear this."
     path = renderer.path(renderer.key(parse(script), "en-us"))
     with wave.open(str(path), "wb") as w:  # 16-bit PCM in the cache: not telephony audio

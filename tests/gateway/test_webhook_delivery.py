@@ -11,10 +11,10 @@ from aiohttp import web
 from sqlalchemy import event, func, select
 
 from carriers.loopback import LoopbackCarrier
-from gateway import keys
-from gateway.app import create_app
-from gateway.models import WebhookAttempt, WebhookDelivery
-from gateway.webhooks import SIGNATURE_HEADER, verify
+from gateway.api import app_keys
+from gateway.api.app import create_app
+from gateway.store.models import WebhookAttempt, WebhookDelivery
+from gateway.webhooks.sender import SIGNATURE_HEADER, verify
 from tests.conftest import new_customer, wait_for
 from tests.gateway.test_webhooks import client, serve  # client: the app with quick retries
 
@@ -56,7 +56,7 @@ async def _send(client, count: int, **fields) -> list[str]:
 
 
 async def _deliveries(client, **where) -> list[WebhookDelivery]:
-    async with client.app[keys.SESSIONMAKER]() as session:
+    async with client.app[app_keys.SESSIONMAKER]() as session:
         return list((await session.scalars(select(WebhookDelivery).filter_by(**where))).all())
 
 
@@ -72,7 +72,7 @@ async def test_healthy_receiver_gets_every_event_once_recorded_in_batches(client
         if statement.lstrip().upper().startswith("UPDATE WEBHOOK_DELIVERIES"):
             updates["statements"] += 1
 
-    engine = client.app[keys.ENGINE].sync_engine
+    engine = client.app[app_keys.ENGINE].sync_engine
     event.listen(engine, "before_cursor_execute", count)
     ids = await _send(client, 40, status_callback=rec.url)
 
@@ -89,7 +89,7 @@ async def test_healthy_receiver_gets_every_event_once_recorded_in_batches(client
                                                               "TEXT_DELIVERED": 40}
     deliveries = await _deliveries(client)
     assert len(deliveries) == 120 and {d.attempts for d in deliveries} == {1}
-    async with client.app[keys.SESSIONMAKER]() as session:
+    async with client.app[app_keys.SESSIONMAKER]() as session:
         assert await session.scalar(select(func.count()).select_from(WebhookAttempt)) == 120
     # claimed and recorded in batches: a statement per delivery would be 120 updates at least
     assert updates["statements"] <= 40, updates
@@ -199,8 +199,8 @@ async def test_a_stalled_receiver_holds_back_no_other(aiohttp_client, migrated, 
 
 async def test_every_event_once_on_postgresql(aiohttp_client, aiohttp_server, settings, postgres_url):
     """The claim (FOR UPDATE SKIP LOCKED) and the outcomes written under their lease, on PostgreSQL."""
-    from gateway.db import create_engine, create_sessionmaker
-    from gateway.migrate import upgrade
+    from gateway.store.db import create_engine, create_sessionmaker
+    from gateway.store.migrate import upgrade
 
     settings.database.url = postgres_url
     settings.webhooks.poll_interval_ms = 50

@@ -9,9 +9,9 @@ import pytest
 from aiohttp import web
 
 from carriers.loopback import LoopbackCarrier
-from gateway import keys
-from gateway.app import create_app
-from gateway.webhooks import SIGNATURE_HEADER, sign, verify
+from gateway.api import app_keys
+from gateway.api.app import create_app
+from gateway.webhooks.sender import SIGNATURE_HEADER, sign, verify
 from tests.conftest import new_customer, wait_for
 
 
@@ -107,7 +107,7 @@ async def test_account_event_webhook_and_replay(client, receiver):
         return len(receiver.requests) > before
 
     await wait_for(replayed)
-    other = await new_customer(client, client.app[keys.SESSIONMAKER], "other", numbers=())
+    other = await new_customer(client, client.app[app_keys.SESSIONMAKER], "other", numbers=())
     resp = await client.post(f"/v1/webhooks/deliveries/{first['id']}/replay", headers=other.headers)
     assert resp.status == 404
 
