@@ -14,6 +14,8 @@ import logging
 import random
 from typing import Any, Awaitable, Callable
 
+from smpplib import consts
+
 from carriers._base import CarrierRejected, CarrierRetryable
 from carriers.smpp import _pdu as P
 
@@ -101,7 +103,7 @@ class _Link:
                 except P.FrameError as exc:
                     raise _Closed(str(exc)) from exc
                 _, command_id, status, seq = P.header(raw)
-                if command_id & 0x80000000:
+                if command_id & P.RESPONSE_BIT:
                     fut = self.pending.get(seq)
                     if fut is not None and not fut.done():
                         fut.set_result((status, raw))
@@ -134,7 +136,7 @@ class _Link:
             self._handlers.add(task)
             task.add_done_callback(self._delivered)
         else:
-            self.send(P.build("generic_nack", seq, status=P.ESME_RINVCMDID))
+            self.send(P.build("generic_nack", seq, status=consts.SMPP_ESME_RINVCMDID))
 
     async def _deliver(self, pdu: Any, seq: int) -> None:
         """Hand a deliver_sm on and answer it: ESME_ROK once the gateway holds it, ESME_RX_T_APPN (the SMSC
@@ -143,7 +145,7 @@ class _Link:
             status = await self.client.on_deliver_sm(pdu)
         except Exception:
             log.exception("%s: handling deliver_sm failed; asking the SMSC to retry", self.client.name)
-            status = P.ESME_RX_T_APPN
+            status = consts.SMPP_ESME_RX_T_APPN
         with contextlib.suppress(_Closed):  # the connection ended meanwhile: the SMSC sends it again
             self.send(P.build("deliver_sm_resp", seq, status=status, message_id=""))
 
@@ -160,7 +162,7 @@ class _Link:
 
 
 async def _no_deliveries(pdu: Any) -> int:
-    return P.ESME_ROK
+    return consts.SMPP_ESME_ROK
 
 
 class _Window:
@@ -251,12 +253,13 @@ class SmppClient:
         try:
             status, _ = await link.request(command, self.response_timeout, system_id=self._system_id,
                                            password=self._password, system_type=self._system_type,
-                                           interface_version=0x34, addr_ton=0, addr_npi=0, address_range="")
+                                           interface_version=consts.SMPP_VERSION_34, addr_ton=consts.SMPP_TON_UNK,
+                                           addr_npi=consts.SMPP_NPI_UNK, address_range="")
         except BaseException:
             reader_task.cancel()
             await link.close()
             raise
-        if status != P.ESME_ROK:
+        if status != consts.SMPP_ESME_ROK:
             reader_task.cancel()
             await link.close()
             raise CarrierRejected(f"{self.name}: {command} refused with status 0x{status:02x}", code="bind_failed",
@@ -331,7 +334,7 @@ class SmppClient:
         if status in P.RETRYABLE:
             raise CarrierRetryable(f"{self.name} asked to slow down (0x{status:02x}).", code=P.RETRYABLE[status],
                                    command_status=status)
-        if status != P.ESME_ROK:
+        if status != consts.SMPP_ESME_ROK:
             raise CarrierRejected(f"{self.name} rejected the message (command_status 0x{status:02x}).",
                                   code="rejected", command_status=status)
         try:
