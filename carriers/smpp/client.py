@@ -49,6 +49,7 @@ class _Link:
         # batch): at most this many at once on one connection before reading waits
         self._handlers: set[asyncio.Task] = set()
         self._room = asyncio.Event()  # set whenever a handler has ended
+        self.task: asyncio.Task | None = None  # the read loop, once bound
 
     def next_seq(self) -> int:
         self._seq = self._seq % 0x7FFFFFFF + 1
@@ -238,13 +239,6 @@ class SmppClient:
         self._task = asyncio.create_task(self._run(), name=f"smpp-{self.name}")
         await self._first_attempt.wait()
 
-    async def wait_bound(self, timeout: float | None = None) -> bool:
-        try:
-            await asyncio.wait_for(self._bound.wait(), timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
-
     async def _bind(self, command: str, role: str) -> _Link:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), self.response_timeout)
         P.set_nodelay(writer)
@@ -264,7 +258,7 @@ class SmppClient:
             await link.close()
             raise CarrierRejected(f"{self.name}: {command} refused with status 0x{status:02x}", code="bind_failed",
                                   command_status=status)
-        link.task = reader_task  # type: ignore[attr-defined]
+        link.task = reader_task
         return link
 
     async def _run(self) -> None:
@@ -300,7 +294,8 @@ class SmppClient:
                 self._bound.clear()
                 self._first_attempt.set()
                 for link in links:
-                    getattr(link, "task", None) and link.task.cancel()  # type: ignore[attr-defined]
+                    if link.task is not None:
+                        link.task.cancel()
                     link.fail_pending(CarrierRetryable("The SMPP connection was lost.", code="connection_lost"))
                     await link.close()
                 self._links, self._tx = [], None
