@@ -3,14 +3,31 @@
 smpplib internals this module relies on (so pyproject.toml pins smpplib to 2.2.x): the command classes' field
 tables (``params``, ``params_order``, ``Param.type/max/size``), ``smpp.make_pdu``/``parse_pdu`` with a ``client``
 that only draws sequence numbers, and ``consts.OPTIONAL_PARAMS``; the import-time asserts below check the tables.
-A ``sequence=`` keyword is shadowed by a property and ignored, so the sequence number is set
-on the object; parsing draws a number from the client object it is given, so parsing uses a throwaway one.
+A ``sequence=`` keyword is shadowed by a property and ignored, so the sequence number is set on the object;
+parsing draws a number from the client object it is given, so parsing uses a throwaway one.
 
 The hot PDUs (submit_sm, deliver_sm, their responses, enquire_link, unbind, generic_nack) take a hand-written
 encoder and decoder that give exactly what smpplib gives (the same bytes; the same fields, None when absent),
 driven by smpplib's own field tables. Whatever they do not cover -- other commands, other TLVs, odd values,
 malformed bytes -- goes through smpplib, so its behaviour (and its errors) stay the reference;
 tests/carriers/test_fastpath.py compares the two on many PDUs.
+
+Measured gain (2026-11-29, 2-core machine shared with other jobs: load average 1.5 to 9.7 during the runs, so the
+absolute figures swing; each pair ran back to back). Without the fast path means ``_fast_body`` and ``_fast_parse``
+returning None (a temporary change), so that gateway and simulator build and parse every PDU with smpplib.
+
+  ``gatewayctl bench sms --mode batch --callbacks none --concurrency 4 --messages 20000 --json``, delivered/s,
+  fast vs smpplib, four pairs: 704 vs 656, 770 vs 579, 416 vs 254, 402 vs 272 (fast ahead in every pair,
+  +7 % to +64 %; delivered p50 13.2-26.5 s vs 14.0-37.8 s).
+  ``gatewayctl bench sms --mode single --callbacks none --messages 10000 --json``, delivered/s: 695 vs 181,
+  172 vs 307, 379 vs 226, 194 vs 148 (fast ahead in three pairs of four; this mode is bound by the HTTP requests).
+  Per PDU, timeit (best of 5): submit_sm build 12.8 us vs 107.5 us, parse 8.9 vs 126.8 us; a receipt deliver_sm
+  with TLVs build 20.7 vs 178.6 us, parse 14.8 vs 184.4 us; submit_sm_resp and deliver_sm_resp build 2 vs 20-23 us.
+  For instance: ``python -m timeit -s "from carriers.smpp import _pdu as P; f=dict(source_addr='15550001111',
+  destination_addr='15550002222', registered_delivery=1, short_message=b'Your code is 123456.'); raw=P.build(
+  'submit_sm', 7, **f)" "P.build('submit_sm', 7, **f)"`` and the same with P.build_smpplib, P.parse(raw),
+  P.parse_smpplib(raw). Per message (a submit_sm, its response, a receipt and its response) that saves about
+  0.28 ms of CPU on each side of the link, 20 % of a core at 700 messages a second: the fast path stays.
 """
 
 from __future__ import annotations
