@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from smpplib import consts
+
 from carriers import gsm7
 
 GSM7, UCS2 = "gsm7", "ucs2"
-DATA_CODING = {GSM7: 0x00, UCS2: 0x08}
+DATA_CODING = {GSM7: consts.SMPP_ENCODING_DEFAULT, UCS2: consts.SMPP_ENCODING_ISO10646}
 SINGLE = {GSM7: 160, UCS2: 70}
 PART = {GSM7: 153, UCS2: 67}
 MAX_CHARACTERS = {GSM7: 1600, UCS2: 630}

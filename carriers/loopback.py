@@ -11,7 +11,7 @@ import asyncio
 import itertools
 from typing import Awaitable, Callable
 
-from carriers._base import Carrier, CarrierEvents, InboundSms, OutboundSms, Receipt, SubmitResult
+from carriers._base import Carrier, CarrierEvents, OutboundSms, Receipt, SubmitResult
 
 Handler = Callable[["LoopbackCarrier", OutboundSms], Awaitable[SubmitResult]]
 
@@ -65,10 +65,6 @@ class LoopbackCarrier(Carrier):
     async def deliver_receipt(self, receipt: Receipt) -> None:
         assert self._events is not None, "set_events() first"
         await self._events.on_receipt(self.name, receipt)
-
-    async def deliver_inbound(self, message: InboundSms) -> None:
-        assert self._events is not None, "set_events() first"
-        await self._events.on_inbound(self.name, message)
 
     async def close(self) -> None:
         self._ready = False

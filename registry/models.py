@@ -12,13 +12,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from registry.db import Base, UTCDateTime, utcnow
 
 
-class NumberType(str, enum.Enum):
-    SHORT_CODE = "short_code"
-    LONG_CODE = "long_code"
-    TEN_DLC = "ten_dlc"
-    TOLL_FREE = "toll_free"
-
-
 class NumberStatus(str, enum.Enum):
     PENDING = "pending"
     ACTIVE = "active"

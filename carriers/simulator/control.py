@@ -22,6 +22,7 @@ import json
 from typing import Any
 
 from aiohttp import web
+from smpplib import consts
 
 from carriers.simulator.smsc import NO_ANSWER, SmscSimulator
 
@@ -131,7 +132,7 @@ async def post_scenario(request: web.Request) -> web.Response:
                     continue
                 if not isinstance(value, dict) or set(value) - {"n", "status"} or "n" not in value:
                     raise ValueError("every_nth_part is {\"n\": N, \"status\": command_status or null}")
-                n, status = int(_number(value["n"], 1, 1e6)), value.get("status", 0x58)
+                n, status = int(_number(value["n"], 1, 1e6)), value.get("status", consts.SMPP_ESME_RTHROTTLED)
                 if status is not None and (isinstance(status, bool) or not isinstance(status, int)
                                            or not 0 < status <= 0xFFFFFFFF):
                     raise ValueError("every_nth_part status must be a non-zero command_status or null")

@@ -20,9 +20,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from smpplib import consts
+
 from carriers.encoding import encode as encode_text
 from carriers.smpp import _pdu as P
-from carriers.smpp.receipts import STATE_CODES, parse_inbound
+from carriers.smpp.receipts import STATE_CODES, concat_udh, parse_inbound
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ class SmscHandler:
         # every Nth part of a concatenated message (counted over all of them, first submits and repeats alike)
         # is answered with this command_status, or not answered at all (NO_ANSWER); 0: off
         self.every_nth_part = 0
-        self.nth_part_status = P.ESME_RTHROTTLED
+        self.nth_part_status = consts.SMPP_ESME_RTHROTTLED
         self._parts_seen = 0
 
     def submit_status(self, sim: "SmscSimulator", sub: Submitted) -> int:
@@ -82,11 +84,11 @@ class SmscHandler:
             if self._parts_seen % self.every_nth_part == 0:
                 return self.nth_part_status
         if self.throttle_all or (self.throttle_fraction and random.random() < self.throttle_fraction):
-            return P.ESME_RTHROTTLED
+            return consts.SMPP_ESME_RTHROTTLED
         limit = self.rate_limits.get(sub.label)
         if limit is not None and sim.count_this_second(sub.label) >= limit:
-            return P.ESME_RTHROTTLED
-        return P.ESME_ROK
+            return consts.SMPP_ESME_RTHROTTLED
+        return consts.SMPP_ESME_ROK
 
     def receipt_stat(self, sub: Submitted) -> str:
         if sub.destination in self.outcomes_by_destination:
@@ -147,7 +149,7 @@ class SmscProtocol:
                     self.sim.stats["garbage"] += 1
                     break
                 _, command_id, status, seq = P.header(raw)
-                if command_id & 0x80000000:
+                if command_id & P.RESPONSE_BIT:
                     self.on_response(command_id, status, seq)
                     continue
                 try:
@@ -158,7 +160,7 @@ class SmscProtocol:
                     continue
                 handler = self.handlers.get(pdu.command)
                 if handler is None:
-                    self.send(P.build("generic_nack", seq, status=P.ESME_RINVCMDID))
+                    self.send(P.build("generic_nack", seq, status=consts.SMPP_ESME_RINVCMDID))
                     continue
                 if await handler(pdu, seq) is False:
                     break
@@ -172,7 +174,7 @@ class SmscProtocol:
 
     def on_response(self, command_id: int, status: int, seq: int) -> None:
         pending = self.pending_receipts.pop(seq, None)
-        if pending is not None and status == P.ESME_ROK:
+        if pending is not None and status == consts.SMPP_ESME_ROK:
             self.sim.stats["acknowledged"] += 1  # the ESME took this deliver_sm: it is never sent again
         elif pending is not None:
             raw, attempt = pending  # the ESME asked us to retry: again in a moment
@@ -184,17 +186,17 @@ class SmscProtocol:
     async def handle_bind(self, pdu: Any, seq: int) -> None:
         resp = pdu.command + "_resp"
         if self.session.mode is not None:
-            self.send(P.build(resp, seq, status=P.ESME_RALYBND, system_id="smsc-sim"))
+            self.send(P.build(resp, seq, status=consts.SMPP_ESME_RALYBND, system_id="smsc-sim"))
             return
         system_id, password = P.text(pdu.system_id), P.text(pdu.password)
         if system_id not in self.sim.accounts:
-            status = P.ESME_RINVSYSID
+            status = consts.SMPP_ESME_RINVSYSID
         elif self.sim.accounts[system_id] != password:
-            status = P.ESME_RINVPASWD
+            status = consts.SMPP_ESME_RINVPASWD
         else:
-            status = P.ESME_ROK
+            status = consts.SMPP_ESME_ROK
         self.send(P.build(resp, seq, status=status, system_id="smsc-sim"))
-        if status == P.ESME_ROK:
+        if status == consts.SMPP_ESME_ROK:
             self.session.system_id, self.session.mode = system_id, BIND_COMMANDS[pdu.command]
             self.sim.bound(self)
         else:
@@ -214,7 +216,7 @@ class SmscProtocol:
 
     async def handle_submit_sm(self, pdu: Any, seq: int) -> None:
         if self.session.mode not in ("tx", "trx"):
-            self.send(P.build("submit_sm_resp", seq, status=P.ESME_RINVBNDSTS, message_id=""))
+            self.send(P.build("submit_sm_resp", seq, status=consts.SMPP_ESME_RINVBNDSTS, message_id=""))
             return
         sub = self.sim.record(pdu, self.session.system_id or "")
         status = self.sim.handler.submit_status(self.sim, sub)
@@ -222,7 +224,7 @@ class SmscProtocol:
         if status == NO_ANSWER:
             self.sim.stats["unanswered"] += 1
             return
-        if status != P.ESME_ROK:
+        if status != consts.SMPP_ESME_ROK:
             self.sim.refused(sub, status)
             raw = P.build("submit_sm_resp", seq, status=status, message_id="")
         else:
@@ -232,7 +234,7 @@ class SmscProtocol:
             asyncio.get_running_loop().call_later(delay, self.send, raw)
         else:
             self.send(raw)
-        if status == P.ESME_ROK and sub.registered_delivery & 0x03:
+        if status == consts.SMPP_ESME_ROK and sub.registered_delivery & consts.SMPP_SMSC_DELIVERY_RECEIPT_BITMASK:
             self.sim.schedule_receipt(sub)
 
     def deliver(self, raw_without_seq: Callable[[int], bytes], attempt: int = 1) -> None:
@@ -342,7 +344,7 @@ class SmscSimulator:
         concat = ((inbound.concat_ref, inbound.concat_total, inbound.concat_seq)
                   if inbound.concat_ref is not None else None)
         destination = inbound.destination
-        if destination and not destination.startswith("+") and (pdu.dest_addr_ton or 0) == 1:
+        if destination and not destination.startswith("+") and (pdu.dest_addr_ton or 0) == consts.SMPP_TON_INTL:
             destination = "+" + destination
         short = pdu.short_message or b""
         return Submitted(message_id="", system_id=system_id, source=inbound.source, destination=destination,
@@ -364,7 +366,7 @@ class SmscSimulator:
 
     def refused(self, sub: Submitted, status: int) -> None:
         self.refusals.append((sub, status))
-        self.stats["throttled" if status == P.ESME_RTHROTTLED else "refused"] += 1
+        self.stats["throttled" if status == consts.SMPP_ESME_RTHROTTLED else "refused"] += 1
 
     # --- receipts and mobile-originated messages -------------------------------------------------------------
     def _receiver(self, system_id: str | None) -> SmscProtocol | None:
@@ -421,11 +423,15 @@ class SmscSimulator:
         body = (f"id:{rid} sub:001 dlvrd:{'001' if stat == 'DELIVRD' else '000'} submit date:{submitted} "
                 f"done date:{now} stat:{stat} err:{'000' if stat == 'DELIVRD' else self.handler.receipt_err or '001'} "
                 f"text:{sub.text[:20]}")
-        fields = dict(source_addr_ton=1, source_addr_npi=1, source_addr=sub.destination.lstrip("+"),
-                      dest_addr_ton=3 if sub.source.isdigit() else 1, dest_addr_npi=0 if sub.source.isdigit() else 1,
-                      destination_addr=sub.source.lstrip("+"), esm_class=0x04, data_coding=0,
-                      short_message=body.encode("ascii", "replace"), receipted_message_id=rid,
-                      message_state=STATE_CODES.get(stat, 7))
+        short_code = sub.source.isdigit()
+        fields = dict(source_addr_ton=consts.SMPP_TON_INTL, source_addr_npi=consts.SMPP_NPI_ISDN,
+                      source_addr=sub.destination.lstrip("+"),
+                      dest_addr_ton=consts.SMPP_TON_NWSPEC if short_code else consts.SMPP_TON_INTL,
+                      dest_addr_npi=consts.SMPP_NPI_UNK if short_code else consts.SMPP_NPI_ISDN,
+                      destination_addr=sub.source.lstrip("+"), esm_class=P.ESM_CLASS_SMSC_RECEIPT,
+                      data_coding=consts.SMPP_ENCODING_DEFAULT, short_message=body.encode("ascii", "replace"),
+                      receipted_message_id=rid,
+                      message_state=STATE_CODES.get(stat, consts.SMPP_MESSAGE_STATE_UNKNOWN))
         self._deliver(sub.system_id, lambda seq: P.build("deliver_sm", seq, **fields))
         self.stats["receipts"] += 1
 
@@ -460,8 +466,8 @@ class SmscSimulator:
         """Send a mobile-originated message to a bound receiver; long text goes in UDH or SAR parts, in
         ``order`` (forward | reverse), parts in ``repeat`` sent twice, parts in ``drop`` never.
         Returns the number of parts."""
-        if data_coding == 0x03:
-            encoded_parts, coding = [text.encode("latin-1")], 0x03
+        if data_coding == consts.SMPP_ENCODING_ISO88591:
+            encoded_parts, coding = [text.encode("latin-1")], consts.SMPP_ENCODING_ISO88591
         else:
             enc = encode_text(text)
             encoded_parts, coding = list(enc.segments), enc.data_coding
@@ -472,17 +478,17 @@ class SmscSimulator:
             numbered.reverse()
         numbered = [p for p in numbered if p[0] not in drop] + [p for p in numbered if p[0] in repeat]
         for seq_no, payload in numbered:
-            fields: dict[str, Any] = dict(source_addr_ton=1 if source.startswith("+") else 3, source_addr_npi=1,
-                                          source_addr=source.lstrip("+"),
-                                          dest_addr_ton=1 if destination.startswith("+") else 3, dest_addr_npi=1,
-                                          destination_addr=destination.lstrip("+"), data_coding=coding,
-                                          esm_class=0, short_message=payload)
+            fields: dict[str, Any] = dict(
+                source_addr_ton=consts.SMPP_TON_INTL if source.startswith("+") else consts.SMPP_TON_NWSPEC,
+                source_addr_npi=consts.SMPP_NPI_ISDN, source_addr=source.lstrip("+"),
+                dest_addr_ton=consts.SMPP_TON_INTL if destination.startswith("+") else consts.SMPP_TON_NWSPEC,
+                dest_addr_npi=consts.SMPP_NPI_ISDN, destination_addr=destination.lstrip("+"), data_coding=coding,
+                esm_class=consts.SMPP_MSGMODE_DEFAULT, short_message=payload)
             if total > 1 and concatenation == "sar":
                 fields.update(sar_msg_ref_num=ref, sar_total_segments=total, sar_segment_seqnum=seq_no)
             elif total > 1:
-                udh = (bytes((0x06, 0x08, 0x04, ref >> 8, ref & 0xFF, total, seq_no)) if ref > 0xFF
-                       else bytes((0x05, 0x00, 0x03, ref, total, seq_no)))
-                fields.update(esm_class=0x40, short_message=udh + payload)
+                fields.update(esm_class=consts.SMPP_GSMFEAT_UDHI,
+                              short_message=concat_udh(ref, total, seq_no) + payload)
             self._deliver(system_id, lambda seq, f=fields: P.build("deliver_sm", seq, **f))
         self.stats["mo"] += total
         return total

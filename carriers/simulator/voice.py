@@ -17,8 +17,6 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-OUTCOMES = ("completed", "busy", "no_answer", "failed")
-
 
 def telephony_duration(data: bytes) -> float | None:
     """Seconds of audio if ``data`` is 8 kHz mono G.711 mu-law WAV, else None."""

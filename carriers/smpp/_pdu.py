@@ -1,13 +1,33 @@
 """Framing and smpplib's PDU codec, wrapped for asyncio streams.
 
-smpplib notes: a ``sequence=`` keyword is shadowed by a property and ignored, so the sequence number is set
-on the object; parsing draws a number from the client object it is given, so parsing uses a throwaway one.
+smpplib internals this module relies on (so pyproject.toml pins smpplib to 2.2.x): the command classes' field
+tables (``params``, ``params_order``, ``Param.type/max/size``), ``smpp.make_pdu``/``parse_pdu`` with a ``client``
+that only draws sequence numbers, and ``consts.OPTIONAL_PARAMS``; the import-time asserts below check the tables.
+A ``sequence=`` keyword is shadowed by a property and ignored, so the sequence number is set on the object;
+parsing draws a number from the client object it is given, so parsing uses a throwaway one.
 
 The hot PDUs (submit_sm, deliver_sm, their responses, enquire_link, unbind, generic_nack) take a hand-written
 encoder and decoder that give exactly what smpplib gives (the same bytes; the same fields, None when absent),
 driven by smpplib's own field tables. Whatever they do not cover -- other commands, other TLVs, odd values,
 malformed bytes -- goes through smpplib, so its behaviour (and its errors) stay the reference;
 tests/carriers/test_fastpath.py compares the two on many PDUs.
+
+Measured gain (2026-11-29, 2-core machine shared with other jobs: load average 1.5 to 9.7 during the runs, so the
+absolute figures swing; each pair ran back to back). Without the fast path means ``_fast_body`` and ``_fast_parse``
+returning None (a temporary change), so that gateway and simulator build and parse every PDU with smpplib.
+
+  ``gatewayctl bench sms --mode batch --callbacks none --concurrency 4 --messages 20000 --json``, delivered/s,
+  fast vs smpplib, four pairs: 704 vs 656, 770 vs 579, 416 vs 254, 402 vs 272 (fast ahead in every pair,
+  +7 % to +64 %; delivered p50 13.2-26.5 s vs 14.0-37.8 s).
+  ``gatewayctl bench sms --mode single --callbacks none --messages 10000 --json``, delivered/s: 695 vs 181,
+  172 vs 307, 379 vs 226, 194 vs 148 (fast ahead in three pairs of four; this mode is bound by the HTTP requests).
+  Per PDU, timeit (best of 5): submit_sm build 12.8 us vs 107.5 us, parse 8.9 vs 126.8 us; a receipt deliver_sm
+  with TLVs build 20.7 vs 178.6 us, parse 14.8 vs 184.4 us; submit_sm_resp and deliver_sm_resp build 2 vs 20-23 us.
+  For instance: ``python -m timeit -s "from carriers.smpp import _pdu as P; f=dict(source_addr='15550001111',
+  destination_addr='15550002222', registered_delivery=1, short_message=b'Your code is 123456.'); raw=P.build(
+  'submit_sm', 7, **f)" "P.build('submit_sm', 7, **f)"`` and the same with P.build_smpplib, P.parse(raw),
+  P.parse_smpplib(raw). Per message (a submit_sm, its response, a receipt and its response) that saves about
+  0.28 ms of CPU on each side of the link, 20 % of a core at 700 messages a second: the fast path stays.
 """
 
 from __future__ import annotations
@@ -21,23 +41,15 @@ from smpplib import command as smpp_command, command_codes, consts, exceptions a
 HEADER = struct.Struct(">LLLL")
 MAX_PDU = 64 * 1024
 
-# command_status values used here (SMPP 3.4, section 5.1.3)
-ESME_ROK = 0x00
-ESME_RINVMSGLEN = 0x01
-ESME_RINVCMDLEN = 0x02
-ESME_RINVCMDID = 0x03
-ESME_RINVBNDSTS = 0x04
-ESME_RALYBND = 0x05
-ESME_RSYSERR = 0x08
-ESME_RINVDSTADR = 0x0B
-ESME_RBINDFAIL = 0x0D
-ESME_RINVPASWD = 0x0E
-ESME_RINVSYSID = 0x0F
-ESME_RMSGQFUL = 0x14
-ESME_RTHROTTLED = 0x58
-ESME_RX_T_APPN = 0x64
+# SMPP 3.4 values smpplib has no constant for (command ids, command_status codes, TON/NPI, data_coding, TLV tags and
+# the rest come from smpplib.consts and smpplib.command_codes; use those)
+RESPONSE_BIT = 0x80000000  # the command_id bit of every response PDU (5.1.2.1)
+ESM_CLASS_MESSAGE_TYPE = 0x3C  # esm_class bits 5-2: the message type (5.2.12)
+ESM_CLASS_SMSC_RECEIPT = 0x04  # ... SMSC delivery receipt (0x08 is consts.SMPP_MSGTYPE_DELIVERYACK)
 
-RETRYABLE = {ESME_RMSGQFUL: "queue_full", ESME_RTHROTTLED: "throttled"}
+# the command_status values that mean "slow down and try again", not "failed"
+RETRYABLE = {consts.SMPP_ESME_RMSGQFUL: "queue_full", consts.SMPP_ESME_RTHROTTLED: "throttled"}
+_SUBMIT_SM, _DELIVER_SM = command_codes.commands["submit_sm"], command_codes.commands["deliver_sm"]
 
 
 class FrameError(Exception):
@@ -55,14 +67,14 @@ class _Sequencer:
 _PARSE = _Sequencer()
 
 
-def build(command: str, sequence: int, status: int = ESME_ROK, **fields: Any) -> bytes:
+def build(command: str, sequence: int, status: int = consts.SMPP_ESME_ROK, **fields: Any) -> bytes:
     body = _fast_body(command, fields)
     if body is not None:
         return HEADER.pack(len(body) + 16, command_codes.commands[command], status, sequence) + body
     return build_smpplib(command, sequence, status, **fields)
 
 
-def build_smpplib(command: str, sequence: int, status: int = ESME_ROK, **fields: Any) -> bytes:
+def build_smpplib(command: str, sequence: int, status: int = consts.SMPP_ESME_ROK, **fields: Any) -> bytes:
     """``build`` through smpplib only (the reference the fast encoder is tested against)."""
     pdu = smpp.make_pdu(command, client=_PARSE, **fields)
     pdu.sequence = sequence
@@ -215,9 +227,9 @@ def _fast_parse(raw: bytes) -> Pdu | None:
     if len(raw) < 16:
         return None
     length, command_id, status, sequence = HEADER.unpack_from(raw)
-    if command_id == 0x00000005:
+    if command_id == _DELIVER_SM:
         command = "deliver_sm"
-    elif command_id == 0x00000004:
+    elif command_id == _SUBMIT_SM:
         command = "submit_sm"
     else:
         return None
@@ -277,8 +289,8 @@ def nack_status(command_id: int) -> int:
     try:
         command_codes.get_command_name(command_id)
     except smpp_exceptions.UnknownCommandError:
-        return ESME_RINVCMDID
-    return ESME_RINVCMDLEN
+        return consts.SMPP_ESME_RINVCMDID
+    return consts.SMPP_ESME_RINVCMDLEN
 
 
 def submit_sm_resp_id(raw: bytes) -> str:

@@ -6,6 +6,8 @@ import asyncio
 import logging
 from typing import Any, AsyncIterator, Collection
 
+from smpplib import consts
+
 from carriers._base import (
     Carrier,
     CarrierError,
@@ -15,9 +17,8 @@ from carriers._base import (
     PartResult,
     SubmitResult,
 )
-from carriers.smpp import _pdu as P
 from carriers.smpp.client import SmppClient
-from carriers.smpp.receipts import is_receipt, parse_inbound, parse_receipt
+from carriers.smpp.receipts import concat_udh, is_receipt, parse_inbound, parse_receipt
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,12 @@ def address(number: str) -> tuple[int, int, str]:
     """(TON, NPI, address) for a number: E.164 is international/ISDN without '+'; a short code is network
     specific; anything else (alphanumeric) is TON 5."""
     if number.startswith("+"):
-        return 1, 1, number[1:]
+        return consts.SMPP_TON_INTL, consts.SMPP_NPI_ISDN, number[1:]
     if number.isdigit() and len(number) <= 8:
-        return 3, 0, number
+        return consts.SMPP_TON_NWSPEC, consts.SMPP_NPI_UNK, number
     if number.isdigit():
-        return 1, 1, number
-    return 5, 0, number
+        return consts.SMPP_TON_INTL, consts.SMPP_NPI_ISDN, number
+    return consts.SMPP_TON_ALNUM, consts.SMPP_NPI_UNK, number
 
 
 class SmppCarrier(Carrier):
@@ -83,25 +84,24 @@ class SmppCarrier(Carrier):
         dst_ton, dst_npi, dst = address(message.destination)
         common = dict(source_addr_ton=src_ton, source_addr_npi=src_npi, source_addr=src, dest_addr_ton=dst_ton,
                       dest_addr_npi=dst_npi, destination_addr=dst, data_coding=message.data_coding,
-                      registered_delivery=1 if message.registered_delivery else 0)
+                      registered_delivery=(consts.SMPP_SMSC_DELIVERY_RECEIPT_BOTH if message.registered_delivery
+                                           else consts.SMPP_SMSC_DELIVERY_RECEIPT_NONE))
         parts = [s.payload for s in message.segments]
         total = len(parts)
         if total == 1:
-            return [dict(common, esm_class=0, short_message=parts[0])]
+            return [dict(common, esm_class=consts.SMPP_MSGMODE_DEFAULT, short_message=parts[0])]
         if self.concatenation == "payload":
-            return [dict(common, esm_class=0, short_message=b"", message_payload=b"".join(parts))]
+            return [dict(common, esm_class=consts.SMPP_MSGMODE_DEFAULT, short_message=b"",
+                         message_payload=b"".join(parts))]
         ref = message.reference & 0xFFFF
         out = []
         for seq, payload in enumerate(parts, start=1):
             if self.concatenation == "sar":
-                out.append(dict(common, esm_class=0, short_message=payload, sar_msg_ref_num=ref,
-                                sar_total_segments=total, sar_segment_seqnum=seq))
+                out.append(dict(common, esm_class=consts.SMPP_MSGMODE_DEFAULT, short_message=payload,
+                                sar_msg_ref_num=ref, sar_total_segments=total, sar_segment_seqnum=seq))
             else:
-                if ref > 0xFF:
-                    udh = bytes((0x06, 0x08, 0x04, ref >> 8, ref & 0xFF, total, seq))
-                else:
-                    udh = bytes((0x05, 0x00, 0x03, ref, total, seq))
-                out.append(dict(common, esm_class=0x40, short_message=udh + payload))
+                out.append(dict(common, esm_class=consts.SMPP_GSMFEAT_UDHI,
+                                short_message=concat_udh(ref, total, seq) + payload))
         return out
 
     async def send_sms(self, message: OutboundSms) -> SubmitResult:
@@ -135,17 +135,17 @@ class SmppCarrier(Carrier):
 
     async def _on_deliver_sm(self, pdu: Any) -> int:
         if self._events is None:
-            return P.ESME_RX_T_APPN
+            return consts.SMPP_ESME_RX_T_APPN
         if is_receipt(pdu):
             receipt = parse_receipt(pdu)
             if receipt is None:
                 log.warning("%s: receipt without a message id ignored", self.name)
-                return P.ESME_ROK
+                return consts.SMPP_ESME_ROK
             await self._events.on_receipt(self.name, receipt)
         else:
             async with self._inbound_order:
                 await self._events.on_inbound(self.name, parse_inbound(pdu))
-        return P.ESME_ROK
+        return consts.SMPP_ESME_ROK
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self.clients), return_exceptions=True)

@@ -14,6 +14,8 @@ import logging
 import random
 from typing import Any, Awaitable, Callable
 
+from smpplib import consts
+
 from carriers._base import CarrierRejected, CarrierRetryable
 from carriers.smpp import _pdu as P
 
@@ -47,6 +49,7 @@ class _Link:
         # batch): at most this many at once on one connection before reading waits
         self._handlers: set[asyncio.Task] = set()
         self._room = asyncio.Event()  # set whenever a handler has ended
+        self.task: asyncio.Task | None = None  # the read loop, once bound
 
     def next_seq(self) -> int:
         self._seq = self._seq % 0x7FFFFFFF + 1
@@ -101,7 +104,7 @@ class _Link:
                 except P.FrameError as exc:
                     raise _Closed(str(exc)) from exc
                 _, command_id, status, seq = P.header(raw)
-                if command_id & 0x80000000:
+                if command_id & P.RESPONSE_BIT:
                     fut = self.pending.get(seq)
                     if fut is not None and not fut.done():
                         fut.set_result((status, raw))
@@ -134,7 +137,7 @@ class _Link:
             self._handlers.add(task)
             task.add_done_callback(self._delivered)
         else:
-            self.send(P.build("generic_nack", seq, status=P.ESME_RINVCMDID))
+            self.send(P.build("generic_nack", seq, status=consts.SMPP_ESME_RINVCMDID))
 
     async def _deliver(self, pdu: Any, seq: int) -> None:
         """Hand a deliver_sm on and answer it: ESME_ROK once the gateway holds it, ESME_RX_T_APPN (the SMSC
@@ -143,7 +146,7 @@ class _Link:
             status = await self.client.on_deliver_sm(pdu)
         except Exception:
             log.exception("%s: handling deliver_sm failed; asking the SMSC to retry", self.client.name)
-            status = P.ESME_RX_T_APPN
+            status = consts.SMPP_ESME_RX_T_APPN
         with contextlib.suppress(_Closed):  # the connection ended meanwhile: the SMSC sends it again
             self.send(P.build("deliver_sm_resp", seq, status=status, message_id=""))
 
@@ -160,7 +163,7 @@ class _Link:
 
 
 async def _no_deliveries(pdu: Any) -> int:
-    return P.ESME_ROK
+    return consts.SMPP_ESME_ROK
 
 
 class _Window:
@@ -236,13 +239,6 @@ class SmppClient:
         self._task = asyncio.create_task(self._run(), name=f"smpp-{self.name}")
         await self._first_attempt.wait()
 
-    async def wait_bound(self, timeout: float | None = None) -> bool:
-        try:
-            await asyncio.wait_for(self._bound.wait(), timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
-
     async def _bind(self, command: str, role: str) -> _Link:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), self.response_timeout)
         P.set_nodelay(writer)
@@ -251,17 +247,18 @@ class SmppClient:
         try:
             status, _ = await link.request(command, self.response_timeout, system_id=self._system_id,
                                            password=self._password, system_type=self._system_type,
-                                           interface_version=0x34, addr_ton=0, addr_npi=0, address_range="")
+                                           interface_version=consts.SMPP_VERSION_34, addr_ton=consts.SMPP_TON_UNK,
+                                           addr_npi=consts.SMPP_NPI_UNK, address_range="")
         except BaseException:
             reader_task.cancel()
             await link.close()
             raise
-        if status != P.ESME_ROK:
+        if status != consts.SMPP_ESME_ROK:
             reader_task.cancel()
             await link.close()
             raise CarrierRejected(f"{self.name}: {command} refused with status 0x{status:02x}", code="bind_failed",
                                   command_status=status)
-        link.task = reader_task  # type: ignore[attr-defined]
+        link.task = reader_task
         return link
 
     async def _run(self) -> None:
@@ -297,7 +294,8 @@ class SmppClient:
                 self._bound.clear()
                 self._first_attempt.set()
                 for link in links:
-                    getattr(link, "task", None) and link.task.cancel()  # type: ignore[attr-defined]
+                    if link.task is not None:
+                        link.task.cancel()
                     link.fail_pending(CarrierRetryable("The SMPP connection was lost.", code="connection_lost"))
                     await link.close()
                 self._links, self._tx = [], None
@@ -331,7 +329,7 @@ class SmppClient:
         if status in P.RETRYABLE:
             raise CarrierRetryable(f"{self.name} asked to slow down (0x{status:02x}).", code=P.RETRYABLE[status],
                                    command_status=status)
-        if status != P.ESME_ROK:
+        if status != consts.SMPP_ESME_ROK:
             raise CarrierRejected(f"{self.name} rejected the message (command_status 0x{status:02x}).",
                                   code="rejected", command_status=status)
         try:

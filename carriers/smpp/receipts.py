@@ -7,12 +7,17 @@ import datetime as dt
 import re
 from typing import Any
 
+from smpplib import consts
+
 from carriers import gsm7
 from carriers._base import InboundSms, Receipt
-from carriers.smpp._pdu import text
+from carriers.smpp._pdu import ESM_CLASS_MESSAGE_TYPE, ESM_CLASS_SMSC_RECEIPT, text
 
-MESSAGE_STATES = {1: "ENROUTE", 2: "DELIVRD", 3: "EXPIRED", 4: "DELETED", 5: "UNDELIV", 6: "ACCEPTD",
-                  7: "UNKNOWN", 8: "REJECTD"}
+# message_state (the TLV) -> stat (the text receipt's word for it)
+MESSAGE_STATES = {consts.SMPP_MESSAGE_STATE_ENROUTE: "ENROUTE", consts.SMPP_MESSAGE_STATE_DELIVERED: "DELIVRD",
+                  consts.SMPP_MESSAGE_STATE_EXPIRED: "EXPIRED", consts.SMPP_MESSAGE_STATE_DELETED: "DELETED",
+                  consts.SMPP_MESSAGE_STATE_UNDELIVERABLE: "UNDELIV", consts.SMPP_MESSAGE_STATE_ACCEPTED: "ACCEPTD",
+                  consts.SMPP_MESSAGE_STATE_UNKNOWN: "UNKNOWN", consts.SMPP_MESSAGE_STATE_REJECTED: "REJECTD"}
 STATE_CODES = {v: k for k, v in MESSAGE_STATES.items()}
 STATS = set(MESSAGE_STATES.values())
 
@@ -21,8 +26,8 @@ _FIELD = re.compile(r"(?=[idset])(id|sub|dlvrd|submit date|done date|stat|err|te
 
 
 def is_receipt(pdu: Any) -> bool:
-    """esm_class message type 0x04 (SMSC delivery receipt) or 0x08 (intermediate notification)."""
-    return ((pdu.esm_class or 0) & 0x3C) in (0x04, 0x08)
+    """esm_class message type 0x04 (SMSC delivery receipt) or 0x08 (SME delivery acknowledgement)."""
+    return ((pdu.esm_class or 0) & ESM_CLASS_MESSAGE_TYPE) in (ESM_CLASS_SMSC_RECEIPT, consts.SMPP_MSGTYPE_DELIVERYACK)
 
 
 def parse_receipt_text(body: str) -> dict[str, str]:
@@ -79,13 +84,13 @@ def _decode(data: bytes | str, data_coding: int) -> str:
     if isinstance(data, str):
         return data
     coding = data_coding & 0x0F if data_coding & 0xF0 in (0x00, 0xF0) else data_coding
-    if data_coding == 0x08 or coding == 0x08:
+    if data_coding == consts.SMPP_ENCODING_ISO10646 or coding == consts.SMPP_ENCODING_ISO10646:  # UCS-2
         return data.decode("utf-16-be", errors="replace")
-    if data_coding in (0x03,):
+    if data_coding == consts.SMPP_ENCODING_ISO88591:
         return data.decode("latin-1")
-    if data_coding in (0x01,):
+    if data_coding == consts.SMPP_ENCODING_IA5:
         return data.decode("ascii", errors="replace")
-    if data_coding == 0x04 or data_coding == 0x02:
+    if data_coding in (consts.SMPP_ENCODING_BINARY, consts.SMPP_ENCODING_BINARY2):
         return data.decode("latin-1")
     return decode_gsm7(data)
 
@@ -112,12 +117,20 @@ def parse_udh(data: bytes) -> tuple[bytes, tuple[int, int, int] | None]:
     while pos + 2 <= len(header):
         iei, length = header[pos], header[pos + 1]
         value = header[pos + 2:pos + 2 + length]
-        if iei == 0x00 and length == 3 and len(value) == 3:
+        if iei == consts.SMPP_UDHIEIE_CONCATENATED and length == 3 and len(value) == 3:
             concat = (value[0], value[1], value[2])
-        elif iei == 0x08 and length == 4 and len(value) == 4:
+        elif iei == consts.SMPP_UDHIEIE_CONCATENATED16 and length == 4 and len(value) == 4:
             concat = ((value[0] << 8) | value[1], value[2], value[3])
         pos += 2 + length
     return body, concat
+
+
+def concat_udh(ref: int, total: int, seq: int) -> bytes:
+    """The user data header of part ``seq`` of ``total``: the 8-bit reference IE when ``ref`` fits one octet, the
+    16-bit one otherwise (what parse_udh reads back)."""
+    if ref > 0xFF:
+        return bytes((6, consts.SMPP_UDHIEIE_CONCATENATED16, 4, ref >> 8, ref & 0xFF, total, seq))
+    return bytes((5, consts.SMPP_UDHIEIE_CONCATENATED, 3, ref, total, seq))
 
 
 def parse_inbound(pdu: Any) -> InboundSms:
@@ -126,7 +139,7 @@ def parse_inbound(pdu: Any) -> InboundSms:
     if isinstance(data, str):
         data = data.encode("latin-1")
     concat = None
-    if (pdu.esm_class or 0) & 0x40:
+    if (pdu.esm_class or 0) & consts.SMPP_GSMFEAT_UDHI:
         data, concat = parse_udh(data)
     sar_ref = getattr(pdu, "sar_msg_ref_num", None)
     if concat is None and sar_ref is not None:
@@ -142,6 +155,6 @@ def parse_inbound(pdu: Any) -> InboundSms:
 
 def _address(value: Any, ton: int | None) -> str:
     addr = text(value)
-    if ton == 1 and addr and not addr.startswith("+"):
+    if ton == consts.SMPP_TON_INTL and addr and not addr.startswith("+"):
         return "+" + addr
     return addr

@@ -234,12 +234,13 @@ def check_answers(frames: list[Frame], answers: list[bytes], closed: bool, *, bo
         _, command_id, status, _ = P.header(raw)
         assert command_id in (GENERIC_NACK, f.command_id | 0x80000000), hex(command_id)
         if command_id == GENERIC_NACK:  # an unknown command, or a known one that does not decode, or not ours
-            assert status == (P.ESME_RINVCMDLEN if f.command_id in KNOWN_IDS and not decodes(f) else P.ESME_RINVCMDID)
+            assert status == (smpp_consts.SMPP_ESME_RINVCMDLEN if f.command_id in KNOWN_IDS and not decodes(f)
+                              else smpp_consts.SMPP_ESME_RINVCMDID)
         if f.command_id in own_commands:
             assert command_id == GENERIC_NACK
         if command_id == COMMANDS["submit_sm_resp"] and bound not in ("tx", "trx"):
-            assert status == P.ESME_RINVBNDSTS
-        if command_id in BIND_RESPS and status == P.ESME_ROK:
+            assert status == smpp_consts.SMPP_ESME_RINVBNDSTS
+        if command_id in BIND_RESPS and status == smpp_consts.SMPP_ESME_ROK:
             assert bound is None, "bound twice"
             bound = BIND_RESPS[command_id]
 
@@ -268,7 +269,7 @@ async def attack_simulator(sim: SmscSimulator, bind_first: bool, frames: list[Fr
     try:
         if bind_first:
             writer.write(P.build("bind_transceiver", 1, system_id="gateway", password="secret"))
-            assert P.header(await P.read_frame(reader))[2] == P.ESME_ROK
+            assert P.header(await P.read_frame(reader))[2] == smpp_consts.SMPP_ESME_ROK
         for f in frames:
             writer.write(f.raw)
         if tail is None:
@@ -327,17 +328,18 @@ def test_simulator_survives_hostile_pdus_and_keeps_serving(loop: Loop, sim: Smsc
 
 @pytest.mark.parametrize("bind, command, fields, expect", [
     (None, "submit_sm", dict(source_addr="1", destination_addr="2", short_message=b"x"),
-     ("submit_sm_resp", P.ESME_RINVBNDSTS)),
+     ("submit_sm_resp", smpp_consts.SMPP_ESME_RINVBNDSTS)),
     ("bind_receiver", "submit_sm", dict(source_addr="1", destination_addr="2", short_message=b"x"),
-     ("submit_sm_resp", P.ESME_RINVBNDSTS)),
+     ("submit_sm_resp", smpp_consts.SMPP_ESME_RINVBNDSTS)),
     ("bind_transceiver", "bind_transceiver", dict(system_id="gateway", password="secret"),
-     ("bind_transceiver_resp", P.ESME_RALYBND)),
+     ("bind_transceiver_resp", smpp_consts.SMPP_ESME_RALYBND)),
     ("bind_transmitter", "bind_receiver", dict(system_id="gateway", password="secret"),
-     ("bind_receiver_resp", P.ESME_RALYBND)),
+     ("bind_receiver_resp", smpp_consts.SMPP_ESME_RALYBND)),
     (None, "deliver_sm", dict(source_addr="1", destination_addr="2", short_message=b"x"),
-     ("generic_nack", P.ESME_RINVCMDID)),
-    ("bind_transceiver", "query_sm", dict(message_id="1", source_addr="1"), ("generic_nack", P.ESME_RINVCMDID)),
-    (None, "enquire_link", {}, ("enquire_link_resp", P.ESME_ROK)),
+     ("generic_nack", smpp_consts.SMPP_ESME_RINVCMDID)),
+    ("bind_transceiver", "query_sm", dict(message_id="1", source_addr="1"),
+     ("generic_nack", smpp_consts.SMPP_ESME_RINVCMDID)),
+    (None, "enquire_link", {}, ("enquire_link_resp", smpp_consts.SMPP_ESME_ROK)),
 ])
 def test_simulator_answers_pdus_out_of_state(loop: Loop, sim: SmscSimulator, bind: str | None, command: str,
                                              fields: dict, expect: tuple[str, int]) -> None:
@@ -346,7 +348,7 @@ def test_simulator_answers_pdus_out_of_state(loop: Loop, sim: SmscSimulator, bin
         try:
             if bind:
                 writer.write(P.build(bind, 1, system_id="gateway", password="secret"))
-                assert P.header(await P.read_frame(reader))[2] == P.ESME_ROK
+                assert P.header(await P.read_frame(reader))[2] == smpp_consts.SMPP_ESME_ROK
             writer.write(P.build(command, 7, **fields))
             _, command_id, status, seq = P.header(await P.read_frame(reader))
             return command_id, status, seq

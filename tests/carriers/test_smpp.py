@@ -11,6 +11,7 @@ import pytest
 import smpplib.client
 import smpplib.consts
 import smpplib.exceptions
+from smpplib import consts
 
 from carriers import CarrierRejected, CarrierRetryable, OutboundSms, Segment
 from carriers.encoding import encode
@@ -93,7 +94,7 @@ def _smpplib_bad_password(port: int) -> int:
 
 
 async def test_smpplib_client_with_a_wrong_password_is_refused(sim):
-    assert await asyncio.to_thread(_smpplib_bad_password, sim.port) == P.ESME_RINVPASWD
+    assert await asyncio.to_thread(_smpplib_bad_password, sim.port) == consts.SMPP_ESME_RINVPASWD
 
 
 def _smpplib_multipart(port: int, text: str) -> tuple[list[tuple[int, str]], list]:
@@ -129,11 +130,11 @@ async def test_smpplib_multipart_meets_every_nth_part_and_receipts_in_another_ba
     """The scenarios issue #12 added to the simulator (every_nth_part, receipt_id_format, receipt_err), met by a
     peer nobody here wrote: its refusal is that part's alone, each accepted part is stored once with smpplib's
     UDH reference and numbers, and the receipts quote the ids in decimal with the chosen err."""
-    sim.handler.every_nth_part, sim.handler.nth_part_status = 3, P.ESME_RMSGQFUL
+    sim.handler.every_nth_part, sim.handler.nth_part_status = 3, consts.SMPP_ESME_RMSGQFUL
     sim.receipt_id_format, sim.handler.outcome, sim.handler.receipt_err = "decimal", "UNDELIV", "034"
     answers, seen = await asyncio.to_thread(_smpplib_multipart, sim.port, "Part of a long text. " * 20)
-    assert [status for status, _ in answers] == [0, 0, P.ESME_RMSGQFUL, 0]
-    assert [r for _, r in sim.refusals] == [P.ESME_RMSGQFUL]
+    assert [status for status, _ in answers] == [0, 0, consts.SMPP_ESME_RMSGQFUL, 0]
+    assert [r for _, r in sim.refusals] == [consts.SMPP_ESME_RMSGQFUL]
     concat = [s.concat for s in sim.received]
     assert len({ref for ref, _, _ in concat}) == 1 and [(total, seq) for _, total, seq in concat] == \
         [(3, 1), (3, 2), (3, 3)]
@@ -185,7 +186,7 @@ async def test_submit_before_bind_is_refused_by_the_simulator(sim):
     reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
     writer.write(P.build("submit_sm", 1, source_addr="1", destination_addr="2", short_message=b"x"))
     raw = await P.read_frame(reader)
-    assert P.header(raw)[2] == P.ESME_RINVBNDSTS
+    assert P.header(raw)[2] == consts.SMPP_ESME_RINVBNDSTS
     writer.close()
 
 
@@ -267,7 +268,7 @@ async def test_deliveries_handled_side_by_side_up_to_the_window(sim, monkeypatch
         most = max(most, len(busy))
         await release.wait()
         busy.pop()
-        return P.ESME_ROK
+        return consts.SMPP_ESME_ROK
 
     client = SmppClient("127.0.0.1", sim.port, "gateway", "secret", on_deliver_sm=handle)
     await client.start()
@@ -290,10 +291,10 @@ async def test_throttled_and_rejected(sim):
         await client.submit_sm(source_addr="1", destination_addr="14155550123", short_message=b"x")
     assert (err.value.code, err.value.command_status) == ("throttled", 0x58)
     sim.handler.throttle_all = False
-    sim.handler.fail = {"+14155550199": P.ESME_RINVDSTADR}
+    sim.handler.fail = {"+14155550199": consts.SMPP_ESME_RINVDSTADR}
     with pytest.raises(CarrierRejected) as rejected:
         await client.submit_sm(source_addr="1", dest_addr_ton=1, destination_addr="14155550199", short_message=b"x")
-    assert rejected.value.command_status == P.ESME_RINVDSTADR
+    assert rejected.value.command_status == consts.SMPP_ESME_RINVDSTADR
     await client.close()
 
 

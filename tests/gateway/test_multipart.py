@@ -10,8 +10,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from smpplib import consts
 
-from carriers.smpp import _pdu as P
 from gateway.api import app_keys
 from gateway.api.app import create_app
 from tests.conftest import new_customer, wait_for
@@ -57,7 +57,7 @@ async def test_a_throttled_part_is_the_only_one_submitted_again(gw):
     """One part in three throttled: only that part goes again, with the message's reference and its own part
     number; every part reaches the SMSC exactly once and every message is delivered (today the whole message is
     submitted again, and a carrier refusing one part in three keeps it from ever finishing)."""
-    gw.sim.handler.every_nth_part, gw.sim.handler.nth_part_status = 3, P.ESME_RTHROTTLED
+    gw.sim.handler.every_nth_part, gw.sim.handler.nth_part_status = 3, consts.SMPP_ESME_RTHROTTLED
     numbers = [f"+1415555{n:04d}" for n in range(200, 220)]
     ids = await asyncio.gather(*(send(gw, n) for n in numbers))
     messages = [await final(gw, mid, "delivered") for mid in ids]
@@ -89,7 +89,7 @@ async def test_a_throttled_part_on_postgresql(aiohttp_client, tmp_path, postgres
     try:
         gw = await aiohttp_client(create_app(settings))
         gw.sim, gw.customer = sim, await new_customer(gw, create_sessionmaker(engine), "acme")
-        sim.handler.every_nth_part, sim.handler.nth_part_status = 3, P.ESME_RTHROTTLED
+        sim.handler.every_nth_part, sim.handler.nth_part_status = 3, consts.SMPP_ESME_RTHROTTLED
         got = await final(gw, await send(gw, "+14155550240"), "delivered")
         assert [seq for _, _, seq in parts_at_smsc(sim, "+14155550240")] == [1, 2, 3]
         assert [p["attempts"] for p in got["parts"]] == [1, 1, 2]
@@ -98,7 +98,8 @@ async def test_a_throttled_part_on_postgresql(aiohttp_client, tmp_path, postgres
 
 
 async def test_a_part_refused_for_good_fails_the_message_and_keeps_the_accepted_parts(gw):
-    gw.sim.handler.every_nth_part, gw.sim.handler.nth_part_status = 2, P.ESME_RINVDSTADR  # the 2nd part refused
+    # the 2nd part refused
+    gw.sim.handler.every_nth_part, gw.sim.handler.nth_part_status = 2, consts.SMPP_ESME_RINVDSTADR
     number = "+14155550230"
     got = await final(gw, await send(gw, number), "failed")
     await asyncio.sleep(0.5)  # anything resent would have arrived by now
@@ -128,7 +129,7 @@ async def test_a_multipart_message_is_sent_only_once_every_part_is_accepted(gw):
     hold = asyncio.Event()
 
     def status(sim, sub):
-        return P.ESME_RMSGQFUL if sub.concat[2] == 3 and not hold.is_set() else P.ESME_ROK
+        return consts.SMPP_ESME_RMSGQFUL if sub.concat[2] == 3 and not hold.is_set() else consts.SMPP_ESME_ROK
 
     gw.sim.handler.submit_status = status
     mid = await send(gw, "+14155550232")
