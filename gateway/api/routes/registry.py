@@ -1,4 +1,4 @@
-"""Numbers, 10DLC brands and campaigns: operator routes (/admin) and customers' read-only views (/v1)."""
+"""10DLC brands and campaigns: operator routes (/admin) and customers' read-only views (/v1)."""
 
 from __future__ import annotations
 
@@ -10,30 +10,20 @@ from sqlalchemy import select
 from yarl import URL
 
 from gateway.api import app_keys
-from gateway.api.routes.two_way import number_view
-from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
-from gateway.store.db import insert_new
+from gateway.api.routes._scope import raise_registry_error as _raise
+from gateway.api.routes.numbers import OPERATOR, _admin_number as _number, full_number_view
+from gateway.errors import Conflict, NotFound, Unprocessable
 from gateway.validation import (
     Fields,
-    csv_chunks,
     origination,
-    paced,
-    read_body,
     read_json_object,
     row_id,
-    valid_list_name,
 )
-from registry import inventory, tcr
+from registry import tcr
 from registry.limits import derive
 from registry.models import Account, Brand, Campaign, Number
 
 routes = web.RouteTableDef()
-OPERATOR = "operator"
-
-
-def _raise(exc: tcr.RegistryError) -> None:
-    cls = {"conflict": Conflict, "not_found": NotFound, "invalid": Unprocessable}[exc.kind]
-    raise cls(str(exc), code=exc.code) from None
 
 
 async def _get(session, model, ident: str, what: str, account_id: int | None = None):  # noqa: ANN001, ANN202
@@ -43,12 +33,6 @@ async def _get(session, model, ident: str, what: str, account_id: int | None = N
         raise NotFound(f"No {what} {ident}.", code=f"{what}_not_found")
     return obj
 
-
-async def _number(session, value: str, account_id: int | None = None) -> Number:  # noqa: ANN001
-    number = await session.scalar(select(Number).where(Number.number == value))
-    if number is None or (account_id is not None and number.account_id != account_id):
-        raise NotFound(f"No number {value}.", code="number_not_found")
-    return number
 
 
 def brand_view(b: Brand) -> dict[str, Any]:
@@ -69,143 +53,6 @@ def campaign_view(c: Campaign, brand: Brand | None = None) -> dict[str, Any]:
                                 brand_key=f"b{brand.id}").to_json()
     return view
 
-
-def full_number_view(n: Number) -> dict[str, Any]:
-    return {**number_view(n), "id": n.id, "account_id": n.account_id, "carrier": n.carrier,
-            "monthly_price": n.monthly_price, "deletion_protection": n.deletion_protection,
-            "campaign_id": n.campaign_id, "international": n.international,
-            "registry_due_at": n.registry_due_at.isoformat().replace("+00:00", "Z") if n.registry_due_at else None}
-
-
-# --- inventory -----------------------------------------------------------------------------------------------------
-@routes.post("/admin/inventory/import")
-async def import_inventory(request: web.Request) -> web.Response:
-    """CSV: number,type,country,capabilities,carrier,monthly_price (a header may name them in another order; without
-    one, this order). Every row that is not blank is counted once: added, or rejected with its line and why.
-    Written IMPORT_CHUNK rows to a short transaction."""
-    raw = await read_body(request)
-    carriers = {c.name for c in request.app[app_keys.SETTINGS].carriers}
-    columns: list[str] = list(inventory.COLUMNS)
-    added, errors, counted = 0, [], 0
-    async with request.app[app_keys.SESSIONMAKER]() as session:
-        have = set((await session.scalars(select(Number.number))).all())
-    async for chunk in csv_chunks(raw):
-        new: dict[str, tuple[int, list[str], dict[str, Any]]] = {}
-        async for line_no, row in paced(chunk):
-            if line_no == 1 and inventory.is_header(row):
-                try:
-                    columns = inventory.header_columns(row)
-                except inventory.RowError as exc:
-                    raise BadRequest(str(exc), code=exc.code) from None  # missing_columns, unknown_columns
-                continue
-            counted += 1
-            try:
-                fields = inventory.number_fields(row, columns, carriers)
-                if fields["number"] in have:
-                    raise inventory.RowError("duplicate", f"{fields['number']} is in the inventory already")
-            except inventory.RowError as exc:
-                errors.append(_row_error(line_no, row, exc.code, str(exc)))
-                continue
-            new[fields["number"]] = (line_no, row, {**fields, "status": "active", "account_id": None})
-            have.add(fields["number"])
-        if new:
-            async with request.app[app_keys.SESSIONMAKER]() as session, session.begin():
-                stored = set((await session.scalars(insert_new(session, Number, ("number",)).returning(Number.number),
-                                                    [v for _, _, v in new.values()])).all())
-            added += len(stored)
-            errors += [_row_error(line_no, row, "duplicate", f"{n} is in the inventory already")
-                       for n, (line_no, row, _) in new.items() if n not in stored]  # added meanwhile by another
-    errors.sort(key=lambda e: e["line"])
-    return web.json_response({"rows": counted, "added": added, "rejected": len(errors), "errors": errors[:1000]})
-
-
-def _row_error(line_no: int, row: list[str], code: str, message: str) -> dict[str, Any]:
-    return {"line": line_no, "value": ",".join(row)[:80], "error": code, "message": message}
-
-
-# --- numbers -------------------------------------------------------------------------------------------------------
-@routes.get("/admin/numbers")
-async def list_numbers(request: web.Request) -> web.Response:
-    q = request.query
-    stmt = select(Number).order_by(Number.id)
-    if "account" in q:
-        account_id = row_id(q["account"])
-        stmt = stmt.where(Number.account_id == account_id if account_id is not None else Number.id < 0)
-    if q.get("free", "true") not in ("true", "false"):
-        raise BadRequest("free is true or false.", code="invalid_query")
-    if q.get("free") == "true":
-        stmt = stmt.where(Number.account_id.is_(None), Number.status != "released")
-    if "type" in q:
-        stmt = stmt.where(Number.type == q["type"])
-    async with request.app[app_keys.SESSIONMAKER]() as session:
-        rows = (await session.scalars(stmt)).all()
-    return web.json_response({"numbers": [full_number_view(n) for n in rows]})
-
-
-@routes.post("/admin/numbers/lease")
-async def lease_number(request: web.Request) -> web.Response:
-    f = Fields(await read_json_object(request), {"account_id", "type", "country", "capabilities"})
-    account_id = f.integer("account_id", minimum=1)
-    kind = f.text("type", required=True) or ""
-    if kind not in tcr.NUMBER_TYPES:
-        raise Unprocessable(f"type must be one of {', '.join(tcr.NUMBER_TYPES)}.", code="invalid_field")
-    caps = set((f.text("capabilities") or "sms").split(","))
-    if not caps <= set(tcr.CAPABILITIES):
-        raise Unprocessable("capabilities are sms and/or voice.", code="invalid_field")
-    async with request.app[app_keys.SESSIONMAKER]() as session, session.begin():
-        if account_id is None or await session.get(Account, account_id) is None:
-            raise NotFound(f"No account {account_id}.", code="account_not_found")
-        try:
-            number = await tcr.lease(session, account_id, kind, (f.text("country") or "US").upper(), caps, OPERATOR)
-        except tcr.RegistryError as exc:
-            _raise(exc)
-        await session.flush()
-        return web.json_response(full_number_view(number), status=201)
-
-
-@routes.get("/admin/numbers/{number}/registry")
-async def show_number(request: web.Request) -> web.Response:
-    async with request.app[app_keys.SESSIONMAKER]() as session:
-        n = await _number(session, request.match_info["number"])
-        return web.json_response({**full_number_view(n), "history": await tcr.history(session, "number", n.id)})
-
-
-@routes.patch("/admin/numbers/{number}")
-async def update_number(request: web.Request) -> web.Response:
-    data = await read_json_object(request)
-    f = Fields(data, {"two_way_enabled", "two_way_webhook_url", "message_type", "opt_out_list",
-                      "deletion_protection", "international"})
-    f.not_null("two_way_enabled", "deletion_protection", "international", "message_type")
-    urls = await request.app[app_keys.URL_POLICY].fields(f, "two_way_webhook_url")
-    async with request.app[app_keys.SESSIONMAKER]() as session, session.begin():
-        n = await _number(session, request.match_info["number"])
-        for name in ("two_way_enabled", "deletion_protection", "international"):
-            if name in data:
-                setattr(n, name, bool(f.boolean(name)))
-        if "two_way_webhook_url" in data:
-            n.two_way_webhook_url = urls["two_way_webhook_url"]
-        if "message_type" in data:
-            mt = f.text("message_type")
-            if mt not in ("transactional", "promotional"):
-                raise Unprocessable("message_type is transactional or promotional.", code="invalid_field")
-            n.message_type = mt
-        if "opt_out_list" in data:
-            n.opt_out_list = valid_list_name(f.text("opt_out_list") or None, field="opt_out_list", default=None)
-        return web.json_response(full_number_view(n))
-
-
-@routes.post("/admin/numbers/{number}/{action:activate|release}")
-async def number_action(request: web.Request) -> web.Response:
-    async with request.app[app_keys.SESSIONMAKER]() as session, session.begin():
-        n = await _number(session, request.match_info["number"])
-        try:
-            if request.match_info["action"] == "activate":
-                await tcr.activate(session, n, OPERATOR)
-            else:
-                await tcr.release(session, n, OPERATOR)
-        except tcr.RegistryError as exc:
-            _raise(exc)
-        return web.json_response(full_number_view(n))
 
 
 # --- brands --------------------------------------------------------------------------------------------------------
