@@ -7,23 +7,19 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from gateway.api import app_keys
-from gateway.errors import Conflict, NotFound, Unprocessable
+from gateway.store import accounts
 from gateway.validation import row_id
-from registry import tcr
-from registry.models import Account
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+OPERATOR = "operator"  # the actor recorded for a registry change made through an /admin route
 
 
 async def acting_account(request: web.Request) -> int:
-    """The account a request acts for: the caller's (/v1) or the one in the path (/admin)."""
+    """The account a request acts for: the caller's (/v1) or the one in the path (/admin; 404 if there is none)."""
     if app_keys.ACCOUNT_ID in request:
         return request[app_keys.ACCOUNT_ID]
-    account_id = row_id(request.match_info["account"])
-    async with request.app[app_keys.SESSIONMAKER]() as session:
-        if account_id is None or await session.get(Account, account_id) is None:
-            raise NotFound(f"No account {request.match_info['account']}.", code="account_not_found")
-    return account_id
+    shown = request.match_info["account"]
+    return (await accounts.get_account(request.app[app_keys.SESSIONMAKER], row_id(shown), shown)).id
 
 
 def both(routes: web.RouteTableDef, method: str, path: str) -> Callable[[Handler], Handler]:
@@ -33,8 +29,3 @@ def both(routes: web.RouteTableDef, method: str, path: str) -> Callable[[Handler
         routes.route(method, "/admin/accounts/{account}" + path)(handler)
         return handler
     return register
-
-
-def raise_registry_error(exc: tcr.RegistryError) -> None:
-    cls = {"conflict": Conflict, "not_found": NotFound, "invalid": Unprocessable}[exc.kind]
-    raise cls(str(exc), code=exc.code) from None

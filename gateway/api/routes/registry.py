@@ -6,33 +6,19 @@ import json
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 from yarl import URL
 
 from gateway.api import app_keys
-from gateway.api.routes._scope import raise_registry_error as _raise
-from gateway.api.routes.numbers import OPERATOR, _admin_number as _number, full_number_view
-from gateway.errors import Conflict, NotFound, Unprocessable
-from gateway.validation import (
-    Fields,
-    origination,
-    read_json_object,
-    row_id,
-)
+from gateway.api.routes._scope import OPERATOR
+from gateway.api.routes.numbers import full_number_view
+from gateway.errors import Unprocessable
+from gateway.tendlc import brands, campaigns
+from gateway.validation import Fields, origination, read_json_object
 from registry import tcr
 from registry.limits import derive
-from registry.models import Account, Brand, Campaign, Number
+from registry.models import Brand, Campaign
 
 routes = web.RouteTableDef()
-
-
-async def _get(session, model, ident: str, what: str, account_id: int | None = None):  # noqa: ANN001, ANN202
-    key = row_id(ident)
-    obj = await session.get(model, key) if key is not None else None
-    if obj is None or (account_id is not None and obj.account_id != account_id):
-        raise NotFound(f"No {what} {ident}.", code=f"{what}_not_found")
-    return obj
-
 
 
 def brand_view(b: Brand) -> dict[str, Any]:
@@ -54,7 +40,6 @@ def campaign_view(c: Campaign, brand: Brand | None = None) -> dict[str, Any]:
     return view
 
 
-
 # --- brands --------------------------------------------------------------------------------------------------------
 BRAND_FIELDS = {"account_id", "legal_name", "ein", "entity_type", "vertical", "website", "country", "contact_email",
                 "contact_phone", "submit"}
@@ -68,84 +53,64 @@ def _is_website(value: str) -> bool:
     return url.scheme in ("http", "https") and "." in (url.host or "") and not any(c.isspace() for c in value)
 
 
+def _invalid(field: str, sentence: str) -> Unprocessable:
+    return Unprocessable(sentence, code="invalid_field", details={"field": field})
+
+
 @routes.post("/admin/brands")
 async def register_brand(request: web.Request) -> web.Response:
     f = Fields(await read_json_object(request), BRAND_FIELDS)
     account_id = f.integer("account_id", minimum=1)
-    values = {name: f.text(name, required=True, max_length=255, allow_empty=False) for name in
+    values = {name: f.text(name, required=True, max_length=255, allow_empty=False) or "" for name in
               ("legal_name", "ein", "entity_type", "vertical", "website", "contact_email")}
-    entity = (values["entity_type"] or "").upper()
+    entity, vertical = values["entity_type"].upper(), values["vertical"].upper()
     if entity not in tcr.ENTITY_TYPES:
-        raise Unprocessable(f"entity_type is one of {', '.join(tcr.ENTITY_TYPES)}.", code="invalid_field",
-                            details={"field": "entity_type"})
-    vertical = (values["vertical"] or "").upper()
+        raise _invalid("entity_type", f"entity_type is one of {', '.join(tcr.ENTITY_TYPES)}.")
     if vertical not in tcr.VERTICALS:
-        raise Unprocessable(f"vertical is one of {', '.join(tcr.VERTICALS)}.", code="invalid_field",
-                            details={"field": "vertical"})
-    ein = (values["ein"] or "").replace("-", "")
+        raise _invalid("vertical", f"vertical is one of {', '.join(tcr.VERTICALS)}.")
+    ein = values["ein"].replace("-", "")
     if not (ein.isascii() and ein.isdigit() and len(ein) == 9):
-        raise Unprocessable("ein is a 9-digit US employer identification number.", code="invalid_field",
-                            details={"field": "ein"})
-    if not _is_website(values["website"] or ""):
-        raise Unprocessable("website must be an http(s) URL such as https://acme.example.", code="invalid_field",
-                            details={"field": "website"})
-    if "@" not in (values["contact_email"] or ""):
-        raise Unprocessable("contact_email must be an e-mail address.", code="invalid_field",
-                            details={"field": "contact_email"})
-    ein = f"{ein[:2]}-{ein[2:]}"
-    async with request.app[app_keys.SESSIONMAKER]() as session, session.begin():
-        if account_id is None or await session.get(Account, account_id) is None:
-            raise NotFound(f"No account {account_id}.", code="account_not_found")
-        existing = await session.scalar(select(Brand).where(Brand.ein == ein).order_by(Brand.id).limit(1))
-        if existing is not None:  # the registry keeps one brand per EIN
-            raise Conflict(f"Brand {existing.id} already has the EIN {ein}.", code="brand_exists",
-                           details={"brand_id": existing.id, "account_id": existing.account_id})
-        brand = Brand(account_id=account_id, legal_name=values["legal_name"], ein=ein,
-                      entity_type=entity, vertical=vertical, website=values["website"],
-                      country=(f.text("country") or "US").upper()[:2], contact_email=values["contact_email"],
-                      contact_phone=f.text("contact_phone"), status="created")
-        session.add(brand)
-        await session.flush()
-        if f.boolean("submit") is not False:
-            await tcr.submit_brand(session, brand, OPERATOR)
-        return web.json_response(brand_view(brand), status=201)
+        raise _invalid("ein", "ein is a 9-digit US employer identification number.")
+    if not _is_website(values["website"]):
+        raise _invalid("website", "website must be an http(s) URL such as https://acme.example.")
+    if "@" not in values["contact_email"]:
+        raise _invalid("contact_email", "contact_email must be an e-mail address.")
+    fields = {**values, "ein": f"{ein[:2]}-{ein[2:]}", "entity_type": entity, "vertical": vertical,
+              "country": (f.text("country") or "US").upper()[:2], "contact_phone": f.text("contact_phone")}
+    brand = await brands.register(request.app[app_keys.SESSIONMAKER], account_id, fields,
+                                  submit=f.boolean("submit") is not False, actor=OPERATOR)
+    return web.json_response(brand_view(brand), status=201)
 
 
 @routes.get("/admin/brands")
 async def list_brands(request: web.Request) -> web.Response:
-    async with request.app[app_keys.SESSIONMAKER]() as session:
-        rows = (await session.scalars(select(Brand).order_by(Brand.id))).all()
+    rows = await brands.list_brands(request.app[app_keys.SESSIONMAKER])
     return web.json_response({"brands": [brand_view(b) for b in rows]})
 
 
 @routes.get("/admin/brands/{id}")
 async def show_brand(request: web.Request) -> web.Response:
-    async with request.app[app_keys.SESSIONMAKER]() as session:
-        b = await _get(session, Brand, request.match_info["id"], "brand")
-        return web.json_response({**brand_view(b), "history": await tcr.history(session, "brand", b.id)})
+    b, history = await brands.brand_history(request.app[app_keys.SESSIONMAKER], request.match_info["id"])
+    return web.json_response({**brand_view(b), "history": history})
 
 
 @routes.post("/admin/brands/{id}/{action:review|vet|resubmit}")
 async def brand_action(request: web.Request) -> web.Response:
     data = await read_json_object(request) if request.can_read_body else {}
     f = Fields(data, {"outcome", "trust_score", "reason"})
-    async with request.app[app_keys.SESSIONMAKER]() as session, session.begin():
-        b = await _get(session, Brand, request.match_info["id"], "brand")
-        try:
-            action = request.match_info["action"]
-            if action == "review":
-                await tcr.review_brand(session, b, f.text("outcome", required=True) or "",
-                                       f.integer("trust_score"), f.text("reason"), OPERATOR)
-            elif action == "vet":
-                score = f.integer("trust_score", minimum=0, maximum=100)
-                if score is None:
-                    raise Unprocessable("vet needs a trust_score.", code="missing_field")
-                await tcr.vet_brand(session, b, score, OPERATOR)
-            else:
-                await tcr.submit_brand(session, b, OPERATOR, f.text("reason"))
-        except tcr.RegistryError as exc:
-            _raise(exc)
-        return web.json_response(brand_view(b))
+    action = request.match_info["action"]
+    if action == "review":
+        args = {"outcome": f.text("outcome", required=True) or "", "trust_score": f.integer("trust_score"),
+                "reason": f.text("reason")}
+    elif action == "vet":
+        args = {"trust_score": f.integer("trust_score", minimum=0, maximum=100)}
+        if args["trust_score"] is None:
+            raise Unprocessable("vet needs a trust_score.", code="missing_field")
+    else:
+        args = {"reason": f.text("reason")}
+    b = await brands.brand_action(request.app[app_keys.SESSIONMAKER], request.match_info["id"], action,
+                                  actor=OPERATOR, **args)
+    return web.json_response(brand_view(b))
 
 
 # --- campaigns -----------------------------------------------------------------------------------------------------
@@ -159,112 +124,79 @@ async def create_campaign(request: web.Request) -> web.Response:
     f = Fields(data, CAMPAIGN_FIELDS)
     use_case = (f.text("use_case", required=True) or "").upper()
     if use_case not in tcr.USE_CASES:
-        raise Unprocessable(f"use_case is one of {', '.join(tcr.USE_CASES)}.", code="invalid_field",
-                            details={"field": "use_case"})
+        raise _invalid("use_case", f"use_case is one of {', '.join(tcr.USE_CASES)}.")
     fields = {name: f.text(name, required=True, max_length=4096, allow_empty=False)
               for name in ("description", "opt_in_message", "opt_out_message", "help_message")}
     fields.update({name: bool(f.boolean(name)) for name in ("embedded_links", "number_pooling", "age_gated")},
                   use_case=use_case, sample_messages=data.get("sample_messages"))
-    async with request.app[app_keys.SESSIONMAKER]() as session, session.begin():
-        brand = await _get(session, Brand, str(f.integer("brand_id", minimum=1)), "brand")
-        try:
-            campaign = await tcr.create_campaign(session, brand, fields, OPERATOR)
-        except tcr.RegistryError as exc:
-            _raise(exc)
-        return web.json_response(campaign_view(campaign, brand), status=201)
+    campaign, brand = await campaigns.create(request.app[app_keys.SESSIONMAKER],
+                                             str(f.integer("brand_id", minimum=1)), fields, OPERATOR)
+    return web.json_response(campaign_view(campaign, brand), status=201)
 
 
 @routes.get("/admin/campaigns")
 async def list_campaigns(request: web.Request) -> web.Response:
-    async with request.app[app_keys.SESSIONMAKER]() as session:
-        rows = (await session.scalars(select(Campaign).order_by(Campaign.id))).all()
+    rows = await campaigns.list_campaigns(request.app[app_keys.SESSIONMAKER])
     return web.json_response({"campaigns": [campaign_view(c) for c in rows]})
 
 
 @routes.get("/admin/campaigns/{id}")
 async def show_campaign(request: web.Request) -> web.Response:
-    async with request.app[app_keys.SESSIONMAKER]() as session:
-        c = await _get(session, Campaign, request.match_info["id"], "campaign")
-        brand = await session.get(Brand, c.brand_id)
-        numbers = (await session.scalars(select(Number.number).where(Number.campaign_id == c.id))).all()
-        return web.json_response({**campaign_view(c, brand), "numbers": list(numbers),
-                                  "history": await tcr.history(session, "campaign", c.id)})
+    c, brand, numbers, history = await campaigns.campaign_detail(request.app[app_keys.SESSIONMAKER],
+                                                                 request.match_info["id"])
+    return web.json_response({**campaign_view(c, brand), "numbers": numbers, "history": history})
 
 
 @routes.post("/admin/campaigns/{id}/{action:review|suspend|reinstate|expire|resubmit}")
 async def campaign_action(request: web.Request) -> web.Response:
     data = await read_json_object(request) if request.can_read_body else {}
     f = Fields(data, {"outcome", "reason"})
-    async with request.app[app_keys.SESSIONMAKER]() as session, session.begin():
-        c = await _get(session, Campaign, request.match_info["id"], "campaign")
-        action = request.match_info["action"]
-        try:
-            if action == "review":
-                await tcr.review_campaign(session, c, f.text("outcome", required=True) or "", f.text("reason"),
-                                          OPERATOR)
-            else:
-                to = {"suspend": "suspended", "reinstate": "approved", "expire": "expired",
-                      "resubmit": "submitted"}[action]
-                await tcr.set_campaign_state(session, c, to, OPERATOR, f.text("reason"))
-        except tcr.RegistryError as exc:
-            _raise(exc)
-        return web.json_response(campaign_view(c, await session.get(Brand, c.brand_id)))
+    action = request.match_info["action"]
+    outcome = f.text("outcome", required=True) or "" if action == "review" else ""
+    c, brand = await campaigns.campaign_action(request.app[app_keys.SESSIONMAKER], request.match_info["id"], action,
+                                               actor=OPERATOR, outcome=outcome, reason=f.text("reason"))
+    return web.json_response(campaign_view(c, brand))
 
 
 @routes.post("/admin/campaigns/{id}/{action:associate|disassociate}")
 async def campaign_number(request: web.Request) -> web.Response:
     f = Fields(await read_json_object(request), {"number"})
-    async with request.app[app_keys.SESSIONMAKER]() as session, session.begin():
-        c = await _get(session, Campaign, request.match_info["id"], "campaign")
-        n = await _number(session, origination(f.text("number", required=True) or ""))
-        try:
-            if request.match_info["action"] == "associate":
-                await tcr.associate(session, c, n, OPERATOR)
-            else:
-                if n.campaign_id != c.id:
-                    raise tcr.RegistryError("number_not_in_campaign", f"{n.number} is not in campaign {c.id}.")
-                await tcr.disassociate(session, n, OPERATOR)
-        except tcr.RegistryError as exc:
-            _raise(exc)
-        return web.json_response(full_number_view(n))
+    number = origination(f.text("number", required=True) or "")
+    n = await campaigns.move_number(request.app[app_keys.SESSIONMAKER], request.match_info["id"], number,
+                                    request.match_info["action"], OPERATOR)
+    return web.json_response(full_number_view(n))
 
 
 @routes.post("/admin/registry/advance")
 async def registry_advance(request: web.Request) -> web.Response:
     f = Fields(await read_json_object(request), {"days"})
-    async with request.app[app_keys.SESSIONMAKER]() as session, session.begin():
-        try:
-            at, done = await tcr.advance(session, f.integer("days", minimum=0, maximum=3650) or 0)
-        except tcr.RegistryError as exc:
-            _raise(exc)
+    at, done = await campaigns.advance(request.app[app_keys.SESSIONMAKER],
+                                       f.integer("days", minimum=0, maximum=3650) or 0)
     return web.json_response({"registry_time": at.isoformat().replace("+00:00", "Z"), "completed": done})
 
 
 # --- customers' views -----------------------------------------------------------------------------------------------
 @routes.get("/v1/brands")
 async def my_brands(request: web.Request) -> web.Response:
-    async with request.app[app_keys.SESSIONMAKER]() as session:
-        rows = (await session.scalars(select(Brand).where(Brand.account_id == request[app_keys.ACCOUNT_ID]))).all()
+    rows = await brands.list_brands(request.app[app_keys.SESSIONMAKER], request[app_keys.ACCOUNT_ID])
     return web.json_response({"brands": [brand_view(b) for b in rows]})
 
 
 @routes.get("/v1/brands/{id}")
 async def my_brand(request: web.Request) -> web.Response:
-    async with request.app[app_keys.SESSIONMAKER]() as session:
-        b = await _get(session, Brand, request.match_info["id"], "brand", request[app_keys.ACCOUNT_ID])
-        return web.json_response({**brand_view(b), "history": await tcr.history(session, "brand", b.id)})
+    b, history = await brands.brand_history(request.app[app_keys.SESSIONMAKER], request.match_info["id"],
+                                            request[app_keys.ACCOUNT_ID])
+    return web.json_response({**brand_view(b), "history": history})
 
 
 @routes.get("/v1/campaigns")
 async def my_campaigns(request: web.Request) -> web.Response:
-    async with request.app[app_keys.SESSIONMAKER]() as session:
-        mine = Campaign.account_id == request[app_keys.ACCOUNT_ID]
-        rows = (await session.scalars(select(Campaign).where(mine))).all()
+    rows = await campaigns.list_campaigns(request.app[app_keys.SESSIONMAKER], request[app_keys.ACCOUNT_ID])
     return web.json_response({"campaigns": [campaign_view(c) for c in rows]})
 
 
 @routes.get("/v1/campaigns/{id}")
 async def my_campaign(request: web.Request) -> web.Response:
-    async with request.app[app_keys.SESSIONMAKER]() as session:
-        c = await _get(session, Campaign, request.match_info["id"], "campaign", request[app_keys.ACCOUNT_ID])
-        return web.json_response(campaign_view(c, await session.get(Brand, c.brand_id)))
+    c, brand = await campaigns.get_campaign(request.app[app_keys.SESSIONMAKER], request.match_info["id"],
+                                            request[app_keys.ACCOUNT_ID])
+    return web.json_response(campaign_view(c, brand))

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from aiohttp import web
-from sqlalchemy import select
 
 from gateway.api import app_keys
-from gateway.api.routes._scope import acting_account as _acting_account
-from gateway.errors import NotFound
+from gateway.api.routes._scope import acting_account, both
 from gateway.sending.messages import iso
 from gateway.store.models import WebhookAttempt, WebhookDelivery
 from gateway.validation import query_choice, query_limit
-from gateway.webhooks.sender import replay
+from gateway.webhooks import deliveries
 
 routes = web.RouteTableDef()
-DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 
 def _delivery_view(d: WebhookDelivery, attempts: list[WebhookAttempt] | None = None) -> dict:
@@ -28,39 +25,27 @@ def _delivery_view(d: WebhookDelivery, attempts: list[WebhookAttempt] | None = N
     return view
 
 
-
-@routes.get("/v1/webhooks/deliveries")
-@routes.get("/admin/accounts/{account}/webhooks/deliveries")
+@both(routes, "GET", "/webhooks/deliveries")
 async def list_deliveries(request: web.Request) -> web.Response:
     limit = query_limit(request)
-    stmt = select(WebhookDelivery).where(WebhookDelivery.account_id == await _acting_account(request))
-    if (status := query_choice(request, "status", DELIVERY_STATUSES)) is not None:
-        stmt = stmt.where(WebhookDelivery.status == status)
-    async with request.app[app_keys.SESSIONMAKER]() as session:
-        rows = (await session.scalars(stmt.order_by(WebhookDelivery.id.desc()).limit(limit))).all()
+    account_id = await acting_account(request)
+    status = query_choice(request, "status", deliveries.STATUSES)
+    rows = await deliveries.list_deliveries(request.app[app_keys.SESSIONMAKER], account_id, status=status,
+                                            limit=limit)
     return web.json_response({"deliveries": [_delivery_view(d) for d in rows]})
 
 
-@routes.get("/v1/webhooks/deliveries/{id}")
-@routes.get("/admin/accounts/{account}/webhooks/deliveries/{id}")
+@both(routes, "GET", "/webhooks/deliveries/{id}")
 async def get_delivery(request: web.Request) -> web.Response:
-    account_id = await _acting_account(request)
-    async with request.app[app_keys.SESSIONMAKER]() as session:
-        d = await session.scalar(select(WebhookDelivery).where(
-            WebhookDelivery.public_id == request.match_info["id"], WebhookDelivery.account_id == account_id))
-        if d is None:
-            raise NotFound("No such webhook delivery in this account.", code="delivery_not_found")
-        attempts = (await session.scalars(select(WebhookAttempt).where(WebhookAttempt.delivery_id == d.id)
-                                          .order_by(WebhookAttempt.id))).all()
-        return web.json_response(_delivery_view(d, list(attempts)))
+    account_id = await acting_account(request)
+    delivery, attempts = await deliveries.get_delivery(request.app[app_keys.SESSIONMAKER], account_id,
+                                                       request.match_info["id"])
+    return web.json_response(_delivery_view(delivery, attempts))
 
 
-@routes.post("/v1/webhooks/deliveries/{id}/replay")
-@routes.post("/admin/accounts/{account}/webhooks/deliveries/{id}/replay")
+@both(routes, "POST", "/webhooks/deliveries/{id}/replay")
 async def replay_delivery(request: web.Request) -> web.Response:
-    account_id = await _acting_account(request)
-    async with request.app[app_keys.SESSIONMAKER]() as session, session.begin():
-        if not await replay(session, account_id, request.match_info["id"]):
-            raise NotFound("No such webhook delivery in this account.", code="delivery_not_found")
+    account_id = await acting_account(request)
+    await deliveries.replay_delivery(request.app[app_keys.SESSIONMAKER], account_id, request.match_info["id"])
     request.app[app_keys.WEBHOOKS].notify()
     return web.json_response({"id": request.match_info["id"], "status": "pending"}, status=202)
