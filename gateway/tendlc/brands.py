@@ -44,13 +44,17 @@ async def register(sessions: async_sessionmaker[AsyncSession], account_id: int |
         return brand
 
 
-async def list_brands(sessions: async_sessionmaker[AsyncSession], account_id: int | None = None) -> list[Brand]:
-    """Every brand, or the account's."""
-    stmt = select(Brand).order_by(Brand.id)
+async def listing(sessions: async_sessionmaker[AsyncSession], model: type[T], account_id: int | None = None) -> list[T]:
+    """Every brand or campaign (``model``), or the account's, in id order."""
+    stmt = select(model).order_by(model.id)  # type: ignore[attr-defined]
     if account_id is not None:
-        stmt = stmt.where(Brand.account_id == account_id)
+        stmt = stmt.where(model.account_id == account_id)  # type: ignore[attr-defined]
     async with sessions() as session:
         return list((await session.scalars(stmt)).all())
+
+
+async def list_brands(sessions: async_sessionmaker[AsyncSession], account_id: int | None = None) -> list[Brand]:
+    return await listing(sessions, Brand, account_id)
 
 
 async def brand_history(sessions: async_sessionmaker[AsyncSession], ident: str,

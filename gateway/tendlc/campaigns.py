@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.numbers.lifecycle import find as find_number
-from gateway.tendlc.brands import find
+from gateway.tendlc.brands import find, listing
 from registry import tcr
 from registry.models import Brand, Campaign, Number
 
@@ -26,12 +26,7 @@ async def create(sessions: async_sessionmaker[AsyncSession], brand_ident: str, f
 
 async def list_campaigns(sessions: async_sessionmaker[AsyncSession],
                          account_id: int | None = None) -> list[Campaign]:
-    """Every campaign, or the account's."""
-    stmt = select(Campaign).order_by(Campaign.id)
-    if account_id is not None:
-        stmt = stmt.where(Campaign.account_id == account_id)
-    async with sessions() as session:
-        return list((await session.scalars(stmt)).all())
+    return await listing(sessions, Campaign, account_id)
 
 
 async def get_campaign(sessions: async_sessionmaker[AsyncSession], ident: str,
