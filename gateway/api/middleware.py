@@ -100,7 +100,7 @@ LEAF_ERRORS: dict[type[Exception], Callable[[Any], type[GatewayError]]] = {
 def leaf_error(exc: Exception) -> GatewayError:
     """A leaf's error as the API answers it: its code and sentence, with the status of its class."""
     status = next(to_status for cls, to_status in LEAF_ERRORS.items() if isinstance(exc, cls))
-    return status(exc)(str(exc), code=exc.code)  # type: ignore[attr-defined]
+    return status(exc)(str(exc), code=exc.code)
 
 
 def error_response(exc: GatewayError) -> web.Response:
@@ -187,8 +187,8 @@ def json_parser_errors(app: web.Application) -> None:
         answer.force_close()
         return answer
 
-    handle_error._gateway_json = True  # type: ignore[attr-defined]
-    RequestHandler.handle_error = handle_error  # type: ignore[method-assign]
+    handle_error._gateway_json = True
+    RequestHandler.handle_error = handle_error
 
 
 def _first_line(text: object) -> str:

@@ -166,6 +166,6 @@ async def ready(engine: AsyncEngine) -> bool:
     try:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT 1 FROM alembic_version"))
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - readiness reports, it does not raise
         return False
     return True

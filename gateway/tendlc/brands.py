@@ -46,9 +46,9 @@ async def register(sessions: async_sessionmaker[AsyncSession], account_id: int |
 
 async def listing(sessions: async_sessionmaker[AsyncSession], model: type[T], account_id: int | None = None) -> list[T]:
     """Every brand or campaign (``model``), or the account's, in id order."""
-    stmt = select(model).order_by(model.id)  # type: ignore[attr-defined]
+    stmt = select(model).order_by(model.id)
     if account_id is not None:
-        stmt = stmt.where(model.account_id == account_id)  # type: ignore[attr-defined]
+        stmt = stmt.where(model.account_id == account_id)
     async with sessions() as session:
         return list((await session.scalars(stmt)).all())
 

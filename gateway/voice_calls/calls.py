@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Label, Row, case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -105,7 +105,7 @@ async def get_call(sessions: async_sessionmaker[AsyncSession], account_id: int,
 
 async def call_metrics(sessions: async_sessionmaker[AsyncSession], account_id: int) -> dict[str, Any]:
     """Calls per number and for the account: completed, failed, busy, no answer, minutes."""
-    def count(status: str):  # noqa: ANN202
+    def count(status: str) -> Label[int]:
         return func.sum(case((VoiceMessage.status == status, 1), else_=0)).label(status)
 
     cols = [count(s) for s in ("completed", "failed", "busy", "no_answer")]
@@ -115,7 +115,7 @@ async def call_metrics(sessions: async_sessionmaker[AsyncSession], account_id: i
                                       .where(VoiceMessage.account_id == account_id)
                                       .group_by(VoiceMessage.source))).all()
 
-    def view(r) -> dict:  # noqa: ANN001
+    def view(r: Row) -> dict:
         return {"calls": r.calls, "completed": r.completed or 0, "failed": r.failed or 0, "busy": r.busy or 0,
                 "no_answer": r.no_answer or 0, "minutes": round(float(r.minutes or 0), 2)}
 
