@@ -19,10 +19,14 @@ from gateway.api.openapi import routes as openapi_routes
 from gateway.api.routes.account import routes as account_routes
 from gateway.api.routes.admin import routes as admin_routes
 from gateway.api.routes.health import routes as health_routes
+from gateway.api.routes.inbound import routes as inbound_routes
+from gateway.api.routes.keywords import routes as keyword_routes
 from gateway.api.routes.messages import routes as message_routes
+from gateway.api.routes.numbers import routes as number_routes
+from gateway.api.routes.opt_outs import routes as opt_out_routes
 from gateway.api.routes.registry import routes as registry_routes
-from gateway.api.routes.two_way import routes as two_way_routes
 from gateway.api.routes.voice import routes as voice_routes
+from gateway.api.routes.webhooks import routes as webhook_routes
 from gateway.cluster.coordination import QUEUE_CHANNEL, WEBHOOK_CHANNEL, BindSlots, PgListener, new_instance_id
 from gateway.sending.accepting import Acceptor
 from gateway.sending.dispatcher import CarrierPool, Dispatcher
@@ -235,7 +239,11 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
     app.add_routes(openapi_routes)
     app.add_routes(message_routes)
     app.add_routes(account_routes)
-    app.add_routes(two_way_routes)
+    app.add_routes(webhook_routes)
+    app.add_routes(inbound_routes)
+    app.add_routes(number_routes)
+    app.add_routes(keyword_routes)
+    app.add_routes(opt_out_routes)
     app.add_routes(voice_routes)
     app.add_routes(registry_routes)
     app.add_routes(admin_routes)

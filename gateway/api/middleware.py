@@ -1,4 +1,5 @@
-"""Errors to JSON, and authentication by path: /v1/* needs an API key, /admin/* the operator token; repeated
+"""Errors to JSON (the gateway's own, and the leaves' errors mapped to an HTTP status here, in one place), and
+authentication by path: /v1/* needs an API key, /admin/* the operator token; repeated
 authentication failures from one client IP (or with one key prefix) are answered 429 for a while, though never
 a request whose credentials are valid. Access log lines never carry secrets (query strings, path tokens, bearer
 credentials)."""
@@ -22,9 +23,20 @@ from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
+import keywords as kw
 from gateway.api import app_keys
-from gateway.errors import BadRequest, GatewayError, TooManyRequests, Unauthorized
+from gateway.errors import (
+    BadRequest,
+    Conflict,
+    GatewayError,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    Unprocessable,
+)
 from gateway.webhooks import egress
+from registry import inventory, tcr
+from voice import markup as vm
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +83,26 @@ HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 4
               415: "unsupported_media_type"}
 
 
+# The leaves (registry, keywords, voice) know nothing of HTTP: each error class has a stable ``code`` and a sentence,
+# and is answered with the status chosen here. (The carriers' errors never reach a handler: the dispatcher and the
+# voice worker handle them; an SMS body that cannot be encoded is answered by gateway.sending.messages, which
+# also reports it per message in a batch.)
+_REGISTRY_KINDS: dict[str, type[GatewayError]] = {"conflict": Conflict, "not_found": NotFound,
+                                                  "invalid": Unprocessable}
+LEAF_ERRORS: dict[type[Exception], Callable[[Any], type[GatewayError]]] = {
+    tcr.RegistryError: lambda exc: _REGISTRY_KINDS[exc.kind],  # an illegal state change, a missing thing
+    inventory.RowError: lambda exc: BadRequest,  # raised to a route only for a header that cannot be read
+    kw.KeywordError: lambda exc: Conflict if exc.code == "too_many_keywords" else Unprocessable,
+    vm.VoiceInputError: lambda exc: Unprocessable,  # a script or voice that cannot be spoken
+}
+
+
+def leaf_error(exc: Exception) -> GatewayError:
+    """A leaf's error as the API answers it: its code and sentence, with the status of its class."""
+    status = next(to_status for cls, to_status in LEAF_ERRORS.items() if isinstance(exc, cls))
+    return status(exc)(str(exc), code=exc.code)
+
+
 def error_response(exc: GatewayError) -> web.Response:
     return web.json_response(exc.to_json(), status=exc.status, headers=exc.headers)
 
@@ -107,6 +139,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.close_connection:
             return await _answer_and_close(request, error_response(exc), drain=exc.status == 413)
         return error_response(exc)
+    except tuple(LEAF_ERRORS) as exc:
+        return error_response(leaf_error(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -153,8 +187,8 @@ def json_parser_errors(app: web.Application) -> None:
         answer.force_close()
         return answer
 
-    handle_error._gateway_json = True  # type: ignore[attr-defined]
-    RequestHandler.handle_error = handle_error  # type: ignore[method-assign]
+    handle_error._gateway_json = True
+    RequestHandler.handle_error = handle_error
 
 
 def _first_line(text: object) -> str:

@@ -1,4 +1,5 @@
-"""Choosing the sending number (the origination identity) for a message.
+"""Choosing the sending number (the origination identity) for a message: an SMS (``choose``) or a call
+(``choose_voice``).
 
 Rules (see the brief): a named ``from`` must belong to the account, be active, have SMS capability and be
 allowed for the destination. Without one: the single eligible number if there is exactly one; otherwise a
@@ -9,6 +10,9 @@ or removing a number moves only the recipients of that number).
 Destination rules: an unregistered US long code never sends SMS to US numbers; 10DLC numbers send only to US
 numbers; a short code sends only within its own country; toll-free numbers reach the US and Canada; other
 countries are reached through long codes with international sending enabled.
+
+Calls: a named ``from`` must be one of the account's active numbers that can place calls (short codes cannot).
+Without one: a long code, then a 10DLC number, then a toll-free number; the oldest of its kind.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from gateway.errors import Conflict, Unprocessable
 from registry.models import Number
 
 PRIORITY = ("short_code", "ten_dlc", "toll_free", "long_code")
+VOICE_PRIORITY = ("long_code", "ten_dlc", "toll_free")
 TOLL_FREE_REACH = {"US", "CA"}
 
 
@@ -88,3 +93,18 @@ def choose(numbers: Sequence[Number], destination: str, dest_region: str | None,
         if of_kind:
             return sticky(of_kind, destination)
     return sticky(eligible, destination)
+
+
+def choose_voice(numbers: Sequence[Number], source: str | None) -> Number:
+    """Pick the calling number among the account's active numbers, or raise a clear error."""
+    capable = [n for n in numbers if "voice" in n.capability_set and n.type != "short_code"]
+    if source is not None:
+        number = next((n for n in capable if n.number == source), None)
+        if number is None:
+            raise Unprocessable(f"{source} is not an active voice number of this account.", code="invalid_from",
+                                details={"field": "from"})
+        return number
+    if not capable:
+        raise Unprocessable("This account has no active number that can place calls.", code="no_voice_number")
+    rank = {kind: i for i, kind in enumerate(VOICE_PRIORITY)}
+    return min(capable, key=lambda n: (rank.get(n.type, len(rank)), n.id))

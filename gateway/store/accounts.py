@@ -7,11 +7,12 @@ import hashlib
 import hmac
 import secrets
 import time
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.errors import Conflict, Unauthorized, Unprocessable
+from gateway.errors import Conflict, NotFound, Unauthorized, Unprocessable
 from registry.db import utcnow
 from registry.models import Account, ApiKey
 
@@ -45,6 +46,52 @@ async def issue_key(session: AsyncSession, account_id: int, label: str = "") -> 
     session.add(ApiKey(account_id=account_id, key_hash=hash_key(key), prefix=key[:10], label=label))
     await session.flush()
     return key
+
+
+async def get_account(sessions: async_sessionmaker[AsyncSession], account_id: int | None,
+                      shown: object = None) -> Account:
+    """The account, or 404 account_not_found (its sentence names ``shown``, the id as the request wrote it)."""
+    async with sessions() as session:
+        return await _account(session, account_id, shown)
+
+
+async def _account(session: AsyncSession, account_id: int | None, shown: object = None) -> Account:
+    account = await session.get(Account, account_id) if account_id is not None else None
+    if account is None:
+        raise NotFound(f"No account {account_id if shown is None else shown}.", code="account_not_found")
+    return account
+
+
+async def list_accounts(sessions: async_sessionmaker[AsyncSession]) -> list[Account]:
+    async with sessions() as session:
+        return list((await session.scalars(select(Account).order_by(Account.id))).all())
+
+
+async def open_account(sessions: async_sessionmaker[AsyncSession], name: str, *,
+                       rate: float | None = None) -> tuple[Account, str]:
+    """A new account and its first API key (shown this once)."""
+    async with sessions() as session, session.begin():
+        return await create_account(session, name, rate=rate)
+
+
+async def new_api_key(sessions: async_sessionmaker[AsyncSession], account_id: int) -> str:
+    async with sessions() as session, session.begin():
+        await _account(session, account_id)
+        return await issue_key(session, account_id)
+
+
+async def update_account(sessions: async_sessionmaker[AsyncSession], account_id: int,
+                         changes: dict[str, Any]) -> Account:
+    """Set the given settings (attribute -> value, already checked) of the account."""
+    async with sessions() as session, session.begin():
+        account = await _account(session, account_id)
+        for name, value in changes.items():
+            setattr(account, name, value)
+        return account
+
+
+async def rotate_webhook_secret(sessions: async_sessionmaker[AsyncSession], account_id: int) -> Account:
+    return await update_account(sessions, account_id, {"webhook_secret": secrets.token_hex(32)})
 
 
 class KeyAuthenticator:

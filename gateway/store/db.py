@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import aiosqlite
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -159,3 +159,13 @@ def insert_new(session: AsyncSession, model: Any, key: Iterable[str]) -> Any:
 
 def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+async def ready(engine: AsyncEngine) -> bool:
+    """Whether the database answers and its schema is migrated (readiness reports, it does not raise)."""
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1 FROM alembic_version"))
+    except Exception:  # noqa: BLE001 - readiness reports, it does not raise
+        return False
+    return True

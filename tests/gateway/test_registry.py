@@ -189,6 +189,22 @@ async def test_other_illegal_changes(world):
     assert vetted["trust_score"] == 85
 
 
+async def test_registry_errors_keep_their_status_and_code(world):
+    """The registry's errors reach the error middleware: an illegal change is 409, an invalid input 422."""
+    c, n = world["campaign"], world["number"]["number"]
+    await expect_409(world, "POST", f"/admin/campaigns/{c['id']}/disassociate", {"number": n},
+                     "number_not_in_campaign", f"/admin/numbers/{n}/registry")
+    _, submitted = await world["call"]("POST", "/admin/brands", {
+        "account_id": world["account"]["id"], "legal_name": "Maybe LLC", "ein": "222222222",
+        "entity_type": "PRIVATE_PROFIT", "vertical": "RETAIL", "website": "https://maybe.example",
+        "contact_email": "x@maybe.example"})
+    status, data = await world["call"]("POST", f"/admin/brands/{submitted['id']}/review",
+                                       {"outcome": "maybe", "trust_score": 50})
+    assert (status, data["error"]["code"]) == (422, "invalid_outcome"), data
+    _, after = await world["call"]("GET", f"/admin/brands/{submitted['id']}")
+    assert after["status"] == "submitted"
+
+
 async def test_requires_updates_and_resubmission(world):
     _, brand = await world["call"]("POST", "/admin/brands", {
         "account_id": world["account"]["id"], "legal_name": "Fixme Co", "ein": "222222222",

@@ -1,23 +1,20 @@
-"""The customer's own account: event webhook URL, the secret that signs webhooks, webhook deliveries."""
+"""The customer's own account: settings, the event webhook URL, the secret that signs webhooks."""
 
 from __future__ import annotations
 
-import secrets
+from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 
 from gateway.api import app_keys
-from gateway.errors import NotFound, Unprocessable
-from gateway.sending.messages import iso
-from gateway.store.models import WebhookAttempt, WebhookDelivery
-from gateway.validation import Fields, query_choice, query_limit, read_json_object
+from gateway.errors import Unprocessable
+from gateway.store import accounts
+from gateway.validation import Fields, read_json_object
 from gateway.webhooks.catalog import parse_selection, selection_view
-from gateway.webhooks.sender import MAX_BATCH, replay
+from gateway.webhooks.sender import MAX_BATCH
 from registry.models import Account
 
 routes = web.RouteTableDef()
-DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 
 def _view(account: Account) -> dict:
@@ -32,9 +29,8 @@ def _view(account: Account) -> dict:
 
 @routes.get("/v1/account")
 async def get_account(request: web.Request) -> web.Response:
-    async with request.app[app_keys.SESSIONMAKER]() as session:
-        account = await session.get(Account, request[app_keys.ACCOUNT_ID])
-        return web.json_response(_view(account))
+    account = await accounts.get_account(request.app[app_keys.SESSIONMAKER], request[app_keys.ACCOUNT_ID])
+    return web.json_response(_view(account))
 
 
 @routes.patch("/v1/account")
@@ -45,90 +41,31 @@ async def update_account(request: web.Request) -> web.Response:
     f.not_null("smart_encoding", "quiet_hours", "queue_policy", "max_queued", "webhook_events", "webhook_batch_size")
     webhook_events = parse_selection(data.get("webhook_events"), "webhook_events")
     urls = await request.app[app_keys.URL_POLICY].fields(f, "event_webhook_url")
-    async with request.app[app_keys.SESSIONMAKER]() as session, session.begin():
-        account = await session.get(Account, request[app_keys.ACCOUNT_ID])
-        if "event_webhook_url" in data:
-            account.event_webhook_url = urls["event_webhook_url"]
-        for name in ("program_name", "support_contact"):
-            if name in data:
-                setattr(account, name, f.text(name, max_length=200) or None)
-        if "message_frequency" in data:
-            account.message_frequency = f.text("message_frequency", max_length=100) or None
-        for name in ("smart_encoding", "quiet_hours"):
-            if name in data:
-                setattr(account, name, bool(f.boolean(name)))
-        if "queue_policy" in data:
-            policy = f.text("queue_policy")
-            if policy not in ("queue", "reject"):
-                raise Unprocessable("queue_policy must be queue or reject.", code="invalid_field",
-                                    details={"field": "queue_policy"})
-            account.queue_policy = policy
-        if "max_queued" in data:
-            account.max_queued = f.integer("max_queued", minimum=1, maximum=100_000_000)
-        if "webhook_events" in data:
-            account.webhook_events = webhook_events
-        if "webhook_batch_size" in data:
-            account.webhook_batch_size = f.integer("webhook_batch_size", minimum=1, maximum=MAX_BATCH)
-        return web.json_response(_view(account))
+    changes: dict[str, Any] = {}
+    if "event_webhook_url" in data:
+        changes["event_webhook_url"] = urls["event_webhook_url"]
+    changes.update({name: f.text(name, max_length=200) or None for name in ("program_name", "support_contact")
+                    if name in data})
+    if "message_frequency" in data:
+        changes["message_frequency"] = f.text("message_frequency", max_length=100) or None
+    changes.update({name: bool(f.boolean(name)) for name in ("smart_encoding", "quiet_hours") if name in data})
+    if "queue_policy" in data:
+        policy = f.text("queue_policy")
+        if policy not in ("queue", "reject"):
+            raise Unprocessable("queue_policy must be queue or reject.", code="invalid_field",
+                                details={"field": "queue_policy"})
+        changes["queue_policy"] = policy
+    if "max_queued" in data:
+        changes["max_queued"] = f.integer("max_queued", minimum=1, maximum=100_000_000)
+    if "webhook_events" in data:
+        changes["webhook_events"] = webhook_events
+    if "webhook_batch_size" in data:
+        changes["webhook_batch_size"] = f.integer("webhook_batch_size", minimum=1, maximum=MAX_BATCH)
+    account = await accounts.update_account(request.app[app_keys.SESSIONMAKER], request[app_keys.ACCOUNT_ID], changes)
+    return web.json_response(_view(account))
 
 
 @routes.post("/v1/account/webhook-secret")
 async def rotate_secret(request: web.Request) -> web.Response:
-    async with request.app[app_keys.SESSIONMAKER]() as session, session.begin():
-        account = await session.get(Account, request[app_keys.ACCOUNT_ID])
-        account.webhook_secret = secrets.token_hex(32)
-        return web.json_response(_view(account))
-
-
-def _delivery_view(d: WebhookDelivery, attempts: list[WebhookAttempt] | None = None) -> dict:
-    view = {"id": d.public_id, "kind": d.kind, "event_type": d.event_type, "url": d.url, "status": d.status,
-            "attempts": d.attempts, "last_status_code": d.last_status_code, "last_error": d.last_error,
-            "created_at": iso(d.created_at), "next_attempt_at": iso(d.next_attempt_at) if d.status == "pending"
-            else None, "delivered_at": iso(d.delivered_at)}
-    if attempts is not None:
-        view["attempt_log"] = [{"at": iso(a.at), "status_code": a.status_code, "error": a.error,
-                                "duration_ms": a.duration_ms} for a in attempts]
-    return view
-
-
-async def _acting_account(request: web.Request) -> int:
-    from gateway.api.routes.two_way import _account
-
-    return await _account(request)
-
-
-@routes.get("/v1/webhooks/deliveries")
-@routes.get("/admin/accounts/{account}/webhooks/deliveries")
-async def list_deliveries(request: web.Request) -> web.Response:
-    limit = query_limit(request)
-    stmt = select(WebhookDelivery).where(WebhookDelivery.account_id == await _acting_account(request))
-    if (status := query_choice(request, "status", DELIVERY_STATUSES)) is not None:
-        stmt = stmt.where(WebhookDelivery.status == status)
-    async with request.app[app_keys.SESSIONMAKER]() as session:
-        rows = (await session.scalars(stmt.order_by(WebhookDelivery.id.desc()).limit(limit))).all()
-    return web.json_response({"deliveries": [_delivery_view(d) for d in rows]})
-
-
-@routes.get("/v1/webhooks/deliveries/{id}")
-@routes.get("/admin/accounts/{account}/webhooks/deliveries/{id}")
-async def get_delivery(request: web.Request) -> web.Response:
-    account_id = await _acting_account(request)
-    async with request.app[app_keys.SESSIONMAKER]() as session:
-        d = await session.scalar(select(WebhookDelivery).where(
-            WebhookDelivery.public_id == request.match_info["id"], WebhookDelivery.account_id == account_id))
-        if d is None:
-            raise NotFound("No such webhook delivery in this account.", code="delivery_not_found")
-        attempts = (await session.scalars(select(WebhookAttempt).where(WebhookAttempt.delivery_id == d.id)
-                                          .order_by(WebhookAttempt.id))).all()
-        return web.json_response(_delivery_view(d, list(attempts)))
-
-
-@routes.post("/v1/webhooks/deliveries/{id}/replay")
-@routes.post("/admin/accounts/{account}/webhooks/deliveries/{id}/replay")
-async def replay_delivery(request: web.Request) -> web.Response:
-    account_id = await _acting_account(request)
-    async with request.app[app_keys.SESSIONMAKER]() as session, session.begin():
-        if not await replay(session, account_id, request.match_info["id"]):
-            raise NotFound("No such webhook delivery in this account.", code="delivery_not_found")
-    request.app[app_keys.WEBHOOKS].notify()
-    return web.json_response({"id": request.match_info["id"], "status": "pending"}, status=202)
+    account = await accounts.rotate_webhook_secret(request.app[app_keys.SESSIONMAKER], request[app_keys.ACCOUNT_ID])
+    return web.json_response(_view(account))

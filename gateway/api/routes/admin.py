@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
-from sqlalchemy import select
 
 from gateway.api import app_keys
 from gateway.errors import NotFound, Unprocessable
-from gateway.store import accounts as svc
+from gateway.store import accounts
 from gateway.validation import Fields, read_json_object, row_id
 from registry.models import Account
 
@@ -25,16 +26,13 @@ async def create_account(request: web.Request) -> web.Response:
     f = Fields(await read_json_object(request), {"name", "max_rate_per_s"})
     name = f.text("name", required=True, max_length=200, allow_empty=False) or ""
     rate = f.integer("max_rate_per_s", minimum=1, maximum=10_000)
-    async with request.app[app_keys.SESSIONMAKER]() as session, session.begin():
-        account, key = await svc.create_account(session, name, rate=rate)
-        body = {**account_view(account), "api_key": key}
-    return web.json_response(body, status=201)
+    account, key = await accounts.open_account(request.app[app_keys.SESSIONMAKER], name, rate=rate)
+    return web.json_response({**account_view(account), "api_key": key}, status=201)
 
 
 @routes.get("/admin/accounts")
 async def list_accounts(request: web.Request) -> web.Response:
-    async with request.app[app_keys.SESSIONMAKER]() as session:
-        rows = (await session.scalars(select(Account).order_by(Account.id))).all()
+    rows = await accounts.list_accounts(request.app[app_keys.SESSIONMAKER])
     return web.json_response({"accounts": [account_view(a) for a in rows]})
 
 
@@ -45,29 +43,23 @@ async def update_account(request: web.Request) -> web.Response:
     data = await read_json_object(request)
     f = Fields(data, {"max_rate_per_s", "status"})
     f.not_null("max_rate_per_s", "status")
-    async with request.app[app_keys.SESSIONMAKER]() as session, session.begin():
-        account = await session.get(Account, account_id)
-        if account is None:
-            raise NotFound(f"No account {account_id}.", code="account_not_found")
-        if "max_rate_per_s" in data:
-            account.max_rate_per_s = f.integer("max_rate_per_s", minimum=1, maximum=10_000)
-        if "status" in data:
-            status = f.text("status")
-            if status not in ("active", "suspended"):
-                raise Unprocessable("status is active or suspended.", code="invalid_field")
-            account.status = status
-        body = account_view(account)
+    changes: dict[str, Any] = {}
+    if "max_rate_per_s" in data:
+        changes["max_rate_per_s"] = f.integer("max_rate_per_s", minimum=1, maximum=10_000)
+    if "status" in data:
+        status = f.text("status")
+        if status not in ("active", "suspended"):
+            raise Unprocessable("status is active or suspended.", code="invalid_field")
+        changes["status"] = status
+    account = await accounts.update_account(request.app[app_keys.SESSIONMAKER], account_id, changes)
     request.app[app_keys.AUTH].forget()
-    return web.json_response(body)
+    return web.json_response(account_view(account))
 
 
 @routes.post("/admin/accounts/{id}/keys")
 async def new_key(request: web.Request) -> web.Response:
     account_id = _int_id(request)
-    async with request.app[app_keys.SESSIONMAKER]() as session, session.begin():
-        if await session.get(Account, account_id) is None:
-            raise NotFound(f"No account {account_id}.", code="account_not_found")
-        key = await svc.issue_key(session, account_id)
+    key = await accounts.new_api_key(request.app[app_keys.SESSIONMAKER], account_id)
     return web.json_response({"account_id": account_id, "api_key": key}, status=201)
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from aiohttp import web
-from sqlalchemy import select
 
 from gateway.api import app_keys
-from gateway.errors import BadRequest, GatewayError, Unprocessable
-from gateway.sending import messages as svc
+from gateway.api.routes.voice import accept_call
+from gateway.errors import GatewayError, Unprocessable
+from gateway.sending import history, messages as svc
 from gateway.store.idempotency import fingerprint, request_key
-from gateway.store.models import Message, MessageStatus
+from gateway.store.models import MessageStatus
 from gateway.validation import Fields, check_text, query_choice, query_limit, query_phone, read_json_object
 
 routes = web.RouteTableDef()
@@ -29,12 +29,9 @@ async def send_message(request: web.Request) -> web.Response:
     lookup = request.app[app_keys.CARRIERS].lookup
     if channel == "voice" or (channel == "auto" and lookup is not None and lookup.is_landline(req.to)):
         # a landline cannot take SMS: the body is read to the person as a call
-        from gateway.api.routes.voice import create_voice_message
-
         body = {"to": req.to, "script": req.body, "dry_run": req.dry_run} | (
             {"status_callback": req.status_callback} if req.status_callback else {})
-        view, created = await create_voice_message(request, body, request[app_keys.ACCOUNT_ID], idempotency_key=idem,
-                                                   request_hash=request_hash)
+        view, created = await accept_call(request, body, idempotency_key=idem, request_hash=request_hash)
         return web.json_response(view, status=202 if created else 200)
     # stored with the requests that arrive beside it, in one transaction (gateway.sending.accepting); answered after it
     result = await request.app[app_keys.ACCEPTOR].accept(request[app_keys.ACCOUNT_ID], req, idempotency_key=idem,
@@ -110,22 +107,10 @@ async def get_message(request: web.Request) -> web.Response:
 
 @routes.get("/v1/messages")
 async def list_messages(request: web.Request) -> web.Response:
-    q = request.query
     limit = query_limit(request)
-    stmt = select(Message).where(Message.account_id == request[app_keys.ACCOUNT_ID])
-    if (status := query_choice(request, "status", [s.value for s in MessageStatus])) is not None:
-        stmt = stmt.where(Message.status == status)
-    default_region = request.app[app_keys.SETTINGS].messages.default_country
-    if (to := query_phone(request, "to", default_region=default_region)) is not None:
-        stmt = stmt.where(Message.destination == to)
-    if "before" in q:
-        async with request.app[app_keys.SESSIONMAKER]() as session:
-            before = await session.scalar(select(Message.id).where(Message.public_id == q["before"],
-                                                                   Message.account_id == request[app_keys.ACCOUNT_ID]))
-        if before is None:
-            raise BadRequest("before must be a message id from a previous page.", code="invalid_query")
-        stmt = stmt.where(Message.id < before)
-    async with request.app[app_keys.SESSIONMAKER]() as session:
-        rows = (await session.scalars(stmt.order_by(Message.id.desc()).limit(limit))).all()
+    status = query_choice(request, "status", [s.value for s in MessageStatus])
+    to = query_phone(request, "to", default_region=request.app[app_keys.SETTINGS].messages.default_country)
+    rows = await history.list_messages(request.app[app_keys.SESSIONMAKER], request[app_keys.ACCOUNT_ID],
+                                       status=status, to=to, before=request.query.get("before"), limit=limit)
     items = [svc.message_summary(m) for m in rows]
     return web.json_response({"messages": items, "next": items[-1]["id"] if len(items) == limit else None})

@@ -1,0 +1,42 @@
+"""An account's webhook deliveries as the account sees them: a page of them, one with its attempts, a replay."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.errors import NotFound
+from gateway.store.models import WebhookAttempt, WebhookDelivery
+from gateway.webhooks.sender import replay
+
+STATUSES = ("pending", "delivered", "failed")
+
+
+async def list_deliveries(sessions: async_sessionmaker[AsyncSession], account_id: int, *, status: str | None,
+                          limit: int) -> list[WebhookDelivery]:
+    """Newest first."""
+    stmt = select(WebhookDelivery).where(WebhookDelivery.account_id == account_id)
+    if status is not None:
+        stmt = stmt.where(WebhookDelivery.status == status)
+    async with sessions() as session:
+        return list((await session.scalars(stmt.order_by(WebhookDelivery.id.desc()).limit(limit))).all())
+
+
+async def get_delivery(sessions: async_sessionmaker[AsyncSession], account_id: int,
+                       public_id: str) -> tuple[WebhookDelivery, list[WebhookAttempt]]:
+    """The delivery and its attempts, oldest first; 404 delivery_not_found."""
+    async with sessions() as session:
+        delivery = await session.scalar(select(WebhookDelivery).where(WebhookDelivery.public_id == public_id,
+                                                                      WebhookDelivery.account_id == account_id))
+        if delivery is None:
+            raise NotFound("No such webhook delivery in this account.", code="delivery_not_found")
+        attempts = (await session.scalars(select(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery.id)
+                                          .order_by(WebhookAttempt.id))).all()
+    return delivery, list(attempts)
+
+
+async def replay_delivery(sessions: async_sessionmaker[AsyncSession], account_id: int, public_id: str) -> None:
+    """Queue the delivery again (gateway.webhooks.sender.replay); 404 delivery_not_found."""
+    async with sessions() as session, session.begin():
+        if not await replay(session, account_id, public_id):
+            raise NotFound("No such webhook delivery in this account.", code="delivery_not_found")
