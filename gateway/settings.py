@@ -191,6 +191,21 @@ class PricingSettings:
 
 
 @dataclass
+class LoggingSettings:
+    level: str = "INFO"  # DEBUG | INFO | WARNING | ERROR | CRITICAL
+    format: str = "text"  # text | json (one JSON object a line: timestamp, level, logger, message, extra fields)
+
+
+@dataclass
+class RetentionSettings:
+    # message bodies, inbound message bodies, call scripts and webhook payloads older than this many days are
+    # blanked (the rows stay, for stats); 0 keeps them for ever
+    days: int = 90
+    interval_s: float = 3600.0  # how often the purge runs
+    batch_size: int = 2000  # rows blanked by one statement
+
+
+@dataclass
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
@@ -204,6 +219,8 @@ class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     pricing: PricingSettings = field(default_factory=PricingSettings)
     voice: VoiceSettings = field(default_factory=VoiceSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     carriers: list[CarrierSettings] = field(default_factory=lambda: [CarrierSettings()])
 
     @property
@@ -366,6 +383,13 @@ def validate(settings: Settings) -> None:
                  "ten_dlc_per_s", "horizon_s"):
         if getattr(p, name) <= 0:
             raise SettingsError(f"pacing.{name} must be above 0")
+    if settings.logging.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise SettingsError("logging.level must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    if settings.logging.format not in {"text", "json"}:
+        raise SettingsError("logging.format must be text or json")
+    r = settings.retention
+    if r.days < 0 or r.interval_s <= 0 or r.batch_size < 1:
+        raise SettingsError("retention.days must be 0 (keep) or more, interval_s above 0 and batch_size at least 1")
     m = settings.messages
     if not m.min_ttl_s <= m.default_ttl_s <= m.max_ttl_s:
         raise SettingsError("messages.default_ttl_s must lie between min_ttl_s and max_ttl_s")

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import errno
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any, AsyncIterable, AsyncIterator, Iterator
@@ -18,6 +17,7 @@ from typing import Any, AsyncIterable, AsyncIterator, Iterator
 import aiohttp
 import click
 
+from gateway import logs
 from gateway.settings import Settings, SettingsError, load_settings
 
 EXIT_USAGE, EXIT_API, EXIT_UNREACHABLE = 2, 1, 3
@@ -184,7 +184,7 @@ def run(obj: Ctx, demo: bool, migrate: bool) -> None:
     from gateway.cli.server import serve
 
     settings = obj.settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.logging)
     _serve_until_stopped(serve(settings, demo=demo, migrate=migrate))
 
 
@@ -217,8 +217,9 @@ def simulator(obj: Ctx, host: str | None, smpp_port: int | None, http_port: int 
     """Run the SMSC simulator standalone (SMPP server plus its HTTP control API)."""
     from gateway.cli.server import serve_simulator
 
-    cfg = obj.settings().simulator
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = obj.settings()
+    cfg = settings.simulator
+    logs.configure(settings.logging)
     _serve_until_stopped(serve_simulator(
         host or cfg.host, cfg.smpp_port if smpp_port is None else smpp_port,
         cfg.http_port if http_port is None else http_port, {system_id or cfg.system_id: password or cfg.password},
