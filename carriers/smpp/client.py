@@ -92,7 +92,7 @@ class _Link:
         try:
             await self._read()
         except _Closed as exc:
-            log.info("%s: %s connection ended: %s", self.client.name, self.role, exc)
+            log.info("%s: %s connection ended: %s", self.client.name, self.role, exc, extra={"bind": self.client.name})
 
     async def _read(self) -> None:
         try:
@@ -276,7 +276,8 @@ class SmppClient:
                 self.binds += 1
                 self.last_error = None
                 delay = self.reconnect_min
-                log.info("%s: bound to %s:%s (%s)", self.name, self.host, self.port, self.bind_mode)
+                log.info("%s: bound to %s:%s (%s)", self.name, self.host, self.port, self.bind_mode,
+                         extra={"bind": self.name})
                 self._bound.set()
                 self._first_attempt.set()
                 keepalive = asyncio.create_task(self._keepalive(links))
@@ -287,7 +288,7 @@ class SmppClient:
             except Exception as exc:  # noqa: BLE001 - every failure means: try again later
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("%s: SMPP connection to %s:%s failed: %s", self.name, self.host, self.port,
-                            self.last_error)
+                            self.last_error, extra={"bind": self.name})
             finally:
                 for task in waits:
                     task.cancel()

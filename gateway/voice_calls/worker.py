@@ -131,7 +131,8 @@ class VoiceCalls:
         except CarrierRetryable as exc:
             again = v.attempts < self.settings.voice.max_attempts
             log.warning("placing voice call %s failed (%s); %s", v.public_id, exc,
-                        "will retry" if again else "giving up")
+                        "will retry" if again else "giving up",
+                        extra={"account_id": v.account_id, "message_id": v.public_id})
             if again:
                 async with self._sm() as session, session.begin():
                     await session.execute(update(VoiceMessage).where(VoiceMessage.id == vid).values(

@@ -375,7 +375,8 @@ class WebhookSender:
             elif now >= d.give_up_at or not_allowed:
                 values["status"] = "failed"
                 log.warning("webhook %s to account %s given up after %s attempts%s", d.public_id, d.account_id,
-                            attempts, ": its address is not allowed" if not_allowed else "")
+                            attempts, ": its address is not allowed" if not_allowed else "",
+                            extra={"account_id": d.account_id, "delivery_id": d.public_id})
             else:
                 pause = backoff(attempts, self._settings.retry_base_s, self._settings.retry_max_s)
                 values["next_attempt_at"] = min(now + pause, d.give_up_at)

@@ -1,10 +1,12 @@
 """Secrets never reach the logs: real flows (an SMPP bind with a password, and one with a wrong password; the
 operator creating an account; sends; webhook deliveries signed with the account's secret, first refused then
 accepted; a rotated secret; wrong keys and tokens; a key mistakenly sent in a query string; a signed audio link;
-a voice carrier callback) with every logger at DEBUG, aiohttp.access and SQLAlchemy's included."""
+a voice carrier callback) with every logger at DEBUG, aiohttp.access and SQLAlchemy's included, in the text and
+the JSON log formats."""
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 
@@ -15,6 +17,7 @@ from carriers.simulator import SmscSimulator
 from carriers.smpp import SmppCarrier, SmppClient
 from gateway.api import app_keys
 from gateway.api.app import create_app
+from gateway.logs import JsonFormatter
 from gateway.webhooks.sender import SIGNATURE_HEADER, verify
 from registry.models import Number
 from tests.conftest import wait_for
@@ -25,12 +28,17 @@ LOGGERS = ("", "aiosqlite", "aiohttp", "aiohttp.access", "aiohttp.server", "aioh
 
 
 def logged(caplog: pytest.LogCaptureFixture) -> str:
-    """Everything the records hold: messages, arguments, extras (aiohttp's access log adds some), tracebacks."""
+    """Everything the records hold: messages, arguments, extras (aiohttp's access log adds some), tracebacks,
+    and each record as [logging] format = "json" writes it (a JSON object with every extra field)."""
     parts = [caplog.text]
+    as_json = JsonFormatter()
     for record in caplog.records:
         parts.append(record.getMessage())
         parts.extend(repr(v) for k, v in vars(record).items() if k not in ("msg", "args"))
         parts.append(repr(record.args))
+        line = as_json.format(record)
+        assert isinstance(json.loads(line), dict) and "\n" not in line
+        parts.append(line)
     return "\n".join(parts)
 
 
