@@ -18,6 +18,7 @@ from gateway.api import app_keys, middleware
 from gateway.api.openapi import routes as openapi_routes
 from gateway.api.routes.account import routes as account_routes
 from gateway.api.routes.admin import routes as admin_routes
+from gateway.api.routes.data import routes as data_routes
 from gateway.api.routes.health import routes as health_routes
 from gateway.api.routes.inbound import routes as inbound_routes
 from gateway.api.routes.keywords import routes as keyword_routes
@@ -25,6 +26,7 @@ from gateway.api.routes.messages import routes as message_routes
 from gateway.api.routes.numbers import routes as number_routes
 from gateway.api.routes.opt_outs import routes as opt_out_routes
 from gateway.api.routes.registry import routes as registry_routes
+from gateway.api.routes.stats import routes as stats_routes
 from gateway.api.routes.voice import routes as voice_routes
 from gateway.api.routes.webhooks import routes as webhook_routes
 from gateway.cluster.coordination import QUEUE_CHANNEL, WEBHOOK_CHANNEL, BindSlots, PgListener, new_instance_id
@@ -36,6 +38,7 @@ from gateway.sending.policy import PacingPolicy
 from gateway.settings import CarrierSettings, Settings
 from gateway.store.accounts import KeyAuthenticator
 from gateway.store.db import create_engine, create_sessionmaker
+from gateway.store.retention import Purger
 from gateway.two_way.inbound import InboundService
 from gateway.voice_calls.worker import VoiceCalls
 from gateway.webhooks.egress import AddressPolicy
@@ -234,6 +237,12 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
             await limiter.close()
         await sender.stop()
 
+    async def purging(app: web.Application) -> AsyncIterator[None]:  # [retention]: old bodies blanked
+        purger = Purger(app[app_keys.SESSIONMAKER], settings.retention)
+        purger.start()
+        yield
+        await purger.stop()
+
     app.cleanup_ctx.extend([database, simulator, dispatching])
     app.add_routes(health_routes)
     app.add_routes(openapi_routes)
@@ -247,4 +256,7 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
     app.add_routes(voice_routes)
     app.add_routes(registry_routes)
     app.add_routes(admin_routes)
+    app.add_routes(stats_routes)
+    app.add_routes(data_routes)
+    app.cleanup_ctx.append(purging)
     return app

@@ -373,6 +373,50 @@ PATHS.update({
                                       codes=(401, 404))},
 })
 
+_COUNT = {"type": "integer", "minimum": 0}
+_STATS_ROW = {"type": "object", "required": ["start", "messages", "delivered", "delivered_pct", "cost"], "properties": {
+    "start": {"type": "string", "format": "date-time", "description": "The bucket's first moment (UTC)"},
+    "key": {"type": ["string", "null"], "description": "With by: the sending number, campaign id or carrier "
+                                                      "(null: messages that have none)"},
+    **{name: _COUNT for name in ("messages", "pending", "delivered", "undelivered", "failed", "expired", "blocked",
+                                 "segments", "opt_outs", "inbound")},
+    "cost": {"type": "number", "description": "Segments handed to a carrier, priced by the sending number's kind"},
+    "delivered_pct": {"type": ["number", "null"], "description": "delivered / (delivered + undelivered + failed + "
+                                                                 "expired), in percent; null when none is final"}}}
+_STATS_QUERY = [
+    {"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"},
+     "description": "ISO 8601, UTC without an offset (default: 7 days, or 24 hours by hour, before to); "
+                    "400 invalid_time, invalid_time_range (from not before to), time_range_too_long"},
+    {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"},
+     "description": "ISO 8601, exclusive (default: now); at most 400 days after from by day, 31 by hour"},
+    {"name": "group_by", "in": "query", "schema": {"type": "string", "enum": ["day", "hour"]}},
+    {"name": "by", "in": "query", "schema": {"type": "string", "enum": ["number", "campaign", "carrier"]},
+     "description": "Rows per bucket and sending number, 10DLC campaign or carrier; without it, one row per "
+                    "bucket, empty ones included"}]
+_STATS = _json({"type": "object", "required": ["from", "to", "group_by", "rows", "totals"], "properties": {
+    "from": {"type": "string"}, "to": {"type": "string"}, "group_by": {"type": "string"},
+    "by": {"type": ["string", "null"]}, "currency": {"type": "string"}, "account_id": {"type": "integer"},
+    "rows": {"type": "array", "items": _STATS_ROW}, "totals": {"type": "object"}}})
+PATHS["/v1/stats"] = {"get": {
+    "summary": "The account's messages by state, delivery rate, segments, cost, opt-outs (STOP received) and "
+               "inbound messages, by hour or day (UTC) and optionally by number, campaign or carrier",
+    "parameters": _STATS_QUERY, "responses": {"200": _STATS, **_errors(400, 401)}}}
+PATHS["/admin/stats"] = {"get": {
+    "summary": "As /v1/stats, for every account together or one (account)", "security": OPERATOR,
+    "parameters": _STATS_QUERY + [{"name": "account", "in": "query", "schema": {"type": "string"},
+                                   "description": "An account's id (404 account_not_found)"}],
+    "responses": {"200": _STATS, **_errors(400, 401, 404)}}}
+TWO_WAY["/data"] = {"delete": {
+    "summary": "Erase what is held about one person: messages to the number, messages and message parts from "
+               "it, calls to it, and the webhook deliveries about them; the opt-out records stay (STOP keeps "
+               "being honoured). The answer counts what was removed",
+    "parameters": [{"name": "phone", "in": "query", "required": True, "schema": {"type": "string"},
+                    "description": "The person's phone number (E.164 or national)"}],
+    "responses": {"200": _json({"type": "object", "required": ["phone", "removed"], "properties": {
+        "phone": {"type": "string"}, "removed": {"type": "object", "additionalProperties": _COUNT},
+        "kept": {"type": "object", "additionalProperties": _COUNT}}}),
+        **_errors(400, 401, 409)}}}
+
 ACCOUNT_PARAM = {"name": "account", "in": "path", "required": True, "schema": {"type": "integer"}}
 for _path in ("/webhooks/deliveries", "/webhooks/deliveries/{id}", "/webhooks/deliveries/{id}/replay"):
     TWO_WAY[_path] = PATHS.pop("/v1" + _path)

@@ -33,6 +33,7 @@ class Message(Base):
     __table_args__ = (
         Index("ix_messages_queue", "status", "next_attempt_at", "id"),
         Index("ix_messages_account_status", "account_id", "status"),
+        Index("ix_messages_account_created", "account_id", "created_at"),  # stats, retention
         UniqueConstraint("account_id", "idempotency_key", name="uq_messages_idempotency"),
     )
 
@@ -137,7 +138,8 @@ class WebhookDelivery(Base):
     """The outbox: one event or inbound message to POST to a customer's URL, kept until delivered."""
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at", "id"),)
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at", "id"),
+                      Index("ix_webhook_deliveries_created", "created_at"))  # retention
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(40), unique=True)
@@ -175,7 +177,8 @@ class InboundMessage(Base):
     """A message a person sent to a leased number (multipart ones reassembled)."""
 
     __tablename__ = "inbound_messages"
-    __table_args__ = (Index("ix_inbound_account", "account_id", "id"),)
+    __table_args__ = (Index("ix_inbound_account", "account_id", "id"),
+                      Index("ix_inbound_account_received", "account_id", "received_at"))  # stats, retention
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(40), unique=True)

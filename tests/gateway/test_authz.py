@@ -279,7 +279,22 @@ def cases(w: dict) -> dict[tuple[str, str], list[tuple[str, str, Any, Callable[[
         ("GET", "/v1/campaigns"): [("GET", "/v1/campaigns", None, nothing)],
         ("GET", "/v1/campaigns/{id}"): [
             ("GET", f"/v1/campaigns/{i['campaign']}", None, refused(404, "campaign_not_found"))],
+        ("GET", "/v1/stats"): [("GET", "/v1/stats", None, stats_of_b_only),
+                               ("GET", "/v1/stats?by=number", None, stats_of_b_only),
+                               ("GET", "/v1/stats?by=campaign&group_by=hour", None, stats_of_b_only)],
+        # B erasing A's recipient erases B's own data about that person only (A's rows are compared afterwards)
+        ("DELETE", "/v1/data"): [("DELETE", "/v1/data?phone=%2B14155550166", None,
+                                  own(200, lambda body: body["kept"] == {"opt_outs": 0})),
+                                 ("DELETE", "/v1/data?phone=%2B14155550177", None,
+                                  own(200, lambda body: body["removed"]["messages"] == 0))],
     }
+
+
+def stats_of_b_only(status: int, body: Any) -> None:
+    """B's stats count B's traffic only: none of A's numbers as keys, none of A's messages or STOPs."""
+    assert status == 200, body
+    assert body["totals"]["messages"] == 0 and body["totals"]["inbound"] == 0, body
+    assert not [r for r in body["rows"] if r.get("key") is not None or r["messages"]], body
 
 
 async def test_every_route_has_a_case(api):
