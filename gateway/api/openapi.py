@@ -135,8 +135,8 @@ PATHS: dict[str, dict[str, Any]] = {
         "summary": "One webhook delivery with every attempt (time, response code)", "parameters": [ID_PARAM],
         "responses": {"200": _json({"type": "object"}), **_errors(401, 404)}}},
     "/v1/webhooks/deliveries/{id}/replay": {"post": {
-        "summary": "Deliver again (a failed or delivered webhook)", "parameters": [ID_PARAM],
-        "responses": {"202": _json({"type": "object"}), **_errors(401, 404)}}},
+        "summary": "Deliver again (a failed or delivered webhook; 409 payload_purged once [retention] blanked it)",
+        "parameters": [ID_PARAM], "responses": {"202": _json({"type": "object"}), **_errors(401, 404, 409)}}},
     "/admin/accounts": {
         "post": {"summary": "Create an account; the answer holds its first API key", "security": OPERATOR,
                  "requestBody": _body({"type": "object", "required": ["name"], "additionalProperties": False,

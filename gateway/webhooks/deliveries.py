@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.errors import NotFound
+from gateway.errors import Conflict, NotFound
 from gateway.store.models import WebhookAttempt, WebhookDelivery
 from gateway.webhooks.sender import replay
 
@@ -36,7 +36,13 @@ async def get_delivery(sessions: async_sessionmaker[AsyncSession], account_id: i
 
 
 async def replay_delivery(sessions: async_sessionmaker[AsyncSession], account_id: int, public_id: str) -> None:
-    """Queue the delivery again (gateway.webhooks.sender.replay); 404 delivery_not_found."""
+    """Queue the delivery again (gateway.webhooks.sender.replay); 404 delivery_not_found, 409 payload_purged
+    when [retention] blanked what it would send."""
     async with sessions() as session, session.begin():
+        purged = await session.scalar(select(WebhookDelivery.payload == "").where(
+            WebhookDelivery.public_id == public_id, WebhookDelivery.account_id == account_id))
+        if purged:
+            raise Conflict("This delivery's payload was removed by the data retention policy; it cannot be sent "
+                           "again.", code="payload_purged")
         if not await replay(session, account_id, public_id):
             raise NotFound("No such webhook delivery in this account.", code="delivery_not_found")

@@ -84,7 +84,10 @@ async def test_purge_blanks_finished_bodies_and_keeps_the_counts(gateway):
     await quiet(g, a)
     async with sm() as session, session.begin():  # unfinished work, old: it keeps its body and payload
         waiting = old_message(a.account_id, OTHER, "queued", 100, next_attempt_at=utcnow() + dt.timedelta(days=9))
-        session.add_all([waiting, old_delivery(a.account_id, "pending", 100, '{"to":"x"}')])
+        call = VoiceMessage(public_id=new_voice_id(), account_id=a.account_id, source="12345", destination=PERSON,
+                            script="your code is 1234", voice="en-us", status="completed", created_at=utcnow(),
+                            updated_at=utcnow(), done_at=utcnow())
+        session.add_all([waiting, call, old_delivery(a.account_id, "pending", 100, '{"to":"x"}')])
     since = (utcnow() - dt.timedelta(days=101)).isoformat().replace("+00:00", "Z")
     before = await (await g["client"].get(f"/v1/stats?from={since}", headers=a.headers)).json()
     assert before["totals"]["messages"] == 3 and before["totals"]["inbound"] == 1
@@ -92,7 +95,8 @@ async def test_purge_blanks_finished_bodies_and_keeps_the_counts(gateway):
     assert await retention.purge(sm, 90) == {}  # nothing of today is 90 days old
     later = utcnow() + dt.timedelta(days=91)
     blanked = await retention.purge(sm, 90, batch_size=1, now=later)  # one row a batch: the loop goes on
-    assert blanked == {"messages": 2, "inbound_messages": 1, "webhook_deliveries": len(g["hooks"])}
+    assert blanked == {"messages": 2, "inbound_messages": 1, "voice_messages": 1,
+                       "webhook_deliveries": len(g["hooks"])}
     assert len(g["hooks"]) >= 4  # queued, sent, delivered for each message (the status callback's events)
     async with sm() as session:
         bodies = dict((await session.execute(select(Message.public_id, Message.body)
@@ -104,6 +108,15 @@ async def test_purge_blanks_finished_bodies_and_keeps_the_counts(gateway):
     assert payloads[:-1] == [""] * (len(payloads) - 1) and payloads[-1] == '{"to":"x"}'  # the pending one kept
     got = await (await g["client"].get(f"/v1/messages/{sent[0]}", headers=a.headers)).json()
     assert (got["status"], got["body"], got["segments"]) == ("delivered", "", 1)
+    assert (await (await g["client"].get(f"/v1/voice-messages/{call.public_id}", headers=a.headers)).json())[
+        "status"] == "completed"
+    async with sm() as session:
+        assert (await session.get(VoiceMessage, call.id)).script == ""
+    # a purged webhook cannot be sent again: there is nothing left to send
+    delivery = (await (await g["client"].get("/v1/webhooks/deliveries?status=delivered",
+                                             headers=a.headers)).json())["deliveries"][0]
+    resp = await g["client"].post(f"/v1/webhooks/deliveries/{delivery['id']}/replay", headers=a.headers)
+    assert (resp.status, (await resp.json())["error"]["code"]) == (409, "payload_purged")
     after = await (await g["client"].get(f"/v1/stats?from={since}", headers=a.headers)).json()
     assert after["totals"] == before["totals"]
     assert await retention.purge(sm, 90, now=later) == {}  # done once: running again finds nothing
