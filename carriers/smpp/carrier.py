@@ -51,7 +51,7 @@ class SmppCarrier(Carrier):
             SmppClient(host, port, system_id, password, system_type=system_type, bind_mode=bind_mode,
                        window=window, enquire_link_interval=enquire_link_interval,
                        response_timeout=response_timeout, reconnect_min=reconnect_min, reconnect_max=reconnect_max,
-                       on_deliver_sm=self._on_deliver_sm, name=f"{name}#{i}")
+                       on_deliver_sm=self._on_deliver_sm, name=f"{name}#{i}", carrier=name)
             for i in range(max(1, binds))
         ]
         self._next = 0

@@ -92,7 +92,7 @@ class _Link:
         try:
             await self._read()
         except _Closed as exc:
-            log.info("%s: %s connection ended: %s", self.client.name, self.role, exc, extra={"bind": self.client.name})
+            log.info("%s: %s connection ended: %s", self.client.name, self.role, exc, extra=self.client.log_fields)
 
     async def _read(self) -> None:
         try:
@@ -207,10 +207,11 @@ class SmppClient:
     def __init__(self, host: str, port: int, system_id: str, password: str, *, system_type: str = "",
                  bind_mode: str = "transceiver", window: int = 100, enquire_link_interval: float = 30.0,
                  response_timeout: float = 10.0, reconnect_min: float = 0.1, reconnect_max: float = 30.0,
-                 on_deliver_sm: DeliverHandler | None = None, name: str = "smpp"):
+                 on_deliver_sm: DeliverHandler | None = None, name: str = "smpp", carrier: str = ""):
         if bind_mode not in ("transceiver", "transmitter_receiver"):
             raise ValueError("bind_mode must be transceiver or transmitter_receiver")
         self.host, self.port, self.name = host, port, name
+        self.log_fields = {"carrier": carrier or name, "bind": name}  # what its log records carry as fields
         self._system_id, self._password, self._system_type = system_id, password, system_type
         self.bind_mode = bind_mode
         self.window = window
@@ -277,7 +278,7 @@ class SmppClient:
                 self.last_error = None
                 delay = self.reconnect_min
                 log.info("%s: bound to %s:%s (%s)", self.name, self.host, self.port, self.bind_mode,
-                         extra={"bind": self.name})
+                         extra=self.log_fields)
                 self._bound.set()
                 self._first_attempt.set()
                 keepalive = asyncio.create_task(self._keepalive(links))
@@ -288,7 +289,7 @@ class SmppClient:
             except Exception as exc:  # noqa: BLE001 - every failure means: try again later
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("%s: SMPP connection to %s:%s failed: %s", self.name, self.host, self.port,
-                            self.last_error, extra={"bind": self.name})
+                            self.last_error, extra=self.log_fields)
             finally:
                 for task in waits:
                     task.cancel()

@@ -77,7 +77,7 @@ async def test_gatewayctl_run_logs_json_lines_on_stderr(tmp_path):
         assert record["level"] in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
         assert dt.datetime.fromisoformat(record["timestamp"]).utcoffset() == dt.timedelta(0)
         records.append(record)
-    # a field given with extra= is a field of its own: the SMPP bind names itself
+    # a field given with extra= is a field of its own: the SMPP bind names its carrier and itself
     binds = [r for r in records if r["logger"] == "carriers.smpp.client" and "bound to" in r["message"]]
-    assert binds and binds[0]["bind"] == "sim#0", records
+    assert binds and (binds[0]["carrier"], binds[0]["bind"]) == ("sim", "sim#0"), records
     assert OPERATOR_TOKEN not in "\n".join(lines)
