@@ -14,6 +14,7 @@ from aiohttp import web
 from carriers import Carrier
 from carriers.simulator.voice import VoiceSimulator
 from carriers.voice_http import HttpVoiceCarrier
+from gateway import console
 from gateway.api import app_keys, middleware
 from gateway.api.openapi import routes as openapi_routes
 from gateway.api.routes.account import routes as account_routes
@@ -247,4 +248,6 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
     app.add_routes(voice_routes)
     app.add_routes(registry_routes)
     app.add_routes(admin_routes)
+    console.setup(app, console.Wiring(app_keys.SESSIONMAKER, app_keys.OPERATOR_TOKEN, app_keys.CARRIERS,
+                                      app_keys.WEBHOOKS, middleware.auth_failures, middleware.client_ip))
     return app
