@@ -1,8 +1,8 @@
 """The console in a real browser: Debian's chromium, driven by Playwright, against a real gateway process with its
 embedded SMSC simulator on free ports. Sign in, send an SMS through the API, find it in the console delivered, open
 its timeline, replay one of its webhooks; screenshots of each step go to test-artifacts/console/ (or the folder
-GATEWAY_TEST_ARTIFACTS names). Without /usr/bin/chromium (or the playwright package) the test is skipped, unless
-CI is set: then it fails."""
+GATEWAY_TEST_ARTIFACTS names). Without /usr/bin/chromium (or the browser GATEWAY_TEST_CHROMIUM names) or the
+playwright package the test is skipped, unless CI is set: then it fails."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from gateway.bench.processes import Gateway, base_env, free_port, stop
 from tests.conftest import IN_CI, OPERATOR_TOKEN
 from tests.gateway.test_webhook_delivery import _receiver
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("GATEWAY_TEST_CHROMIUM", "/usr/bin/chromium"))  # Debian's package
 ARTIFACTS = Path(os.environ.get("GATEWAY_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
 PHONE = "+14155550142"
 
@@ -26,6 +26,18 @@ def _unavailable(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{reason} (CI is set: the console's browser test must run)")
     pytest.skip(reason)
+
+
+@pytest.fixture
+def playwright_api():
+    """playwright.async_api, once Debian's chromium and the package are there (checked before any gateway starts)."""
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
+    try:
+        from playwright import async_api
+    except ImportError:
+        _unavailable("the playwright package is missing (pip install -e '.[test]')")
+    return async_api
 
 
 @pytest.fixture
@@ -59,13 +71,8 @@ async def gateway(tmp_path: Path):
         log.close()
 
 
-async def test_console_in_chromium(gateway, aiohttp_server, shots):
-    if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
-    try:
-        from playwright.async_api import async_playwright, expect
-    except ImportError:
-        _unavailable("the playwright package is missing (pip install -e '.[test]')")
+async def test_console_in_chromium(playwright_api, gateway, aiohttp_server, shots):
+    async_playwright, expect = playwright_api.async_playwright, playwright_api.expect
     receiver = await _receiver(aiohttp_server)
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {gateway.api_key}"}) as http:
         async with http.post(gateway.url + "/v1/messages", json={
