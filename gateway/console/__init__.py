@@ -35,6 +35,7 @@ def setup(app: web.Application, wiring: Wiring) -> None:
 
     app[WIRING] = wiring
     app[auth.SESSIONS] = Sessions(app[wiring.operator_token])
+    app[views.BOARD] = views.LatestBoard()
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                undefined=jinja2.StrictUndefined)
     env.filters["when"] = views.when

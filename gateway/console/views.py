@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 from typing import Any
 
 from aiohttp import web
@@ -13,12 +15,33 @@ from gateway.numbers import lifecycle
 from gateway.store.models import MessageStatus
 from gateway.tendlc import brands, campaigns
 from gateway.webhooks import deliveries
+from registry import tcr
 from registry.db import utcnow
 
 routes = web.RouteTableDef()
 STATUSES = [s.value for s in MessageStatus]
 QUEUE_ALERT_AGE = dt.timedelta(minutes=5)  # a queued message older than this: the queue is not draining
 WEBHOOK_ALERT_AGE = dt.timedelta(minutes=5)
+SHOWN = 1000  # rows of a listing shown at most (the filters narrow it)
+BOARD_TTL_S = 10.0  # the dashboard's figures are read at most this often (they scan the last hour's messages)
+
+
+class LatestBoard:
+    """The last dashboard read, reused for BOARD_TTL_S: operators reloading pages do not each scan the hour."""
+
+    def __init__(self) -> None:
+        self.board: queries.Dashboard | None = None
+        self.at = 0.0
+        self.lock = asyncio.Lock()
+
+    async def get(self, sessions: Any) -> queries.Dashboard:
+        async with self.lock:
+            if self.board is None or time.monotonic() - self.at > BOARD_TTL_S:
+                self.board, self.at = await queries.dashboard(sessions, utcnow()), time.monotonic()
+            return self.board
+
+
+BOARD = web.AppKey("console_board", LatestBoard)
 
 
 def when(value: dt.datetime | None) -> str:
@@ -82,7 +105,7 @@ def alerts(board: queries.Dashboard, bind_rows: list[dict[str, Any]], now: dt.da
 @page("GET", "/console")
 async def dashboard(request: web.Request) -> web.Response:
     now = utcnow()
-    board = await queries.dashboard(_sessions(request), now)
+    board = await request.app[BOARD].get(_sessions(request))
     labels = [when(board.since + dt.timedelta(seconds=board.bucket_s * (i + 1)))[11:16] for i in range(12)]
     per_minute = 60 / board.bucket_s
     throughput = charts.line_chart("Messages sent per minute", labels, {
@@ -116,8 +139,12 @@ async def message(request: web.Request) -> web.Response:
 
 @page("GET", "/console/numbers")
 async def numbers(request: web.Request) -> web.Response:
-    rows = await lifecycle.list_numbers(_sessions(request), account_id=None, free=False, kind=None)
-    return render(request, "numbers.html", {"rows": rows, "accounts": await queries.account_names(_sessions(request))})
+    account = _text(request, "account")
+    rows = await lifecycle.list_numbers(_sessions(request), account_id=int(account) if account and account.isdigit()
+                                        else None, free=request.query.get("free") == "1", kind=_text(request, "type"))
+    return render(request, "numbers.html", {"rows": rows[:SHOWN], "total": len(rows), "q": request.query,
+                                            "types": tcr.NUMBER_TYPES,
+                                            "accounts": await queries.account_names(_sessions(request))})
 
 
 @page("GET", "/console/numbers/{number}")
@@ -165,7 +192,7 @@ async def campaign(request: web.Request) -> web.Response:
 
 @page("GET", "/console/carriers")
 async def carriers(request: web.Request) -> web.Response:
-    board = await queries.dashboard(_sessions(request), utcnow())
+    board = await request.app[BOARD].get(_sessions(request))
     return render(request, "carriers.html", {"binds": binds(request.app[request.app[WIRING].carriers]),
                                              "traffic": {name: (sum(s.sent), sum(s.delivered), sum(s.settled))
                                                          for name, s in board.carriers.items()}})

@@ -200,6 +200,8 @@ async def test_registry_pages_show_states_and_history(console):
     await sign_in(console)
     page = await (await console.get("/console/numbers")).text()
     assert "+14155550190" in page and "acme" in page
+    page = await (await console.get("/console/numbers", params={"type": "short_code"})).text()
+    assert "+14155550190" not in page
     assert (await console.get("/console/numbers/%2B14155550190")).status == 200
     assert (await console.get("/console/numbers/%2B19995550000")).status == 404
     for path in ("/console/brands", "/console/campaigns", "/console/carriers", "/console/opt-outs",
