@@ -15,14 +15,12 @@ import contextlib
 import datetime as dt
 import logging
 import os
-import random
 import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from sqlalchemy import bindparam, delete, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carriers import (
@@ -37,8 +35,8 @@ from carriers import (
 )
 from carriers.encoding import encode
 from carriers.ids import RECEIPT_ID_BASES, normalize_message_id, receipt_lookup_id
+from gateway.backoff import backoff
 from gateway.cluster.coordination import new_instance_id
-from gateway.sending.messages import update_by_id
 from gateway.sending.pacing import SEND_GUARD_S, LimiterUnavailable, MemoryLimiter, RedisLimiter, SendWindows
 from gateway.sending.policy import PacingPolicy
 from gateway.settings import DispatcherSettings
@@ -49,13 +47,13 @@ from gateway.store.models import (
     MessageStatus as S,
     UnmatchedReceipt,
 )
+from gateway.store.statements import chunks, insert_new, update_by_id
 from gateway.webhooks import catalog as ev
 from gateway.webhooks.record import record as record_events
 from registry.db import utcnow
 
 log = logging.getLogger(__name__)
 
-CHUNK = 400  # bound for IN (...) lists
 # receipts of one carrier that matched nothing but would under another receipt_id_base: warned about once this
 # many of them came within BASE_WARNING_S, and then at most once every BASE_WARNING_S per carrier
 BASE_MISMATCHES, BASE_WARNING_S = 5, 300.0
@@ -63,7 +61,6 @@ BASE_MISMATCHES, BASE_WARNING_S = 5, 300.0
 # was being stored); older ones are matched when their part is written, through the index on lookup_id
 REMATCH_RECENT = dt.timedelta(minutes=10)
 PART_COLUMNS = ("carrier", "carrier_message_id", "carrier_id_norm", "attempts", "answer")
-_PART_UPSERTS: dict[str, Any] = {}  # dialect name -> INSERT ... ON CONFLICT (message_id, seq) DO UPDATE
 
 
 @dataclass(slots=True)
@@ -122,26 +119,11 @@ class CarrierPool:
         return any(c.ready for c in self.carriers)
 
 
-def _chunks(items: list, size: int = CHUNK) -> Iterable[list]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
 def _error_code(exc: CarrierError) -> str:
     """The stable code of a carrier's refusal: the SMPP command_status of a permanent one."""
     if isinstance(exc, CarrierRejected) and exc.command_status is not None:
         return f"smpp_{exc.command_status:#04x}"
     return exc.code
-
-
-def _part_upsert(dialect: str) -> Any:
-    """Write a part's answer whether or not an earlier attempt wrote the part (both dialects say it alike)."""
-    statement = _PART_UPSERTS.get(dialect)
-    if statement is None:
-        ins = (postgresql if dialect == "postgresql" else sqlite).insert(MessagePart.__table__)
-        statement = _PART_UPSERTS[dialect] = ins.on_conflict_do_update(
-            index_elements=["message_id", "seq"], set_={c: ins.excluded[c] for c in PART_COLUMNS})
-    return statement
 
 
 def _receipt_error(parts: list[Any], stat: str) -> str:
@@ -418,7 +400,7 @@ class Dispatcher:
     async def _known_parts(self, message_ids: list[int]) -> dict[int, dict[int, Any]]:
         """message id -> part number -> that part's row (carrier, carrier_message_id, attempts)."""
         known: dict[int, dict[int, Any]] = {}
-        for chunk in _chunks(message_ids):
+        for chunk in chunks(message_ids):
             async with self._sm() as session:
                 for row in (await session.execute(
                     select(MessagePart.message_id, MessagePart.seq, MessagePart.carrier,
@@ -555,8 +537,7 @@ class Dispatcher:
 
     def _retry_at(self, attempts: int, now: dt.datetime) -> dt.datetime:
         low, high = self._settings.retry_min_ms, self._settings.retry_max_ms
-        delay_ms = min(high, low * (2 ** min(attempts - 1, 16)))
-        return now + dt.timedelta(milliseconds=delay_ms * random.uniform(0.8, 1.2))
+        return now + dt.timedelta(milliseconds=backoff(attempts, low, high, jitter=0.2))
 
     # --- the writer ------------------------------------------------------------------------------------------
     async def _writer_loop(self) -> None:
@@ -584,7 +565,9 @@ class Dispatcher:
         try:
             async with self._sm() as session, session.begin():
                 if part_rows:  # before the outcomes: a message is `sent` only with all its parts
-                    await session.execute(_part_upsert(session.bind.dialect.name), part_rows)
+                    # a part's answer is written whether or not an earlier attempt wrote the part
+                    await session.execute(insert_new(session, MessagePart, ("message_id", "seq"),
+                                                     update=PART_COLUMNS), part_rows)
                 await self._write_outcomes(session, outcomes)
                 await self._apply_receipts(session, receipts)
                 if self._unmatched and (outcomes or part_rows):  # receipts that came before these parts
@@ -660,7 +643,7 @@ class Dispatcher:
         lookups = [receipt_lookup_id(r.carrier_message_id, self._id_bases.get(carrier, "same"))
                    for carrier, r in receipts]
         by_norm: dict[tuple[str, str], tuple[int, int, str | None]] = {}
-        for chunk in _chunks(sorted(set(lookups))):
+        for chunk in chunks(sorted(set(lookups))):
             for row in (await session.execute(
                 select(MessagePart.id, MessagePart.message_id, MessagePart.carrier, MessagePart.carrier_id_norm,
                        MessagePart.stat).where(MessagePart.carrier_id_norm.in_(chunk))
@@ -706,7 +689,7 @@ class Dispatcher:
 
     async def _finish_messages(self, session: AsyncSession, message_ids: list[int], now: dt.datetime) -> None:
         parts: dict[int, list[Any]] = {}
-        for chunk in _chunks(message_ids):
+        for chunk in chunks(message_ids):
             for row in (await session.execute(
                 select(MessagePart.message_id, MessagePart.seq, MessagePart.stat, MessagePart.error_code)
                 .where(MessagePart.message_id.in_(chunk))
@@ -760,7 +743,7 @@ class Dispatcher:
         if not fits:
             return
         hits: list[tuple[str, str]] = []
-        for chunk in _chunks(sorted({other for _, other in fits})):
+        for chunk in chunks(sorted({other for _, other in fits})):
             hits.extend((await session.execute(
                 select(MessagePart.carrier, MessagePart.carrier_id_norm)
                 .where(MessagePart.carrier_id_norm.in_(chunk), MessagePart.stat.is_(None))  # awaiting a receipt
@@ -797,7 +780,7 @@ class Dispatcher:
                 query.where(UnmatchedReceipt.received_at >= utcnow() - REMATCH_RECENT))).scalars())
         else:
             rows = []
-            for chunk in _chunks(sorted({norm for _, norm in parts})):
+            for chunk in chunks(sorted({norm for _, norm in parts})):
                 rows.extend((await session.execute(query.where(UnmatchedReceipt.lookup_id.in_(chunk)))).scalars())
         if not rows:
             self._unmatched = await session.scalar(select(UnmatchedReceipt.id).limit(1)) is not None

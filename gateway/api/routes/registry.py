@@ -12,7 +12,7 @@ from yarl import URL
 from gateway.api import app_keys
 from gateway.api.routes.two_way import number_view
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
-from gateway.store.db import insert_new
+from gateway.store.statements import insert_new
 from gateway.validation import (
     Fields,
     csv_chunks,

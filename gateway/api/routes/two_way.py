@@ -13,8 +13,8 @@ import keywords as kw
 from gateway.api import app_keys
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.sending.messages import iso
-from gateway.store.db import insert_new
 from gateway.store.models import InboundMessage, NumberKeyword
+from gateway.store.statements import insert_new
 from gateway.two_way.inbound import block_queued, inbound_view
 from gateway.validation import (
     IMPORT_CHUNK,
