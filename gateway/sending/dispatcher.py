@@ -18,7 +18,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from sqlalchemy import bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -35,6 +35,7 @@ from carriers import (
 )
 from carriers.encoding import encode
 from carriers.ids import RECEIPT_ID_BASES, normalize_message_id, receipt_lookup_id
+from carriers.pool import CarrierPool
 from gateway.backoff import backoff
 from gateway.cluster.coordination import new_instance_id
 from gateway.sending.pacing import SEND_GUARD_S, LimiterUnavailable, MemoryLimiter, RedisLimiter, SendWindows
@@ -90,33 +91,6 @@ class _Outcome:
     expires_at: dt.datetime | None = None
     source: str = ""
     at: dt.datetime = field(default_factory=utcnow)
-
-
-class CarrierPool:
-    """The carriers the gateway holds; picks a ready one round-robin."""
-
-    def __init__(self, carriers: Iterable[Carrier]):
-        self.carriers = list(carriers)
-        self._next = 0
-        self.lookup = None  # the recipient lookup (carrier, line type), set by the app
-
-    def pick(self, prefer: str | None = None) -> Carrier | None:
-        """A ready carrier: ``prefer`` (the one that took a message's other parts) when it is ready."""
-        if prefer is not None:
-            for carrier in self.carriers:
-                if carrier.name == prefer and carrier.ready:
-                    return carrier
-        n = len(self.carriers)
-        for i in range(n):
-            carrier = self.carriers[(self._next + i) % n]
-            if carrier.ready:
-                self._next = (self._next + i + 1) % n
-                return carrier
-        return None
-
-    @property
-    def ready(self) -> bool:
-        return any(c.ready for c in self.carriers)
 
 
 def _error_code(exc: CarrierError) -> str:
