@@ -22,7 +22,6 @@ from typing import Callable
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carriers import Receipt
-from carriers.ids import normalize_message_id
 from carriers.pool import CarrierPool
 from gateway.cluster.coordination import new_instance_id
 from gateway.sending.leases import Leases
@@ -189,13 +188,13 @@ class Dispatcher:
                     # a part's answer is written whether or not an earlier attempt wrote the part
                     await session.execute(insert_new(session, MessagePart, ("message_id", "seq"),
                                                      update=PART_COLUMNS), part_rows)
-                await self.sender.write_outcomes(session, outcomes)
+                parts = await self.sender.write_outcomes(session, outcomes)
                 await self.matcher.apply(session, receipts)
-                if self.matcher.unmatched and (outcomes or part_rows):  # receipts that came before these parts
-                    await self.matcher.rematch(session, {(r["carrier"], r["carrier_id_norm"]) for r in part_rows
-                                                         if r["carrier_id_norm"]}
-                                               | {(o.carrier, normalize_message_id(cid)) for o in outcomes
-                                                  for cid in o.carrier_ids})
+                if self.matcher.unmatched:  # receipts that came before these parts
+                    norms = {r["carrier_id_norm"] for r in part_rows if r["carrier_id_norm"]}
+                    norms.update(r["carrier_id_norm"] for r in parts)
+                    if norms:
+                        await self.matcher.rematch(session, norms)
         except BaseException as exc:
             # put the outcomes back: nothing is lost; the receipts are refused, and the SMSC sends them again
             self.sender.outcomes[:0] = outcomes

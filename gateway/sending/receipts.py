@@ -150,28 +150,32 @@ class ReceiptMatcher:
             await update_by_id(session, Message.__table__, updates)
             await self._record(session, new_events)
 
-    async def rematch(self, session: AsyncSession, parts: set[tuple[str, str]] | None = None) -> None:
-        """Apply stored unmatched receipts whose part now exists: those of ``parts`` (carrier, normalized id),
-        just written, through the index on lookup_id; when None, those of the last REMATCH_RECENT (through the
-        index on received_at). Either way cheap, however many receipts wait."""
+    async def rematch(self, session: AsyncSession, norms: set[str] | None = None) -> None:
+        """Apply stored unmatched receipts whose part now exists: those of ``norms`` (the normalized ids of parts
+        just written; the join checks the carrier), through the index on lookup_id; when None, those of the last
+        REMATCH_RECENT (through the index on received_at). Either way cheap, however many receipts wait."""
         query = (select(UnmatchedReceipt)
                  .join(MessagePart, (MessagePart.carrier_id_norm == UnmatchedReceipt.lookup_id)
                        & (MessagePart.carrier == UnmatchedReceipt.carrier))
                  .order_by(UnmatchedReceipt.id)
                  .with_for_update(of=UnmatchedReceipt, skip_locked=True))  # one instance applies each (PostgreSQL)
-        if parts is None:
+        if norms is None:
             rows = list((await session.execute(
                 query.where(UnmatchedReceipt.received_at >= utcnow() - REMATCH_RECENT))).scalars())
         else:
             rows = []
-            for chunk in chunks(sorted({norm for _, norm in parts})):
+            for chunk in chunks(sorted(norms)):
                 rows.extend((await session.execute(query.where(UnmatchedReceipt.lookup_id.in_(chunk)))).scalars())
         if not rows:
-            self.unmatched = await session.scalar(select(UnmatchedReceipt.id).limit(1)) is not None
             return
         receipts = [(u.carrier, Receipt(carrier_message_id=u.carrier_message_id, stat=u.stat,
                                         error_code=u.error_code, raw=u.raw)) for u in rows]
         await self.apply(session, receipts, unmatched_ids={i: u.id for i, u in enumerate(rows)})
+
+    async def refresh(self, session: AsyncSession) -> None:
+        """Look whether receipts wait unmatched (stored by any instance). The sweep asks, every two seconds; the
+        writer only reads ``unmatched`` (and sets it when it stores one), so no write batch pays a query for it."""
+        self.unmatched = await session.scalar(select(UnmatchedReceipt.id).limit(1)) is not None
 
     async def check_id_bases(self, session: AsyncSession) -> None:
         """Count the receipts that stayed unmatched (since the last sweep) but would match under another

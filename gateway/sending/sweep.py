@@ -41,7 +41,7 @@ class Sweep:
     async def run(self) -> None:
         """Beat this instance's heart (and take back what dead instances held); expire queued messages whose
         time to live ran out; match receipts that arrived early; once a minute, end messages whose receipt
-        never came and drop receipts that never matched."""
+        never came and drop receipts that never matched; look whether receipts wait unmatched."""
         await self._leases.heartbeat()
         if time.monotonic() >= self._next_receipt_check:
             self._next_receipt_check = time.monotonic() + 60
@@ -63,6 +63,7 @@ class Sweep:
             if self._matcher.unmatched:
                 await self._matcher.rematch(session)
                 await self._matcher.check_id_bases(session)
+            await self._matcher.refresh(session)
 
     async def expire_unreceipted(self, now: dt.datetime | None = None) -> int:
         """End as 'undelivered' the messages the carrier took longer than ``receipt_timeout_h`` ago without ever
