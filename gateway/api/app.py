@@ -12,6 +12,7 @@ from typing import AsyncIterator, Sequence
 from aiohttp import web
 
 from carriers import Carrier
+from carriers.pool import CarrierPool
 from carriers.simulator.voice import VoiceSimulator
 from carriers.voice_http import HttpVoiceCarrier
 from gateway import console
@@ -30,7 +31,7 @@ from gateway.api.routes.voice import routes as voice_routes
 from gateway.api.routes.webhooks import routes as webhook_routes
 from gateway.cluster.coordination import QUEUE_CHANNEL, WEBHOOK_CHANNEL, BindSlots, PgListener, new_instance_id
 from gateway.sending.accepting import Acceptor
-from gateway.sending.dispatcher import CarrierPool, Dispatcher
+from gateway.sending.dispatcher import Dispatcher
 from gateway.sending.lookup import NumberLookup
 from gateway.sending.pacing import RedisLimiter
 from gateway.sending.policy import PacingPolicy
