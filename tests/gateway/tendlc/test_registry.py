@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.conftest import ADMIN
-from tests.gateway.test_cli import invoke, running  # the running gateway fixture
+from tests.gateway.cli.test_cli import invoke, running  # the running gateway fixture
 
 INVENTORY = """number,type,country,capabilities,carrier,monthly_price
 +14155550140,long_code,US,"sms,voice",sim,1.00

@@ -13,7 +13,7 @@ from gateway.api import app_keys
 from gateway.api.app import create_app
 from gateway.cli import cli
 from tests.conftest import new_customer, wait_for
-from tests.gateway.test_cli import invoke
+from tests.gateway.cli.test_cli import invoke
 
 NUMBER = "55501"
 

@@ -15,10 +15,10 @@ import pytest
 
 from gateway.bench.processes import Gateway, base_env, free_port, stop
 from tests.conftest import IN_CI, OPERATOR_TOKEN
-from tests.gateway.test_webhook_delivery import _receiver
+from tests.gateway.webhooks.test_webhook_delivery import _receiver
 
 CHROMIUM = Path(os.environ.get("GATEWAY_TEST_CHROMIUM", "/usr/bin/chromium"))  # Debian's package
-ARTIFACTS = Path(os.environ.get("GATEWAY_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
+ARTIFACTS = Path(os.environ.get("GATEWAY_TEST_ARTIFACTS", Path(__file__).resolve().parents[3] / "test-artifacts"))
 PHONE = "+14155550142"
 
 

@@ -310,7 +310,7 @@ async def test_every_route_has_a_case(api):
                                          "voice_number", "keyword", "phone", "dest"), "x"), "markers": []})
     for method, canonical, _ in routes_of(api.app):
         if canonical.startswith("/v1/"):
-            assert (method, canonical) in table, f"{method} {canonical}: add its case to tests/gateway/test_authz.py"
+            assert (method, canonical) in table, f"{method} {canonical}: add its case to tests/gateway/api/test_authz.py"
         elif canonical == "/console" or canonical.startswith("/console/"):  # a session unless open: the test above
             continue
         elif not canonical.startswith("/admin/"):  # /admin: every route is in the operator-token test
@@ -420,7 +420,7 @@ async def test_repeated_failures_from_one_client_are_slowed_down(limited):
 
 
 async def test_the_operators_cli_works_from_a_throttled_address(limited):
-    from tests.gateway.test_cli import invoke
+    from tests.gateway.cli.test_cli import invoke
 
     for wrong in ("gk_a", "gk_b", "gk_c", "gk_d"):
         await limited["call"]("127.0.0.1", "GET", "/v1/account", wrong)

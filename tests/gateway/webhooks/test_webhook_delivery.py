@@ -16,7 +16,7 @@ from gateway.api.app import create_app
 from gateway.store.models import WebhookAttempt, WebhookDelivery
 from gateway.webhooks.signing import SIGNATURE_HEADER, verify
 from tests.conftest import new_customer, wait_for
-from tests.gateway.test_webhooks import client, serve  # client: the app with quick retries
+from tests.gateway.webhooks.test_webhooks import client, serve  # client: the app with quick retries
 
 
 class Receiver:

@@ -17,7 +17,7 @@ from gateway.api.app import create_app
 from gateway.console.session import COOKIE, Sessions
 from gateway.store.models import WebhookDelivery
 from tests.conftest import ADMIN, OPERATOR_TOKEN, new_customer, wait_for
-from tests.gateway.test_webhook_delivery import _receiver
+from tests.gateway.webhooks.test_webhook_delivery import _receiver
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 

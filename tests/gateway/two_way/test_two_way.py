@@ -22,7 +22,7 @@ from tests.conftest import ADMIN, new_customer, wait_for
 
 PERSON = "+14155550123"
 NUMBER = "55501"
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 
 class Receiver:

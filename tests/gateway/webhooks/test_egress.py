@@ -15,7 +15,7 @@ from gateway.webhooks.egress import AddressNotAllowed, AddressPolicy, PolicyReso
 from gateway.webhooks.outbox import enqueue, new_delivery
 from registry.db import utcnow
 from tests.conftest import ADMIN, new_customer, wait_for
-from tests.gateway.test_webhooks import receiver  # the fixture: a receiver on 127.0.0.1
+from tests.gateway.webhooks.test_webhooks import receiver  # the fixture: a receiver on 127.0.0.1
 
 REFUSED = [
     "http://169.254.169.254/latest/meta-data/iam/security-credentials/",  # cloud metadata

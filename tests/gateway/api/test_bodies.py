@@ -15,7 +15,7 @@ from gateway.api import app_keys
 from gateway.api.app import create_app
 from registry.models import Number, OptOut
 from tests.conftest import ADMIN, new_customer, wait_for
-from tests.gateway.test_cli import invoke, running  # the running gateway fixture
+from tests.gateway.cli.test_cli import invoke, running  # the running gateway fixture
 
 LIMIT = 256 << 10  # [http] max_body_bytes in these tests
 
