@@ -310,7 +310,7 @@ async def test_every_route_has_a_case(api):
                                          "voice_number", "keyword", "phone", "dest"), "x"), "markers": []})
     for method, canonical, _ in routes_of(api.app):
         if canonical.startswith("/v1/"):
-            assert (method, canonical) in table, f"{method} {canonical}: add its case to tests/gateway/api/test_authz.py"
+            assert (method, canonical) in table, f"{method} {canonical}: add its case to {__name__}"
         elif canonical == "/console" or canonical.startswith("/console/"):  # a session unless open: the test above
             continue
         elif not canonical.startswith("/admin/"):  # /admin: every route is in the operator-token test
