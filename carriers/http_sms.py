@@ -134,7 +134,7 @@ class HttpSmsCarrier(Carrier):
     def __init__(self, name: str, profile: str, url: str, *, username: str = "", password: str = "",
                  auth_header: str = "Authorization", auth_value: str = "", fields: JsonFields | None = None,
                  callback_url: Callable[[], str] | None = None, timeout_s: float = 10.0, concurrency: int = 10,
-                 max_parts: int = 10, dlr_mask: int = KANNEL_DLR_MASK):
+                 max_parts: int = 11, dlr_mask: int = KANNEL_DLR_MASK):
         if profile not in PROFILES:
             raise ValueError(f"profile must be one of {', '.join(PROFILES)}")
         if concurrency < 1 or max_parts < 1 or timeout_s <= 0:
