@@ -57,8 +57,9 @@ KANNEL_STATUS = {1: "DELIVRD", 2: "UNDELIV", 4: "ENROUTE", 8: "ACCEPTD", 16: "RE
 KANNEL_DLR_MASK = 1 | 2 | 16  # final outcomes only: delivered, undelivered (and expired), refused by the SMSC
 # the query parameters the carrier adds to the callback URL it gives Kannel as dlr-url, with Kannel's placeholders
 KANNEL_DLR_PARAMS = {"ref": None, "status": "%d", "smsc_id": "%F", "answer": "%A"}
-# Kannel's sms-service get-url placeholders for an inbound message: sender, receiver, text (UTF-8), coding
-KANNEL_INBOUND_PARAMS = {"from": "%p", "to": "%P", "text": "%a", "coding": "%c"}
+# Kannel's sms-service get-url placeholders for an inbound message: sender, receiver, its text as it came (%a
+# would join its words with single spaces, which breaks UTF-16 bytes), coding
+KANNEL_INBOUND_PARAMS = {"from": "%p", "to": "%P", "text": "%b", "coding": "%c"}
 # a typical provider's status words -> receipt stats (final: DELIVRD, UNDELIV, REJECTD, EXPIRED, DELETED, UNKNOWN)
 DEFAULT_STATUS_MAP = {"queued": "ACCEPTD", "accepted": "ACCEPTD", "sending": "ENROUTE", "sent": "ENROUTE",
                       "enroute": "ENROUTE", "delivered": "DELIVRD", "undelivered": "UNDELIV", "failed": "UNDELIV",
@@ -290,11 +291,17 @@ class HttpSmsCarrier(Carrier):
         return receipt
 
     async def inbound(self, data: Mapping[str, Any]) -> InboundSms:
-        """A mobile-originated message posted by Kannel's sms-service (``KANNEL_INBOUND_PARAMS``), handed on."""
+        """A mobile-originated message from Kannel's sms-service (``KANNEL_INBOUND_PARAMS``), handed on. Its text
+        is UTF-8, or UTF-16BE bytes when its coding is 2 (UCS-2); bytes that were not UTF-8 arrive here as
+        surrogate escapes (``errors="surrogateescape"``)."""
         source, destination, text = (str(data.get(k) or "") for k in ("from", "to", "text"))
         if not source or not destination:
             raise ReportError("invalid_inbound", "An inbound message needs from and to.")
-        message = InboundSms(source=source, destination=destination, text=text)
+        raw = text.encode("utf-8", "surrogateescape")
+        coding = str(data.get("coding") or "0")
+        text = raw.decode("utf-16-be", "replace") if coding == "2" else raw.decode("utf-8", "replace")
+        message = InboundSms(source=source, destination=destination, text=text,
+                             data_coding=consts.SMPP_ENCODING_ISO10646 if coding == "2" else 0)
         assert self._events is not None, "set_events() first"
         await self._events.on_inbound(self.name, message)
         return message

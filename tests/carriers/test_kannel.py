@@ -7,19 +7,14 @@ import pytest
 from aiohttp import web
 
 from carriers.http_sms import HttpSmsCarrier
-from carriers.simulator import SmscSimulator
 from tests.carriers.test_http_sms import LONG, UNICODE, Sink, sms
 from tests.conftest import wait_for
-from tests.kannel import PASSWORD, USERNAME, require_kannel, start_kannel, stop_kannel
+from tests.kannel import PASSWORD, USERNAME, start_kannel, stop_kannel
 
 
 @pytest.fixture
-async def sim():
-    require_kannel()
-    simulator = SmscSimulator(accounts={"gateway": "secret"}, receipt_delay=0.05, id_format="decimal")
-    await simulator.start()
-    yield simulator
-    await simulator.stop()
+def sim(kannel_smsc):
+    return kannel_smsc
 
 
 @pytest.fixture
