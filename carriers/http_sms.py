@@ -129,6 +129,13 @@ def message_text(message: OutboundSms) -> str:
     return gsm7.decode(payload)
 
 
+def _describe(exc: aiohttp.ClientError) -> str:
+    """What went wrong, without the request's URL (which holds Kannel's password and the signed callback URL)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect to {exc.host}:{exc.port} ({exc.os_error.strerror or type(exc.os_error).__name__})"
+    return type(exc).__name__
+
+
 class HttpSmsCarrier(Carrier):
     """One HTTP SMS provider. ``callback_url`` gives the (signed) URL the provider reports statuses to."""
 
@@ -246,8 +253,7 @@ class HttpSmsCarrier(Carrier):
             raise CarrierRetryable(f"{self.name} did not answer within {self._timeout.total} s.",
                                    code="timeout") from exc
         except aiohttp.ClientError as exc:
-            raise CarrierRetryable(f"{self.name} is unreachable: {type(exc).__name__}: {exc}",
-                                   code="carrier_unreachable") from exc
+            raise CarrierRetryable(f"{self.name} is unreachable: {_describe(exc)}", code="carrier_unreachable") from exc
 
     # --- what comes back ------------------------------------------------------------------------------------------
     def read_report(self, data: Mapping[str, Any]) -> Receipt | None:

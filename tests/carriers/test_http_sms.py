@@ -129,12 +129,15 @@ async def test_timeout_and_connection_errors_are_retryable(provider):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    gone = HttpSmsCarrier("gone", "json", f"http://127.0.0.1:{port}/sms")
+    gone = HttpSmsCarrier("gone", "kannel", f"http://127.0.0.1:{port}/cgi-bin/sendsms", username="gw",
+                          password="kannel-secret", callback_url=lambda: "http://gw.example/cb?token=signed-secret")
     await gone.start()
     try:
         with pytest.raises(CarrierRetryable) as err:
             await gone.send_sms(sms("Hello"))
         assert err.value.code == "carrier_unreachable"
+        assert f"cannot connect to 127.0.0.1:{port}" in str(err.value)
+        assert "secret" not in str(err.value)  # the URL (password, signed callback) is never in the message
     finally:
         await gone.close()
 

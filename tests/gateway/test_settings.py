@@ -85,3 +85,13 @@ def test_http_carrier_examples_load(tmp_path: Path):
 def test_bad_http_carrier_settings(tmp_path: Path, key, value, fragment):
     with pytest.raises(SettingsError, match=fragment):
         load_settings(_with_http_examples(tmp_path), env={f"GATEWAY_CARRIER_CLOUD_{key}": value})
+
+
+def test_readme_http_carrier_example_loads(tmp_path: Path):
+    readme = (DEFAULT_CONFIG.parent.parent / "README.md").read_text()
+    section = readme.split("## HTTP carriers", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "readme.toml"
+    path.write_text(DEFAULT_CONFIG.read_text() + "\n" + example)
+    kannel, cloud = load_settings(path, env={}).carriers[1:]
+    assert (kannel.profile, cloud.profile, cloud.json_fields().id_path) == ("kannel", "json", "/message/id")
