@@ -91,10 +91,16 @@ def backoff(attempts: int, base_s: float = 1.0, max_s: float = 600.0) -> dt.time
 
 
 @functools.lru_cache(maxsize=4096)
+def target_url(url: str) -> URL:
+    """A delivery's URL, parsed once rather than at every POST to it."""
+    return URL(url)
+
+
+@functools.lru_cache(maxsize=4096)
 def receiver_of(url: str) -> str:
     """Where a URL connects (scheme://host:port): the unit of connection reuse, concurrency and backoff."""
     try:
-        return str(URL(url).origin())
+        return str(target_url(url).origin())
     except ValueError:
         return url
 
@@ -172,8 +178,10 @@ class WebhookSender:
         self._stop = asyncio.Event()
 
     async def start(self) -> None:
+        # no cookie jar: a receiver's cookies are never sent back (and keeping them costs every POST)
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout),
-                                           connector=self._policy.connector(self._concurrency, self._per_receiver))
+                                           connector=self._policy.connector(self._concurrency, self._per_receiver),
+                                           cookie_jar=aiohttp.DummyCookieJar())
         self._task = asyncio.create_task(self._loop(), name="webhook-sender")
         self._recorder = asyncio.create_task(self._record_loop(), name="webhook-recorder")
 
@@ -333,7 +341,8 @@ class WebhookSender:
             headers |= {"X-Gateway-Event": "batch", "X-Gateway-Batch-Size": str(len(group))} if batched else {
                 "X-Gateway-Event": first.event_type, "X-Gateway-Delivery": first.public_id}
             assert self._http is not None
-            async with self._http.post(first.url, data=body, headers=headers, allow_redirects=False) as resp:
+            async with self._http.post(target_url(first.url), data=body, headers=headers,
+                                       allow_redirects=False) as resp:
                 status_code = resp.status
                 await resp.read()
         except asyncio.CancelledError:
@@ -427,7 +436,7 @@ class WebhookSender:
                 for names, rows in kinds.items():
                     await session.execute(_fenced_update(names), rows)
                 if attempts:
-                    await session.execute(insert(WebhookAttempt), attempts)
+                    await session.execute(insert(WebhookAttempt.__table__), attempts)  # Core: no ORM bulk-insert steps
         except Exception:
             # the leases run out and the deliveries are tried again: at least once
             log.exception("recording %d webhook attempts failed", len(attempts))
