@@ -200,6 +200,14 @@ async def test_kannel_request(provider):
                                                        "smsc_id": "%F", "answer": "%A"}
     assert first["query"]["dlr-mask"] == "19"
     assert gsm.message_ids != uni.message_ids
+    await c.start()
+    try:
+        for status, kind in ((503, CarrierRetryable), (403, CarrierRejected)):  # overloaded; a wrong password
+            provider.answer = (status, "Authorization failed for sendsms" if status == 403 else "Busy")
+            with pytest.raises(kind):
+                await c.send_sms(sms("Hello"))
+    finally:
+        await c.close()
 
 
 class Sink:

@@ -4,6 +4,7 @@ receipts are; a JSON provider played by a local aiohttp server, and a real Kanne
 
 from __future__ import annotations
 
+import logging
 import time
 import urllib.parse
 
@@ -91,7 +92,8 @@ async def test_json_provider_report_delivers_and_repeats_change_nothing(aiohttp_
     assert [e["type"] for e in got["events"]] == ["TEXT_QUEUED", "TEXT_SENT", "TEXT_DELIVERED"]
 
 
-async def test_callbacks_need_a_valid_token(aiohttp_client, migrated, sessionmaker, provider):
+async def test_callbacks_need_a_valid_token(aiohttp_client, migrated, sessionmaker, provider, caplog):
+    caplog.set_level(logging.DEBUG)
     client = await _gateway(aiohttp_client, migrated, CarrierSettings(
         name="cloud", type="http", profile="json", url=str(provider.server.make_url("/v1/sms"))))
     secret = client.app[app_keys.CARRIER_CALLBACK_SECRET]
@@ -126,6 +128,11 @@ async def test_callbacks_need_a_valid_token(aiohttp_client, migrated, sessionmak
     assert (await client.get("/admin/carriers/cloud/callback-urls")).status == 401
     assert (await client.get("/admin/carriers/sim/callback-urls", headers=ADMIN)).status == 404
     assert (await client.get("/admin/carriers/cloud/callback-urls?days=0", headers=ADMIN)).status == 422
+    signatures = {urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)["token"][0].split(".")[1]
+                  for path in (good, path_of(urls["reports"]))}
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "/callbacks/carriers/cloud/reports" in logged  # the access log saw the callbacks ...
+    assert not any(sig in logged for sig in signatures)  # ... but never a token
 
 
 async def test_http_errors_retry_or_fail_the_message(aiohttp_client, migrated, sessionmaker, provider):
