@@ -13,8 +13,10 @@ from typing import AsyncIterator, Callable, Sequence
 from aiohttp import web
 
 from carriers import Carrier
+from carriers.pool import CarrierPool
 from carriers.simulator.voice import VoiceSimulator
 from carriers.voice_http import HttpVoiceCarrier
+from gateway import console
 from gateway.api import app_keys, middleware
 from gateway.api.openapi import routes as openapi_routes
 from gateway.api.routes.account import routes as account_routes
@@ -31,7 +33,7 @@ from gateway.api.routes.voice import routes as voice_routes
 from gateway.api.routes.webhooks import routes as webhook_routes
 from gateway.cluster.coordination import QUEUE_CHANNEL, WEBHOOK_CHANNEL, BindSlots, PgListener, new_instance_id
 from gateway.sending.accepting import Acceptor
-from gateway.sending.dispatcher import CarrierPool, Dispatcher
+from gateway.sending.dispatcher import Dispatcher
 from gateway.sending.lookup import NumberLookup
 from gateway.sending.pacing import RedisLimiter
 from gateway.sending.policy import PacingPolicy
@@ -272,4 +274,6 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
     app.add_routes(registry_routes)
     app.add_routes(admin_routes)
     app.add_routes(carrier_callback_routes)
+    console.setup(app, console.Wiring(app_keys.SESSIONMAKER, app_keys.OPERATOR_TOKEN, app_keys.CARRIERS,
+                                      app_keys.WEBHOOKS, middleware.auth_failures, middleware.client_ip))
     return app

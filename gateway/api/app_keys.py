@@ -5,10 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from carriers.pool import CarrierPool
 from carriers.simulator import SimulatorServices
 from carriers.simulator.voice import VoiceSimulator
 from gateway.sending.accepting import Acceptor
-from gateway.sending.dispatcher import CarrierPool, Dispatcher
+from gateway.sending.dispatcher import Dispatcher
 from gateway.settings import Settings
 from gateway.store.accounts import KeyAuthenticator
 from gateway.two_way.inbound import InboundService

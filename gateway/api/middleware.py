@@ -1,5 +1,6 @@
 """Errors to JSON (the gateway's own, and the leaves' errors mapped to an HTTP status here, in one place), and
-authentication by path: /v1/* needs an API key, /admin/* the operator token; repeated
+authentication by path: /v1/* needs an API key, /admin/* the operator token, /console its own session
+(gateway.console.auth: no API key nor bearer token opens it); repeated
 authentication failures from one client IP (or with one key prefix) are answered 429 for a while, though never
 a request whose credentials are valid. Access log lines never carry secrets (query strings, path tokens, bearer
 credentials)."""
@@ -343,6 +344,8 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     the same address (an office behind one NAT, the operator's CLI). Only failing requests are slowed down: a
     lucky guess is no worry with keys of 256 random bits, and a failure costs one indexed lookup either way."""
     path = request.path
+    if path == "/console" or path.startswith("/console/"):  # a realm of its own: signed in (gateway.console.auth)
+        return await handler(request)
     admin = path.startswith("/admin/")
     if not admin and not path.startswith("/v1/"):
         _check_query(request)

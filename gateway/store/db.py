@@ -147,16 +147,6 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def insert_new(session: AsyncSession, model: Any, key: Iterable[str]) -> Any:
-    """INSERT ... ON CONFLICT (key) DO NOTHING into the model's table, on SQLite or PostgreSQL, to execute with a
-    list of rows: compiled once and cached, where values() in the statement would be compiled at every call
-    (most of an import's time). Rows whose key exists are skipped; ``.returning(...)`` tells which were not."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-    return insert(model.__table__).on_conflict_do_nothing(index_elements=list(key))
-
-
 def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 

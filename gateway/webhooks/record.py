@@ -9,6 +9,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.store.models import Message, MessageEvent
+from gateway.store.statements import chunks
 from gateway.webhooks.catalog import wanted
 from gateway.webhooks.sender import enqueue, new_delivery
 from registry.models import Account
@@ -55,13 +56,13 @@ async def record(session: AsyncSession, events: list[dict[str, Any]], *,
         return await _deliveries(session, events, known)
     ids = sorted({e["message_id"] for e in events})
     rows: dict[int, Any] = {}
-    for i in range(0, len(ids), 400):
+    for chunk in chunks(ids):
         result = await session.execute(
             select(Message.id, Message.public_id, Message.source, Message.destination, Message.segments,
                    Message.status_callback, Message.created_at, Message.sent_at, Message.carrier,
                    Account.event_webhook_url, Message.status_callback_events, Account.webhook_events)
             .join(Account, Account.id == Message.account_id)
-            .where(Message.id.in_(ids[i:i + 400]),
+            .where(Message.id.in_(chunk),
                    (Message.status_callback.is_not(None)) | (Account.event_webhook_url.is_not(None))))
         rows.update({r.id: r for r in result.all()})
     return await _deliveries(session, events, rows)

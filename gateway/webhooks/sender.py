@@ -23,7 +23,6 @@ import hashlib
 import hmac
 import json
 import logging
-import random
 import secrets
 import time
 from collections import deque
@@ -35,6 +34,7 @@ from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from yarl import URL
 
+from gateway.backoff import backoff
 from gateway.settings import WebhookSettings
 from gateway.store.models import WebhookAttempt, WebhookDelivery
 from gateway.webhooks.egress import AddressPolicy, refused
@@ -83,11 +83,6 @@ async def enqueue(session: AsyncSession, rows: Iterable[dict[str, Any]]) -> int:
     if rows:
         await session.execute(insert(WebhookDelivery.__table__), rows)  # Core: no ORM bookkeeping per row
     return len(rows)
-
-
-def backoff(attempts: int, base_s: float = 1.0, max_s: float = 600.0) -> dt.timedelta:
-    seconds = min(max_s, base_s * 2.0 ** max(attempts - 1, 0))
-    return dt.timedelta(seconds=seconds * random.uniform(0.9, 1.1))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -377,7 +372,8 @@ class WebhookSender:
                 log.warning("webhook %s to account %s given up after %s attempts%s", d.public_id, d.account_id,
                             attempts, ": its address is not allowed" if not_allowed else "")
             else:
-                pause = backoff(attempts, self._settings.retry_base_s, self._settings.retry_max_s)
+                pause = dt.timedelta(seconds=backoff(attempts, self._settings.retry_base_s,
+                                                     self._settings.retry_max_s))
                 values["next_attempt_at"] = min(now + pause, d.give_up_at)
             self._outcomes.append({"id_": d.id, "lease_": d.lease, **values})
             self._attempts.append({"delivery_id": d.id, "at": now, "status_code": status_code, "error": error,
@@ -390,7 +386,8 @@ class WebhookSender:
         if receiver.paused(time.monotonic()):
             return  # one pause for the POSTs that were in flight together
         receiver.failures += 1
-        pause = backoff(receiver.failures, self._settings.retry_base_s, self._settings.retry_max_s)
+        pause = dt.timedelta(seconds=backoff(receiver.failures, self._settings.retry_base_s,
+                                             self._settings.retry_max_s))
         receiver.paused_until = time.monotonic() + pause.total_seconds()
         receiver.resume_at = now + pause
         self._hand_back(receiver, receiver.resume_at)

@@ -32,6 +32,7 @@ from tests.conftest import ADMIN, new_customer, wait_for
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json")}
 SIGNED = {("GET", "/audio/{key}.wav"), ("POST", "/callbacks/voice/{token}"),  # public, but signed / tokened
           *((m, f"/callbacks/carriers/{{carrier}}/{kind}") for m in ("GET", "POST") for kind in ("reports", "inbound"))}
+CONSOLE_OPEN = {("GET", "/console/sign-in"), ("POST", "/console/sign-in"), ("GET", "/console/static/console.css")}
 SAMPLE = {"id": "1", "account": "1", "number": "12345", "keyword": "HOURS", "phone": "+14155550123",
           "key": "a" * 64, "token": "t0k3n", "carrier": "sim"}
 ACTIONS = ("activate", "release", "review", "vet", "resubmit", "suspend", "associate", "disassociate")
@@ -96,6 +97,27 @@ async def test_every_admin_route_needs_the_operator_token(api):
             body = await resp.json()
             assert (resp.status, body["error"]["code"]) == (401, "invalid_operator_token"), (method, path, headers)
     async with api.sessionmaker() as session:  # nothing was created by all that
+        assert (await session.execute(text("SELECT count(*) FROM accounts"))).scalar() == 1
+
+
+async def test_every_console_route_needs_a_session(api):
+    """No API key nor the operator token as a bearer token opens a console page: a GET is sent to sign in, any
+    other method refused; only signing in and the stylesheet are open."""
+    customer = await new_customer(api, api.sessionmaker, "acme")
+    console = [(m, c, concrete(c, r)) for m, c, r in routes_of(api.app) if c == "/console" or c.startswith("/console/")]
+    assert len(console) > 10
+    token = api.app[app_keys.OPERATOR_TOKEN]
+    for method, canonical, path in console:
+        if (method, canonical) in CONSOLE_OPEN:
+            assert (await api.request(method, path, allow_redirects=False)).status in (200, 401), path
+            continue
+        for headers in ({}, customer.headers, {"Authorization": "Bearer " + token}, {"Cookie": "gateway_console=x"}):
+            resp = await api.request(method, path, headers=headers, data={"csrf": "x"}, allow_redirects=False)
+            if method == "GET":
+                assert (resp.status, resp.headers["Location"].split("?")[0]) == (303, "/console/sign-in"), path
+            else:
+                assert resp.status == 403, (method, path, headers)
+    async with api.sessionmaker() as session:  # nothing was replayed nor changed
         assert (await session.execute(text("SELECT count(*) FROM accounts"))).scalar() == 1
 
 
@@ -290,6 +312,8 @@ async def test_every_route_has_a_case(api):
     for method, canonical, _ in routes_of(api.app):
         if canonical.startswith("/v1/"):
             assert (method, canonical) in table, f"{method} {canonical}: add its case to tests/gateway/test_authz.py"
+        elif canonical == "/console" or canonical.startswith("/console/"):  # a session unless open: the test above
+            continue
         elif not canonical.startswith("/admin/"):  # /admin: every route is in the operator-token test
             assert (method, canonical) in PUBLIC | SIGNED, f"{method} {canonical} is neither /v1 nor /admin"
 

@@ -193,8 +193,8 @@ async def test_a_message_whose_receipt_never_comes_ends_undelivered(aiohttp_clie
     sent = await until_status(client, mid, "sent")
     dispatcher = client.app[app_keys.DISPATCHER]
     sent_at = dt.datetime.fromisoformat(sent["sent_at"].replace("Z", "+00:00"))
-    assert await dispatcher.expire_unreceipted(sent_at + dt.timedelta(hours=71)) == 0  # still waiting
-    assert await dispatcher.expire_unreceipted(sent_at + dt.timedelta(hours=72, seconds=1)) == 1
+    assert await dispatcher.sweeper.expire_unreceipted(sent_at + dt.timedelta(hours=71)) == 0  # still waiting
+    assert await dispatcher.sweeper.expire_unreceipted(sent_at + dt.timedelta(hours=72, seconds=1)) == 1
     got = await status_of(client, mid)
     assert (got["status"], got["error_code"]) == ("undelivered", "receipt_timeout")
     assert [e["type"] for e in got["events"]][-1] == "TEXT_UNKNOWN"

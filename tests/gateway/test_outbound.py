@@ -394,7 +394,7 @@ async def test_receipt_before_its_submit_sm_resp(gw):
 
 
 async def test_unknown_receipt_is_kept_and_logged(gw, caplog):
-    caplog.set_level(logging.INFO, logger="gateway.sending.dispatcher")
+    caplog.set_level(logging.INFO, logger="gateway.sending.receipts")
     c = await customer(gw, [("55501", "short_code")])
     mid = (await send(gw, c, to=us(1)))["id"]
     await final(gw, c, mid)
@@ -437,9 +437,9 @@ async def test_receipts_that_would_match_in_another_base_are_warned_about_now_an
                                                                                       monkeypatch):
     """The SMSC quotes ids in decimal in its receipts, the carrier is set up with receipt_id_base "same": a
     WARNING names the carrier, the count and the setting that fits, once in a while rather than per receipt."""
-    from gateway.sending import dispatcher
+    from gateway.sending import receipts
 
-    caplog.set_level(logging.INFO, logger="gateway.sending.dispatcher")
+    caplog.set_level(logging.INFO, logger="gateway.sending.receipts")
     gw.sim.receipt_id_format = "decimal"
     c = await customer(gw, [("55501", "short_code")])
 
@@ -463,7 +463,7 @@ async def test_receipts_that_would_match_in_another_base_are_warned_about_now_an
     assert " in the last 1 min matched no message" in warnings()[0]  # a burst: never "in the last 0 s"
     await burst(8)
     assert len(warnings()) == 1  # at most one every few minutes per carrier
-    monkeypatch.setattr(dispatcher, "BASE_WARNING_S", 1.0)
+    monkeypatch.setattr(receipts, "BASE_WARNING_S", 1.0)
     await asyncio.sleep(1.1)
     await burst(16)
     assert len(warnings()) == 2
@@ -478,7 +478,7 @@ async def _at_least(gw, n: int) -> bool:
 async def test_unmatched_receipts_expire(gw, migrated, caplog):
     from registry.db import utcnow
 
-    caplog.set_level(logging.INFO, logger="gateway.sending.dispatcher")
+    caplog.set_level(logging.INFO, logger="gateway.sending.receipts")
     c = await customer(gw, [("55501", "short_code")])
     await final(gw, c, (await send(gw, c, to=us(1)))["id"])
     gw.sim.send_receipt(gw.sim.received[0], message_id="FFFFFFF0")
@@ -486,10 +486,10 @@ async def test_unmatched_receipts_expire(gw, migrated, caplog):
     dispatcher = gw.app[app_keys.DISPATCHER]
     now = utcnow()
     assert migrated.dispatcher.unmatched_ttl_h == migrated.dispatcher.receipt_timeout_h == 72  # by default
-    assert await dispatcher.expire_unmatched(now + dt.timedelta(hours=71)) == 0
+    assert await dispatcher.matcher.expire_unmatched(now + dt.timedelta(hours=71)) == 0
     migrated.dispatcher.unmatched_receipt_ttl_h = 2.0
-    assert await dispatcher.expire_unmatched(now + dt.timedelta(hours=1)) == 0
-    assert await dispatcher.expire_unmatched(now + dt.timedelta(hours=2, minutes=1)) == 1
+    assert await dispatcher.matcher.expire_unmatched(now + dt.timedelta(hours=1)) == 0
+    assert await dispatcher.matcher.expire_unmatched(now + dt.timedelta(hours=2, minutes=1)) == 1
     assert await unmatched_count(gw) == 0
     assert "1 receipt(s) that matched no message within 2 h dropped" in caplog.text
     await final(gw, c, (await send(gw, c, to=us(2)))["id"])  # and all goes on
