@@ -261,7 +261,7 @@ class CallbackReceiver:
         from aiohttp import web
 
         from gateway.webhooks.catalog import FINAL_EVENTS
-        from gateway.webhooks.sender import SIGNATURE_HEADER, verify
+        from gateway.webhooks.signing import SIGNATURE_HEADER, verify
 
         raw = await request.read()
         now = time.time()

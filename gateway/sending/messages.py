@@ -26,7 +26,7 @@ from gateway.store.statements import chunks, insert_new
 from gateway.validation import Fields, origination as parse_origination, parse_phone, region_of
 from gateway.webhooks.catalog import TEXT_BLOCKED, TEXT_QUEUED, parse_selection
 from gateway.webhooks.record import EventTarget, record as record_events
-from registry.db import utcnow
+from registry.db import iso, utcnow
 from registry.models import Account, Number, NumberStatus, OptOut
 
 SEND_FIELDS = {"to", "body", "from", "status_callback", "status_callback_events", "ttl", "dry_run", "message_type"}
@@ -301,9 +301,6 @@ async def get_message(session: AsyncSession, account_id: int, public_id: str) ->
         raise NotFound(f"No message {public_id} in this account.", code="message_not_found")
     return message
 
-
-def iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 async def message_view(session: AsyncSession, message: Message) -> dict[str, Any]:

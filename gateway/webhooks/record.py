@@ -11,12 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.store.models import Message, MessageEvent
 from gateway.store.statements import chunks
 from gateway.webhooks.catalog import wanted
-from gateway.webhooks.sender import enqueue, new_delivery
+from gateway.webhooks.outbox import enqueue, new_delivery
+from registry.db import iso
 from registry.models import Account
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 class EventTarget(NamedTuple):
@@ -84,8 +81,8 @@ async def _deliveries(session: AsyncSession, events: list[dict[str, Any]], rows:
         payload = {
             "event_type": e["type"], "message_id": m.public_id, "status": e["status"],
             "error_code": e.get("error_code"), "from": m.source, "to": m.destination, "segments": m.segments,
-            "carrier": m.carrier, "timestamp": _iso(e["created_at"]), "created_at": _iso(m.created_at),
-            "sent_at": _iso(m.sent_at),
+            "carrier": m.carrier, "timestamp": iso(e["created_at"]), "created_at": iso(m.created_at),
+            "sent_at": iso(m.sent_at),
         }
         for url in urls:
             deliveries.append(new_delivery(e["account_id"], url, "event", e["type"], payload, e["created_at"]))

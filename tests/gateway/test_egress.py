@@ -12,7 +12,7 @@ from gateway.api import app_keys
 from gateway.api.app import create_app
 from gateway.store.models import Message, WebhookDelivery
 from gateway.webhooks.egress import AddressNotAllowed, AddressPolicy, PolicyResolver
-from gateway.webhooks.sender import enqueue, new_delivery
+from gateway.webhooks.outbox import enqueue, new_delivery
 from registry.db import utcnow
 from tests.conftest import ADMIN, new_customer, wait_for
 from tests.gateway.test_webhooks import receiver  # the fixture: a receiver on 127.0.0.1

@@ -34,7 +34,7 @@ from aiohttp import web
 
 from gateway.bench.runs import recipients
 from gateway.settings import CarrierSettings
-from gateway.webhooks.sender import SIGNATURE_HEADER, verify
+from gateway.webhooks.signing import SIGNATURE_HEADER, verify
 from tests.procs import Stack
 
 pytestmark = pytest.mark.faults

@@ -15,7 +15,7 @@ from carriers.simulator import SmscSimulator
 from carriers.smpp import SmppCarrier, SmppClient
 from gateway.api import app_keys
 from gateway.api.app import create_app
-from gateway.webhooks.sender import SIGNATURE_HEADER, verify
+from gateway.webhooks.signing import SIGNATURE_HEADER, verify
 from registry.models import Number
 from tests.conftest import wait_for
 

@@ -14,7 +14,7 @@ from carriers.loopback import LoopbackCarrier
 from gateway.api import app_keys
 from gateway.api.app import create_app
 from gateway.store.models import WebhookAttempt, WebhookDelivery
-from gateway.webhooks.sender import SIGNATURE_HEADER, verify
+from gateway.webhooks.signing import SIGNATURE_HEADER, verify
 from tests.conftest import new_customer, wait_for
 from tests.gateway.test_webhooks import client, serve  # client: the app with quick retries
 

@@ -11,7 +11,7 @@ from aiohttp import web
 from carriers.loopback import LoopbackCarrier
 from gateway.api import app_keys
 from gateway.api.app import create_app
-from gateway.webhooks.sender import SIGNATURE_HEADER, sign, verify
+from gateway.webhooks.signing import SIGNATURE_HEADER, sign, verify
 from tests.conftest import new_customer, wait_for
 
 

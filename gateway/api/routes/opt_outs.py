@@ -7,7 +7,6 @@ from aiohttp import web
 from gateway.api import app_keys
 from gateway.api.routes._scope import acting_account, both
 from gateway.errors import BadRequest
-from gateway.sending.messages import iso
 from gateway.two_way import opt_outs
 from gateway.validation import (
     Fields,
@@ -19,6 +18,7 @@ from gateway.validation import (
     row_id,
     valid_list_name,
 )
+from registry.db import iso
 from registry.models import OptOut
 
 routes = web.RouteTableDef()

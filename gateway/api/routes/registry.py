@@ -15,6 +15,7 @@ from gateway.errors import Unprocessable
 from gateway.tendlc import brands, campaigns
 from gateway.validation import Fields, origination, read_json_object
 from registry import tcr
+from registry.db import iso
 from registry.limits import derive
 from registry.models import Brand, Campaign
 
@@ -172,7 +173,7 @@ async def registry_advance(request: web.Request) -> web.Response:
     f = Fields(await read_json_object(request), {"days"})
     at, done = await campaigns.advance(request.app[app_keys.SESSIONMAKER],
                                        f.integer("days", minimum=0, maximum=3650) or 0)
-    return web.json_response({"registry_time": at.isoformat().replace("+00:00", "Z"), "completed": done})
+    return web.json_response({"registry_time": iso(at), "completed": done})
 
 
 # --- customers' views -----------------------------------------------------------------------------------------------

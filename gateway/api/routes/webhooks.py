@@ -6,10 +6,10 @@ from aiohttp import web
 
 from gateway.api import app_keys
 from gateway.api.routes._scope import acting_account, both
-from gateway.sending.messages import iso
 from gateway.store.models import WebhookAttempt, WebhookDelivery
 from gateway.validation import query_choice, query_limit
 from gateway.webhooks import deliveries
+from registry.db import iso
 
 routes = web.RouteTableDef()
 
