@@ -85,3 +85,12 @@ async def test_undelivered_receipt(carrier, sim):
     await _receipts(carrier, 1)
     [(_, receipt)] = carrier.sink.receipts
     assert (receipt.carrier_message_id, receipt.stat) == (result.message_ids[0], "UNDELIV")
+
+
+async def test_smsc_refusal_comes_back_as_rejected(carrier, sim):
+    sim.handler.fail = {"+14155550127": 0x0B}  # ESME_RINVDSTADR: Kannel's SMSC refuses, Kannel reports a NACK
+    result = await carrier.send_sms(sms("Wrong number", destination="+14155550127"))
+    await _receipts(carrier, 1)
+    [(_, receipt)] = carrier.sink.receipts
+    assert (receipt.carrier_message_id, receipt.stat) == (result.message_ids[0], "REJECTD")
+    assert receipt.error_code is not None and int(receipt.error_code, 16) == 0x0B, receipt
