@@ -7,7 +7,8 @@ import dataclasses
 import logging
 import os
 import secrets
-from typing import AsyncIterator, Sequence
+import time
+from typing import AsyncIterator, Callable, Sequence
 
 from aiohttp import web
 
@@ -20,6 +21,7 @@ from gateway.api import app_keys, middleware
 from gateway.api.openapi import routes as openapi_routes
 from gateway.api.routes.account import routes as account_routes
 from gateway.api.routes.admin import routes as admin_routes
+from gateway.api.routes.carrier_callbacks import callback_url, routes as carrier_callback_routes
 from gateway.api.routes.health import routes as health_routes
 from gateway.api.routes.inbound import routes as inbound_routes
 from gateway.api.routes.keywords import routes as keyword_routes
@@ -65,7 +67,14 @@ def operator_token(settings: Settings) -> str:
     return settings.security.operator_token or stored_secret(settings, "operator_token", "op_")
 
 
-def build_carrier(cfg: CarrierSettings) -> Carrier:
+def carrier_callback_secret(settings: Settings) -> str:
+    """The configured secret that signs HTTP carriers' callback URLs, or the one generated once."""
+    return settings.security.carrier_callback_secret or stored_secret(settings, "carrier_callback_secret")
+
+
+def build_carrier(cfg: CarrierSettings, reports_url: Callable[[str], str] | None = None) -> Carrier:
+    """The carrier a ``[[carriers]]`` entry describes; ``reports_url(name)`` gives an HTTP carrier's signed
+    status report URL."""
     if cfg.type == "smpp":
         from carriers.smpp import SmppCarrier
 
@@ -73,6 +82,15 @@ def build_carrier(cfg: CarrierSettings) -> Carrier:
                            system_type=cfg.system_type, bind_mode=cfg.bind_mode, window=cfg.window,
                            enquire_link_interval=cfg.enquire_link_interval, response_timeout=cfg.response_timeout,
                            concatenation=cfg.concatenation, binds=cfg.binds)
+    if cfg.type == "http":
+        from carriers.http_sms import HttpSmsCarrier
+
+        return HttpSmsCarrier(cfg.name, cfg.profile, cfg.url, username=cfg.username, password=cfg.password,
+                              auth_header=cfg.auth_header, auth_value=cfg.auth_value,
+                              fields=cfg.json_fields() if cfg.profile == "json" else None,
+                              callback_url=(lambda: reports_url(cfg.name)) if reports_url is not None else None,
+                              timeout_s=cfg.response_timeout, concurrency=cfg.concurrency, max_parts=cfg.max_parts,
+                              dlr_mask=cfg.dlr_mask)
     raise ValueError(f"carrier type {cfg.type!r} cannot be built from settings")
 
 
@@ -116,6 +134,12 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
     middleware.json_parser_errors(app)
     app[app_keys.SETTINGS] = settings
     app[app_keys.OPERATOR_TOKEN] = operator_token(settings)
+    callback_secret = app[app_keys.CARRIER_CALLBACK_SECRET] = carrier_callback_secret(settings)
+
+    def reports_url(carrier: str) -> str:
+        """A signed status report URL, valid a day past the receipt timeout of the message it goes with."""
+        expires = int(time.time() + settings.dispatcher.receipt_timeout_h * 3600 + 86400)
+        return callback_url(settings.server.base_url, callback_secret, carrier, "reports", expires)
     app[app_keys.CLOCK] = app_keys.Clock()
     app[app_keys.URL_POLICY] = AddressPolicy.of(settings.webhooks)
 
@@ -166,7 +190,7 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
                               timeout=settings.redis.timeout_s)
             configured = await _leased_binds(slots, configured)
             slots.start()
-        held = list(carriers) if carriers is not None else [build_carrier(c) for c in configured]
+        held = list(carriers) if carriers is not None else [build_carrier(c, reports_url) for c in configured]
         pool = CarrierPool(held)
         policy = None
         lookup = NumberLookup.load(settings.path(settings.pacing.lookup_file))
@@ -249,6 +273,7 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
     app.add_routes(voice_routes)
     app.add_routes(registry_routes)
     app.add_routes(admin_routes)
+    app.add_routes(carrier_callback_routes)
     console.setup(app, console.Wiring(app_keys.SESSIONMAKER, app_keys.OPERATOR_TOKEN, app_keys.CARRIERS,
                                       app_keys.WEBHOOKS, middleware.auth_failures, middleware.client_ip))
     return app

@@ -25,6 +25,7 @@ CARRIERS = web.AppKey("carriers", CarrierPool)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 ACCEPTOR = web.AppKey("acceptor", Acceptor)  # stores single-message requests in groups
 OPERATOR_TOKEN = web.AppKey("operator_token", str)
+CARRIER_CALLBACK_SECRET = web.AppKey("carrier_callback_secret", str)  # signs HTTP carriers' callback URLs
 VOICE = web.AppKey("voice", VoiceCalls)
 INBOUND = web.AppKey("inbound", InboundService)
 WEBHOOKS = web.AppKey("webhooks", WebhookSender)

@@ -26,7 +26,7 @@ from tests.conftest import OPERATOR_TOKEN, new_customer, wait_for
 # what requests create (background work adds events and deliveries, never rows to these)
 TABLES = ("messages", "accounts", "api_keys", "numbers", "opt_outs", "number_keywords", "brands", "campaigns",
           "voice_messages")
-PATH_VALUES = {"number": "12345", "keyword": "HOURS", "action": "review", "token": "not-a-token"}
+PATH_VALUES = {"number": "12345", "keyword": "HOURS", "action": "review", "token": "not-a-token", "carrier": "sim"}
 
 
 def _fields(op: dict[str, Any]) -> list[str]:
