@@ -49,11 +49,12 @@ def bench_sms(messages: int, throttles: bool, mode: str, concurrency: int, batch
 
     With --instances N, N gateway processes share a scratch PostgreSQL database and Redis, and the output adds
     what the simulator saw each second from all of them together against the shared --rate limit."""
-    from gateway.bench import runs as b
+    from gateway.bench import common, sms
 
-    b.run(b.bench_sms(messages=messages, url=target_url, sim_url=simulator_url, key=api_key, throttles=throttles,
-                      mode=mode, concurrency=concurrency, batch=batch, timeout=timeout, instances=instances,
-                      database_url=database_url, redis_url=redis_url, rate=rate, callbacks=callbacks))
+    common.run(sms.bench_sms(messages=messages, url=target_url, sim_url=simulator_url, key=api_key,
+                             throttles=throttles, mode=mode, concurrency=concurrency, batch=batch, timeout=timeout,
+                             instances=instances, database_url=database_url, redis_url=redis_url, rate=rate,
+                             callbacks=callbacks))
 
 
 @bench.command("throttle")
@@ -66,13 +67,13 @@ def bench_sms(messages: int, throttles: bool, mode: str, concurrency: int, batch
 def bench_throttle(seconds: float, trust_score: int | None, as_json: bool, target_url: str | None,
                    simulator_url: str | None, api_key: str | None) -> None:
     """Queue SECONDS x the account's limit at once; print the per-second counts the simulator saw."""
-    from gateway.bench import runs as b
+    from gateway.bench import common, limits
 
     if trust_score is not None:
-        b.run(b.bench_carrier_limits(seconds=seconds, trust_score=trust_score, url=target_url,
-                                     sim_url=simulator_url, key=api_key))
+        common.run(limits.bench_carrier_limits(seconds=seconds, trust_score=trust_score, url=target_url,
+                                               sim_url=simulator_url, key=api_key))
     else:
-        b.run(b.bench_throttle(seconds=seconds, url=target_url, sim_url=simulator_url, key=api_key))
+        common.run(limits.bench_throttle(seconds=seconds, url=target_url, sim_url=simulator_url, key=api_key))
 
 
 @bench.command("import")
@@ -84,9 +85,10 @@ def bench_throttle(seconds: float, trust_score: int | None, as_json: bool, targe
 def bench_import(rows: int, concurrency: int, as_json: bool, target_url: str | None, simulator_url: str | None,
                  api_key: str | None) -> None:
     """A ROWS-row opt-out CSV import: its duration, and the p99 of another tenant's dry runs meanwhile."""
-    from gateway.bench import runs as b
+    from gateway.bench import common, two_way
 
-    b.run(b.bench_import(rows=rows, concurrency=concurrency, url=target_url, sim_url=simulator_url, key=api_key))
+    common.run(two_way.bench_import(rows=rows, concurrency=concurrency, url=target_url, sim_url=simulator_url,
+                                    key=api_key))
 
 
 @bench.command("inbound")
@@ -102,10 +104,11 @@ def bench_import(rows: int, concurrency: int, as_json: bool, target_url: str | N
 def bench_inbound(rate: float, seconds: float, receiver_down: float, stop_every: int, timeout: float, as_json: bool,
                   target_url: str | None, simulator_url: str | None, api_key: str | None) -> None:
     """Inbound messages at RATE/s: webhook latency, STOP confirmation latency, and lost."""
-    from gateway.bench import runs as b
+    from gateway.bench import common, two_way
 
-    b.run(b.bench_inbound(rate=rate, seconds=seconds, receiver_down_s=receiver_down, stop_every=stop_every,
-                          url=target_url, sim_url=simulator_url, key=api_key, timeout=timeout))
+    common.run(two_way.bench_inbound(rate=rate, seconds=seconds, receiver_down_s=receiver_down,
+                                     stop_every=stop_every, url=target_url, sim_url=simulator_url, key=api_key,
+                                     timeout=timeout))
 
 
 @bench.command("voice")
@@ -115,6 +118,6 @@ def bench_inbound(rate: float, seconds: float, receiver_down: float, stop_every:
 @click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: the output is always JSON.")
 def bench_voice(renders: int, concurrency: int, workers: int, as_json: bool) -> None:
     """Speech pipeline: cached serve p99, new 25-word render p95, renders per second."""
-    from gateway.bench import runs as b
+    from gateway.bench import common, voice
 
-    b.run(b.bench_voice(renders=renders, concurrency=concurrency, workers=workers))
+    common.run(voice.bench_voice(renders=renders, concurrency=concurrency, workers=workers))
