@@ -10,8 +10,8 @@ from typing import Any
 
 import aiohttp
 
+from gateway.bench.common import Target, all_messages
 from gateway.bench.processes import Gateway, Simulator, stop
-from gateway.bench.runs import Target, all_messages
 from gateway.store.models import FINAL_STATUSES
 from tests.conftest import OPERATOR_TOKEN
 

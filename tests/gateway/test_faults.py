@@ -32,7 +32,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.bench.runs import recipients
+from gateway.bench.common import recipients
 from gateway.settings import CarrierSettings
 from gateway.webhooks.signing import SIGNATURE_HEADER, verify
 from tests.procs import Stack

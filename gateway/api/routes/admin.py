@@ -7,9 +7,10 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api import app_keys
+from gateway.api.bodies import read_json_object
 from gateway.errors import NotFound, Unprocessable
 from gateway.store import accounts
-from gateway.validation import Fields, read_json_object, row_id
+from gateway.validation import Fields, row_id
 from registry.db import iso
 from registry.models import Account
 

@@ -8,11 +8,12 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api import app_keys
+from gateway.api.bodies import read_body, read_json_object
 from gateway.api.routes._scope import OPERATOR, acting_account, both
 from gateway.errors import BadRequest, Unprocessable
 from gateway.numbers import inventory, lifecycle
 from gateway.two_way import numbers as two_way
-from gateway.validation import Fields, read_body, read_json_object, row_id, valid_list_name
+from gateway.validation import Fields, row_id, valid_list_name
 from registry import tcr
 from registry.db import iso
 from registry.models import Number

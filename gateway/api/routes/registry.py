@@ -9,11 +9,12 @@ from aiohttp import web
 from yarl import URL
 
 from gateway.api import app_keys
+from gateway.api.bodies import read_json_object
 from gateway.api.routes._scope import OPERATOR
 from gateway.api.routes.numbers import full_number_view
 from gateway.errors import Unprocessable
 from gateway.tendlc import brands, campaigns
-from gateway.validation import Fields, origination, read_json_object
+from gateway.validation import Fields, origination
 from registry import tcr
 from registry.db import iso
 from registry.limits import derive

@@ -104,7 +104,7 @@ async def test_bench_single_requests_take_turns_over_the_instances(aiohttp_serve
     """bench sms --mode single --instances N sends to every instance, not only the first."""
     import aiohttp
 
-    from gateway.bench.runs import Target, _send_single
+    from gateway.bench.common import Target, send_single
 
     seen: dict[int, int] = {}
 
@@ -121,7 +121,7 @@ async def test_bench_single_requests_take_turns_over_the_instances(aiohttp_serve
     urls = [str(s.make_url("")).rstrip("/") for s in servers]
     target = Target(url=urls[0], sim_url="", key="gk_x", processes=[], others=tuple(urls[1:]))
     async with aiohttp.ClientSession() as http:
-        ids, *_ = await _send_single(http, target, [f"+1415555{i:04d}" for i in range(60)], 6, "hi")
+        ids, *_ = await send_single(http, target, [f"+1415555{i:04d}" for i in range(60)], 6, "hi")
     assert len(ids) == 60 and sorted(seen) == [0, 1, 2] and all(count >= 10 for count in seen.values())
 
 
