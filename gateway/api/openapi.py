@@ -235,26 +235,26 @@ def _query(*names: str) -> list[dict[str, Any]]:
 
 _FIELDS_BODY = {"required": False, "content": {"application/json": {"schema": {"type": "object"}},
                                                "application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
-_ANSWER = _json({"type": "object", "properties": {"ok": {"type": "boolean"}, "applied": {"type": "boolean"}}})
+_ANSWER = reply({"type": "object", "properties": {"ok": {"type": "boolean"}, "applied": {"type": "boolean"}}})
 PATHS["/callbacks/carriers/{carrier}/reports"] = {
     "get": {"summary": "A status report from an HTTP SMS carrier: Kannel's dlr-url (signed token)", "security": [],
             "parameters": [_CARRIER, _TOKEN, *_query("ref", "status", "smsc_id", "answer")],
-            "responses": {"200": _ANSWER, **_errors(401, 422)}},
+            "responses": {"200": _ANSWER, **errors(401, 422)}},
     "post": {"summary": "A status report from a JSON SMS provider: JSON, form or query fields (signed token)",
              "security": [], "parameters": [_CARRIER, _TOKEN], "requestBody": _FIELDS_BODY,
-             "responses": {"200": _ANSWER, **_errors(401, 422)}}}
+             "responses": {"200": _ANSWER, **errors(401, 422)}}}
 PATHS["/callbacks/carriers/{carrier}/inbound"] = {
     method: {"summary": "An inbound message from Kannel's sms-service get-url (signed token)", "security": [],
              "parameters": [_CARRIER, _TOKEN, *_query("from", "to", "text", "coding")],
              **({"requestBody": _FIELDS_BODY} if method == "post" else {}),
-             "responses": {"200": {"description": "Stored (an empty body: no reply)"}, **_errors(401, 422)}}
+             "responses": {"200": {"description": "Stored (an empty body: no reply)"}, **errors(401, 422)}}
     for method in ("get", "post")}
 PATHS["/admin/carriers/{carrier}/callback-urls"] = {"get": {
     "summary": "Signed callback URLs of an HTTP carrier, to set at a provider that is not given them with each "
                "message (Kannel's sms-service get-url, a provider's dashboard)", "security": OPERATOR,
     "parameters": [_CARRIER, {"name": "days", "in": "query", "required": False,
                               "schema": {"type": "integer", "minimum": 1, "maximum": 3660}}],
-    "responses": {"200": _json({"type": "object"}), **_errors(401, 404, 422)}}}
+    "responses": {"200": reply({"type": "object"}), **errors(401, 404, 422)}}}
 
 _OBJ = {"type": "object"}
 
