@@ -22,8 +22,8 @@ from aiohttp import web
 
 from carriers.http_sms import KANNEL_INBOUND_PARAMS, HttpSmsCarrier, ReportError
 from gateway.api import app_keys
+from gateway.api.bodies import read_body, read_json_object
 from gateway.errors import NotFound, Unauthorized, Unprocessable
-from gateway.validation import read_body, read_json_object
 from voice.signing import signature, verify
 
 routes = web.RouteTableDef()
