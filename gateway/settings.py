@@ -56,6 +56,7 @@ class DatabaseSettings:
     url: str = field(default="sqlite+aiosqlite:///data/gateway.db", repr=False)  # may hold a password
     echo: bool = False
     pool_size: int = 10
+    busy_timeout_s: float = 30.0
 
 
 @dataclass

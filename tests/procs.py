@@ -16,6 +16,10 @@ from gateway.store.models import FINAL_STATUSES
 from tests.conftest import OPERATOR_TOKEN
 
 
+class Unavailable(Exception):
+    """The gateway answered 503 (its database busy, say): nothing was done; the request may be sent again."""
+
+
 class Stack:
     """``async with Stack(tmp_path, env) as stack``: a simulator and a gateway (demo account) on free ports."""
 
@@ -56,6 +60,8 @@ class Stack:
                   headers: dict[str, str] | None = None) -> Any:
         async with self.http.request(method, self.gateway.url + path, json=body, headers={
                 "Authorization": f"Bearer {self.gateway.api_key}", **(headers or {})}) as resp:
+            if resp.status == 503 and expect != 503:  # try again later (Retry-After), as a customer would
+                raise Unavailable(f"{method} {path}: {await resp.text()}")
             assert resp.status == expect, f"{method} {path}: {resp.status} {await resp.text()}"
             return await resp.json()
 

@@ -145,7 +145,8 @@ class Resources:
 
     async def database(self, app: web.Application) -> AsyncIterator[None]:
         database = self.settings.database
-        engine = create_engine(self.settings.database_url, echo=database.echo, pool_size=database.pool_size)
+        engine = create_engine(self.settings.database_url, echo=database.echo, pool_size=database.pool_size,
+                               busy_timeout_s=database.busy_timeout_s)
         app[app_keys.ENGINE] = engine
         app[app_keys.SESSIONMAKER] = create_sessionmaker(engine)
         app[app_keys.AUTH] = KeyAuthenticator(app[app_keys.SESSIONMAKER], self.settings.security.key_cache_seconds)

@@ -159,6 +159,32 @@ async def test_a_database_error_fails_the_whole_group_and_stores_none_of_it(api)
     assert (await post(api, {"to": phone(12), "body": "boom"}))[0] == 202  # and the next group is fine
 
 
+async def test_a_database_locked_past_its_busy_timeout_is_a_503_that_changes_nothing(aiohttp_client, migrated,
+                                                                                   sessionmaker):
+    """Another process holds SQLite's write lock longer than ``[database] busy_timeout_s``: a batch (which is
+    not grouped) and a single message are both answered 503 with Retry-After, nothing is stored, and the same
+    requests succeed once the lock is gone."""
+    migrated.database.busy_timeout_s = 0.5
+    migrated.security.key_cache_seconds = 600
+    api = await aiohttp_client(create_app(migrated, carriers=[LoopbackCarrier("sim")]))
+    api.customer = await new_customer(api, sessionmaker, "acme")
+    assert (await api.get("/v1/messages", headers=api.customer.headers)).status == 200
+    path = make_url(migrated.database_url).database
+    batch = {"messages": [{"to": phone(i), "body": "locked out"} for i in range(3)]}
+    async with write_locked(path):
+        async with api.post("/v1/messages/batch", json=batch, headers=api.customer.headers) as resp:
+            assert resp.status == 503, await resp.text()
+            assert resp.headers["Retry-After"] == "1"
+            assert (await resp.json())["error"]["code"] == "database_busy"
+        status, answer = await post(api, {"to": phone(9), "body": "locked out"})
+        assert status == 503 and answer["error"]["code"] in {"not_stored", "database_busy"}
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT count(*) FROM messages").fetchone() == (0,)
+    async with api.post("/v1/messages/batch", json=batch, headers=api.customer.headers) as resp:
+        assert resp.status == 200 and (await resp.json())["accepted"] == 3
+    assert (await post(api, {"to": phone(9), "body": "unlocked"}))[0] == 202
+
+
 async def test_a_message_is_stored_before_its_202(api):
     seen: list[str] = []
 
