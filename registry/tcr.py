@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from registry.db import utcnow
+from registry.db import iso, utcnow
 from registry.models import Brand, Campaign, Number, RegistryClock, Transition
 
 NUMBER_TYPES = ("short_code", "long_code", "toll_free", "ten_dlc")
@@ -83,7 +83,7 @@ async def history(session: AsyncSession, entity: str, entity_id: int) -> list[di
                                                            Transition.entity_id == entity_id)
                                   .order_by(Transition.id))).all()
     return [{"from": t.from_state, "to": t.to_state, "actor": t.actor, "reason": t.reason,
-             "at": t.at.isoformat().replace("+00:00", "Z")} for t in rows]
+             "at": iso(t.at)} for t in rows]
 
 
 # --- numbers -------------------------------------------------------------------------------------------------------

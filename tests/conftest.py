@@ -58,6 +58,20 @@ async def sim():
 
 
 @pytest.fixture
+async def kannel_smsc():
+    """The SMPP simulator for a real Kannel's SMSC (decimal ids, as Kannel's msg-id-type 0x00 reads them); skips
+    (fails in CI) when Kannel is not installed."""
+    from carriers.simulator import SmscSimulator
+    from tests.kannel import require_kannel
+
+    require_kannel()
+    simulator = SmscSimulator(accounts={"gateway": "secret"}, receipt_delay=0.05, id_format="decimal")
+    await simulator.start()
+    yield simulator
+    await simulator.stop()
+
+
+@pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)
 

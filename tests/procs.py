@@ -10,10 +10,14 @@ from typing import Any
 
 import aiohttp
 
+from gateway.bench.common import Target, all_messages
 from gateway.bench.processes import Gateway, Simulator, stop
-from gateway.bench.runs import Target, all_messages
 from gateway.store.models import FINAL_STATUSES
 from tests.conftest import OPERATOR_TOKEN
+
+
+class Unavailable(Exception):
+    """The gateway answered 503 (its database busy, say): nothing was done; the request may be sent again."""
 
 
 class Stack:
@@ -56,6 +60,8 @@ class Stack:
                   headers: dict[str, str] | None = None) -> Any:
         async with self.http.request(method, self.gateway.url + path, json=body, headers={
                 "Authorization": f"Bearer {self.gateway.api_key}", **(headers or {})}) as resp:
+            if resp.status == 503 and expect != 503:  # try again later (Retry-After), as a customer would
+                raise Unavailable(f"{method} {path}: {await resp.text()}")
             assert resp.status == expect, f"{method} {path}: {resp.status} {await resp.text()}"
             return await resp.json()
 

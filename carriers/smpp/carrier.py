@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from operator import attrgetter
 from typing import Any, AsyncIterator, Collection
 
 from smpplib import consts
@@ -17,6 +18,7 @@ from carriers._base import (
     PartResult,
     SubmitResult,
 )
+from carriers.pool import RoundRobin
 from carriers.smpp.client import SmppClient
 from carriers.smpp.receipts import concat_udh, is_receipt, parse_inbound, parse_receipt
 
@@ -54,7 +56,7 @@ class SmppCarrier(Carrier):
                        on_deliver_sm=self._on_deliver_sm, name=f"{name}#{i}", carrier=name)
             for i in range(max(1, binds))
         ]
-        self._next = 0
+        self._binds = RoundRobin(self.clients, attrgetter("bound"))
 
     def set_events(self, events: CarrierEvents) -> None:
         self._events = events
@@ -70,13 +72,10 @@ class SmppCarrier(Carrier):
         return False
 
     def _client(self) -> SmppClient:
-        n = len(self.clients)
-        for i in range(n):
-            client = self.clients[(self._next + i) % n]
-            if client.bound:
-                self._next = (self._next + i + 1) % n
-                return client
-        raise CarrierRetryable(f"{self.name} is not bound.", code="not_bound")
+        client = self._binds.pick()
+        if client is None:
+            raise CarrierRetryable(f"{self.name} is not bound.", code="not_bound")
+        return client
 
     def submits(self, message: OutboundSms) -> list[dict[str, Any]]:
         """The submit_sm fields for each part of a message, by the configured concatenation."""

@@ -7,17 +7,21 @@ import dataclasses
 import logging
 import os
 import secrets
-from typing import AsyncIterator, Sequence
+import time
+from typing import AsyncIterator, Callable, Sequence
 
 from aiohttp import web
 
 from carriers import Carrier
+from carriers.pool import CarrierPool
 from carriers.simulator.voice import VoiceSimulator
 from carriers.voice_http import HttpVoiceCarrier
+from gateway import console
 from gateway.api import app_keys, middleware
 from gateway.api.openapi import routes as openapi_routes
 from gateway.api.routes.account import routes as account_routes
 from gateway.api.routes.admin import routes as admin_routes
+from gateway.api.routes.carrier_callbacks import callback_url, routes as carrier_callback_routes
 from gateway.api.routes.data import routes as data_routes
 from gateway.api.routes.health import routes as health_routes
 from gateway.api.routes.inbound import routes as inbound_routes
@@ -31,7 +35,7 @@ from gateway.api.routes.voice import routes as voice_routes
 from gateway.api.routes.webhooks import routes as webhook_routes
 from gateway.cluster.coordination import QUEUE_CHANNEL, WEBHOOK_CHANNEL, BindSlots, PgListener, new_instance_id
 from gateway.sending.accepting import Acceptor
-from gateway.sending.dispatcher import CarrierPool, Dispatcher
+from gateway.sending.dispatcher import Dispatcher
 from gateway.sending.lookup import NumberLookup
 from gateway.sending.pacing import RedisLimiter
 from gateway.sending.policy import PacingPolicy
@@ -66,7 +70,14 @@ def operator_token(settings: Settings) -> str:
     return settings.security.operator_token or stored_secret(settings, "operator_token", "op_")
 
 
-def build_carrier(cfg: CarrierSettings) -> Carrier:
+def carrier_callback_secret(settings: Settings) -> str:
+    """The configured secret that signs HTTP carriers' callback URLs, or the one generated once."""
+    return settings.security.carrier_callback_secret or stored_secret(settings, "carrier_callback_secret")
+
+
+def build_carrier(cfg: CarrierSettings, reports_url: Callable[[str], str] | None = None) -> Carrier:
+    """The carrier a ``[[carriers]]`` entry describes; ``reports_url(name)`` gives an HTTP carrier's signed
+    status report URL."""
     if cfg.type == "smpp":
         from carriers.smpp import SmppCarrier
 
@@ -74,6 +85,15 @@ def build_carrier(cfg: CarrierSettings) -> Carrier:
                            system_type=cfg.system_type, bind_mode=cfg.bind_mode, window=cfg.window,
                            enquire_link_interval=cfg.enquire_link_interval, response_timeout=cfg.response_timeout,
                            concatenation=cfg.concatenation, binds=cfg.binds)
+    if cfg.type == "http":
+        from carriers.http_sms import HttpSmsCarrier
+
+        return HttpSmsCarrier(cfg.name, cfg.profile, cfg.url, username=cfg.username, password=cfg.password,
+                              auth_header=cfg.auth_header, auth_value=cfg.auth_value,
+                              fields=cfg.json_fields() if cfg.profile == "json" else None,
+                              callback_url=(lambda: reports_url(cfg.name)) if reports_url is not None else None,
+                              timeout_s=cfg.response_timeout, concurrency=cfg.concurrency, max_parts=cfg.max_parts,
+                              dlr_mask=cfg.dlr_mask)
     raise ValueError(f"carrier type {cfg.type!r} cannot be built from settings")
 
 
@@ -110,28 +130,36 @@ class CarrierSink:
         self.on_inbound = inbound.on_inbound
 
 
-def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None) -> web.Application:
-    """Build the application. ``carriers`` replaces the configured ones (tests)."""
-    app = web.Application(middlewares=[middleware.errors, middleware.auth],
-                          client_max_size=settings.http.max_body_bytes)
-    middleware.json_parser_errors(app)
-    app[app_keys.SETTINGS] = settings
-    app[app_keys.OPERATOR_TOKEN] = operator_token(settings)
-    app[app_keys.CLOCK] = app_keys.Clock()
-    app[app_keys.URL_POLICY] = AddressPolicy.of(settings.webhooks)
+class Resources:
+    """What the app runs, one cleanup context per resource, in the order they start. aiohttp enters them in turn
+    and, when one fails to start, leaves those that had started in reverse order; so does the end of serving."""
 
-    async def database(app: web.Application) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url, echo=settings.database.echo,
-                               pool_size=settings.database.pool_size)
+    def __init__(self, settings: Settings, carriers: Sequence[Carrier] | None):
+        self.settings = settings
+        self.given = carriers  # carriers that replace the configured ones (tests): no simulator, no bind slots
+        self.instance_id = new_instance_id()
+        self.configured = list(settings.carriers)  # with the bind slots this instance leased
+        self.limiter: RedisLimiter | None = None
+
+    def contexts(self) -> list[Callable[[web.Application], AsyncIterator[None]]]:
+        return [self.database, self.simulator, self.voice_simulator, self.webhook_sender, self.shared_limits,
+                self.bind_slots, self.carriers, self.dispatcher, self.listener, self.inbound, self.voice_calls,
+                self.retention, self.acceptor]
+
+    async def database(self, app: web.Application) -> AsyncIterator[None]:
+        database = self.settings.database
+        engine = create_engine(self.settings.database_url, echo=database.echo, pool_size=database.pool_size,
+                               busy_timeout_s=database.busy_timeout_s)
         app[app_keys.ENGINE] = engine
         app[app_keys.SESSIONMAKER] = create_sessionmaker(engine)
-        app[app_keys.AUTH] = KeyAuthenticator(app[app_keys.SESSIONMAKER], settings.security.key_cache_seconds)
+        app[app_keys.AUTH] = KeyAuthenticator(app[app_keys.SESSIONMAKER], self.settings.security.key_cache_seconds)
         yield
         await engine.dispose()
 
-    async def simulator(app: web.Application) -> AsyncIterator[None]:
-        sim_cfg = settings.simulator
-        if not sim_cfg.embedded or carriers is not None:
+    async def simulator(self, app: web.Application) -> AsyncIterator[None]:
+        """The embedded SMSC simulator, when configured and the carriers are not given."""
+        sim_cfg = self.settings.simulator
+        if not sim_cfg.embedded or self.given is not None:
             yield
             return
         from carriers.simulator import SimulatorServices
@@ -142,108 +170,176 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
                                      receipt_id_format=sim_cfg.receipt_id_format)
         await services.start()
         app[app_keys.SIMULATOR] = services
-        voice_sim = None
-        if settings.voice.enabled:
-            voice_sim = VoiceSimulator(sim_cfg.host, sim_cfg.voice_port, api_key=settings.voice.carrier_api_key)
-            await voice_sim.start()
-            app[app_keys.VOICE_SIMULATOR] = voice_sim
         yield
-        if voice_sim is not None:
-            await voice_sim.stop()
         await services.stop()
 
-    async def dispatching(app: web.Application) -> AsyncIterator[None]:
-        configured = settings.carriers
-        services = app.get(app_keys.SIMULATOR)
-        if services is not None:  # carriers pointed at the embedded simulator follow the port it really got
-            sim_cfg = settings.simulator
-            configured = [dataclasses.replace(c, port=services.smpp_port)
-                          if (c.type, c.host, c.port) == ("smpp", sim_cfg.host, sim_cfg.smpp_port) else c
-                          for c in configured]
-        instance_id = new_instance_id()
-        slots = None
-        if settings.redis.url and carriers is None and any(c.max_binds for c in configured):
-            slots = BindSlots(settings.redis.url, instance_id, prefix=settings.redis.key_prefix,
-                              timeout=settings.redis.timeout_s)
-            configured = await _leased_binds(slots, configured)
-            slots.start()
-        held = list(carriers) if carriers is not None else [build_carrier(c) for c in configured]
-        pool = CarrierPool(held)
-        policy = None
-        lookup = NumberLookup.load(settings.path(settings.pacing.lookup_file))
-        pool.lookup = lookup
-        limiter = None
-        if settings.pacing.enabled:
-            policy = PacingPolicy(settings.pacing, lookup, app[app_keys.SESSIONMAKER], campaign_limits)
-            if settings.redis.url:  # several instances: the limits are shared in Redis
-                limiter = RedisLimiter(settings.redis.url, prefix=settings.redis.key_prefix,
-                                       timeout=settings.redis.timeout_s)
-        sender = WebhookSender(app[app_keys.SESSIONMAKER], settings.webhooks, app[app_keys.URL_POLICY])
+    async def voice_simulator(self, app: web.Application) -> AsyncIterator[None]:
+        """The embedded voice carrier simulator, beside the embedded SMSC simulator when voice is enabled."""
+        if app.get(app_keys.SIMULATOR) is None or not self.settings.voice.enabled:
+            yield
+            return
+        sim_cfg = self.settings.simulator
+        voice_sim = VoiceSimulator(sim_cfg.host, sim_cfg.voice_port, api_key=self.settings.voice.carrier_api_key)
+        await voice_sim.start()
+        app[app_keys.VOICE_SIMULATOR] = voice_sim
+        yield
+        await voice_sim.stop()
+
+    async def webhook_sender(self, app: web.Application) -> AsyncIterator[None]:
+        sender = WebhookSender(app[app_keys.SESSIONMAKER], self.settings.webhooks, app[app_keys.URL_POLICY])
         await sender.start()
         app[app_keys.WEBHOOKS] = sender
+        yield
+        await sender.stop()
+
+    async def shared_limits(self, app: web.Application) -> AsyncIterator[None]:
+        """Several instances keep the pacing limits together in Redis."""
+        redis = self.settings.redis
+        if not (self.settings.pacing.enabled and redis.url):
+            yield
+            return
+        self.limiter = RedisLimiter(redis.url, prefix=redis.key_prefix, timeout=redis.timeout_s)
+        yield
+        await self.limiter.close()
+
+    async def bind_slots(self, app: web.Application) -> AsyncIterator[None]:
+        """The carriers' ``max_binds`` shared by every instance, as leases in Redis."""
+        services = app.get(app_keys.SIMULATOR)
+        if services is not None:  # carriers pointed at the embedded simulator follow the port it really got
+            sim_cfg = self.settings.simulator
+            self.configured = [dataclasses.replace(c, port=services.smpp_port)
+                               if (c.type, c.host, c.port) == ("smpp", sim_cfg.host, sim_cfg.smpp_port) else c
+                               for c in self.configured]
+        redis = self.settings.redis
+        if not (redis.url and self.given is None and any(c.max_binds for c in self.configured)):
+            yield
+            return
+        slots = BindSlots(redis.url, self.instance_id, prefix=redis.key_prefix, timeout=redis.timeout_s)
+        try:
+            self.configured = await _leased_binds(slots, self.configured)
+        except BaseException:
+            await slots.close()  # the leases already taken, and the connection
+            raise
+        slots.start()
+        yield
+        await slots.close()
+
+    def reports_url(self, app: web.Application) -> Callable[[str], str]:
+        """HTTP carriers' signed status report URLs, each valid a day past the receipt timeout of its message."""
+        settings, secret = self.settings, app[app_keys.CARRIER_CALLBACK_SECRET]
+
+        def url(carrier: str) -> str:
+            expires = int(time.time() + settings.dispatcher.receipt_timeout_h * 3600 + 86400)
+            return callback_url(settings.server.base_url, secret, carrier, "reports", expires)
+        return url
+
+    async def carriers(self, app: web.Application) -> AsyncIterator[None]:
+        """The carriers' binds. The dispatcher and the inbound service they report to exist (not yet started)
+        before the first bind: a receipt or an inbound message may come at once."""
+        settings = self.settings
+        held = (list(self.given) if self.given is not None
+                else [build_carrier(c, self.reports_url(app)) for c in self.configured])
+        pool = CarrierPool(held)
+        lookup = NumberLookup.load(settings.path(settings.pacing.lookup_file))
+        pool.lookup = lookup
+        policy = None
+        if settings.pacing.enabled:
+            policy = PacingPolicy(settings.pacing, lookup, app[app_keys.SESSIONMAKER], campaign_limits)
+        sender = app[app_keys.WEBHOOKS]
         dispatcher = Dispatcher(app[app_keys.SESSIONMAKER], pool, settings.dispatcher, on_webhooks=sender.notify,
                                 receipt_id_bases={c.name: c.receipt_id_base for c in settings.carriers},
-                                policy=policy, limiter=limiter, instance_id=instance_id)
-        app[app_keys.CARRIERS] = pool
-        app[app_keys.DISPATCHER] = dispatcher
-        acceptor = Acceptor(app[app_keys.SESSIONMAKER], settings.pricing, lambda: app[app_keys.CLOCK](),
-                            on_queued=dispatcher.notify, on_webhooks=sender.notify)
-        app[app_keys.ACCEPTOR] = acceptor
+                                policy=policy, limiter=self.limiter, instance_id=self.instance_id)
         inbound = InboundService(app[app_keys.SESSIONMAKER],
                                  reassembly_timeout_s=settings.messages.reassembly_timeout_s,
                                  on_reply=dispatcher.notify, on_webhooks=sender.notify)
+        app[app_keys.CARRIERS] = pool
+        app[app_keys.DISPATCHER] = dispatcher
         app[app_keys.INBOUND] = inbound
         sink = CarrierSink(dispatcher, inbound)
-        for carrier in held:
-            carrier.set_events(sink)
-            await carrier.start()
+        try:
+            for carrier in held:
+                carrier.set_events(sink)
+                await carrier.start()
+        except BaseException:
+            await asyncio.gather(*(c.close() for c in held), return_exceptions=True)
+            raise
         for _ in range(50):  # give the first bind a moment so the first message need not wait for a poll
             if pool.ready:
                 break
             await asyncio.sleep(0.02)
-        await dispatcher.start()
-        listener = None
-        if settings.database_url.startswith("postgresql"):  # other instances' work wakes this one at once
-            listener = PgListener(settings.database_url, {QUEUE_CHANNEL: dispatcher.notify,
-                                                          WEBHOOK_CHANNEL: sender.notify})
-            await listener.start()
-        await inbound.start()
-        calls = None
-        if settings.voice.enabled:
-            voice_url = settings.voice.carrier_url
-            voice_sim = app.get(app_keys.VOICE_SIMULATOR)
-            if voice_sim is not None and voice_url.rstrip("/") == f"http://{settings.simulator.host}:{settings.simulator.voice_port}":
-                voice_url = voice_sim.url  # the embedded voice simulator, on the port it really got
-            calls = VoiceCalls(app[app_keys.SESSIONMAKER], settings,
-                               Renderer(settings.path(settings.voice.cache_dir), workers=settings.voice.workers),
-                               HttpVoiceCarrier("voice", voice_url, settings.voice.carrier_api_key),
-                               stored_secret(settings, "voice_secret"), on_webhooks=sender.notify)
-            app[app_keys.VOICE] = calls
-            await calls.start()
+        yield
+        await asyncio.gather(*(c.close() for c in held), return_exceptions=True)
+
+    async def dispatcher(self, app: web.Application) -> AsyncIterator[None]:
+        await app[app_keys.DISPATCHER].start()
+        yield
+        await app[app_keys.DISPATCHER].stop()
+
+    async def listener(self, app: web.Application) -> AsyncIterator[None]:
+        """On PostgreSQL, other instances' work wakes this one at once."""
+        url = self.settings.database_url
+        if not url.startswith("postgresql"):
+            yield
+            return
+        listener = PgListener(url, {QUEUE_CHANNEL: app[app_keys.DISPATCHER].notify,
+                                    WEBHOOK_CHANNEL: app[app_keys.WEBHOOKS].notify})
+        await listener.start()
+        yield
+        await listener.stop()
+
+    async def inbound(self, app: web.Application) -> AsyncIterator[None]:
+        await app[app_keys.INBOUND].start()
+        yield
+        await app[app_keys.INBOUND].stop()
+
+    async def voice_calls(self, app: web.Application) -> AsyncIterator[None]:
+        settings = self.settings
+        if not settings.voice.enabled:
+            yield
+            return
+        voice_url = settings.voice.carrier_url
+        voice_sim = app.get(app_keys.VOICE_SIMULATOR)
+        sim_cfg = settings.simulator
+        if voice_sim is not None and voice_url.rstrip("/") == f"http://{sim_cfg.host}:{sim_cfg.voice_port}":
+            voice_url = voice_sim.url  # the embedded voice simulator, on the port it really got
+        calls = VoiceCalls(app[app_keys.SESSIONMAKER], settings,
+                           Renderer(settings.path(settings.voice.cache_dir), workers=settings.voice.workers),
+                           HttpVoiceCarrier("voice", voice_url, settings.voice.carrier_api_key),
+                           stored_secret(settings, "voice_secret"), on_webhooks=app[app_keys.WEBHOOKS].notify)
+        app[app_keys.VOICE] = calls
+        await calls.start()
+        yield
+        await calls.stop()
+        await calls.carrier.close()
+        calls.renderer.close()
+
+    async def acceptor(self, app: web.Application) -> AsyncIterator[None]:
+        """Stores single-message requests in groups; the first to stop, so that what it holds is stored."""
+        acceptor = Acceptor(app[app_keys.SESSIONMAKER], self.settings.pricing, lambda: app[app_keys.CLOCK](),
+                            on_queued=app[app_keys.DISPATCHER].notify, on_webhooks=app[app_keys.WEBHOOKS].notify)
+        app[app_keys.ACCEPTOR] = acceptor
         yield
         await acceptor.stop()
-        if calls is not None:
-            await calls.stop()
-            await calls.carrier.close()
-            calls.renderer.close()
-        await inbound.stop()
-        if listener is not None:
-            await listener.stop()
-        await dispatcher.stop()
-        await asyncio.gather(*(c.close() for c in held), return_exceptions=True)
-        if slots is not None:
-            await slots.close()
-        if limiter is not None:
-            await limiter.close()
-        await sender.stop()
 
-    async def purging(app: web.Application) -> AsyncIterator[None]:  # [retention]: old bodies blanked
-        purger = Purger(app[app_keys.SESSIONMAKER], settings.retention)
+    async def retention(self, app: web.Application) -> AsyncIterator[None]:
+        """[retention]: finished work's bodies blanked once they are old (gateway.store.retention)."""
+        purger = Purger(app[app_keys.SESSIONMAKER], self.settings.retention)
         purger.start()
         yield
         await purger.stop()
 
-    app.cleanup_ctx.extend([database, simulator, dispatching])
+
+def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None) -> web.Application:
+    """Build the application. ``carriers`` replaces the configured ones (tests)."""
+    app = web.Application(middlewares=[middleware.errors, middleware.auth],
+                          client_max_size=settings.http.max_body_bytes)
+    middleware.json_parser_errors(app)
+    app[app_keys.SETTINGS] = settings
+    app[app_keys.OPERATOR_TOKEN] = operator_token(settings)
+    app[app_keys.CARRIER_CALLBACK_SECRET] = carrier_callback_secret(settings)
+    app[app_keys.CLOCK] = app_keys.Clock()
+    app[app_keys.URL_POLICY] = AddressPolicy.of(settings.webhooks)
+    app.cleanup_ctx.extend(Resources(settings, carriers).contexts())
     app.add_routes(health_routes)
     app.add_routes(openapi_routes)
     app.add_routes(message_routes)
@@ -256,7 +352,9 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
     app.add_routes(voice_routes)
     app.add_routes(registry_routes)
     app.add_routes(admin_routes)
+    app.add_routes(carrier_callback_routes)
     app.add_routes(stats_routes)
     app.add_routes(data_routes)
-    app.cleanup_ctx.append(purging)
+    console.setup(app, console.Wiring(app_keys.SESSIONMAKER, app_keys.OPERATOR_TOKEN, app_keys.CARRIERS,
+                                      app_keys.WEBHOOKS, middleware.auth_failures, middleware.client_ip))
     return app

@@ -1,5 +1,6 @@
 """Errors to JSON (the gateway's own, and the leaves' errors mapped to an HTTP status here, in one place), and
-authentication by path: /v1/* needs an API key, /admin/* the operator token; repeated
+authentication by path: /v1/* needs an API key, /admin/* the operator token, /console its own session
+(gateway.console.auth: no API key nor bearer token opens it); repeated
 authentication failures from one client IP (or with one key prefix) are answered 429 for a while, though never
 a request whose credentials are valid. Access log lines never carry secrets (query strings, path tokens, bearer
 credentials)."""
@@ -22,6 +23,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
 from aiohttp.web_protocol import RequestHandler
+from sqlalchemy import exc as sa_exc
 
 import keywords as kw
 from gateway.api import app_keys
@@ -30,6 +32,7 @@ from gateway.errors import (
     Conflict,
     GatewayError,
     NotFound,
+    ServiceUnavailable,
     TooManyRequests,
     Unauthorized,
     Unprocessable,
@@ -103,6 +106,17 @@ def leaf_error(exc: Exception) -> GatewayError:
     return status(exc)(str(exc), code=exc.code)
 
 
+def database_busy() -> ServiceUnavailable:
+    return ServiceUnavailable("The database did not answer in time; the request changed nothing. Send it again.",
+                              code="database_busy", headers={"Retry-After": "1"})
+
+
+def _route_of(request: web.Request) -> str:
+    """The route's pattern for logs: a path may carry a token."""
+    route = request.match_info.route.resource
+    return route.canonical if route else redact(request.path)
+
+
 def error_response(exc: GatewayError) -> web.Response:
     return web.json_response(exc.to_json(), status=exc.status, headers=exc.headers)
 
@@ -141,6 +155,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(exc)
     except tuple(LEAF_ERRORS) as exc:
         return error_response(leaf_error(exc))
+    except (sa_exc.TimeoutError, sa_exc.OperationalError) as exc:  # no connection in time; SQLite's lock held
+        log.warning("database busy on %s %s: %s", request.method, _route_of(request), type(exc).__name__)
+        return error_response(database_busy())
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -152,8 +169,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             headers["Allow"] = _allowed(request) or headers.get("Allow", "")
         return web.json_response({"error": {"code": code, "message": message}}, status=exc.status, headers=headers)
     except Exception:
-        route = request.match_info.route.resource  # the route's pattern: a path may carry a token
-        log.exception("unhandled error on %s %s", request.method, route.canonical if route else redact(request.path))
+        log.exception("unhandled error on %s %s", request.method, _route_of(request))
         return web.json_response({"error": {"code": "internal_error", "message": "Internal error."}},
                                  status=500)
 
@@ -343,6 +359,8 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     the same address (an office behind one NAT, the operator's CLI). Only failing requests are slowed down: a
     lucky guess is no worry with keys of 256 random bits, and a failure costs one indexed lookup either way."""
     path = request.path
+    if path == "/console" or path.startswith("/console/"):  # a realm of its own: signed in (gateway.console.auth)
+        return await handler(request)
     admin = path.startswith("/admin/")
     if not admin and not path.startswith("/v1/"):
         _check_query(request)

@@ -1,4 +1,5 @@
-"""The OpenAPI 3 document served at /openapi.json. A test fails if a route is missing from it."""
+"""The OpenAPI 3 document served at /openapi.json: its paths, here, and the schemas, parameters and bodies they
+share (gateway.api.openapi_schemas). A test fails if a route is missing from it."""
 
 from __future__ import annotations
 
@@ -7,76 +8,50 @@ from typing import Any
 from aiohttp import web
 
 from carriers.voice_http import CALL_STATUSES
+from gateway.api.openapi_schemas import (
+    ACCOUNT_PARAM,
+    BODIES,
+    EVENT_SELECTION,
+    ID_PARAM,
+    IDEMPOTENCY_KEY,
+    KEYWORD_PARAM,
+    LIMIT,
+    LIST_NAME,
+    LIST_NAME_OR_NULL,
+    NUMBER_PARAM,
+    OPERATOR,
+    PAGE,
+    PHONE_PARAM,
+    SCHEMAS,
+    WEBHOOK_URL,
+    WEBHOOK_URL_OR_NULL,
+    errors,
+    ref,
+    reply,
+    takes,
+)
 from gateway.store.models import MessageStatus
-from gateway.webhooks.catalog import EVENT_TYPES
 from gateway.webhooks.sender import MAX_BATCH
-from registry import tcr
 
 routes = web.RouteTableDef()
 
-ERROR = {"$ref": "#/components/schemas/Error"}
-
-
-def _errors(*codes: int) -> dict[str, Any]:
-    text = {400: "Malformed request", 401: "Missing or invalid credentials", 404: "Not found",
-            408: "The request body stopped arriving (body_timeout)", 409: "Illegal state change",
-            413: "The request body is larger than [http] max_body_bytes (body_too_large)", 422: "Invalid input",
-            429: "Too many requests", 503: "Not ready, or not stored (nothing was): retry"}
-    return {str(c): {"description": text[c], "content": {"application/json": {"schema": ERROR}}} for c in codes}
-
-
-def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
-
-
-ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-WEBHOOK_URL = {"type": "string", "format": "uri", "maxLength": 2000,
-               "description": "http(s) URL of a public address: loopback, private, link-local, cloud metadata and "
-                              "other non-public addresses (also names resolving to them) are refused with 422 "
-                              "webhook_url_not_allowed unless the operator allows them ([webhooks])"}
-WEBHOOK_URL_OR_NULL = {**WEBHOOK_URL, "type": ["string", "null"]}
-EVENT_SELECTION = {"description": 'Which events the webhook gets: "all" (the default), "final" (the events that end a '
-                                  'message or call) or a list of event types; the others are not sent at all',
-                   "oneOf": [{"type": "string", "enum": ["all", "final"]},
-                             {"type": "array", "minItems": 1,
-                              "items": {"type": "string", "enum": sorted(EVENT_TYPES)}}]}
-LIST_NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-             "description": "An opt-out list's name (422 invalid_list_name otherwise)"}
-LIST_NAME_OR_NULL = {**LIST_NAME, "type": ["string", "null"]}
-IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
-                   "schema": {"type": "string", "minLength": 1, "maxLength": 200},
-                   "description": "The same key with the same request (route and JSON body) answers the first "
-                                  "message or call again (200); with another request, 422 idempotency_key_reused. "
-                                  "SMS and calls share the keys of an account."}
-LIMIT = {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1},
-         "description": "At most this many (1 or more; above the maximum, the maximum)"}
-OPERATOR = [{"operatorToken": []}]
-
 PATHS: dict[str, dict[str, Any]] = {
     "/healthz": {"get": {"summary": "Liveness", "security": [],
-                         "responses": {"200": _json({"type": "object"})}}},
+                         "responses": {"200": reply({"type": "object"})}}},
     "/readyz": {"get": {"summary": "Readiness: database migrated and a carrier bound", "security": [],
-                        "responses": {"200": _json({"type": "object"}),
-                                      "503": _json({"type": "object"}, "Not ready")}}},
+                        "responses": {"200": reply({"type": "object"}),
+                                      "503": reply({"type": "object"}, "Not ready")}}},
     "/openapi.json": {"get": {"summary": "This document", "security": [],
-                              "responses": {"200": _json({"type": "object"})}}},
+                              "responses": {"200": reply({"type": "object"})}}},
     "/v1/messages": {
         "post": {
             "summary": "Send an SMS",
             "parameters": [IDEMPOTENCY_KEY],
-            "requestBody": _body(_ref("SendMessage")),
-            "responses": {"202": _json(_ref("Message"), "Accepted and queued"),
-                          "200": _json(_ref("Message"), "Dry run (nothing stored, sent or called), or the message "
+            "requestBody": takes(ref("SendMessage")),
+            "responses": {"202": reply(ref("Message"), "Accepted and queued"),
+                          "200": reply(ref("Message"), "Dry run (nothing stored, sent or called), or the message "
                                                         "of a repeated Idempotency-Key"),
-                          **_errors(400, 401, 409, 422, 429, 503)},
+                          **errors(400, 401, 409, 422, 429, 503)},
             "description": "Refusals after validation (recipient_opted_out, public_url_shortener, "
                            "number_not_active, quiet_hours) are stored as blocked messages with a TEXT_BLOCKED "
                            "event; the error's details carry their message_id.",
@@ -89,30 +64,30 @@ PATHS: dict[str, dict[str, Any]] = {
                            {"name": "to", "in": "query", "schema": {"type": "string"},
                             "description": "A destination, as it is sent to (E.164 or national)"},
                            {"name": "before", "in": "query", "schema": {"type": "string"}}],
-            "responses": {"200": _json({"type": "object", "properties": {
-                "messages": {"type": "array", "items": _ref("Message")},
-                "next": {"type": ["string", "null"]}}}), **_errors(400, 401)},
+            "responses": {"200": reply({"type": "object", "properties": {
+                "messages": {"type": "array", "items": ref("Message")},
+                "next": {"type": ["string", "null"]}}}), **errors(400, 401)},
         },
     },
     "/v1/messages/batch": {"post": {
         "summary": "Send up to 1,000 SMS; each is answered on its own",
         "parameters": [{**IDEMPOTENCY_KEY, "description": "Message i of the batch is keyed '<key>:<i>' and "
                                                           "checked on its own"}],
-        "requestBody": _body({"type": "object", "required": ["messages"], "additionalProperties": False,
+        "requestBody": takes({"type": "object", "required": ["messages"], "additionalProperties": False,
                               "properties": {"messages": {"type": "array", "minItems": 1, "maxItems": 1000,
-                                                          "items": _ref("BatchMessage")}}}),
-        "responses": {"200": _json({"type": "object", "properties": {
+                                                          "items": ref("BatchMessage")}}}),
+        "responses": {"200": reply({"type": "object", "properties": {
             "accepted": {"type": "integer"}, "failed": {"type": "integer"},
-            "results": {"type": "array", "items": {"type": "object"}}}}), **_errors(400, 401, 422)}}},
+            "results": {"type": "array", "items": {"type": "object"}}}}), **errors(400, 401, 422)}}},
     "/v1/messages/{id}": {"get": {"summary": "A message with its status, parts and events",
                                   "parameters": [ID_PARAM],
-                                  "responses": {"200": _json(_ref("Message")), **_errors(401, 404)}}},
+                                  "responses": {"200": reply(ref("Message")), **errors(401, 404)}}},
     "/v1/account": {
         "get": {"summary": "The caller's account, with its event webhook URL and webhook signing secret",
-                "responses": {"200": _json(_ref("AccountSelf")), **_errors(401)}},
+                "responses": {"200": reply(ref("AccountSelf")), **errors(401)}},
         "patch": {"summary": "Account settings: event webhook, HELP/STOP program details, encoding, quiet hours, "
                              "queue policy",
-                  "requestBody": _body({"type": "object", "additionalProperties": False, "properties": {
+                  "requestBody": takes({"type": "object", "additionalProperties": False, "properties": {
                       "event_webhook_url": WEBHOOK_URL_OR_NULL,
                       "program_name": {"type": ["string", "null"]}, "support_contact": {"type": ["string", "null"]},
                       "message_frequency": {"type": ["string", "null"]}, "smart_encoding": {"type": "boolean"},
@@ -121,110 +96,103 @@ PATHS: dict[str, dict[str, Any]] = {
                       "max_queued": {"type": "integer", "minimum": 1}, "webhook_events": EVENT_SELECTION,
                       "webhook_batch_size": {"type": "integer", "minimum": 1, "maximum": MAX_BATCH, "description":
                                              "Status events per POST: above 1, a JSON array of up to this many"}}}),
-                  "responses": {"200": _json(_ref("AccountSelf")), **_errors(400, 401, 422)}},
+                  "responses": {"200": reply(ref("AccountSelf")), **errors(400, 401, 422)}},
     },
     "/v1/account/webhook-secret": {"post": {"summary": "Rotate the secret that signs webhooks",
-                                            "responses": {"200": _json(_ref("AccountSelf")), **_errors(401)}}},
+                                            "responses": {"200": reply(ref("AccountSelf")), **errors(401)}}},
     "/v1/webhooks/deliveries": {"get": {
         "summary": "Webhook deliveries, newest first",
         "parameters": [LIMIT,
                        {"name": "status", "in": "query", "schema": {"type": "string",
                                                                      "enum": ["pending", "delivered", "failed"]}}],
-        "responses": {"200": _json({"type": "object"}), **_errors(400, 401)}}},
+        "responses": {"200": reply({"type": "object"}), **errors(400, 401)}}},
     "/v1/webhooks/deliveries/{id}": {"get": {
         "summary": "One webhook delivery with every attempt (time, response code)", "parameters": [ID_PARAM],
-        "responses": {"200": _json({"type": "object"}), **_errors(401, 404)}}},
+        "responses": {"200": reply({"type": "object"}), **errors(401, 404)}}},
     "/v1/webhooks/deliveries/{id}/replay": {"post": {
         "summary": "Deliver again (a failed or delivered webhook; 409 payload_purged once [retention] blanked it)",
-        "parameters": [ID_PARAM], "responses": {"202": _json({"type": "object"}), **_errors(401, 404, 409)}}},
+        "parameters": [ID_PARAM], "responses": {"202": reply({"type": "object"}), **errors(401, 404, 409)}}},
     "/admin/accounts": {
         "post": {"summary": "Create an account; the answer holds its first API key", "security": OPERATOR,
-                 "requestBody": _body({"type": "object", "required": ["name"], "additionalProperties": False,
+                 "requestBody": takes({"type": "object", "required": ["name"], "additionalProperties": False,
                                        "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200},
                                                       "max_rate_per_s": {"type": ["integer", "null"], "minimum": 1,
                                                                          "maximum": 10000}}}),
-                 "responses": {"201": _json(_ref("Account")), **_errors(400, 401, 409, 422)}},
+                 "responses": {"201": reply(ref("Account")), **errors(400, 401, 409, 422)}},
         "get": {"summary": "List accounts", "security": OPERATOR,
-                "responses": {"200": _json({"type": "object"}), **_errors(401)}},
+                "responses": {"200": reply({"type": "object"}), **errors(401)}},
     },
     "/admin/accounts/{id}": {"patch": {
         "summary": "An account's send rate (msg/s, raised on request) and status (active, suspended)",
         "security": OPERATOR, "parameters": [ID_PARAM],
-        "requestBody": _body({"type": "object", "additionalProperties": False, "properties": {
+        "requestBody": takes({"type": "object", "additionalProperties": False, "properties": {
             "max_rate_per_s": {"type": "integer", "minimum": 1, "maximum": 10000}, "status": {"type": "string",
                                                                            "enum": ["active", "suspended"]}}}),
-        "responses": {"200": _json(_ref("Account")), **_errors(400, 401, 404, 422)}}},
+        "responses": {"200": reply(ref("Account")), **errors(400, 401, 404, 422)}}},
     "/admin/accounts/{id}/keys": {"post": {"summary": "Issue another API key for an account", "security": OPERATOR,
                                            "parameters": [ID_PARAM],
-                                           "responses": {"201": _json({"type": "object"}), **_errors(401, 404)}}},
+                                           "responses": {"201": reply({"type": "object"}), **errors(401, 404)}}},
 }
-
-NUMBER_PARAM = {"name": "number", "in": "path", "required": True, "schema": {"type": "string"},
-                "description": "E.164 (URL-encoded '+') or short code"}
-KEYWORD_PARAM = {"name": "keyword", "in": "path", "required": True, "schema": {"type": "string"}}
-PHONE_PARAM = {"name": "phone", "in": "path", "required": True, "schema": {"type": "string"}}
-PAGE = [LIMIT,
-        {"name": "before", "in": "query", "schema": {"type": "string"}}]
 
 TWO_WAY: dict[str, dict[str, Any]] = {
     "/inbound": {"get": {"summary": "Inbound messages, newest first", "parameters": PAGE + [
         {"name": n, "in": "query", "schema": {"type": "string"}} for n in ("to", "from", "keyword")],
         "description": "to and from are read as phone numbers (E.164, national or a short code).",
-        "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 404)}}},
+        "responses": {"200": reply({"type": "object"}), **errors(400, 401, 404)}}},
     "/inbound/{id}": {"get": {"summary": "One inbound message", "parameters": [ID_PARAM],
-                              "responses": {"200": _json({"type": "object"}), **_errors(401, 404)}}},
+                              "responses": {"200": reply({"type": "object"}), **errors(401, 404)}}},
     "/numbers": {"get": {"summary": "The account's numbers with their two-way settings",
-                         "responses": {"200": _json({"type": "object"}), **_errors(401, 404)}}},
+                         "responses": {"200": reply({"type": "object"}), **errors(401, 404)}}},
     "/numbers/{number}": {"patch": {
         "summary": "Two-way settings: forwarding webhook, opt-out list, self-managed opt-outs, HELP/STOP replies",
         "parameters": [NUMBER_PARAM],
-        "requestBody": _body({"type": "object", "additionalProperties": False, "properties": {
+        "requestBody": takes({"type": "object", "additionalProperties": False, "properties": {
             "two_way_enabled": {"type": "boolean"}, "two_way_webhook_url": WEBHOOK_URL_OR_NULL,
             "opt_out_list": LIST_NAME_OR_NULL, "self_managed_opt_outs": {"type": "boolean"},
             "help_message": {"type": ["string", "null"]}, "stop_message": {"type": ["string", "null"]}}}),
-        "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 404, 422)}}},
+        "responses": {"200": reply({"type": "object"}), **errors(400, 401, 404, 422)}}},
     "/numbers/{number}/keywords": {"get": {
         "summary": "A number's keywords (and the reserved ones)", "parameters": [NUMBER_PARAM],
-        "responses": {"200": _json({"type": "object"}), **_errors(401, 404)}}},
+        "responses": {"200": reply({"type": "object"}), **errors(401, 404)}}},
     "/numbers/{number}/keywords/{keyword}": {
         "put": {"summary": "Add or change a keyword (up to 30 per number)", "parameters": [NUMBER_PARAM, KEYWORD_PARAM],
-                "requestBody": _body({"type": "object", "required": ["action"], "additionalProperties": False,
+                "requestBody": takes({"type": "object", "required": ["action"], "additionalProperties": False,
                                       "properties": {"action": {"type": "string",
                                                                 "enum": ["auto_response", "opt_out", "opt_in"]},
                                                      "message": {"type": "string", "maxLength": 1600}}}),
-                "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 404, 409, 422)}},
+                "responses": {"200": reply({"type": "object"}), **errors(400, 401, 404, 409, 422)}},
         "delete": {"summary": "Remove a keyword (reserved ones cannot be removed)",
                    "parameters": [NUMBER_PARAM, KEYWORD_PARAM],
-                   "responses": {"200": _json({"type": "object"}), **_errors(401, 404, 409)}}},
+                   "responses": {"200": reply({"type": "object"}), **errors(401, 404, 409)}}},
     "/opt-outs": {
         "get": {"summary": "Opted-out phone numbers, newest first; total counts what the list and phone filters "
                            "select", "parameters": PAGE + [
             {"name": n, "in": "query", "schema": {"type": "string"}} for n in ("list", "phone")],
-            "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 404)}},
+            "responses": {"200": reply({"type": "object"}), **errors(400, 401, 404)}},
         "post": {"summary": "Add a phone number to a list (default: the account's default list)",
-                 "requestBody": _body({"type": "object", "required": ["phone"], "additionalProperties": False,
+                 "requestBody": takes({"type": "object", "required": ["phone"], "additionalProperties": False,
                                        "properties": {"phone": {"type": "string"}, "list": LIST_NAME}}),
-                 "responses": {"201": _json({"type": "object"}), "200": _json({"type": "object"}),
-                               **_errors(400, 401, 404, 422)}}},
+                 "responses": {"201": reply({"type": "object"}), "200": reply({"type": "object"}),
+                               **errors(400, 401, 404, 422)}}},
     "/opt-outs/{phone}": {"delete": {
         "summary": "Take a phone number off a list", "parameters": [PHONE_PARAM, {
             "name": "list", "in": "query", "schema": {"type": "string"}}],
-        "responses": {"200": _json({"type": "object"}), **_errors(401, 404, 422)}}},
+        "responses": {"200": reply({"type": "object"}), **errors(401, 404, 422)}}},
     "/opt-outs/import": {"post": {
         "summary": "Import a CSV (phone[,list]); bad rows are reported, good ones kept",
         "parameters": [{"name": "list", "in": "query", "schema": LIST_NAME}],
         "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}},
-        "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 404, 422)}}},
+        "responses": {"200": reply({"type": "object"}), **errors(400, 401, 404, 422)}}},
     "/opt-outs/export": {"get": {
         "summary": "Export as CSV (cells starting with = + - @ tab or CR, E.164 numbers aside, get a leading ')",
         "parameters": [{"name": "list", "in": "query", "schema": {"type": "string"}}],
         "responses": {"200": {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}},
-                      **_errors(401, 404)}}},
+                      **errors(401, 404)}}},
 }
 PATHS["/v1/voice-messages"] = {"post": {
     "summary": "Deliver a text script as a phone call (plain script up to 3,000 characters or markup up to 6,000: "
                "speak, break, say-as digits, prosody rate; see docs/voice-markup.md)",
-    "requestBody": _body({"type": "object", "required": ["to"], "additionalProperties": False, "properties": {
+    "requestBody": takes({"type": "object", "required": ["to"], "additionalProperties": False, "properties": {
         "to": {"type": "string"}, "from": {"type": "string"}, "script": {"type": "string", "maxLength": 3000},
         "markup": {"type": "string", "maxLength": 6000}, "voice": {"type": "string", "example": "en-us"},
         "language": {"type": "string", "example": "en"},
@@ -232,93 +200,73 @@ PATHS["/v1/voice-messages"] = {"post": {
         "status_callback": WEBHOOK_URL,
         "dry_run": {"type": "boolean", "description": "Validate and choose the number; store nothing, call no one"}}}),
     "parameters": [IDEMPOTENCY_KEY],
-    "responses": {"202": _json({"type": "object"}, "Queued; rendered and placed by the worker"),
-                  "200": _json({"type": "object"}, "Dry run, or the call of a repeated Idempotency-Key"),
-                  **_errors(400, 401, 422, 503)}}}
+    "responses": {"202": reply({"type": "object"}, "Queued; rendered and placed by the worker"),
+                  "200": reply({"type": "object"}, "Dry run, or the call of a repeated Idempotency-Key"),
+                  **errors(400, 401, 422, 503)}}}
 PATHS["/v1/voice-messages/{id}"] = {"get": {"summary": "A call's status, outcome, duration and events",
                                             "parameters": [ID_PARAM],
-                                            "responses": {"200": _json({"type": "object"}), **_errors(401, 404)}}}
+                                            "responses": {"200": reply({"type": "object"}), **errors(401, 404)}}}
 PATHS["/v1/voice-metrics"] = {"get": {"summary": "Calls per number and account: completed, failed, busy, "
                                                  "no answer, minutes",
-                                      "responses": {"200": _json({"type": "object"}), **_errors(401)}}}
+                                      "responses": {"200": reply({"type": "object"}), **errors(401)}}}
 PATHS["/audio/{key}.wav"] = {"get": {
     "summary": "Rendered telephony audio for the voice carrier (signed, expiring link)", "security": [],
     "parameters": [{"name": "key", "in": "path", "required": True, "schema": {"type": "string"}},
                    {"name": "expires", "in": "query", "required": True, "schema": {"type": "integer"}},
                    {"name": "sig", "in": "query", "required": True, "schema": {"type": "string"}}],
     "responses": {"200": {"description": "8 kHz mono mu-law WAV", "content": {"audio/wav": {}}},
-                  **_errors(401, 404)}}}
+                  **errors(401, 404)}}}
 PATHS["/callbacks/voice/{token}"] = {"post": {
     "summary": "Status callbacks from the voice carrier (docs/voice-carrier-api.md)", "security": [],
     "parameters": [{"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}],
-    "requestBody": _body({"type": "object", "required": ["status"], "properties": {
+    "requestBody": takes({"type": "object", "required": ["status"], "properties": {
         "status": {"type": "string", "enum": list(CALL_STATUSES)}, "duration_s": {"type": ["number", "null"]},
         "error": {"type": ["string", "null"]}}}),
-    "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 422)}}}
+    "responses": {"200": reply({"type": "object"}), **errors(400, 401, 422)}}}
+
+_CARRIER = {"name": "carrier", "in": "path", "required": True, "schema": {"type": "string"}}
+_TOKEN = {"name": "token", "in": "query", "required": True, "schema": {"type": "string"},
+          "description": "<expires>.<HMAC of the carrier, the kind of callback and expires> (never logged)"}
+
+
+def _query(*names: str) -> list[dict[str, Any]]:
+    return [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}} for n in names]
+
+
+_FIELDS_BODY = {"required": False, "content": {"application/json": {"schema": {"type": "object"}},
+                                               "application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
+_ANSWER = reply({"type": "object", "properties": {"ok": {"type": "boolean"}, "applied": {"type": "boolean"}}})
+PATHS["/callbacks/carriers/{carrier}/reports"] = {
+    "get": {"summary": "A status report from an HTTP SMS carrier: Kannel's dlr-url (signed token)", "security": [],
+            "parameters": [_CARRIER, _TOKEN, *_query("ref", "status", "smsc_id", "answer")],
+            "responses": {"200": _ANSWER, **errors(401, 422)}},
+    "post": {"summary": "A status report from a JSON SMS provider: JSON, form or query fields (signed token)",
+             "security": [], "parameters": [_CARRIER, _TOKEN], "requestBody": _FIELDS_BODY,
+             "responses": {"200": _ANSWER, **errors(401, 422)}}}
+PATHS["/callbacks/carriers/{carrier}/inbound"] = {
+    method: {"summary": "An inbound message from Kannel's sms-service get-url (signed token)", "security": [],
+             "parameters": [_CARRIER, _TOKEN, *_query("from", "to", "text", "coding")],
+             **({"requestBody": _FIELDS_BODY} if method == "post" else {}),
+             "responses": {"200": {"description": "Stored (an empty body: no reply)"}, **errors(401, 422)}}
+    for method in ("get", "post")}
+PATHS["/admin/carriers/{carrier}/callback-urls"] = {"get": {
+    "summary": "Signed callback URLs of an HTTP carrier, to set at a provider that is not given them with each "
+               "message (Kannel's sms-service get-url, a provider's dashboard)", "security": OPERATOR,
+    "parameters": [_CARRIER, {"name": "days", "in": "query", "required": False,
+                              "schema": {"type": "integer", "minimum": 1, "maximum": 3660}}],
+    "responses": {"200": reply({"type": "object"}), **errors(401, 404, 422)}}}
 
 _OBJ = {"type": "object"}
 
-
-def _obj(properties: dict[str, Any], *required: str) -> dict[str, Any]:
-    """A closed JSON object: these properties only."""
-    schema: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": properties}
-    if required:
-        schema["required"] = list(required)
-    return schema
-
-
-_TEXT = {"type": "string", "minLength": 1, "maxLength": 255}
-_TEXT_OR_NULL = {"type": ["string", "null"], "maxLength": 4096}
-_FLAG = {"type": "boolean"}
-_ID = {"type": "integer", "minimum": 1, "maximum": (1 << 63) - 1}
-BODIES: dict[str, dict[str, Any]] = {
-    "lease": _obj({"account_id": _ID, "type": {"type": "string", "enum": list(tcr.NUMBER_TYPES)},
-                   "country": {"type": ["string", "null"], "description": "ISO 3166 alpha-2; default US"},
-                   "capabilities": {"type": ["string", "null"],
-                                    "description": "sms, voice or sms,voice (default sms)"}},
-                  "account_id", "type"),
-    "brand": _obj({"account_id": _ID, "legal_name": _TEXT, "ein": {"type": "string", "pattern": r"^\d{2}-?\d{7}$"},
-                   "entity_type": {"type": "string", "enum": list(tcr.ENTITY_TYPES)},
-                   "vertical": {"type": "string", "enum": list(tcr.VERTICALS)},
-                   "website": {"type": "string", "maxLength": 255, "pattern": "^https?://[^/\\s]+\\.[^/\\s]+",
-                               "description": "the brand's http(s) site"},
-                   "country": {"type": ["string", "null"]},
-                   "contact_email": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "@"},
-                   "contact_phone": {"type": ["string", "null"]},
-                   "submit": {"type": ["boolean", "null"], "description": "false: keep it created, unsubmitted"}},
-                  "account_id", "legal_name", "ein", "entity_type", "vertical", "website", "contact_email"),
-    "brand_action": _obj({"outcome": {"type": "string", "enum": ["verified", "unverified", "requires_updates"]},
-                          "trust_score": {"type": ["integer", "null"], "minimum": 0, "maximum": 100},
-                          "reason": {"type": ["string", "null"]}}),
-    "campaign": _obj({"brand_id": _ID, "use_case": {"type": "string", "enum": list(tcr.USE_CASES)},
-                      "description": {**_TEXT, "maxLength": 4096},
-                      "sample_messages": {"type": "array", "items": {"type": "string", "minLength": 1},
-                                          "minItems": 2, "maxItems": 5},
-                      "opt_in_message": {**_TEXT, "maxLength": 4096}, "opt_out_message": {**_TEXT, "maxLength": 4096},
-                      "help_message": {**_TEXT, "maxLength": 4096}, "embedded_links": {"type": ["boolean", "null"]},
-                      "number_pooling": {"type": ["boolean", "null"]}, "age_gated": {"type": ["boolean", "null"]}},
-                     "brand_id", "use_case", "description", "sample_messages", "opt_in_message", "opt_out_message",
-                     "help_message"),
-    "campaign_action": _obj({"outcome": {"type": "string", "enum": ["approved", "rejected", "requires_updates"]},
-                             "reason": {"type": ["string", "null"]},
-                             "number": {"type": "string", "description": "associate, disassociate: the number"}}),
-    "advance": _obj({"days": {"type": ["integer", "null"], "minimum": 0, "maximum": 3650}}),
-    "number": _obj({"two_way_enabled": _FLAG, "two_way_webhook_url": WEBHOOK_URL_OR_NULL,
-                    "message_type": {"type": "string", "enum": ["transactional", "promotional"]},
-                    "opt_out_list": LIST_NAME_OR_NULL, "deletion_protection": _FLAG,
-                    "international": _FLAG}),
-}
-
-
 def _op(summary: str, *, body: str | None = None, params: list | None = None, codes: tuple = (401, 404, 409, 422),
         admin: bool = True, status: str = "200", body_required: bool = True) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "responses": {status: _json(_OBJ), **_errors(*codes)}}
+    op: dict[str, Any] = {"summary": summary, "responses": {status: reply(_OBJ), **errors(*codes)}}
     if admin:
         op["security"] = OPERATOR
     if params:
         op["parameters"] = params
     if body:
-        op["requestBody"] = {**_body(BODIES[body]), "required": body_required}
+        op["requestBody"] = {**takes(BODIES[body]), "required": body_required}
     return op
 
 
@@ -393,106 +341,55 @@ _STATS_QUERY = [
     {"name": "by", "in": "query", "schema": {"type": "string", "enum": ["number", "campaign", "carrier"]},
      "description": "Rows per bucket and sending number, 10DLC campaign or carrier; without it, one row per "
                     "bucket, empty ones included"}]
-_STATS = _json({"type": "object", "required": ["from", "to", "group_by", "rows", "totals"], "properties": {
+_STATS = reply({"type": "object", "required": ["from", "to", "group_by", "rows", "totals"], "properties": {
     "from": {"type": "string"}, "to": {"type": "string"}, "group_by": {"type": "string"},
     "by": {"type": ["string", "null"]}, "currency": {"type": "string"}, "account_id": {"type": "integer"},
     "rows": {"type": "array", "items": _STATS_ROW}, "totals": {"type": "object"}}})
 PATHS["/v1/stats"] = {"get": {
     "summary": "The account's messages by state, delivery rate, segments, cost, opt-outs (STOP received) and "
                "inbound messages, by hour or day (UTC) and optionally by number, campaign or carrier",
-    "parameters": _STATS_QUERY, "responses": {"200": _STATS, **_errors(400, 401)}}}
+    "parameters": _STATS_QUERY, "responses": {"200": _STATS, **errors(400, 401)}}}
 PATHS["/admin/stats"] = {"get": {
     "summary": "As /v1/stats, for every account together or one (account)", "security": OPERATOR,
     "parameters": _STATS_QUERY + [{"name": "account", "in": "query", "schema": {"type": "string"},
                                    "description": "An account's id (404 account_not_found)"}],
-    "responses": {"200": _STATS, **_errors(400, 401, 404)}}}
+    "responses": {"200": _STATS, **errors(400, 401, 404)}}}
 TWO_WAY["/data"] = {"delete": {
     "summary": "Erase what is held about one person: messages to the number, messages and message parts from "
                "it, calls to it, and the webhook deliveries about them; the opt-out records stay (STOP keeps "
                "being honoured). The answer counts what was removed",
     "parameters": [{"name": "phone", "in": "query", "required": True, "schema": {"type": "string"},
                     "description": "The person's phone number (E.164 or national)"}],
-    "responses": {"200": _json({"type": "object", "required": ["phone", "removed"], "properties": {
+    "responses": {"200": reply({"type": "object", "required": ["phone", "removed"], "properties": {
         "phone": {"type": "string"}, "removed": {"type": "object", "additionalProperties": _COUNT},
         "kept": {"type": "object", "additionalProperties": _COUNT}}}),
-        **_errors(400, 401, 409)}}}
+        **errors(400, 401, 409)}}}
 
-ACCOUNT_PARAM = {"name": "account", "in": "path", "required": True, "schema": {"type": "integer"}}
 for _path in ("/webhooks/deliveries", "/webhooks/deliveries/{id}", "/webhooks/deliveries/{id}/replay"):
     TWO_WAY[_path] = PATHS.pop("/v1" + _path)
 PATHS["/admin/numbers/{number}"] = {"get": {"summary": "A number and the account leasing it", "security": OPERATOR,
                                             "parameters": [NUMBER_PARAM],
-                                            "responses": {"200": _json({"type": "object"}), **_errors(401, 404)}}}
+                                            "responses": {"200": reply({"type": "object"}), **errors(401, 404)}}}
 PATHS["/admin/numbers/{number}"]["patch"] = {
     "summary": "Update a number: two-way and webhook, message type, opt-out list, deletion protection, "
                "international sending", "security": OPERATOR, "parameters": [NUMBER_PARAM],
-    "requestBody": _body(BODIES["number"]), "responses": {"200": _json({"type": "object"}),
-                                                           **_errors(400, 401, 404, 422)}}
+    "requestBody": takes(BODIES["number"]), "responses": {"200": reply({"type": "object"}),
+                                                           **errors(400, 401, 404, 422)}}
 for _path, _ops in TWO_WAY.items():
     PATHS["/v1" + _path] = _ops
     PATHS["/admin/accounts/{account}" + _path] = {
         method: {**op, "security": OPERATOR, "parameters": [ACCOUNT_PARAM] + op.get("parameters", []),
-                 "responses": {**op["responses"], **_errors(404)}}  # account_not_found
+                 "responses": {**op["responses"], **errors(404)}}  # account_not_found
         for method, op in _ops.items()}
 
 for _ops in PATHS.values():  # what the middleware may answer anywhere
     for _operation in _ops.values():
         _responses = _operation["responses"]
         if _operation.get("security") != []:  # 401; 429 too_many_auth_failures
-            _responses.update({k: v for k, v in _errors(401, 429).items() if k not in _responses})
-        _responses.setdefault("400", _errors(400)["400"])  # unknown_query_parameter, anywhere; invalid_json
+            _responses.update({k: v for k, v in errors(401, 429).items() if k not in _responses})
+        _responses.setdefault("400", errors(400)["400"])  # unknown_query_parameter, anywhere; invalid_json
         if "requestBody" in _operation:  # every body is read under one size limit and one timeout
-            _responses.update({k: v for k, v in _errors(408, 413).items() if k not in _responses})
-
-SCHEMAS: dict[str, Any] = {
-    "Error": {"type": "object", "required": ["error"], "properties": {"error": {
-        "type": "object", "required": ["code", "message"],
-        "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}}}},
-    "SendMessage": {"type": "object", "required": ["to", "body"], "additionalProperties": False, "properties": {
-        "to": {"type": "string", "description": "Destination, E.164 or national (default country): digits, "
-                                                "spaces and + ( ) [ ] - . / only, no letters, no extension"},
-        "body": {"type": "string", "minLength": 1, "description": "Not only whitespace (422 empty_body)"},
-        "from": {"type": "string", "description": "A sending number of the account; chosen when absent"},
-        "status_callback": WEBHOOK_URL, "status_callback_events": EVENT_SELECTION,
-        "ttl": {"type": "integer", "minimum": 5, "maximum": 259200, "description": "Seconds to live"},
-        "channel": {"type": "string", "enum": ["sms", "voice", "auto"],
-                    "description": "auto: a call for landlines (from the number lookup), SMS otherwise"},
-        "message_type": {"type": "string", "enum": ["transactional", "promotional"],
-                         "description": "Default: the sending number's message type"},
-        "dry_run": {"type": "boolean"}}},
-    "Message": {"type": "object", "properties": {
-        "id": {"type": ["string", "null"]}, "status": {"type": "string", "enum": [
-            "queued", "sending", "sent", "delivered", "undelivered", "failed", "blocked", "expired", "dry_run"]},
-        "from": {"type": "string"}, "to": {"type": "string"}, "body": {"type": "string"},
-        "encoding": {"type": "string", "enum": ["gsm7", "ucs2"]}, "segments": {"type": "integer"},
-        "characters": {"type": "integer"}, "error_code": {"type": ["string", "null"]},
-        "message_type": {"type": "string"}, "price": {"type": ["object", "null"]},
-        "carrier_message_id": {"type": ["string", "null"]},
-        "error_message": {"type": ["string", "null"],
-                          "description": "Why it failed, expired or was not delivered (a receipt's stat and err)"},
-        "carrier_message_ids": {"type": "array", "items": {"type": "string"},
-                                "description": "The ids of the parts the carrier accepted"},
-        "parts": {"type": "array", "description": "Each submit of the message: what the carrier answered "
-                  "(accepted, or the refusal it is submitted again after), how often, and its receipt", "items": {
-                      "type": "object", "properties": {
-                          "seq": {"type": "integer"}, "carrier_message_id": {"type": ["string", "null"]},
-                          "attempts": {"type": "integer"}, "answer": {"type": ["string", "null"]},
-                          "stat": {"type": ["string", "null"]}, "error_code": {"type": ["string", "null"]}}}},
-        "created_at": {"type": ["string", "null"], "format": "date-time"},
-        "sent_at": {"type": ["string", "null"], "format": "date-time"},
-        "done_at": {"type": ["string", "null"], "format": "date-time"}}},
-    "AccountSelf": {"type": "object", "properties": {
-        "id": {"type": "integer"}, "name": {"type": "string"}, "max_rate_per_s": {"type": "number"},
-        "event_webhook_url": {"type": ["string", "null"]}, "webhook_secret": {"type": "string"},
-        "webhook_events": EVENT_SELECTION, "webhook_batch_size": {"type": "integer"}}},
-    "Account": {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
-                                                 "api_key": {"type": "string"}}},
-}
-
-
-SCHEMAS["BatchMessage"] = {**SCHEMAS["SendMessage"], "description": "A message of a batch: no channel, no dry run",
-                           "properties": {k: v for k, v in SCHEMAS["SendMessage"]["properties"].items()
-                                          if k not in ("channel", "dry_run")}}
+            _responses.update({k: v for k, v in errors(408, 413).items() if k not in _responses})
 
 
 def document() -> dict[str, Any]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from gateway.cli import Ctx, run_async
+from gateway.cli.context import Ctx, run_async
 from registry import tcr
 
 NUMBER_COLUMNS = [("number", "NUMBER"), ("type", "TYPE"), ("country", "CC"), ("capabilities", "CAPS"),
@@ -299,8 +299,3 @@ def registry() -> None:
 def registry_advance(obj: Ctx, days: int) -> None:
     """Advance the registry's clock; pending (dis)associations that come due complete."""
     obj.emit(run_async(obj.call("POST", "/admin/registry/advance", body={"days": days})))
-
-
-def register(root: click.Group) -> None:
-    for group in (inventory, numbers, brands, campaigns, registry):
-        root.add_command(group)

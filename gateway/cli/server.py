@@ -73,8 +73,8 @@ async def serve(settings: Settings, *, demo: bool = False, migrate: bool = True)
         settings.webhooks.allow_private_addresses = True
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
     try:
+        await runner.setup()  # a resource that fails to start: the cleanup below stops those started before it
         site = web.TCPSite(runner, settings.server.host, settings.server.port)
         await site.start()
         click.echo(f"Gateway: http://{settings.server.host}:{settings.server.port}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import click
 
-from gateway.cli import Ctx, output_file, run_async
+from gateway.cli.context import Ctx, output_file, run_async
 
 DELIVERY_COLUMNS = [("id", "ID"), ("kind", "KIND"), ("event_type", "EVENT"), ("status", "STATUS"),
                     ("attempts", "TRIES"), ("last_status_code", "LAST"), ("created_at", "CREATED")]
@@ -239,8 +239,3 @@ def sim_mo(obj: Ctx, source: str, destination: str, sim_url: str, text: str) -> 
             raise err from None
 
     obj.emit(run_async(go()))
-
-
-def register(root: click.Group) -> None:
-    for group in (keywords, optouts, webhooks, sim):
-        root.add_command(group)

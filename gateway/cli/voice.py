@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from gateway.cli import Ctx, output_file, run_async, utf8_text
+from gateway.cli.context import Ctx, output_file, run_async, utf8_text
 
 
 def _script(file: Path, param_hint: str) -> str:
@@ -90,7 +90,3 @@ def voice_send(obj: Ctx, api_key: str, to: str, source: str | None, script_file:
         return data
 
     obj.emit(run_async(go()))
-
-
-def register(root: click.Group) -> None:
-    root.add_command(voice)

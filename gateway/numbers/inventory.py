@@ -7,7 +7,7 @@ from typing import Any, Collection
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.store.db import insert_new
+from gateway.store.statements import insert_new
 from gateway.validation import csv_chunks, paced
 from registry import inventory
 from registry.models import Number

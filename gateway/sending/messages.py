@@ -13,8 +13,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carriers.encoding import EncodedText, EncodingError, encode
@@ -23,10 +22,11 @@ from gateway.sending import compliance, origination
 from gateway.settings import MessageSettings, PricingSettings
 from gateway.store.idempotency import in_progress, reused, same_request
 from gateway.store.models import Message, MessageEvent, MessagePart, MessageStatus, VoiceMessage
+from gateway.store.statements import chunks, insert_new
 from gateway.validation import Fields, origination as parse_origination, parse_phone, region_of
 from gateway.webhooks.catalog import TEXT_BLOCKED, TEXT_QUEUED, parse_selection
 from gateway.webhooks.record import EventTarget, record as record_events
-from registry.db import utcnow
+from registry.db import iso, utcnow
 from registry.models import Account, Number, NumberStatus, OptOut
 
 SEND_FIELDS = {"to", "body", "from", "status_callback", "status_callback_events", "ttl", "dry_run", "message_type"}
@@ -133,10 +133,9 @@ async def _account_and_numbers(session: AsyncSession, account_id: int) -> tuple[
 async def opted_out_phones(session: AsyncSession, account_id: int, phones: set[str]) -> dict[str, set[str]]:
     """phone -> the opt-out lists it is on, for these phones."""
     found: dict[str, set[str]] = {}
-    ordered = sorted(phones)
-    for i in range(0, len(ordered), 400):
+    for chunk in chunks(sorted(phones)):
         rows = await session.execute(select(OptOut.phone, OptOut.list_name).where(
-            OptOut.account_id == account_id, OptOut.phone.in_(ordered[i:i + 400])))
+            OptOut.account_id == account_id, OptOut.phone.in_(chunk)))
         for phone, list_name in rows.all():
             found.setdefault(phone, set()).add(list_name)
     return found
@@ -192,12 +191,12 @@ async def accept_many(session: AsyncSession, account_id: int, reqs: list[SendReq
     by_number = {n.number: n for n in numbers}
     wanted = [k for k in keys if k is not None]
     existing: dict[str, Message | NewMessage | None] = {}  # None: the key of a call
-    for i in range(0, len(wanted), 400):
+    for chunk in chunks(wanted):
         for m in (await session.scalars(select(Message).where(
-                Message.account_id == account_id, Message.idempotency_key.in_(wanted[i:i + 400])))).all():
+                Message.account_id == account_id, Message.idempotency_key.in_(chunk)))).all():
             existing[m.idempotency_key] = m
         calls = set((await session.scalars(select(VoiceMessage.idempotency_key).where(
-            VoiceMessage.account_id == account_id, VoiceMessage.idempotency_key.in_(wanted[i:i + 400])))).all())
+            VoiceMessage.account_id == account_id, VoiceMessage.idempotency_key.in_(chunk)))).all())
         existing.update(dict.fromkeys(calls))  # a key of a call: another request (its channel) whatever the body
     valid = [r for r in reqs if isinstance(r, SendRequest)]
     opted = await opted_out_phones(session, account_id, {r.to for r in valid})
@@ -283,14 +282,9 @@ async def _insert(session: AsyncSession, messages: list[NewMessage]) -> set[str]
     on SQLite to learn each id) and set their ids from RETURNING, matched by public id. A row whose idempotency
     key is already stored is skipped (ON CONFLICT DO NOTHING) rather than failing the whole statement: the
     public ids of those are returned."""
-    dialect = session.bind.dialect.name
-    statement = _INSERTS.get(dialect)
-    if statement is None:
-        ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = _INSERTS[dialect] = (ins(_MESSAGES).on_conflict_do_nothing()
-                                         .returning(_MESSAGES.c.public_id, _MESSAGES.c.id))
+    statement = insert_new(session, _MESSAGES, None, returning=("public_id", "id"))
     rows = [m.row() for m in messages]
-    if dialect == "postgresql":
+    if session.bind.dialect.name == "postgresql":
         # keys in one order in every transaction: two instances' groups holding the same keys wait for each
         # other instead of deadlocking (SQLite has one writer)
         rows.sort(key=lambda row: (row["idempotency_key"] is not None, row["idempotency_key"] or ""))
@@ -300,56 +294,6 @@ async def _insert(session: AsyncSession, messages: list[NewMessage]) -> set[str]
     return {m.public_id for m in messages if m.id is None}
 
 
-_INSERTS: dict[str, Any] = {}
-
-
-_UPDATES: dict[tuple[str, frozenset[str]], Any] = {}
-
-
-SAME_VALUES = 8  # rows setting the same values, from this many on, are updated by one statement
-
-
-async def update_by_id(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
-    """``UPDATE table SET ... WHERE id = :id`` for each row (a dict with ``id`` and the columns to set).
-
-    Rows that set the same values (a batch of receipts: status delivered, done now) become one
-    ``UPDATE ... WHERE id IN (...)``; the others one executemany per set of columns. Core, not the ORM's bulk
-    UPDATE by primary key: the same effect without the ORM's bookkeeping and type processing for each row."""
-    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(frozenset(row), []).append(row)
-    for names, group in groups.items():
-        columns = sorted(names - {"id"})
-        alike: dict[tuple, list[int]] = {}
-        first, second = group[0], group[-1]  # a cheap look first: do two rows set the same values?
-        if (len(group) >= SAME_VALUES and all(first[c] == second[c] for c in columns)
-                and len({row["id"] for row in group}) == len(group)):  # and each id comes once
-            for row in group:
-                alike.setdefault(tuple(row[c] for c in columns), []).append(row["id"])
-        if alike and len(alike) * SAME_VALUES <= len(group):  # worth it only when most rows share their values
-            group = []
-            for values, ids in alike.items():
-                if len(ids) < SAME_VALUES:
-                    group.extend({"id": i, **dict(zip(columns, values))} for i in ids)
-                    continue
-                for i in range(0, len(ids), 400):
-                    await session.execute(update(table).where(table.c.id.in_(ids[i:i + 400]))
-                                          .values(dict(zip(columns, values))))
-            if not group:
-                continue
-        key = (table.name, names)
-        statement = _UPDATES.get(key)
-        if statement is None:
-            statement = _UPDATES[key] = update(table).where(table.c.id == bindparam("id_")).values(
-                {name: bindparam(name) for name in columns})
-        params = []
-        for row in group:
-            row = dict(row)  # the key is renamed: an "id" among the parameters would be SET as well
-            row["id_"] = row.pop("id")
-            params.append(row)
-        await session.execute(statement, params)
-
-
 async def get_message(session: AsyncSession, account_id: int, public_id: str) -> Message:
     message = await session.scalar(select(Message).where(Message.public_id == public_id,
                                                          Message.account_id == account_id))
@@ -357,9 +301,6 @@ async def get_message(session: AsyncSession, account_id: int, public_id: str) ->
         raise NotFound(f"No message {public_id} in this account.", code="message_not_found")
     return message
 
-
-def iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 async def message_view(session: AsyncSession, message: Message) -> dict[str, Any]:

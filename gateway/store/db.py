@@ -103,18 +103,19 @@ class _Connection(aiosqlite.Connection):
         return _Cursor(self)
 
 
-def _sqlite_connector(database: str):  # noqa: ANN202
+def _sqlite_connector(database: str, busy_timeout_s: float):  # noqa: ANN202
     async def connect() -> _Connection:
-        conn = _Connection(lambda: sqlite3.connect(database, timeout=30), 64)
+        conn = _Connection(lambda: sqlite3.connect(database, timeout=busy_timeout_s), 64)
         conn._thread.daemon = True  # as SQLAlchemy's dialect does: an unclosed connection never blocks exit
         return await conn
 
     return connect
 
 
-def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, echo: bool = False, pool_size: int = 10,
+                  busy_timeout_s: float = 30.0) -> AsyncEngine:
     """``hide_parameters``: SQL logging (echo, or logging at INFO) and errors never show values, which include
-    webhook secrets."""
+    webhook secrets. ``busy_timeout_s``: how long a statement waits for SQLite's write lock, or for a connection."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
@@ -123,8 +124,9 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
         # One connection: SQLite has one writer at a time, and writers that contend through several connections
         # wait in SQLite's busy handler, which sleeps up to 100 ms a turn. Queued in asyncio instead, a writer
         # starts the moment the previous one commits. Code must not hold a session while opening another.
-        engine = create_async_engine(url, echo=echo, async_creator=_sqlite_connector(database or ":memory:"),
-                                     pool_size=1, max_overflow=0, pool_timeout=60, hide_parameters=True,
+        connector = _sqlite_connector(database or ":memory:", busy_timeout_s)
+        engine = create_async_engine(url, echo=echo, async_creator=connector,
+                                     pool_size=1, max_overflow=0, pool_timeout=2 * busy_timeout_s, hide_parameters=True,
                                      # no ROLLBACK on each return to the pool (a trip to the thread for every
                                      # transaction): a Session or Connection ends its own transaction first
                                      pool_reset_on_return=None)
@@ -135,26 +137,16 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
             cursor.close()
 
         return engine
     return create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
-                               hide_parameters=True)
+                               pool_timeout=busy_timeout_s, hide_parameters=True)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
-
-
-def insert_new(session: AsyncSession, model: Any, key: Iterable[str]) -> Any:
-    """INSERT ... ON CONFLICT (key) DO NOTHING into the model's table, on SQLite or PostgreSQL, to execute with a
-    list of rows: compiled once and cached, where values() in the statement would be compiled at every call
-    (most of an import's time). Rows whose key exists are skipped; ``.returning(...)`` tells which were not."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-    return insert(model.__table__).on_conflict_do_nothing(index_elements=list(key))
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:

@@ -28,9 +28,9 @@ from carriers.encoding import encode
 from gateway.sending.messages import new_public_id
 from gateway.store.models import InboundMessage, InboundPart, Message, MessageStatus as S, NumberKeyword
 from gateway.webhooks import catalog as ev
+from gateway.webhooks.outbox import enqueue, new_delivery
 from gateway.webhooks.record import record as record_events
-from gateway.webhooks.sender import enqueue, new_delivery
-from registry.db import utcnow
+from registry.db import iso, utcnow
 from registry.models import Account, Number, OptOut
 
 log = logging.getLogger(__name__)
@@ -38,14 +38,11 @@ log = logging.getLogger(__name__)
 INBOUND_EVENT = "INBOUND_MESSAGE"
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
 
 def inbound_view(m: InboundMessage) -> dict:
     return {"id": m.public_id, "from": m.source, "to": m.number, "body": m.body, "keyword": m.keyword,
             "action": m.action, "segments": m.segments, "complete": m.complete, "in_reply_to": m.in_reply_to,
-            "reply_id": m.reply_id, "forwarded": m.forwarded, "received_at": _iso(m.received_at)}
+            "reply_id": m.reply_id, "forwarded": m.forwarded, "received_at": iso(m.received_at)}
 
 
 async def _lock_set(session: AsyncSession, *identity: object) -> None:

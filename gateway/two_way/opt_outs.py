@@ -10,10 +10,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.errors import NotFound, Unprocessable
-from gateway.sending.messages import iso
-from gateway.store.db import insert_new
+from gateway.store.statements import insert_new
 from gateway.two_way.inbound import block_queued
 from gateway.validation import IMPORT_CHUNK, csv_cell, csv_chunks, e164, paced, valid_list_name
+from registry.db import iso
 from registry.models import OptOut
 
 

@@ -26,8 +26,8 @@ from carriers.voice_http import FINAL_CALL_STATUSES, CallRequest, HttpVoiceCarri
 from gateway.settings import Settings
 from gateway.store.models import VoiceEvent, VoiceMessage
 from gateway.webhooks.catalog import wanted
-from gateway.webhooks.sender import enqueue, new_delivery
-from registry.db import utcnow
+from gateway.webhooks.outbox import enqueue, new_delivery
+from registry.db import iso, utcnow
 from registry.models import Account
 from voice import markup as vm
 from voice.render import Renderer
@@ -39,17 +39,14 @@ STEP_ORDER = {"queued": 0, "initiated": 1, "ringing": 2, "answered": 3, "complet
               "no_answer": 4, "failed": 4}
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
 
 def voice_view(v: VoiceMessage, events: list[VoiceEvent] | None = None) -> dict[str, Any]:
     view = {"id": v.public_id, "status": v.status, "from": v.source, "to": v.destination, "voice": v.voice,
             "outcome": v.status if v.status in FINAL_CALL_STATUSES else None, "audio_ms": v.audio_ms,
             "duration_s": v.call_seconds, "error_code": v.error_code, "attempts": v.attempts,
-            "created_at": _iso(v.created_at), "done_at": _iso(v.done_at)}
+            "created_at": iso(v.created_at), "done_at": iso(v.done_at)}
     if events is not None:
-        view["events"] = [{"type": e.type, "status": e.status, "error_code": e.error_code, "at": _iso(e.created_at)}
+        view["events"] = [{"type": e.type, "status": e.status, "error_code": e.error_code, "at": iso(e.created_at)}
                           for e in events]
     return view
 
@@ -170,7 +167,7 @@ class VoiceCalls:
             account = await session.get(Account, v.account_id)
             payload = {"event_type": event_type, "message_id": v.public_id, "status": status, "error_code": error,
                        "from": v.source, "to": v.destination, "duration_s": v.call_seconds,
-                       "timestamp": _iso(now), "created_at": _iso(v.created_at)}
+                       "timestamp": iso(now), "created_at": iso(v.created_at)}
             urls = {url for url, chosen in ((v.status_callback, None), (account.event_webhook_url,
                                                                         account.webhook_events))
                     if url and wanted(chosen, event_type)}

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.errors import Conflict, NotFound
 from gateway.store.models import WebhookAttempt, WebhookDelivery
-from gateway.webhooks.sender import replay
+from registry.db import utcnow
 
 STATUSES = ("pending", "delivered", "failed")
 
@@ -36,13 +36,23 @@ async def get_delivery(sessions: async_sessionmaker[AsyncSession], account_id: i
 
 
 async def replay_delivery(sessions: async_sessionmaker[AsyncSession], account_id: int, public_id: str) -> None:
-    """Queue the delivery again (gateway.webhooks.sender.replay); 404 delivery_not_found, 409 payload_purged
-    when [retention] blanked what it would send."""
+    """Queue the delivery again (delivered or failed) with a fresh window of retries; 404 delivery_not_found,
+    409 payload_purged when [retention] blanked what it would send."""
     async with sessions() as session, session.begin():
         purged = await session.scalar(select(WebhookDelivery.payload == "").where(
             WebhookDelivery.public_id == public_id, WebhookDelivery.account_id == account_id))
         if purged:
             raise Conflict("This delivery's payload was removed by the data retention policy; it cannot be sent "
                            "again.", code="payload_purged")
-        if not await replay(session, account_id, public_id):
+        if not await _queue_again(session, account_id, public_id):
             raise NotFound("No such webhook delivery in this account.", code="delivery_not_found")
+
+
+async def _queue_again(session: AsyncSession, account_id: int | None, public_id: str) -> bool:
+    now = utcnow()
+    cond = [WebhookDelivery.public_id == public_id]
+    if account_id is not None:
+        cond.append(WebhookDelivery.account_id == account_id)
+    result = await session.execute(update(WebhookDelivery).where(*cond).values(
+        status="pending", next_attempt_at=now, give_up_at=None))
+    return result.rowcount == 1

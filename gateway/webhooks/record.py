@@ -9,13 +9,11 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.store.models import Message, MessageEvent
+from gateway.store.statements import chunks
 from gateway.webhooks.catalog import wanted
-from gateway.webhooks.sender import enqueue, new_delivery
+from gateway.webhooks.outbox import enqueue, new_delivery
+from registry.db import iso
 from registry.models import Account
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 class EventTarget(NamedTuple):
@@ -55,13 +53,13 @@ async def record(session: AsyncSession, events: list[dict[str, Any]], *,
         return await _deliveries(session, events, known)
     ids = sorted({e["message_id"] for e in events})
     rows: dict[int, Any] = {}
-    for i in range(0, len(ids), 400):
+    for chunk in chunks(ids):
         result = await session.execute(
             select(Message.id, Message.public_id, Message.source, Message.destination, Message.segments,
                    Message.status_callback, Message.created_at, Message.sent_at, Message.carrier,
                    Account.event_webhook_url, Message.status_callback_events, Account.webhook_events)
             .join(Account, Account.id == Message.account_id)
-            .where(Message.id.in_(ids[i:i + 400]),
+            .where(Message.id.in_(chunk),
                    (Message.status_callback.is_not(None)) | (Account.event_webhook_url.is_not(None))))
         rows.update({r.id: r for r in result.all()})
     return await _deliveries(session, events, rows)
@@ -83,8 +81,8 @@ async def _deliveries(session: AsyncSession, events: list[dict[str, Any]], rows:
         payload = {
             "event_type": e["type"], "message_id": m.public_id, "status": e["status"],
             "error_code": e.get("error_code"), "from": m.source, "to": m.destination, "segments": m.segments,
-            "carrier": m.carrier, "timestamp": _iso(e["created_at"]), "created_at": _iso(m.created_at),
-            "sent_at": _iso(m.sent_at),
+            "carrier": m.carrier, "timestamp": iso(e["created_at"]), "created_at": iso(m.created_at),
+            "sent_at": iso(m.sent_at),
         }
         for url in urls:
             deliveries.append(new_delivery(e["account_id"], url, "event", e["type"], payload, e["created_at"]))

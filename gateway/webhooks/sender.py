@@ -18,98 +18,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import functools
-import hashlib
-import hmac
-import json
 import logging
-import random
-import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 import aiohttp
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from yarl import URL
 
+from gateway.backoff import backoff
 from gateway.settings import WebhookSettings
 from gateway.store.models import WebhookAttempt, WebhookDelivery
 from gateway.webhooks.egress import AddressPolicy, refused
+from gateway.webhooks.outbox import receiver_of, target_url
+from gateway.webhooks.signing import SIGNATURE_HEADER, batch_body, sign
 from registry.db import utcnow
 from registry.models import Account
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "X-Gateway-Signature"
 LEASE = dt.timedelta(seconds=60)  # a claimed delivery is not claimed again for this long
 HOLD_S = 20.0  # a claimed delivery not sent within this is handed back, well before its lease runs out
 MAX_BATCH = 100  # the largest webhook_batch_size
 RECORD_EVERY_S = 0.05  # outcomes wait at most this long (plus a transaction) to be recorded together
 GATHER_S = 0.02  # a claim waits this long after a wake-up, so that one claims many deliveries rather than one each
-
-
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
-
-
-def verify(secret: str, header: str, body: bytes, *, tolerance_s: int = 300, now: float | None = None) -> bool:
-    """What a customer runs: check the signature header of a webhook request (the README shows it)."""
-    try:
-        fields = dict(item.split("=", 1) for item in header.split(","))
-        timestamp = int(fields["t"])
-    except (ValueError, KeyError):
-        return False
-    if abs((now or time.time()) - timestamp) > tolerance_s:
-        return False
-    expected = sign(secret, timestamp, body).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, fields.get("v1", ""))
-
-
-def new_delivery(account_id: int, url: str, kind: str, event_type: str, payload: dict[str, Any],
-                 now: dt.datetime) -> dict[str, Any]:
-    """A row for ``insert(WebhookDelivery)``. ``give_up_at`` is set when it is first claimed."""
-    return {"public_id": "whd_" + secrets.token_hex(10), "account_id": account_id, "kind": kind,
-            "event_type": event_type, "url": url, "receiver": receiver_of(url),
-            "payload": json.dumps(payload, separators=(",", ":")), "status": "pending", "attempts": 0,
-            "created_at": now, "next_attempt_at": now}
-
-
-async def enqueue(session: AsyncSession, rows: Iterable[dict[str, Any]]) -> int:
-    rows = list(rows)
-    if rows:
-        await session.execute(insert(WebhookDelivery.__table__), rows)  # Core: no ORM bookkeeping per row
-    return len(rows)
-
-
-def backoff(attempts: int, base_s: float = 1.0, max_s: float = 600.0) -> dt.timedelta:
-    seconds = min(max_s, base_s * 2.0 ** max(attempts - 1, 0))
-    return dt.timedelta(seconds=seconds * random.uniform(0.9, 1.1))
-
-
-@functools.lru_cache(maxsize=4096)
-def target_url(url: str) -> URL:
-    """A delivery's URL, parsed once rather than at every POST to it."""
-    return URL(url)
-
-
-@functools.lru_cache(maxsize=4096)
-def receiver_of(url: str) -> str:
-    """Where a URL connects (scheme://host:port): the unit of connection reuse, concurrency and backoff."""
-    try:
-        return str(target_url(url).origin())
-    except ValueError:
-        return url
-
-
-def batch_body(deliveries: list[Any]) -> bytes:
-    """The body of a batched POST: ``[{"delivery_id": ..., "event": <the body it would have alone>}, ...]``
-    (each payload is already the exact JSON of its event; delivery ids are ``whd_`` and hex)."""
-    return ("[" + ",".join(f'{{"delivery_id":"{d.public_id}","event":{d.payload}}}' for d in deliveries)
-            + "]").encode()
 
 
 class Claimed(NamedTuple):
@@ -378,7 +312,8 @@ class WebhookSender:
                             attempts, ": its address is not allowed" if not_allowed else "",
                             extra={"account_id": d.account_id, "delivery_id": d.public_id})
             else:
-                pause = backoff(attempts, self._settings.retry_base_s, self._settings.retry_max_s)
+                pause = dt.timedelta(seconds=backoff(attempts, self._settings.retry_base_s,
+                                                     self._settings.retry_max_s))
                 values["next_attempt_at"] = min(now + pause, d.give_up_at)
             self._outcomes.append({"id_": d.id, "lease_": d.lease, **values})
             self._attempts.append({"delivery_id": d.id, "at": now, "status_code": status_code, "error": error,
@@ -391,7 +326,8 @@ class WebhookSender:
         if receiver.paused(time.monotonic()):
             return  # one pause for the POSTs that were in flight together
         receiver.failures += 1
-        pause = backoff(receiver.failures, self._settings.retry_base_s, self._settings.retry_max_s)
+        pause = dt.timedelta(seconds=backoff(receiver.failures, self._settings.retry_base_s,
+                                             self._settings.retry_max_s))
         receiver.paused_until = time.monotonic() + pause.total_seconds()
         receiver.resume_at = now + pause
         self._hand_back(receiver, receiver.resume_at)
@@ -457,16 +393,4 @@ def _fenced_update(names: frozenset[str]) -> Any:
     return statement
 
 
-async def replay(session: AsyncSession, account_id: int | None, public_id: str) -> bool:
-    """Queue a delivery again (delivered or failed), with a fresh window of retries from now."""
-    now = utcnow()
-    cond = [WebhookDelivery.public_id == public_id]
-    if account_id is not None:
-        cond.append(WebhookDelivery.account_id == account_id)
-    result = await session.execute(update(WebhookDelivery).where(*cond).values(
-        status="pending", next_attempt_at=now, give_up_at=None))
-    return result.rowcount == 1
-
-
-__all__ = ["MAX_BATCH", "SIGNATURE_HEADER", "WebhookSender", "batch_body", "enqueue", "new_delivery", "receiver_of",
-           "replay", "sign", "verify"]
+__all__ = ["MAX_BATCH", "WebhookSender"]

@@ -292,8 +292,8 @@ async def test_update_by_id_sets_what_the_orms_bulk_update_sets(sessionmaker):
 
     from sqlalchemy import insert, select, text, update
 
-    from gateway.sending.messages import SAME_VALUES, update_by_id
     from gateway.store.models import MessagePart
+    from gateway.store.statements import SAME_VALUES, update_by_id
 
     rng = random.Random(SEED)
     table = MessagePart.__table__

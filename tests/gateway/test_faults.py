@@ -32,10 +32,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.bench.runs import recipients
+from gateway.bench.common import recipients
 from gateway.settings import CarrierSettings
-from gateway.webhooks.sender import SIGNATURE_HEADER, verify
-from tests.procs import Stack
+from gateway.webhooks.signing import SIGNATURE_HEADER, verify
+from tests.procs import Stack, Unavailable
 
 pytestmark = pytest.mark.faults
 
@@ -88,7 +88,7 @@ async def _kill_during_burst(tmp_path: Path) -> KillRun:
                     try:
                         answered[k] = await stack.send_batch(numbers[k * BATCH:(k + 1) * BATCH], f"burst {k}",
                                                              idempotency_key=f"burst-{k}")
-                    except (aiohttp.ClientError, asyncio.TimeoutError):
+                    except (aiohttp.ClientError, asyncio.TimeoutError, Unavailable):
                         await asyncio.sleep(0.1)
 
         async def acknowledged() -> int:

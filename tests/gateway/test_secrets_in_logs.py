@@ -18,7 +18,7 @@ from carriers.smpp import SmppCarrier, SmppClient
 from gateway.api import app_keys
 from gateway.api.app import create_app
 from gateway.logs import JsonFormatter
-from gateway.webhooks.sender import SIGNATURE_HEADER, verify
+from gateway.webhooks.signing import SIGNATURE_HEADER, verify
 from registry.models import Number
 from tests.conftest import wait_for
 

@@ -51,3 +51,47 @@ def test_carrier_keys_from_the_environment():
     s = load_settings(env={"GATEWAY_CARRIER_SIM_PASSWORD": "from-env", "GATEWAY_CARRIER_SIM_PORT": "3775",
                            "GATEWAY_CARRIER_OTHER_PORT": "1"})
     assert (s.carriers[0].password, s.carriers[0].port) == ("from-env", 3775)
+
+
+def _with_http_examples(tmp_path: Path) -> Path:
+    """The default file with its commented HTTP carrier examples uncommented."""
+    text = DEFAULT_CONFIG.read_text()
+    start = text.index("# [[carriers]]")
+    examples = "\n".join(line[2:] if line.startswith("# ") else "" if line == "#" else line
+                         for line in text[start:].splitlines())
+    path = tmp_path / "http.toml"
+    path.write_text(text[:start] + examples + "\n")
+    return path
+
+
+def test_http_carrier_examples_load(tmp_path: Path):
+    s = load_settings(_with_http_examples(tmp_path), env={"GATEWAY_CARRIER_CLOUD_AUTH_VALUE": "Bearer from-env"})
+    kannel, cloud = s.carriers[1:]
+    assert (kannel.type, kannel.profile, kannel.username, kannel.max_parts) == ("http", "kannel", "gateway", 11)
+    assert (cloud.profile, cloud.auth_value) == ("json", "Bearer from-env")
+    assert "from-env" not in repr(cloud)
+    fields = cloud.json_fields()
+    assert (fields.status_map["DELIVERED"], fields.status_map["failed"]) == ("DELIVRD", "UNDELIV")
+
+
+@pytest.mark.parametrize("key, value, fragment", [
+    ("PROFILE", "xml", "cloud.profile"),
+    ("URL", "ftp://x", "cloud.url"),
+    ("CONCURRENCY", "0", "concurrency"),
+    ("ID_PATH", "data.id", "JSON pointer"),
+    ("STATUS_MAP", "ok=GREAT", "unknown receipt stat"),
+    ("STATUS_MAP", "DELIVRD", "provider status=STAT"),
+])
+def test_bad_http_carrier_settings(tmp_path: Path, key, value, fragment):
+    with pytest.raises(SettingsError, match=fragment):
+        load_settings(_with_http_examples(tmp_path), env={f"GATEWAY_CARRIER_CLOUD_{key}": value})
+
+
+def test_readme_http_carrier_example_loads(tmp_path: Path):
+    readme = (DEFAULT_CONFIG.parent.parent / "README.md").read_text()
+    section = readme.split("## HTTP carriers", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "readme.toml"
+    path.write_text(DEFAULT_CONFIG.read_text() + "\n" + example)
+    kannel, cloud = load_settings(path, env={}).carriers[1:]
+    assert (kannel.profile, cloud.profile, cloud.json_fields().id_path) == ("kannel", "json", "/message/id")

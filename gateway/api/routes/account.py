@@ -7,9 +7,10 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api import app_keys
+from gateway.api.bodies import read_json_object
 from gateway.errors import Unprocessable
 from gateway.store import accounts
-from gateway.validation import Fields, read_json_object
+from gateway.validation import Fields
 from gateway.webhooks.catalog import parse_selection, selection_view
 from gateway.webhooks.sender import MAX_BATCH
 from registry.models import Account

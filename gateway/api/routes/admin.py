@@ -7,9 +7,11 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api import app_keys
+from gateway.api.bodies import read_json_object
 from gateway.errors import NotFound, Unprocessable
 from gateway.store import accounts
-from gateway.validation import Fields, read_json_object, row_id
+from gateway.validation import Fields, row_id
+from registry.db import iso
 from registry.models import Account
 
 routes = web.RouteTableDef()
@@ -18,7 +20,7 @@ routes = web.RouteTableDef()
 def account_view(account: Account) -> dict:
     return {"id": account.id, "name": account.name, "status": account.status,
             "max_rate_per_s": account.max_rate_per_s, "event_webhook_url": account.event_webhook_url,
-            "created_at": account.created_at.isoformat().replace("+00:00", "Z")}
+            "created_at": iso(account.created_at)}
 
 
 @routes.post("/admin/accounts")

@@ -6,10 +6,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api import app_keys
+from gateway.api.bodies import query_phone
 from gateway.api.routes._scope import acting_account, both
 from gateway.errors import BadRequest
 from gateway.store import retention
-from gateway.validation import query_phone
 
 routes = web.RouteTableDef()
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api import app_keys
+from gateway.api.bodies import query_limit, query_phone
 from gateway.api.routes._scope import acting_account, both
 from gateway.two_way import inbox
 from gateway.two_way.inbound import inbound_view
-from gateway.validation import query_limit, query_phone
 
 routes = web.RouteTableDef()
 

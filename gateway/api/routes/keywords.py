@@ -5,11 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api import app_keys
+from gateway.api.bodies import read_json_object
 from gateway.api.routes._scope import acting_account, both
-from gateway.sending.messages import iso
 from gateway.store.models import NumberKeyword
 from gateway.two_way import keywords
-from gateway.validation import Fields, read_json_object
+from gateway.validation import Fields
+from registry.db import iso
 
 routes = web.RouteTableDef()
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api import app_keys
+from gateway.api.bodies import query_choice, query_limit, query_phone, read_json_object
 from gateway.api.routes.voice import accept_call
 from gateway.errors import GatewayError, Unprocessable
 from gateway.sending import history, messages as svc
 from gateway.store.idempotency import fingerprint, request_key
 from gateway.store.models import MessageStatus
-from gateway.validation import Fields, check_text, query_choice, query_limit, query_phone, read_json_object
+from gateway.validation import Fields, check_text
 
 routes = web.RouteTableDef()
 

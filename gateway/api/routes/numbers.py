@@ -8,12 +8,14 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api import app_keys
+from gateway.api.bodies import read_body, read_json_object
 from gateway.api.routes._scope import OPERATOR, acting_account, both
 from gateway.errors import BadRequest, Unprocessable
 from gateway.numbers import inventory, lifecycle
 from gateway.two_way import numbers as two_way
-from gateway.validation import Fields, read_body, read_json_object, row_id, valid_list_name
+from gateway.validation import Fields, row_id, valid_list_name
 from registry import tcr
+from registry.db import iso
 from registry.models import Number
 
 routes = web.RouteTableDef()
@@ -31,7 +33,7 @@ def full_number_view(n: Number) -> dict[str, Any]:
     return {**number_view(n), "id": n.id, "account_id": n.account_id, "carrier": n.carrier,
             "monthly_price": n.monthly_price, "deletion_protection": n.deletion_protection,
             "campaign_id": n.campaign_id, "international": n.international,
-            "registry_due_at": n.registry_due_at.isoformat().replace("+00:00", "Z") if n.registry_due_at else None}
+            "registry_due_at": iso(n.registry_due_at)}
 
 
 # --- the customer's numbers --------------------------------------------------------------------------------------

@@ -5,20 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api import app_keys
+from gateway.api.bodies import query_limit, query_phone, read_body, read_json_object
 from gateway.api.routes._scope import acting_account, both
 from gateway.errors import BadRequest
-from gateway.sending.messages import iso
 from gateway.two_way import opt_outs
-from gateway.validation import (
-    Fields,
-    e164,
-    query_limit,
-    query_phone,
-    read_body,
-    read_json_object,
-    row_id,
-    valid_list_name,
-)
+from gateway.validation import Fields, e164, row_id, valid_list_name
+from registry.db import iso
 from registry.models import OptOut
 
 routes = web.RouteTableDef()

@@ -9,12 +9,14 @@ from aiohttp import web
 from yarl import URL
 
 from gateway.api import app_keys
+from gateway.api.bodies import read_json_object
 from gateway.api.routes._scope import OPERATOR
 from gateway.api.routes.numbers import full_number_view
 from gateway.errors import Unprocessable
 from gateway.tendlc import brands, campaigns
-from gateway.validation import Fields, origination, read_json_object
+from gateway.validation import Fields, origination
 from registry import tcr
+from registry.db import iso
 from registry.limits import derive
 from registry.models import Brand, Campaign
 
@@ -172,7 +174,7 @@ async def registry_advance(request: web.Request) -> web.Response:
     f = Fields(await read_json_object(request), {"days"})
     at, done = await campaigns.advance(request.app[app_keys.SESSIONMAKER],
                                        f.integer("days", minimum=0, maximum=3650) or 0)
-    return web.json_response({"registry_time": at.isoformat().replace("+00:00", "Z"), "completed": done})
+    return web.json_response({"registry_time": iso(at), "completed": done})
 
 
 # --- customers' views -----------------------------------------------------------------------------------------------

@@ -13,11 +13,11 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api import app_keys
+from gateway.api.bodies import query_choice
 from gateway.errors import BadRequest
-from gateway.sending.messages import iso
 from gateway.store import accounts, stats
-from gateway.validation import query_choice, row_id
-from registry.db import utcnow
+from gateway.validation import row_id
+from registry.db import iso, utcnow
 
 routes = web.RouteTableDef()
 _PLUS_AS_SPACE = re.compile(r" (\d{2}(?::?\d{2})?)$")  # "...T10:00:00 02:00": a "+" a query string made a space

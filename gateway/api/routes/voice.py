@@ -8,9 +8,10 @@ from aiohttp import web
 
 from carriers.voice_http import CALL_STATUSES
 from gateway.api import app_keys
+from gateway.api.bodies import read_json_object
 from gateway.errors import BadRequest, NotFound, ServiceUnavailable, Unauthorized, Unprocessable
 from gateway.store.idempotency import fingerprint, request_key
-from gateway.validation import Fields, read_json_object
+from gateway.validation import Fields
 from gateway.voice_calls import calls
 from gateway.voice_calls.worker import VoiceCalls, voice_view
 from voice.signing import verify

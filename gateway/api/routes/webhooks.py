@@ -5,11 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api import app_keys
+from gateway.api.bodies import query_choice, query_limit
 from gateway.api.routes._scope import acting_account, both
-from gateway.sending.messages import iso
 from gateway.store.models import WebhookAttempt, WebhookDelivery
-from gateway.validation import query_choice, query_limit
 from gateway.webhooks import deliveries
+from registry.db import iso
 
 routes = web.RouteTableDef()
 

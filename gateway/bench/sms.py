@@ -1,0 +1,181 @@
+"""gatewayctl bench sms: throughput and latency of accept -> SMPP -> receipt -> delivered (and the status
+callbacks a local receiver counts and verifies)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import aiohttp
+
+from gateway.bench.common import (
+    POSTGRES_ADMIN_URL,
+    REDIS_URL,
+    admin,
+    final_states,
+    parse_time,
+    percentile,
+    recipients,
+    send_batches,
+    send_single,
+    started,
+    started_cluster,
+)
+from gateway.store.models import FINAL_STATUSES
+
+
+class CallbackReceiver:
+    """The customer's webhook endpoint of ``bench sms --callbacks``: on 127.0.0.1 (a free port), it counts every
+    event once by its delivery id, checks every signature, and notes when each message's final event arrived.
+    A POST may carry one event or, with batched delivery, a JSON array of them (see the README)."""
+
+    def __init__(self, secret: str):
+        self.secret = secret
+        self.url = ""
+        self.seen: set[str] = set()  # delivery ids
+        self.events = self.duplicates = self.bad_signatures = self.posts = 0
+        self.finals: dict[str, float] = {}  # message id -> arrival of its first final event
+        self.final_latencies: list[float] = []  # ms from the message's acceptance to its final event
+        self.first = self.last = 0.0
+        self._runner: Any = None
+
+    async def start(self) -> "CallbackReceiver":
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_post("/events", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.url = "http://127.0.0.1:%d/events" % self._runner.addresses[0][1]
+        return self
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _handle(self, request: Any) -> Any:
+        from aiohttp import web
+
+        from gateway.webhooks.catalog import FINAL_EVENTS
+        from gateway.webhooks.signing import SIGNATURE_HEADER, verify
+
+        raw = await request.read()
+        now = time.time()
+        self.posts += 1
+        if not verify(self.secret, request.headers.get(SIGNATURE_HEADER, ""), raw):
+            self.bad_signatures += 1
+            return web.Response(status=400)
+        body = json.loads(raw)
+        items = [(e["delivery_id"], e["event"]) for e in body] if isinstance(body, list) else \
+            [(request.headers["X-Gateway-Delivery"], body)]
+        for delivery_id, event in items:
+            if delivery_id in self.seen:
+                self.duplicates += 1
+                continue
+            self.seen.add(delivery_id)
+            self.events += 1
+            self.first = self.first or now
+            self.last = now
+            if event["event_type"] in FINAL_EVENTS and event["message_id"] not in self.finals:
+                self.finals[event["message_id"]] = now
+                self.final_latencies.append((now - parse_time(event["created_at"])) * 1000)
+        return web.Response(status=204)
+
+    async def wait_for_finals(self, ids: list[str], timeout: float) -> None:
+        """Until every message in ``ids`` had its final event, or none came for five seconds, or ``timeout``."""
+        deadline = time.time() + timeout
+        while time.time() < deadline and not set(ids) <= self.finals.keys():
+            if self.last and time.time() - self.last > 5.0:
+                return
+            await asyncio.sleep(0.2)
+
+
+async def bench_sms(*, messages: int, url: str | None, sim_url: str | None, key: str | None, throttles: bool,
+                    mode: str, concurrency: int, batch: int, timeout: float, instances: int = 1,
+                    database_url: str = POSTGRES_ADMIN_URL, redis_url: str = REDIS_URL,
+                    rate: int = 5000, callbacks: str = "none") -> dict[str, Any]:
+    env = {} if throttles else {"GATEWAY_PACING_ENABLED": "false"}
+    if instances > 1:
+        # several instances keep their limits together in Redis: the account's and the short code's limits are
+        # raised to ``rate`` (not lifted), so that the Redis limiter is on the path and can be checked
+        env = {"GATEWAY_PACING_ENABLED": "true", "GATEWAY_PACING_SHORT_CODE_PER_S": str(rate)}
+        cm = started_cluster(instances=instances, database_url=database_url, redis_url=redis_url, env=env)
+    else:
+        cm = started(url=url, sim_url=sim_url, key=key, env=env)
+    receiver: CallbackReceiver | None = None
+    async with cm as target, \
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600),
+                                  connector=aiohttp.TCPConnector(limit=concurrency * 2)) as http:
+        account = await (await http.get(target.url + "/v1/account",
+                                        headers={"Authorization": f"Bearer {target.key}"})).json()
+        if instances > 1:
+            raised = await admin(http, target, "PATCH", f"/admin/accounts/{account['id']}",
+                                  {"max_rate_per_s": rate})
+            if raised.get("max_rate_per_s") != rate:
+                raise SystemExit(f"could not raise the account's rate: {raised}")
+        extra: dict[str, Any] = {}
+        if callbacks != "none":
+            receiver = await CallbackReceiver(account["webhook_secret"]).start()
+            extra = {"status_callback": receiver.url} | ({"status_callback_events": "final"}
+                                                         if callbacks == "final" else {})
+        try:
+            numbers = recipients(messages)
+            if mode == "batch":
+                ids, latencies, start, end = await send_batches(http, target, numbers, batch, concurrency, "bench",
+                                                                 extra=extra)
+            else:
+                ids, latencies, start, end = await send_single(http, target, numbers, concurrency, "bench", extra)
+            rows = await final_states(http, target, len(ids), timeout)
+            if receiver is not None:
+                await receiver.wait_for_finals(ids, max(30.0, timeout - (time.time() - end)))
+            async with http.get(target.sim_url + "/stats") as resp:
+                sim = await resp.json()
+        finally:
+            if receiver is not None:
+                await receiver.close()
+    mine = {m["id"]: m for m in rows}
+    sent = [mine[i] for i in ids if i in mine]
+    delivered = [m for m in sent if m["status"] == "delivered"]
+    final_ids = {m["id"] for m in sent if m["status"] in FINAL_STATUSES}
+    created = [parse_time(m["created_at"]) for m in delivered]
+    done = [parse_time(m["done_at"]) for m in delivered]
+    span = (max(done) - min(created)) if delivered else 0.0
+    return {
+        "benchmark": "sms", "messages": messages, "mode": mode, "concurrency": concurrency, "callbacks": callbacks,
+        "throttles": throttles,
+        "accepted": len(ids), "accepted_per_s": round(len(ids) / max(end - start, 1e-9), 1),
+        "accept_p50_ms": round(percentile(latencies, 50), 2), "accept_p99_ms": round(percentile(latencies, 99), 2),
+        "accept_latency_is_per": "batch request" if mode == "batch" else "request",
+        "delivered": len(delivered), "delivered_per_s": round(len(delivered) / span, 1) if span else 0.0,
+        "delivered_p50_ms": round(percentile([d - c for c, d in zip(created, done)], 50) * 1000, 1),
+        "delivered_p99_ms": round(percentile([d - c for c, d in zip(created, done)], 99) * 1000, 1),
+        # lost: no final state, or (with callbacks) no final event at the receiver
+        "lost": sum(1 for i in ids if i not in final_ids or (receiver is not None and i not in receiver.finals)),
+        "simulator_received": sim["received"], "simulator_throttled": sim["stats"].get("throttled", 0),
+    } | (_callback_figures(receiver, ids, start) if receiver is not None else {}) \
+      | (_cluster_figures(instances, rate, sim, start) if instances > 1 else {})
+
+
+def _callback_figures(receiver: CallbackReceiver, ids: list[str], start: float) -> dict[str, Any]:
+    """What the webhook receiver saw: events per second from the first request sent to the last event received,
+    final events missing (counted in ``lost`` too), repeats and bad signatures, and accept -> final event."""
+    missing = sum(1 for i in ids if i not in receiver.finals)
+    return {"webhook_events": receiver.events, "webhook_posts": receiver.posts,
+            "webhook_events_per_s": round(receiver.events / max(receiver.last - start, 1e-9), 1)
+            if receiver.events else 0.0,
+            "final_events_missing": missing, "duplicates": receiver.duplicates,
+            "bad_signatures": receiver.bad_signatures,
+            "final_event_p50_ms": round(percentile(receiver.final_latencies, 50), 1),
+            "final_event_p99_ms": round(percentile(receiver.final_latencies, 99), 1)}
+
+
+def _cluster_figures(instances: int, rate: int, sim: dict[str, Any], start: float) -> dict[str, Any]:
+    """What the simulator saw each second from all instances together, against the shared limit."""
+    per_second = {int(k): v for k, v in sim["per_second"].items() if int(k) >= int(start)}
+    return {"instances": instances, "backend": "postgresql+redis", "limit_per_s": rate,
+            "max_per_s": max(per_second.values(), default=0),
+            "seconds_above_limit": sum(1 for v in per_second.values() if v > rate),
+            "per_second": [per_second[s] for s in sorted(per_second)]}

@@ -1,0 +1,123 @@
+"""gatewayctl bench: the benchmarks (gateway.bench), each printing one JSON object.
+
+A benchmark's code is imported when it runs, not when any gatewayctl command starts."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks; each prints one JSON object (start their own gateway and simulator unless --url)."""
+
+
+def _targets(f):  # noqa: ANN001, ANN202
+    f = click.option("--api-key", envvar="GATEWAY_API_KEY", default=None, help="With --url: the account's API key.")(f)
+    f = click.option("--simulator-url", default=None, help="With --url: the simulator's control API.")(f)
+    return click.option("--target-url", "target_url", default=None,
+                        help="Measure this running gateway instead of starting one.")(f)
+
+
+@bench.command("sms")
+@click.option("--messages", type=click.IntRange(1, 1_000_000), default=30_000, show_default=True)
+@click.option("--throttles/--no-throttles", default=False, show_default=True,
+              help="Keep the pacing limits (by default they are lifted to measure raw throughput).")
+@click.option("--mode", type=click.Choice(["batch", "single"]), default="single", show_default=True,
+              help="POST /v1/messages/batch or one POST /v1/messages per message.")
+@click.option("--concurrency", type=click.IntRange(1, 512), default=64, show_default=True,
+              help="Requests in flight.")
+@click.option("--callbacks", type=click.Choice(["none", "final", "all"]), default="all", show_default=True,
+              help="Status callbacks on every message to a local receiver that counts and verifies them: for "
+                   "every event, for final events only, or none.")
+@click.option("--batch", type=click.IntRange(1, 1000), default=500, show_default=True)
+@click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait for final states.")
+@click.option("--instances", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Gateway processes sharing one PostgreSQL queue and Redis limits (more than 1 needs both).")
+@click.option("--database-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres",
+              show_default=True, help="With --instances: a PostgreSQL server on which a scratch database is made.")
+@click.option("--redis-url", default="redis://127.0.0.1:6379/0", show_default=True,
+              help="With --instances: the Redis that holds the shared limits (under a scratch key prefix).")
+@click.option("--rate", type=click.IntRange(1, 10_000), default=5000, show_default=True,
+              help="With --instances: the account and short-code limit, kept by all instances together.")
+@click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: the output is always JSON.")
+@_targets
+def bench_sms(messages: int, throttles: bool, mode: str, concurrency: int, batch: int, timeout: float,
+              instances: int, database_url: str, redis_url: str, rate: int, callbacks: str,
+              as_json: bool, target_url: str | None, simulator_url: str | None, api_key: str | None) -> None:
+    """Throughput and latency of accept -> SMPP -> receipt -> delivered.
+
+    With --instances N, N gateway processes share a scratch PostgreSQL database and Redis, and the output adds
+    what the simulator saw each second from all of them together against the shared --rate limit."""
+    from gateway.bench import common, sms
+
+    common.run(sms.bench_sms(messages=messages, url=target_url, sim_url=simulator_url, key=api_key,
+                             throttles=throttles, mode=mode, concurrency=concurrency, batch=batch, timeout=timeout,
+                             instances=instances, database_url=database_url, redis_url=redis_url, rate=rate,
+                             callbacks=callbacks))
+
+
+@bench.command("throttle")
+@click.option("--seconds", type=click.FloatRange(2, 3600), default=20, show_default=True)
+@click.option("--carrier-limits", "trust_score", type=click.IntRange(0, 100), default=None,
+              help="Instead: a 10DLC campaign at this trust score, with the simulator enforcing AT&T's limit for "
+                   "it; counts ESME_RTHROTTLED answers.")
+@click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: the output is always JSON.")
+@_targets
+def bench_throttle(seconds: float, trust_score: int | None, as_json: bool, target_url: str | None,
+                   simulator_url: str | None, api_key: str | None) -> None:
+    """Queue SECONDS x the account's limit at once; print the per-second counts the simulator saw."""
+    from gateway.bench import common, limits
+
+    if trust_score is not None:
+        common.run(limits.bench_carrier_limits(seconds=seconds, trust_score=trust_score, url=target_url,
+                                               sim_url=simulator_url, key=api_key))
+    else:
+        common.run(limits.bench_throttle(seconds=seconds, url=target_url, sim_url=simulator_url, key=api_key))
+
+
+@bench.command("import")
+@click.option("--rows", type=click.IntRange(1, 1_000_000), default=100_000, show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Dry runs in flight at once from another tenant while the import runs.")
+@click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: the output is always JSON.")
+@_targets
+def bench_import(rows: int, concurrency: int, as_json: bool, target_url: str | None, simulator_url: str | None,
+                 api_key: str | None) -> None:
+    """A ROWS-row opt-out CSV import: its duration, and the p99 of another tenant's dry runs meanwhile."""
+    from gateway.bench import common, two_way
+
+    common.run(two_way.bench_import(rows=rows, concurrency=concurrency, url=target_url, sim_url=simulator_url,
+                                    key=api_key))
+
+
+@bench.command("inbound")
+@click.option("--rate", type=click.FloatRange(1, 5000), default=200, show_default=True, help="Messages per second.")
+@click.option("--seconds", type=click.FloatRange(1, 3600), default=10, show_default=True)
+@click.option("--receiver-down", "receiver_down", type=click.FloatRange(0, 3600), default=0, show_default=True,
+              help="The customer's webhook receiver answers 503 for this many seconds first.")
+@click.option("--stop-every", type=click.IntRange(0, 1_000_000), default=10, show_default=True,
+              help="Every Nth message is a STOP (0: none).")
+@click.option("--timeout", type=float, default=180, show_default=True, help="Seconds to wait for deliveries.")
+@click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: the output is always JSON.")
+@_targets
+def bench_inbound(rate: float, seconds: float, receiver_down: float, stop_every: int, timeout: float, as_json: bool,
+                  target_url: str | None, simulator_url: str | None, api_key: str | None) -> None:
+    """Inbound messages at RATE/s: webhook latency, STOP confirmation latency, and lost."""
+    from gateway.bench import common, two_way
+
+    common.run(two_way.bench_inbound(rate=rate, seconds=seconds, receiver_down_s=receiver_down,
+                                     stop_every=stop_every, url=target_url, sim_url=simulator_url, key=api_key,
+                                     timeout=timeout))
+
+
+@bench.command("voice")
+@click.option("--renders", type=click.IntRange(5, 10_000), default=40, show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Synthesis processes.")
+@click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: the output is always JSON.")
+def bench_voice(renders: int, concurrency: int, workers: int, as_json: bool) -> None:
+    """Speech pipeline: cached serve p99, new 25-word render p95, renders per second."""
+    from gateway.bench import common, voice
+
+    common.run(voice.bench_voice(renders=renders, concurrency=concurrency, workers=workers))
