@@ -13,7 +13,7 @@ from typing import Any, Collection, Sequence
 import phonenumbers
 from phonenumbers import PhoneNumberType
 
-from registry.tcr import CAPABILITIES, NUMBER_TYPES
+from registry.states import CAPABILITIES, NUMBER_TYPES
 
 COLUMNS = ("number", "type", "country", "capabilities", "carrier", "monthly_price")  # the order without a header
 REQUIRED = ("number", "type", "country")

@@ -38,7 +38,7 @@ from gateway.errors import (
     Unprocessable,
 )
 from gateway.webhooks import egress
-from registry import inventory, tcr
+from registry import inventory, states
 from voice import markup as vm
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 4
 _REGISTRY_KINDS: dict[str, type[GatewayError]] = {"conflict": Conflict, "not_found": NotFound,
                                                   "invalid": Unprocessable}
 LEAF_ERRORS: dict[type[Exception], Callable[[Any], type[GatewayError]]] = {
-    tcr.RegistryError: lambda exc: _REGISTRY_KINDS[exc.kind],  # an illegal state change, a missing thing
+    states.RegistryError: lambda exc: _REGISTRY_KINDS[exc.kind],  # an illegal state change, a missing thing
     inventory.RowError: lambda exc: BadRequest,  # raised to a route only for a header that cannot be read
     kw.KeywordError: lambda exc: Conflict if exc.code == "too_many_keywords" else Unprocessable,
     vm.VoiceInputError: lambda exc: Unprocessable,  # a script or voice that cannot be spoken

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.webhooks.catalog import EVENT_TYPES
-from registry import tcr
+from registry import states
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -76,14 +76,14 @@ _TEXT_OR_NULL = {"type": ["string", "null"], "maxLength": 4096}
 _FLAG = {"type": "boolean"}
 _ID = {"type": "integer", "minimum": 1, "maximum": (1 << 63) - 1}
 BODIES: dict[str, dict[str, Any]] = {
-    "lease": _obj({"account_id": _ID, "type": {"type": "string", "enum": list(tcr.NUMBER_TYPES)},
+    "lease": _obj({"account_id": _ID, "type": {"type": "string", "enum": list(states.NUMBER_TYPES)},
                    "country": {"type": ["string", "null"], "description": "ISO 3166 alpha-2; default US"},
                    "capabilities": {"type": ["string", "null"],
                                     "description": "sms, voice or sms,voice (default sms)"}},
                   "account_id", "type"),
     "brand": _obj({"account_id": _ID, "legal_name": _TEXT, "ein": {"type": "string", "pattern": r"^\d{2}-?\d{7}$"},
-                   "entity_type": {"type": "string", "enum": list(tcr.ENTITY_TYPES)},
-                   "vertical": {"type": "string", "enum": list(tcr.VERTICALS)},
+                   "entity_type": {"type": "string", "enum": list(states.ENTITY_TYPES)},
+                   "vertical": {"type": "string", "enum": list(states.VERTICALS)},
                    "website": {"type": "string", "maxLength": 255, "pattern": "^https?://[^/\\s]+\\.[^/\\s]+",
                                "description": "the brand's http(s) site"},
                    "country": {"type": ["string", "null"]},
@@ -94,7 +94,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "brand_action": _obj({"outcome": {"type": "string", "enum": ["verified", "unverified", "requires_updates"]},
                           "trust_score": {"type": ["integer", "null"], "minimum": 0, "maximum": 100},
                           "reason": {"type": ["string", "null"]}}),
-    "campaign": _obj({"brand_id": _ID, "use_case": {"type": "string", "enum": list(tcr.USE_CASES)},
+    "campaign": _obj({"brand_id": _ID, "use_case": {"type": "string", "enum": list(states.USE_CASES)},
                       "description": {**_TEXT, "maxLength": 4096},
                       "sample_messages": {"type": "array", "items": {"type": "string", "minLength": 1},
                                           "minItems": 2, "maxItems": 5},

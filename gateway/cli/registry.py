@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from gateway.cli.context import Ctx, run_async
-from registry import tcr
+from registry import states
 
 NUMBER_COLUMNS = [("number", "NUMBER"), ("type", "TYPE"), ("country", "CC"), ("capabilities", "CAPS"),
                   ("status", "STATUS"), ("account_id", "ACCOUNT"), ("campaign_id", "CAMPAIGN")]
@@ -144,8 +144,8 @@ def brands() -> None:
 @click.option("--legal-name", required=True)
 @click.option("--ein", required=True, help="US employer identification number (9 digits).")
 @click.option("--entity-type", required=True,
-              type=click.Choice(tcr.ENTITY_TYPES))
-@click.option("--vertical", required=True, type=click.Choice(tcr.VERTICALS),
+              type=click.Choice(states.ENTITY_TYPES))
+@click.option("--vertical", required=True, type=click.Choice(states.VERTICALS),
               help="The Campaign Registry's industry.")
 @click.option("--website", required=True, help="The brand's site: an http(s) URL.")
 @click.option("--email", "contact_email", required=True)

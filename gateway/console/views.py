@@ -15,7 +15,7 @@ from gateway.numbers import lifecycle
 from gateway.store.models import MessageStatus
 from gateway.tendlc import brands, campaigns
 from gateway.webhooks import deliveries
-from registry import tcr
+from registry import states
 from registry.db import utcnow
 
 routes = web.RouteTableDef()
@@ -143,7 +143,7 @@ async def numbers(request: web.Request) -> web.Response:
     rows = await lifecycle.list_numbers(_sessions(request), account_id=int(account) if account and account.isdigit()
                                         else None, free=request.query.get("free") == "1", kind=_text(request, "type"))
     return render(request, "numbers.html", {"rows": rows[:SHOWN], "total": len(rows), "q": request.query,
-                                            "types": tcr.NUMBER_TYPES,
+                                            "types": states.NUMBER_TYPES,
                                             "accounts": await queries.account_names(_sessions(request))})
 
 

@@ -1,5 +1,5 @@
 """Numbers as operators see them: listing, leasing to an account, activating, releasing, operator settings.
-State changes go through registry.tcr, which records each and raises tcr.RegistryError when one is not allowed."""
+State changes go through registry.states, which records each and raises states.RegistryError when one is not allowed."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.errors import NotFound
-from registry import tcr
+from registry import states
 from registry.models import Account, Number
 
 
@@ -33,7 +33,7 @@ async def number_history(sessions: async_sessionmaker[AsyncSession], value: str)
     """The number and its state changes, oldest first."""
     async with sessions() as session:
         number = await find(session, value)
-        return number, await tcr.history(session, "number", number.id)
+        return number, await states.history(session, "number", number.id)
 
 
 async def list_numbers(sessions: async_sessionmaker[AsyncSession], *, account_id: int | None, free: bool,
@@ -56,7 +56,7 @@ async def lease(sessions: async_sessionmaker[AsyncSession], account_id: int | No
     async with sessions() as session, session.begin():
         if account_id is None or await session.get(Account, account_id) is None:
             raise NotFound(f"No account {account_id}.", code="account_not_found")
-        number = await tcr.lease(session, account_id, kind, country, capabilities, actor)
+        number = await states.lease(session, account_id, kind, country, capabilities, actor)
         await session.flush()
         return number
 
@@ -75,7 +75,7 @@ async def change_state(sessions: async_sessionmaker[AsyncSession], value: str, a
     async with sessions() as session, session.begin():
         number = await find(session, value)
         if action == "activate":
-            await tcr.activate(session, number, actor)
+            await states.activate(session, number, actor)
         else:
-            await tcr.release(session, number, actor)
+            await states.release(session, number, actor)
         return number

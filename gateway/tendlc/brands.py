@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.errors import Conflict, NotFound
 from gateway.validation import row_id
-from registry import tcr
+from registry import states
 from registry.models import Account, Brand
 
 T = TypeVar("T")
@@ -40,7 +40,7 @@ async def register(sessions: async_sessionmaker[AsyncSession], account_id: int |
         session.add(brand)
         await session.flush()
         if submit:
-            await tcr.submit_brand(session, brand, actor)
+            await states.submit_brand(session, brand, actor)
         return brand
 
 
@@ -61,7 +61,7 @@ async def brand_history(sessions: async_sessionmaker[AsyncSession], ident: str,
                         account_id: int | None = None) -> tuple[Brand, list[dict]]:
     async with sessions() as session:
         brand = await find(session, Brand, ident, "brand", account_id)
-        return brand, await tcr.history(session, "brand", brand.id)
+        return brand, await states.history(session, "brand", brand.id)
 
 
 async def brand_action(sessions: async_sessionmaker[AsyncSession], ident: str, action: str, *, actor: str,
@@ -70,9 +70,9 @@ async def brand_action(sessions: async_sessionmaker[AsyncSession], ident: str, a
     async with sessions() as session, session.begin():
         brand = await find(session, Brand, ident, "brand")
         if action == "review":
-            await tcr.review_brand(session, brand, outcome, trust_score, reason, actor)
+            await states.review_brand(session, brand, outcome, trust_score, reason, actor)
         elif action == "vet":
-            await tcr.vet_brand(session, brand, trust_score, actor)
+            await states.vet_brand(session, brand, trust_score, actor)
         else:
-            await tcr.submit_brand(session, brand, actor, reason)
+            await states.submit_brand(session, brand, actor, reason)
         return brand

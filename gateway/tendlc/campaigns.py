@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.numbers.lifecycle import find as find_number
 from gateway.tendlc.brands import find, listing
-from registry import tcr
+from registry import states
 from registry.models import Brand, Campaign, Number
 
 STATE_ACTIONS = {"suspend": "suspended", "reinstate": "approved", "expire": "expired", "resubmit": "submitted"}
@@ -21,7 +21,7 @@ async def create(sessions: async_sessionmaker[AsyncSession], brand_ident: str, f
                  actor: str) -> tuple[Campaign, Brand]:
     async with sessions() as session, session.begin():
         brand = await find(session, Brand, brand_ident, "brand")
-        return await tcr.create_campaign(session, brand, fields, actor), brand
+        return await states.create_campaign(session, brand, fields, actor), brand
 
 
 async def list_campaigns(sessions: async_sessionmaker[AsyncSession],
@@ -44,7 +44,7 @@ async def campaign_detail(sessions: async_sessionmaker[AsyncSession],
         campaign = await find(session, Campaign, ident, "campaign")
         brand = await session.get(Brand, campaign.brand_id)
         numbers = (await session.scalars(select(Number.number).where(Number.campaign_id == campaign.id))).all()
-        return campaign, brand, list(numbers), await tcr.history(session, "campaign", campaign.id)
+        return campaign, brand, list(numbers), await states.history(session, "campaign", campaign.id)
 
 
 async def campaign_action(sessions: async_sessionmaker[AsyncSession], ident: str, action: str, *, actor: str,
@@ -53,9 +53,9 @@ async def campaign_action(sessions: async_sessionmaker[AsyncSession], ident: str
     async with sessions() as session, session.begin():
         campaign = await find(session, Campaign, ident, "campaign")
         if action == "review":
-            await tcr.review_campaign(session, campaign, outcome, reason, actor)
+            await states.review_campaign(session, campaign, outcome, reason, actor)
         else:
-            await tcr.set_campaign_state(session, campaign, STATE_ACTIONS[action], actor, reason)
+            await states.set_campaign_state(session, campaign, STATE_ACTIONS[action], actor, reason)
         return campaign, await session.get(Brand, campaign.brand_id)
 
 
@@ -66,15 +66,15 @@ async def move_number(sessions: async_sessionmaker[AsyncSession], ident: str, nu
         campaign = await find(session, Campaign, ident, "campaign")
         n = await find_number(session, number)
         if action == "associate":
-            await tcr.associate(session, campaign, n, actor)
+            await states.associate(session, campaign, n, actor)
         else:
             if n.campaign_id != campaign.id:
-                raise tcr.RegistryError("number_not_in_campaign", f"{n.number} is not in campaign {campaign.id}.")
-            await tcr.disassociate(session, n, actor)
+                raise states.RegistryError("number_not_in_campaign", f"{n.number} is not in campaign {campaign.id}.")
+            await states.disassociate(session, n, actor)
         return n
 
 
 async def advance(sessions: async_sessionmaker[AsyncSession], days: int) -> tuple[dt.datetime, int]:
     """Move the local registry's clock ``days`` ahead: its time, and the changes that came due."""
     async with sessions() as session, session.begin():
-        return await tcr.advance(session, days)
+        return await states.advance(session, days)

@@ -36,7 +36,7 @@ def test_low_volume_is_class_t_and_sole_proprietors():
 def test_association_completes_within_two_weeks_from_any_day():
     import datetime as dt
 
-    from registry.tcr import ASSOCIATION_BUSINESS_DAYS, add_business_days
+    from registry.states import ASSOCIATION_BUSINESS_DAYS, add_business_days
 
     for day in range(7):
         start = dt.datetime(2026, 11, 16 + day, 12, tzinfo=dt.timezone.utc)  # Monday .. Sunday

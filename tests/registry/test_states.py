@@ -1,4 +1,4 @@
-"""The 10DLC transition tables of registry.tcr, pair by pair, through the registry's own operations on a real
+"""The 10DLC transition tables of registry.states, pair by pair, through the registry's own operations on a real
 SQLite database: every allowed move changes the state and records a Transition, every other one raises
 RegistryError with its stable code and changes nothing; terminal states refuse everything.
 
@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from registry import tcr
+from registry import states
 from registry.db import Base
 from registry.models import Account, Brand, Campaign, Transition
 
@@ -80,7 +80,7 @@ async def _check(session: AsyncSession, entity: str, obj: Any, start: str, to: s
         assert obj.status == to
         assert await _transitions(session, entity, obj.id) == [(start, to, "tester")]
     else:
-        with pytest.raises(tcr.RegistryError) as caught:
+        with pytest.raises(states.RegistryError) as caught:
             await act()
         assert caught.value.code == refusal
         assert caught.value.kind == "conflict"
@@ -92,12 +92,13 @@ async def _check(session: AsyncSession, entity: str, obj: Any, start: str, to: s
 # --- brands: each operation from each state ------------------------------------------------------------------------
 # operation -> (the state it moves to, the code it refuses with, how to call it)
 BRAND_OPERATIONS: dict[str, tuple[str, str, Callable[[AsyncSession, Brand], Awaitable[None]]]] = {
-    "submit": ("submitted", "brand_not_submittable", lambda s, b: tcr.submit_brand(s, b, "tester")),
+    "submit": ("submitted", "brand_not_submittable", lambda s, b: states.submit_brand(s, b, "tester")),
     "review requires_updates": ("requires_updates", "brand_not_submitted",
-                                lambda s, b: tcr.review_brand(s, b, "requires_updates", None, "no website", "tester")),
+                                lambda s, b: states.review_brand(s, b, "requires_updates", None, "no website",
+                                                                 "tester")),
     "review verified": ("complete", "brand_not_submitted",
-                        lambda s, b: tcr.review_brand(s, b, "verified", 80, None, "tester")),
-    "vet": ("complete", "brand_not_verified", lambda s, b: tcr.vet_brand(s, b, 90, "tester")),
+                        lambda s, b: states.review_brand(s, b, "verified", 80, None, "tester")),
+    "vet": ("complete", "brand_not_verified", lambda s, b: states.vet_brand(s, b, 90, "tester")),
 }
 
 
@@ -123,9 +124,9 @@ def test_every_allowed_brand_move_has_an_operation():
 
 async def test_a_brand_review_records_the_outcome(session):
     brand = await _brand(session, "submitted")
-    await tcr.review_brand(session, brand, "verified", 80, None, "tester")
+    await states.review_brand(session, brand, "verified", 80, None, "tester")
     assert (brand.status, brand.identity_status, brand.trust_score) == ("complete", "verified", 80)
-    await tcr.vet_brand(session, brand, 70, "tester")  # a vetting never lowers the score
+    await states.vet_brand(session, brand, 70, "tester")  # a vetting never lowers the score
     assert (brand.status, brand.identity_status, brand.trust_score) == ("complete", "vetted_verified", 80)
 
 
@@ -135,7 +136,7 @@ async def test_campaign_state_change_follows_the_table(session, start, to):
     campaign = await _campaign(session, start)
     allowed = (start, to) in CAMPAIGN_ALLOWED
     await _check(session, "campaign", campaign, start, to, allowed, "illegal_transition",
-                 lambda: tcr.set_campaign_state(session, campaign, to, "tester"))
+                 lambda: states.set_campaign_state(session, campaign, to, "tester"))
 
 
 @pytest.mark.parametrize(("start", "outcome"),
@@ -143,15 +144,15 @@ async def test_campaign_state_change_follows_the_table(session, start, to):
 async def test_campaign_review_moves_a_submitted_campaign_only(session, start, outcome):
     campaign = await _campaign(session, start)
     await _check(session, "campaign", campaign, start, outcome, start == "submitted", "campaign_not_submitted",
-                 lambda: tcr.review_campaign(session, campaign, outcome, "reviewed", "tester"))
+                 lambda: states.review_campaign(session, campaign, outcome, "reviewed", "tester"))
 
 
 @pytest.mark.parametrize("start", CAMPAIGN_TERMINAL)
 async def test_a_terminal_campaign_refuses_everything(session, start):
     campaign = await _campaign(session, start)
     for to in CAMPAIGN_STATES + ("unknown",):
-        with pytest.raises(tcr.RegistryError) as caught:
-            await tcr.set_campaign_state(session, campaign, to, "tester")
+        with pytest.raises(states.RegistryError) as caught:
+            await states.set_campaign_state(session, campaign, to, "tester")
         assert caught.value.code == "illegal_transition"
     assert campaign.status == start
     assert await _transitions(session, "campaign", campaign.id) == []
@@ -159,7 +160,7 @@ async def test_a_terminal_campaign_refuses_everything(session, start):
 
 async def test_an_unknown_state_is_refused(session):
     campaign = await _campaign(session, "approved")
-    with pytest.raises(tcr.RegistryError) as caught:
-        await tcr.set_campaign_state(session, campaign, "deleted", "tester")
+    with pytest.raises(states.RegistryError) as caught:
+        await states.set_campaign_state(session, campaign, "deleted", "tester")
     assert caught.value.code == "illegal_transition"
     assert "approved" in str(caught.value) and "deleted" in str(caught.value)

@@ -14,7 +14,7 @@ from gateway.errors import BadRequest, Unprocessable
 from gateway.numbers import inventory, lifecycle
 from gateway.two_way import numbers as two_way
 from gateway.validation import Fields, row_id, valid_list_name
-from registry import tcr
+from registry import states
 from registry.db import iso
 from registry.models import Number
 
@@ -101,10 +101,10 @@ async def lease_number(request: web.Request) -> web.Response:
     f = Fields(await read_json_object(request), {"account_id", "type", "country", "capabilities"})
     account_id = f.integer("account_id", minimum=1)
     kind = f.text("type", required=True) or ""
-    if kind not in tcr.NUMBER_TYPES:
-        raise Unprocessable(f"type must be one of {', '.join(tcr.NUMBER_TYPES)}.", code="invalid_field")
+    if kind not in states.NUMBER_TYPES:
+        raise Unprocessable(f"type must be one of {', '.join(states.NUMBER_TYPES)}.", code="invalid_field")
     caps = set((f.text("capabilities") or "sms").split(","))
-    if not caps <= set(tcr.CAPABILITIES):
+    if not caps <= set(states.CAPABILITIES):
         raise Unprocessable("capabilities are sms and/or voice.", code="invalid_field")
     number = await lifecycle.lease(request.app[app_keys.SESSIONMAKER], account_id, kind,
                                    (f.text("country") or "US").upper(), caps, OPERATOR)

@@ -15,7 +15,7 @@ from gateway.api.routes.numbers import full_number_view
 from gateway.errors import Unprocessable
 from gateway.tendlc import brands, campaigns
 from gateway.validation import Fields, origination
-from registry import tcr
+from registry import states
 from registry.db import iso
 from registry.limits import derive
 from registry.models import Brand, Campaign
@@ -66,10 +66,10 @@ async def register_brand(request: web.Request) -> web.Response:
     values = {name: f.text(name, required=True, max_length=255, allow_empty=False) or "" for name in
               ("legal_name", "ein", "entity_type", "vertical", "website", "contact_email")}
     entity, vertical = values["entity_type"].upper(), values["vertical"].upper()
-    if entity not in tcr.ENTITY_TYPES:
-        raise _invalid("entity_type", f"entity_type is one of {', '.join(tcr.ENTITY_TYPES)}.")
-    if vertical not in tcr.VERTICALS:
-        raise _invalid("vertical", f"vertical is one of {', '.join(tcr.VERTICALS)}.")
+    if entity not in states.ENTITY_TYPES:
+        raise _invalid("entity_type", f"entity_type is one of {', '.join(states.ENTITY_TYPES)}.")
+    if vertical not in states.VERTICALS:
+        raise _invalid("vertical", f"vertical is one of {', '.join(states.VERTICALS)}.")
     ein = values["ein"].replace("-", "")
     if not (ein.isascii() and ein.isdigit() and len(ein) == 9):
         raise _invalid("ein", "ein is a 9-digit US employer identification number.")
@@ -125,8 +125,8 @@ async def create_campaign(request: web.Request) -> web.Response:
     data = await read_json_object(request)
     f = Fields(data, CAMPAIGN_FIELDS)
     use_case = (f.text("use_case", required=True) or "").upper()
-    if use_case not in tcr.USE_CASES:
-        raise _invalid("use_case", f"use_case is one of {', '.join(tcr.USE_CASES)}.")
+    if use_case not in states.USE_CASES:
+        raise _invalid("use_case", f"use_case is one of {', '.join(states.USE_CASES)}.")
     fields = {name: f.text(name, required=True, max_length=4096, allow_empty=False)
               for name in ("description", "opt_in_message", "opt_out_message", "help_message")}
     fields.update({name: bool(f.boolean(name)) for name in ("embedded_links", "number_pooling", "age_gated")},
