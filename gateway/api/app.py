@@ -37,6 +37,7 @@ from gateway.sending.dispatcher import Dispatcher
 from gateway.sending.lookup import NumberLookup
 from gateway.sending.pacing import RedisLimiter
 from gateway.sending.policy import PacingPolicy
+from gateway.sending.routing import route_of_settings
 from gateway.settings import CarrierSettings, Settings
 from gateway.store.accounts import KeyAuthenticator
 from gateway.store.db import create_engine, create_sessionmaker
@@ -206,11 +207,12 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
         app[app_keys.WEBHOOKS] = sender
         dispatcher = Dispatcher(app[app_keys.SESSIONMAKER], pool, settings.dispatcher, on_webhooks=sender.notify,
                                 receipt_id_bases={c.name: c.receipt_id_base for c in settings.carriers},
-                                policy=policy, limiter=limiter, instance_id=instance_id)
+                                policy=policy, limiter=limiter, instance_id=instance_id,
+                                routes=[route_of_settings(r) for r in settings.routes])
         app[app_keys.CARRIERS] = pool
         app[app_keys.DISPATCHER] = dispatcher
         acceptor = Acceptor(app[app_keys.SESSIONMAKER], settings.pricing, lambda: app[app_keys.CLOCK](),
-                            on_queued=dispatcher.notify, on_webhooks=sender.notify)
+                            on_queued=dispatcher.notify, on_webhooks=sender.notify, router=dispatcher.router)
         app[app_keys.ACCEPTOR] = acceptor
         inbound = InboundService(app[app_keys.SESSIONMAKER],
                                  reassembly_timeout_s=settings.messages.reassembly_timeout_s,

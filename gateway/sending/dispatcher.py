@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Callable
+from typing import Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -29,6 +29,7 @@ from gateway.sending.pacing import MemoryLimiter, RedisLimiter, SendWindows
 from gateway.sending.policy import PacingPolicy
 from gateway.sending.queue import Queue, forget_reservations
 from gateway.sending.receipts import ReceiptMatcher
+from gateway.sending.routing import Route, Router
 from gateway.sending.sender import Sender
 from gateway.sending.sweep import Sweep
 from gateway.settings import DispatcherSettings
@@ -48,7 +49,8 @@ class Dispatcher:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], pool: CarrierPool,
                  settings: DispatcherSettings, *, on_webhooks: Callable[[], None] = lambda: None,
                  receipt_id_bases: dict[str, str] | None = None, policy: PacingPolicy | None = None,
-                 limiter: MemoryLimiter | RedisLimiter | None = None, instance_id: str | None = None):
+                 limiter: MemoryLimiter | RedisLimiter | None = None, instance_id: str | None = None,
+                 routes: Sequence[Route] = ()):
         self._sm = sessionmaker
         limiter = limiter or MemoryLimiter()
         self._shared_limits = isinstance(limiter, RedisLimiter)
@@ -66,9 +68,10 @@ class Dispatcher:
         self.stats = {"claimed": 0, "sent": 0, "retried": 0, "failed": 0, "receipts": 0, "unmatched": 0}
         self.queue = Queue(sessionmaker, pool, self.instance_id, policy, self.stats)
         self.leases = Leases(sessionmaker, settings, self.instance_id, self.notify)
+        self.router = Router(routes, pool, lookup=pool.lookup, sessionmaker=sessionmaker)
         self.sender = Sender(sessionmaker, pool, settings, self.queue, policy=policy, limiter=limiter,
                              windows=windows, stats=self.stats, wakeup=self._wakeup, write_signal=self._write_signal,
-                             record=self._record, notify=self.notify)
+                             record=self._record, notify=self.notify, router=self.router)
         self.matcher = ReceiptMatcher(sessionmaker, settings, receipt_id_bases or {}, self.stats, self._record)
         self.sweeper = Sweep(sessionmaker, settings, leases=self.leases, matcher=self.matcher, limiter=limiter,
                              windows=windows, record=self._record)

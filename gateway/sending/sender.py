@@ -32,6 +32,7 @@ from gateway.backoff import backoff
 from gateway.sending.pacing import SEND_GUARD_S, LimiterUnavailable, MemoryLimiter, RedisLimiter, SendWindows
 from gateway.sending.policy import PacingPolicy
 from gateway.sending.queue import Claimed, Queue, forget_reservations
+from gateway.sending.routing import Router
 from gateway.settings import DispatcherSettings
 from gateway.store.models import Message, MessagePart, MessageStatus as S
 from gateway.store.statements import update_by_id
@@ -72,9 +73,11 @@ class Sender:
                  settings: DispatcherSettings, queue: Queue, *, policy: PacingPolicy | None,
                  limiter: MemoryLimiter | RedisLimiter, windows: SendWindows, stats: dict[str, int],
                  wakeup: asyncio.Event, write_signal: asyncio.Event,
-                 record: Callable[[AsyncSession, list[dict]], Awaitable[None]], notify: Callable[[], None]):
+                 record: Callable[[AsyncSession, list[dict]], Awaitable[None]], notify: Callable[[], None],
+                 router: Router | None = None):
         self._sm = sessionmaker
         self._pool = pool
+        self._router = router if router is not None else Router((), pool)
         self._settings = settings
         self._queue = queue
         self._policy = policy
@@ -95,6 +98,8 @@ class Sender:
     async def pace(self, batch: list[Claimed]) -> None:
         """Send each claimed message now, at its reserved slot, or put it back in the queue for later."""
         policy = self._policy
+        if batch:
+            await self._router.prepare({b.source for b in batch})
         if policy is not None and batch:
             await policy.prepare({b.account_id for b in batch}, {b.source for b in batch if not b.paced})
         horizon = policy.settings.horizon_s if policy is not None else 0.0
@@ -205,10 +210,15 @@ class Sender:
                 await self._wait_for_slot(item, slot)
             elif delay > 0:
                 await asyncio.sleep(delay)
-            carrier = self._pool.pick(next((p.carrier for p in parts.values() if p.carrier_message_id), None)
-                                      if parts else None)
+            router = self._router
+            facts = router.facts(destination=item.destination, account_id=item.account_id, source=item.source,
+                                 message_type=item.message_type) if router.routes else None
+            carrier, route = router.pick(facts, next((p.carrier for p in parts.values() if p.carrier_message_id),
+                                                     None) if parts else None)
             if carrier is None:
-                outcome.error_code, outcome.error_message = "no_carrier", "No carrier is connected."
+                outcome.error_code = "no_carrier"
+                outcome.error_message = (f"No carrier of route {route.name} can take it now." if route is not None
+                                         else "No carrier is connected.")
             else:
                 encoded = encode(item.body)
                 sms = OutboundSms(source=item.source, destination=item.destination,

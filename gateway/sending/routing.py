@@ -1,0 +1,193 @@
+"""Routes: which carrier takes a message.
+
+An ordered table (``[[routes]]`` in the configuration): each route matches on the destination's country or number
+prefix, the recipient's carrier (gateway.sending.lookup), the account, the sending number's kind and the message
+type; an empty criterion matches anything. The first route that matches decides, with one of three actions:
+
+- ``carrier``: that carrier, and only it (the message waits while it cannot take it);
+- ``failover``: the first carrier of the list that can take it now;
+- ``split``: a weighted choice among the carriers of the split that can take it now (percentages).
+
+A message no route matches goes to any ready carrier, in turn (the behaviour without routes). A route may carry a
+cost per segment, which answers and dry runs show instead of the flat price of the sending number's kind.
+
+The matching (``first_match``, ``choose``) is pure; :class:`Router` adds what the sender needs: the facts of a
+claimed message (its region, its recipient's carrier, its sending number's kind, cached) and the pool's carriers.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from carriers import Carrier
+from carriers.pool import CarrierPool
+from gateway.sending.lookup import NumberLookup
+from gateway.settings import RouteSettings
+from gateway.validation import region_of
+from registry.models import Number
+
+KIND_CACHE_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What routes match on, for one message."""
+
+    destination: str  # E.164
+    region: str | None  # ISO country of the destination ("GB")
+    recipient_carrier: str  # att | tmobile | verizon | unknown
+    account_id: int
+    number_kind: str  # short_code | ten_dlc | toll_free | long_code
+    message_type: str  # transactional | promotional
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One row of the route table: what it matches (an empty criterion matches anything), then its action
+    (exactly one of carrier, failover, split) and its cost per segment (None: the flat price)."""
+
+    name: str
+    countries: tuple[str, ...] = ()
+    prefixes: tuple[str, ...] = ()  # "+44", "+4477"
+    recipient_carriers: tuple[str, ...] = ()
+    accounts: tuple[int, ...] = ()
+    number_kinds: tuple[str, ...] = ()
+    message_types: tuple[str, ...] = ()
+    carrier: str = ""
+    failover: tuple[str, ...] = ()
+    split: tuple[tuple[str, float], ...] = ()  # (carrier, percent)
+    cost_per_segment: float | None = None
+
+    @property
+    def action(self) -> str:
+        return "carrier" if self.carrier else "failover" if self.failover else "split"
+
+    @property
+    def carriers(self) -> tuple[str, ...]:
+        return (self.carrier,) if self.carrier else self.failover or tuple(name for name, _ in self.split)
+
+    def mismatch(self, facts: Facts) -> str | None:
+        """Why this route does not match the message (the first criterion that fails), or None when it does."""
+        if self.countries and facts.region not in self.countries:
+            return f"country {facts.region or 'unknown'} is not {'/'.join(self.countries)}"
+        if self.prefixes and not facts.destination.startswith(self.prefixes):
+            return f"{facts.destination} starts with none of {', '.join(self.prefixes)}"
+        if self.recipient_carriers and facts.recipient_carrier not in self.recipient_carriers:
+            return f"recipient carrier {facts.recipient_carrier} is not {'/'.join(self.recipient_carriers)}"
+        if self.accounts and facts.account_id not in self.accounts:
+            return f"account {facts.account_id} is not {'/'.join(map(str, self.accounts))}"
+        if self.number_kinds and facts.number_kind not in self.number_kinds:
+            return f"number kind {facts.number_kind} is not {'/'.join(self.number_kinds)}"
+        if self.message_types and facts.message_type not in self.message_types:
+            return f"message type {facts.message_type} is not {'/'.join(self.message_types)}"
+        return None
+
+    def describe(self) -> str:
+        """The route's criteria in a few words (for explanations)."""
+        parts = [f"{label} {'/'.join(map(str, values))}" for label, values in (
+            ("country", self.countries), ("prefix", self.prefixes), ("recipient carrier", self.recipient_carriers),
+            ("account", self.accounts), ("number kind", self.number_kinds), ("message type", self.message_types))
+            if values]
+        return ", ".join(parts) or "every message"
+
+
+def route_of_settings(settings: RouteSettings) -> Route:
+    """The route a validated ``[[routes]]`` table (or a stored one) describes."""
+    return Route(name=settings.name, countries=tuple(settings.countries), prefixes=tuple(settings.prefixes),
+                 recipient_carriers=tuple(settings.recipient_carriers), accounts=tuple(settings.accounts),
+                 number_kinds=tuple(settings.number_kinds), message_types=tuple(settings.message_types),
+                 carrier=settings.carrier, failover=tuple(settings.failover), split=tuple(settings.split_weights()),
+                 cost_per_segment=settings.cost_per_segment)
+
+
+def first_match(routes: Iterable[Route], facts: Facts) -> Route | None:
+    """The first route that matches, or None."""
+    return next((route for route in routes if route.mismatch(facts) is None), None)
+
+
+def choose(route: Route, is_ready: Callable[[str], bool], rand: Callable[[], float] = random.random) -> str | None:
+    """The carrier the route's action gives now, or None when none of its carriers can take the message:
+    its one carrier; the first ready one of a failover list; a weighted draw among the ready carriers of a split
+    (the weights of those not ready are left out)."""
+    if route.carrier:
+        return route.carrier if is_ready(route.carrier) else None
+    if route.failover:
+        return next((name for name in route.failover if is_ready(name)), None)
+    ready = [(name, weight) for name, weight in route.split if weight > 0 and is_ready(name)]
+    if not ready:
+        return None
+    point = rand() * sum(weight for _, weight in ready)
+    for name, weight in ready:
+        point -= weight
+        if point < 0:
+            return name
+    return ready[-1][0]
+
+
+def route_cost(route: Route | None, segments: int) -> float | None:
+    """What the message costs on this route, or None when the route has no cost (the flat price applies)."""
+    if route is None or route.cost_per_segment is None:
+        return None
+    return round(route.cost_per_segment * segments, 6)
+
+
+@dataclass
+class Router:
+    """The route table for the sender: the facts of a message, its route and the carrier it takes now."""
+
+    routes: Sequence[Route]
+    pool: CarrierPool
+    lookup: NumberLookup | None = None
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None
+    rand: Callable[[], float] = random.random
+    _kinds: dict[str, tuple[str, float]] = field(default_factory=dict)  # sending number -> (kind, fresh until)
+
+    @property
+    def _needs_kinds(self) -> bool:
+        return any(route.number_kinds for route in self.routes)
+
+    async def prepare(self, sources: Iterable[str]) -> None:
+        """Load the kinds of these sending numbers that the cache does not hold (only when a route asks)."""
+        if not self.routes or not self._needs_kinds or self.sessionmaker is None:
+            return
+        now = time.monotonic()
+        wanted = {s for s in sources if self._kinds.get(s, ("", 0.0))[1] < now}
+        if not wanted:
+            return
+        async with self.sessionmaker() as session:
+            rows = (await session.execute(select(Number.number, Number.type)
+                                          .where(Number.number.in_(sorted(wanted))))).all()
+        for number, kind in rows:
+            self._kinds[number] = (kind, now + KIND_CACHE_S)
+
+    def facts(self, *, destination: str, account_id: int, source: str, message_type: str | None,
+              number_kind: str | None = None, region: str | None = None) -> Facts:
+        """The facts of a message; its sending number's kind from ``number_kind`` or the cache (prepare)."""
+        kind = number_kind or self._kinds.get(source, ("long_code", 0.0))[0]
+        return Facts(destination=destination, region=region or region_of(destination),
+                     recipient_carrier=self.lookup.carrier(destination) if self.lookup is not None else "unknown",
+                     account_id=account_id, number_kind=kind, message_type=message_type or "transactional")
+
+    def route_of(self, facts: Facts) -> Route | None:
+        return first_match(self.routes, facts)
+
+    def _ready(self, name: str) -> bool:
+        carrier = self.pool.by_name(name)
+        return carrier is not None and carrier.ready
+
+    def pick(self, facts: Facts | None, prefer: str | None = None) -> tuple[Carrier | None, Route | None]:
+        """The carrier that takes the message now and the route that chose it (None: no route matched, any ready
+        carrier in turn). ``prefer``: the carrier that took the message's other parts, kept while it is ready."""
+        route = self.route_of(facts) if facts is not None and self.routes else None
+        if route is None:
+            return self.pool.pick(prefer), None
+        if prefer is not None and self._ready(prefer):  # the other parts' carrier: one message, one carrier
+            return self.pool.by_name(prefer), route
+        name = choose(route, self._ready, self.rand)
+        return (self.pool.by_name(name) if name is not None else None), route
