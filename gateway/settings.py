@@ -144,6 +144,17 @@ class CarrierSettings:
 
 
 @dataclass
+class HealthSettings:
+    enabled: bool = True
+    window_s: float = 300.0  # the sliding window the rates are measured over
+    min_samples: int = 20  # submits (or final receipts) the window must hold before their rates are judged
+    max_submit_error_rate: float = 0.2  # share of submits refused or failed (not bound, timeouts, refusals)
+    max_throttle_rate: float = 0.5  # share of submits answered "slow down" (ESME_RTHROTTLED, queue full, 429)
+    max_undelivered_rate: float = 0.5  # share of final receipts that ended undelivered or rejected
+    probe_share: float = 0.05  # share of a failover list's or split's traffic a degraded carrier still gets
+
+
+@dataclass
 class RouteSettings:
     """One ``[[routes]]`` table: what it matches (empty: anything) and its action (one of carrier, failover,
     split); see gateway.sending.routing."""
@@ -281,6 +292,7 @@ class Settings:
     voice: VoiceSettings = field(default_factory=VoiceSettings)
     carriers: list[CarrierSettings] = field(default_factory=lambda: [CarrierSettings()])
     routes: list[RouteSettings] = field(default_factory=list)
+    health: HealthSettings = field(default_factory=HealthSettings)
 
     @property
     def data_path(self) -> Path:
@@ -391,16 +403,18 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
             if key.startswith(prefix) and key[len(prefix):].lower() in carrier_fields - {"name"}:
                 item[key[len(prefix):].lower()] = value
     carriers = [_build(CarrierSettings, item, f"carriers[{i}]") for i, item in enumerate(carriers_raw)]
-    routes = [_route(item, i) for i, item in enumerate(raw.get("routes") or [])]
+    routes = [parse_route(item, f"routes[{i}]") for i, item in enumerate(raw.get("routes") or [])]
     settings = Settings(**built, carriers=carriers, routes=routes)
     validate(settings)
     return settings
 
 
-def _route(item: Mapping[str, Any], index: int) -> RouteSettings:
-    """A ``[[routes]]`` table; its cost_per_segment is a number or absent (the flat price)."""
+def parse_route(item: Mapping[str, Any], where: str) -> RouteSettings:
+    """A ``[[routes]]`` table (or a route given to the API); its cost_per_segment is a number or absent (the flat
+    price). ``where`` starts the errors' sentences."""
     data = dict(item)
-    where = f"routes[{index}]" + (f" ({data['name']})" if isinstance(data.get("name"), str) else "")
+    if isinstance(data.get("name"), str):
+        where += f" ({data['name']})"
     cost = data.pop("cost_per_segment", None)
     route = _build(RouteSettings, data, where)
     if cost is not None:
@@ -471,6 +485,12 @@ def validate(settings: Settings) -> None:
             raise SettingsError(f"carriers.{carrier.name}.concatenation must be udh, sar or payload")
         if carrier.receipt_id_base not in {"same", "hex_to_dec", "dec_to_hex"}:
             raise SettingsError(f"carriers.{carrier.name}.receipt_id_base must be same, hex_to_dec or dec_to_hex")
+    h = settings.health
+    if h.window_s <= 0 or h.min_samples < 1:
+        raise SettingsError("health.window_s must be above 0 and health.min_samples at least 1")
+    for name in ("max_submit_error_rate", "max_throttle_rate", "max_undelivered_rate", "probe_share"):
+        if not 0 <= getattr(h, name) <= 1:
+            raise SettingsError(f"health.{name} must be a share from 0 to 1")
     route_names = [r.name for r in settings.routes]
     for route in settings.routes:
         validate_route(route, set(names))

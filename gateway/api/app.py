@@ -22,6 +22,7 @@ from gateway.api.openapi import routes as openapi_routes
 from gateway.api.routes.account import routes as account_routes
 from gateway.api.routes.admin import routes as admin_routes
 from gateway.api.routes.carrier_callbacks import callback_url, routes as carrier_callback_routes
+from gateway.api.routes.carriers import routes as carrier_routes
 from gateway.api.routes.health import routes as health_routes
 from gateway.api.routes.inbound import routes as inbound_routes
 from gateway.api.routes.keywords import routes as keyword_routes
@@ -34,6 +35,7 @@ from gateway.api.routes.webhooks import routes as webhook_routes
 from gateway.cluster.coordination import QUEUE_CHANNEL, WEBHOOK_CHANNEL, BindSlots, PgListener, new_instance_id
 from gateway.sending.accepting import Acceptor
 from gateway.sending.dispatcher import Dispatcher
+from gateway.sending.health import Health
 from gateway.sending.lookup import NumberLookup
 from gateway.sending.pacing import RedisLimiter
 from gateway.sending.policy import PacingPolicy
@@ -208,7 +210,8 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
         dispatcher = Dispatcher(app[app_keys.SESSIONMAKER], pool, settings.dispatcher, on_webhooks=sender.notify,
                                 receipt_id_bases={c.name: c.receipt_id_base for c in settings.carriers},
                                 policy=policy, limiter=limiter, instance_id=instance_id,
-                                routes=[route_of_settings(r) for r in settings.routes])
+                                routes=[route_of_settings(r) for r in settings.routes],
+                                health=Health(settings.health))
         app[app_keys.CARRIERS] = pool
         app[app_keys.DISPATCHER] = dispatcher
         acceptor = Acceptor(app[app_keys.SESSIONMAKER], settings.pricing, lambda: app[app_keys.CLOCK](),
@@ -264,6 +267,7 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
 
     app.cleanup_ctx.extend([database, simulator, dispatching])
     app.add_routes(health_routes)
+    app.add_routes(carrier_routes)
     app.add_routes(openapi_routes)
     app.add_routes(message_routes)
     app.add_routes(account_routes)

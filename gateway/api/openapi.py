@@ -288,6 +288,25 @@ PATHS["/admin/carriers/{carrier}/callback-urls"] = {"get": {
                               "schema": {"type": "integer", "minimum": 1, "maximum": 3660}}],
     "responses": {"200": _json({"type": "object"}), **_errors(401, 404, 422)}}}
 
+_HEALTH = {"type": ["object", "null"], "properties": {
+    "state": {"type": "string", "enum": ["healthy", "degraded"]},
+    "reasons": {"type": "array", "items": {"type": "string"}},
+    "changed_at": {"type": ["number", "null"]}, "window_s": {"type": "number"}, "submits": {"type": "integer"},
+    "receipts": {"type": "integer"}, "submit_error_rate": {"type": "number"}, "throttle_rate": {"type": "number"},
+    "undelivered_rate": {"type": "number"}}}
+PATHS["/admin/carriers"] = {"get": {
+    "summary": "The carriers: whether each can take messages now, its SMPP binds, and its health over the sliding "
+               "window ([health]): submit error rate, throttle rate, share of receipts undelivered or rejected",
+    "security": OPERATOR,
+    "responses": {"200": _json({"type": "object", "required": ["carriers"], "properties": {"carriers": {
+        "type": "array", "items": {"type": "object", "required": ["name", "type", "ready", "binds", "health"],
+                                   "properties": {
+                                       "name": {"type": "string"}, "type": {"type": "string"},
+                                       "ready": {"type": "boolean"},
+                                       "binds": {"type": ["array", "null"], "items": {"type": "object"}},
+                                       "health": _HEALTH}}}}}),
+                  **_errors(401)}}}
+
 _OBJ = {"type": "object"}
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from carriers import Receipt
 from carriers.pool import CarrierPool
 from gateway.cluster.coordination import new_instance_id
+from gateway.sending.health import Health
 from gateway.sending.leases import Leases
 from gateway.sending.pacing import MemoryLimiter, RedisLimiter, SendWindows
 from gateway.sending.policy import PacingPolicy
@@ -50,7 +51,7 @@ class Dispatcher:
                  settings: DispatcherSettings, *, on_webhooks: Callable[[], None] = lambda: None,
                  receipt_id_bases: dict[str, str] | None = None, policy: PacingPolicy | None = None,
                  limiter: MemoryLimiter | RedisLimiter | None = None, instance_id: str | None = None,
-                 routes: Sequence[Route] = ()):
+                 routes: Sequence[Route] = (), health: Health | None = None):
         self._sm = sessionmaker
         limiter = limiter or MemoryLimiter()
         self._shared_limits = isinstance(limiter, RedisLimiter)
@@ -68,7 +69,8 @@ class Dispatcher:
         self.stats = {"claimed": 0, "sent": 0, "retried": 0, "failed": 0, "receipts": 0, "unmatched": 0}
         self.queue = Queue(sessionmaker, pool, self.instance_id, policy, self.stats)
         self.leases = Leases(sessionmaker, settings, self.instance_id, self.notify)
-        self.router = Router(routes, pool, lookup=pool.lookup, sessionmaker=sessionmaker)
+        self.health = health
+        self.router = Router(routes, pool, lookup=pool.lookup, sessionmaker=sessionmaker, health=health)
         self.sender = Sender(sessionmaker, pool, settings, self.queue, policy=policy, limiter=limiter,
                              windows=windows, stats=self.stats, wakeup=self._wakeup, write_signal=self._write_signal,
                              record=self._record, notify=self.notify, router=self.router)
@@ -120,6 +122,8 @@ class Dispatcher:
     async def on_receipt(self, carrier: str, receipt: Receipt) -> None:
         """Returns once the receipt is stored (the carrier acknowledges it then); raises when it could not be,
         so that the carrier asks the SMSC to send it again rather than lose it."""
+        if self.health is not None:
+            self.health.receipt(carrier, receipt.stat)
         stored = asyncio.get_running_loop().create_future()
         self._receipts.append((carrier, receipt))
         self._receipt_waiters.append(stored)

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carriers import Carrier
 from carriers.pool import CarrierPool
+from gateway.sending.health import Health
 from gateway.sending.lookup import NumberLookup
 from gateway.settings import RouteSettings
 from gateway.validation import region_of
@@ -111,17 +112,28 @@ def first_match(routes: Iterable[Route], facts: Facts) -> Route | None:
     return next((route for route in routes if route.mismatch(facts) is None), None)
 
 
-def choose(route: Route, is_ready: Callable[[str], bool], rand: Callable[[], float] = random.random) -> str | None:
+def choose(route: Route, is_ready: Callable[[str], bool], rand: Callable[[], float] = random.random,
+           is_healthy: Callable[[str], bool] = lambda name: True, probe_share: float = 0.0) -> str | None:
     """The carrier the route's action gives now, or None when none of its carriers can take the message:
-    its one carrier; the first ready one of a failover list; a weighted draw among the ready carriers of a split
-    (the weights of those not ready are left out)."""
+    its one carrier (whatever its health); the first ready and healthy one of a failover list, a degraded one
+    before it getting ``probe_share`` of the traffic; a weighted draw among the ready carriers of a split (those
+    not ready left out, a degraded one's weight times ``probe_share``). When every ready carrier is degraded, the
+    route works as if all were healthy."""
     if route.carrier:
         return route.carrier if is_ready(route.carrier) else None
     if route.failover:
-        return next((name for name in route.failover if is_ready(name)), None)
+        ready = [name for name in route.failover if is_ready(name)]
+        first = next((name for name in ready if is_healthy(name)), None)
+        if first is None:
+            return ready[0] if ready else None
+        ahead = ready[:ready.index(first)]  # degraded carriers the list prefers: probed with a small share
+        return ahead[0] if ahead and rand() < probe_share else first
     ready = [(name, weight) for name, weight in route.split if weight > 0 and is_ready(name)]
     if not ready:
         return None
+    if any(is_healthy(name) for name, _ in ready):
+        ready = [(name, weight if is_healthy(name) else weight * probe_share) for name, weight in ready]
+        ready = [(name, weight) for name, weight in ready if weight > 0] or ready
     point = rand() * sum(weight for _, weight in ready)
     for name, weight in ready:
         point -= weight
@@ -141,12 +153,19 @@ def route_cost(route: Route | None, segments: int) -> float | None:
 class Router:
     """The route table for the sender: the facts of a message, its route and the carrier it takes now."""
 
-    routes: Sequence[Route]
+    configured: Sequence[Route]  # the [[routes]] of the configuration
     pool: CarrierPool
     lookup: NumberLookup | None = None
     sessionmaker: async_sessionmaker[AsyncSession] | None = None
     rand: Callable[[], float] = random.random
+    health: Health | None = None
+    stored: list[Route] = field(default_factory=list)  # added through the API, tried before the configured ones
     _kinds: dict[str, tuple[str, float]] = field(default_factory=dict)  # sending number -> (kind, fresh until)
+
+    @property
+    def routes(self) -> list[Route]:
+        """The whole table, in the order routes are tried."""
+        return [*self.stored, *self.configured]
 
     @property
     def _needs_kinds(self) -> bool:
@@ -189,5 +208,8 @@ class Router:
             return self.pool.pick(prefer), None
         if prefer is not None and self._ready(prefer):  # the other parts' carrier: one message, one carrier
             return self.pool.by_name(prefer), route
-        name = choose(route, self._ready, self.rand)
+        health = self.health
+        name = (choose(route, self._ready, self.rand) if health is None or not health.settings.enabled else
+                choose(route, self._ready, self.rand, health.is_healthy, health.settings.probe_share))
         return (self.pool.by_name(name) if name is not None else None), route
+

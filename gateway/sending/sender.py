@@ -29,6 +29,7 @@ from carriers.encoding import encode
 from carriers.ids import normalize_message_id
 from carriers.pool import CarrierPool
 from gateway.backoff import backoff
+from gateway.sending.health import SUBMIT_ERROR, SUBMIT_OK, THROTTLED
 from gateway.sending.pacing import SEND_GUARD_S, LimiterUnavailable, MemoryLimiter, RedisLimiter, SendWindows
 from gateway.sending.policy import PacingPolicy
 from gateway.sending.queue import Claimed, Queue, forget_reservations
@@ -205,6 +206,7 @@ class Sender:
                     parts: dict[int, Any] | None = None) -> None:
         outcome = Outcome(item.id, item.account_id, "retry", attempts=item.attempts, expires_at=item.expires_at,
                            source=item.source)
+        carrier: Carrier | None = None
         try:
             if slot is not None:
                 await self._wait_for_slot(item, slot)
@@ -242,6 +244,10 @@ class Sender:
         except Exception as exc:  # a bug or an unexpected carrier error: retry, never lose the message
             log.exception("sending message %s failed unexpectedly", item.id)
             outcome.error_code, outcome.error_message = "internal_error", type(exc).__name__
+        health = self._router.health
+        if carrier is not None and health is not None:
+            health.submitted(carrier.name, SUBMIT_OK if outcome.kind == "sent" else
+                             THROTTLED if outcome.error_code in ("throttled", "queue_full") else SUBMIT_ERROR)
         self.outcomes.append(outcome)
         self._write_signal.set()
 

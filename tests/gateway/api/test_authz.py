@@ -482,3 +482,14 @@ def test_limit_zero_turns_it_off():
     for _ in range(100):
         failures.failed("ip:1")
     assert failures.retry_after("ip:1") is None
+
+
+async def test_the_carriers_view_is_the_operators(api):
+    """GET /admin/carriers shows binds and health to the operator token only, never to an account's key."""
+    customer = await new_customer(api, api.sessionmaker, "acme")
+    for headers in ({}, customer.headers):
+        resp = await api.get("/admin/carriers", headers=headers)
+        assert (resp.status, (await resp.json())["error"]["code"]) == (401, "invalid_operator_token")
+    resp = await api.get("/admin/carriers", headers=ADMIN)
+    [sim] = (await resp.json())["carriers"]
+    assert resp.status == 200 and (sim["name"], sim["binds"], sim["health"]["state"]) == ("sim", None, "healthy")

@@ -12,7 +12,7 @@ from gateway.api import app_keys
 from gateway.api.app import create_app
 from gateway.settings import CarrierSettings, RouteSettings
 from registry.models import Number
-from tests.conftest import new_customer, wait_for
+from tests.conftest import ADMIN, new_customer, wait_for
 
 UK = "+447911123456"
 
@@ -137,3 +137,58 @@ async def test_a_routes_cost_is_the_price_in_answers_and_dry_runs(aiohttp_client
         "to": "+14155550123", "body": long_body, "dry_run": True})  # route "rest" has no cost: the flat price
     flat = migrated.pricing.short_code
     assert (await resp.json())["price"] == {"amount": round(2 * flat, 6), "currency": "USD", "per_segment": flat}
+
+
+async def test_a_carrier_failing_deliveries_is_deprioritized_then_comes_back(aiohttp_client, migrated, sessionmaker,
+                                                                             sims, caplog):
+    migrated.health.window_s, migrated.health.min_samples, migrated.health.probe_share = 3.0, 10, 0.2
+    client, customer = await _gateway(aiohttp_client, migrated, sessionmaker, sims,
+                                      RouteSettings(name="fo", failover=["a", "b"]))
+    a, b = sims
+    a.handler.outcome = "UNDELIV"  # carrier a takes messages but fails to deliver them
+    health = client.app[app_keys.DISPATCHER].health
+    await _send(client, customer, [f"+141555501{i:02d}" for i in range(12)])
+    await wait_for(lambda: asyncio.sleep(0, not health.is_healthy("a")), timeout=15)
+    assert "carrier a is degraded: undelivered or rejected receipts 100% over 50%" in caplog.text
+    resp = await client.get("/admin/carriers", headers=ADMIN)
+    views = {c["name"]: c for c in (await resp.json())["carriers"]}
+    assert resp.status == 200 and views["a"]["health"]["state"] == "degraded" and views["a"]["ready"]
+    assert views["a"]["binds"] == [{"name": "a#0", "bound": True}] and views["b"]["health"]["state"] == "healthy"
+    before = len(a.received), len(b.received)
+    await _send(client, customer, [f"+141555502{i:02d}" for i in range(50)])
+    a_count, b_count = await _taken(sims, sum(before) + 50)
+    assert b_count - before[1] > 25  # most of it to b; a only probes (20 %)
+    a.handler.outcome = "DELIVRD"  # a recovers: its probes are delivered, the bad receipts leave the window
+
+    sent = sum(before) + 50
+
+    async def recovered() -> bool:
+        nonlocal sent
+        if not health.is_healthy("a"):
+            sent += len(await _send(client, customer, [f"+141555503{i:02d}" for i in range(20)]))
+            await asyncio.sleep(0.3)
+        return health.is_healthy("a")
+
+    await wait_for(recovered, timeout=60, interval=0.1)
+    assert "carrier a is healthy again" in caplog.text
+    await _taken(sims, sent)  # nothing routed before the recovery is still on its way
+    before = len(a.received), len(b.received)
+    await _send(client, customer, [f"+141555504{i:02d}" for i in range(10)])
+    await _taken(sims, sum(before) + 10)
+    assert len(a.received) - before[0] == 10  # the failover list's first carrier again
+
+
+async def test_pacing_holds_across_the_carriers_of_a_split(aiohttp_client, migrated, sessionmaker, sims):
+    """A toll-free number's 3 messages a second hold for what both carriers take together, not for each."""
+    migrated.pacing.enabled = True
+    client, customer = await _gateway(aiohttp_client, migrated, sessionmaker, sims,
+                                      RouteSettings(name="half", split=["a=50", "b=50"]))
+    async with sessionmaker() as session, session.begin():
+        session.add(Number(number="+18005550100", type="toll_free", country="US", capabilities="sms",
+                           status="active", account_id=customer.account_id))
+    await _send(client, customer, [f"+141555501{i:02d}" for i in range(20)], **{"from": "+18005550100"})
+    a_count, b_count = await _taken(sims, 20)
+    assert a_count and b_count  # both carriers took some (all on one: 2 in a million)
+    a, b = sims
+    together = a.per_second + b.per_second
+    assert max(together.values()) <= 3, together
