@@ -30,6 +30,7 @@ from gateway.api.routes.messages import routes as message_routes
 from gateway.api.routes.numbers import routes as number_routes
 from gateway.api.routes.opt_outs import routes as opt_out_routes
 from gateway.api.routes.registry import routes as registry_routes
+from gateway.api.routes.routing import routes as routing_routes
 from gateway.api.routes.voice import routes as voice_routes
 from gateway.api.routes.webhooks import routes as webhook_routes
 from gateway.cluster.coordination import QUEUE_CHANNEL, WEBHOOK_CHANNEL, BindSlots, PgListener, new_instance_id
@@ -268,6 +269,7 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
     app.cleanup_ctx.extend([database, simulator, dispatching])
     app.add_routes(health_routes)
     app.add_routes(carrier_routes)
+    app.add_routes(routing_routes)
     app.add_routes(openapi_routes)
     app.add_routes(message_routes)
     app.add_routes(account_routes)

@@ -411,11 +411,13 @@ def bench_voice(renders: int, concurrency: int, workers: int, as_json: bool) -> 
 
 
 from gateway.cli.registry import register as _register_registry  # noqa: E402
+from gateway.cli.routes import register as _register_routes  # noqa: E402
 from gateway.cli.voice import register as _register_voice  # noqa: E402
 
 _register_registry(cli)
 
 _register_voice(cli)
+_register_routes(cli)
 
 from gateway.cli.two_way import register as _register_two_way  # noqa: E402 - needs cli defined
 

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from carriers import Receipt
 from carriers.pool import CarrierPool
 from gateway.cluster.coordination import new_instance_id
+from gateway.sending import route_store
 from gateway.sending.health import Health
 from gateway.sending.leases import Leases
 from gateway.sending.pacing import MemoryLimiter, RedisLimiter, SendWindows
@@ -91,6 +92,7 @@ class Dispatcher:
             if not self._shared_limits:
                 # pacing reservations lived in that process's memory: let those messages ask the limits again
                 await forget_reservations(session)
+        await route_store.reload(self._sm, self.router)  # the routes added through the API
         self._tasks = [asyncio.create_task(self._claim_loop(), name="dispatcher-claim"),
                        asyncio.create_task(self._writer_loop(), name="dispatcher-writer"),
                        asyncio.create_task(self._sweep_loop(), name="dispatcher-sweep")]
@@ -234,5 +236,6 @@ class Dispatcher:
                 log.exception("sweep failed")
 
     async def sweep(self) -> None:
-        """One sweep now (see gateway.sending.sweep)."""
+        """One sweep now (see gateway.sending.sweep), and the routes other instances stored read again."""
         await self.sweeper.run()
+        await route_store.reload(self._sm, self.router)

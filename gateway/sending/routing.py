@@ -213,3 +213,50 @@ class Router:
                 choose(route, self._ready, self.rand, health.is_healthy, health.settings.probe_share))
         return (self.pool.by_name(name) if name is not None else None), route
 
+
+def explain(router: Router, facts: Facts) -> dict:
+    """Which route and carrier a message with these facts would take now, and why, line by line."""
+    why: list[str] = []
+    route = None
+    for candidate in router.routes:
+        reason = candidate.mismatch(facts)
+        if reason is None:
+            route = candidate
+            why.append(f"route {candidate.name} matches ({candidate.describe()})")
+            break
+        why.append(f"route {candidate.name} does not match: {reason}")
+    states = {c.name: _state(router, c.name) for c in router.pool.carriers}
+    if route is None:
+        ready = [c.name for c in router.pool.carriers if c.ready]
+        why.append("no route matches: any ready carrier, in turn (" + (", ".join(ready) or "none is ready") + ")")
+        name = ready[0] if ready else None
+    else:
+        name = choose(route, router._ready, lambda: 0.0, *_health_args(router))  # the likeliest choice
+        shown = {"carrier": route.carrier, "failover": " then ".join(route.failover),
+                 "split": ", ".join(f"{n} {w:g}%" for n, w in route.split)}[route.action]
+        why.append(f"its action: {route.action} {shown}; "
+                   + "; ".join(f"{n} is {states.get(n, 'unknown')}" for n in route.carriers))
+        if route.action == "split" and name is not None:
+            why.append("a split draws among its ready carriers by weight: shown is the first of them")
+    why.append(f"carrier: {name}" if name is not None else "no carrier can take it now: it would wait in the queue")
+    return {"route": route.name if route else None, "action": route.action if route else None, "carrier": name,
+            "cost_per_segment": route.cost_per_segment if route else None, "why": why,
+            "facts": {"to": facts.destination, "country": facts.region, "recipient_carrier": facts.recipient_carrier,
+                      "account_id": facts.account_id, "number_kind": facts.number_kind,
+                      "message_type": facts.message_type}}
+
+
+def _state(router: Router, name: str) -> str:
+    carrier = router.pool.by_name(name)
+    if carrier is None:
+        return "not configured"
+    health = router.health
+    degraded = health is not None and health.settings.enabled and not health.is_healthy(name)
+    return ("ready" if carrier.ready else "not ready") + (", degraded" if degraded else "")
+
+
+def _health_args(router: Router) -> tuple:
+    health = router.health
+    if health is None or not health.settings.enabled:
+        return ()
+    return health.is_healthy, 0.0  # the choice without probing

@@ -34,7 +34,7 @@ SIGNED = {("GET", "/audio/{key}.wav"), ("POST", "/callbacks/voice/{token}"),  # 
           *((m, f"/callbacks/carriers/{{carrier}}/{kind}") for m in ("GET", "POST") for kind in ("reports", "inbound"))}
 CONSOLE_OPEN = {("GET", "/console/sign-in"), ("POST", "/console/sign-in"), ("GET", "/console/static/console.css")}
 SAMPLE = {"id": "1", "account": "1", "number": "12345", "keyword": "HOURS", "phone": "+14155550123",
-          "key": "a" * 64, "token": "t0k3n", "carrier": "sim"}
+          "key": "a" * 64, "token": "t0k3n", "carrier": "sim", "name": "uk"}
 ACTIONS = ("activate", "release", "review", "vet", "resubmit", "suspend", "associate", "disassociate")
 A_DEST, A_OPTED_OUT, A_VOICE_NUMBER, B_NUMBER = "+14155550166", "+14155550177", "+14155550140", "54321"
 
