@@ -39,13 +39,18 @@ class CarrierPool:
         self.carriers = list(carriers)
         self._turns = RoundRobin(self.carriers, attrgetter("ready"))
         self.lookup: Any = None  # the gateway's recipient lookup (carrier, line type), set by the app
+        self._by_name = {carrier.name: carrier for carrier in self.carriers}
+
+    def by_name(self, name: str) -> Carrier | None:
+        """The carrier of that name, or None."""
+        return self._by_name.get(name)
 
     def pick(self, prefer: str | None = None) -> Carrier | None:
         """A ready carrier: ``prefer`` (the one that took a message's other parts) when it is ready."""
         if prefer is not None:
-            for carrier in self.carriers:
-                if carrier.name == prefer and carrier.ready:
-                    return carrier
+            carrier = self._by_name.get(prefer)
+            if carrier is not None and carrier.ready:
+                return carrier
         return self._turns.pick()
 
     @property

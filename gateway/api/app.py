@@ -22,6 +22,7 @@ from gateway.api.openapi import routes as openapi_routes
 from gateway.api.routes.account import routes as account_routes
 from gateway.api.routes.admin import routes as admin_routes
 from gateway.api.routes.carrier_callbacks import callback_url, routes as carrier_callback_routes
+from gateway.api.routes.carriers import routes as carrier_routes
 from gateway.api.routes.data import routes as data_routes
 from gateway.api.routes.health import routes as health_routes
 from gateway.api.routes.inbound import routes as inbound_routes
@@ -30,15 +31,18 @@ from gateway.api.routes.messages import routes as message_routes
 from gateway.api.routes.numbers import routes as number_routes
 from gateway.api.routes.opt_outs import routes as opt_out_routes
 from gateway.api.routes.registry import routes as registry_routes
+from gateway.api.routes.routing import routes as routing_routes
 from gateway.api.routes.stats import routes as stats_routes
 from gateway.api.routes.voice import routes as voice_routes
 from gateway.api.routes.webhooks import routes as webhook_routes
 from gateway.cluster.coordination import QUEUE_CHANNEL, WEBHOOK_CHANNEL, BindSlots, PgListener, new_instance_id
 from gateway.sending.accepting import Acceptor
 from gateway.sending.dispatcher import Dispatcher
+from gateway.sending.health import Health
 from gateway.sending.lookup import NumberLookup
 from gateway.sending.pacing import RedisLimiter
 from gateway.sending.policy import PacingPolicy
+from gateway.sending.routing import route_of_settings
 from gateway.settings import CarrierSettings, Settings
 from gateway.store.accounts import KeyAuthenticator
 from gateway.store.db import create_engine, create_sessionmaker
@@ -248,7 +252,8 @@ class Resources:
         sender = app[app_keys.WEBHOOKS]
         dispatcher = Dispatcher(app[app_keys.SESSIONMAKER], pool, settings.dispatcher, on_webhooks=sender.notify,
                                 receipt_id_bases={c.name: c.receipt_id_base for c in settings.carriers},
-                                policy=policy, limiter=self.limiter, instance_id=self.instance_id)
+                                policy=policy, limiter=self.limiter, instance_id=self.instance_id,
+                                routes=[route_of_settings(r) for r in settings.routes], health=Health(settings.health))
         inbound = InboundService(app[app_keys.SESSIONMAKER],
                                  reassembly_timeout_s=settings.messages.reassembly_timeout_s,
                                  on_reply=dispatcher.notify, on_webhooks=sender.notify)
@@ -316,7 +321,8 @@ class Resources:
     async def acceptor(self, app: web.Application) -> AsyncIterator[None]:
         """Stores single-message requests in groups; the first to stop, so that what it holds is stored."""
         acceptor = Acceptor(app[app_keys.SESSIONMAKER], self.settings.pricing, lambda: app[app_keys.CLOCK](),
-                            on_queued=app[app_keys.DISPATCHER].notify, on_webhooks=app[app_keys.WEBHOOKS].notify)
+                            on_queued=app[app_keys.DISPATCHER].notify, on_webhooks=app[app_keys.WEBHOOKS].notify,
+                            router=app[app_keys.DISPATCHER].router)
         app[app_keys.ACCEPTOR] = acceptor
         yield
         await acceptor.stop()
@@ -341,6 +347,8 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
     app[app_keys.URL_POLICY] = AddressPolicy.of(settings.webhooks)
     app.cleanup_ctx.extend(Resources(settings, carriers).contexts())
     app.add_routes(health_routes)
+    app.add_routes(carrier_routes)
+    app.add_routes(routing_routes)
     app.add_routes(openapi_routes)
     app.add_routes(message_routes)
     app.add_routes(account_routes)

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.errors import GatewayError, ServiceUnavailable
 from gateway.sending import messages as svc
+from gateway.sending.routing import Router
 from gateway.settings import PricingSettings
 
 log = logging.getLogger(__name__)
@@ -51,9 +52,11 @@ def not_stored() -> ServiceUnavailable:
 
 class Acceptor:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], pricing: PricingSettings,
-                 clock: Callable[[], dt.datetime], on_queued: Callable[[], None], on_webhooks: Callable[[], None]):
+                 clock: Callable[[], dt.datetime], on_queued: Callable[[], None], on_webhooks: Callable[[], None],
+                 router: Router | None = None):
         self._sm = sessionmaker
         self._pricing = pricing
+        self._router = router  # the route table, for a route's cost per segment in the answers
         self._clock = clock
         self._on_queued = on_queued  # wakes the dispatcher, once per group
         self._on_webhooks = on_webhooks  # wakes the webhook sender, when the group queued deliveries
@@ -121,7 +124,8 @@ class Acceptor:
         for account_id, indexes in by_account.items():
             results = await svc.accept_many(session, account_id, [group[i].req for i in indexes], self._pricing,
                                             idempotency_keys=[group[i].key for i in indexes],
-                                            fingerprints=[group[i].fingerprint for i in indexes], now=now)
+                                            fingerprints=[group[i].fingerprint for i in indexes], now=now,
+                                            router=self._router)
             for i, result in zip(indexes, results):
                 outcomes[i] = result
         return outcomes

@@ -17,18 +17,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Callable
+from typing import Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carriers import Receipt
 from carriers.pool import CarrierPool
 from gateway.cluster.coordination import new_instance_id
+from gateway.sending import route_store
+from gateway.sending.health import Health
 from gateway.sending.leases import Leases
 from gateway.sending.pacing import MemoryLimiter, RedisLimiter, SendWindows
 from gateway.sending.policy import PacingPolicy
 from gateway.sending.queue import Queue, forget_reservations
 from gateway.sending.receipts import ReceiptMatcher
+from gateway.sending.routing import Route, Router
 from gateway.sending.sender import Sender
 from gateway.sending.sweep import Sweep
 from gateway.settings import DispatcherSettings
@@ -48,7 +51,8 @@ class Dispatcher:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], pool: CarrierPool,
                  settings: DispatcherSettings, *, on_webhooks: Callable[[], None] = lambda: None,
                  receipt_id_bases: dict[str, str] | None = None, policy: PacingPolicy | None = None,
-                 limiter: MemoryLimiter | RedisLimiter | None = None, instance_id: str | None = None):
+                 limiter: MemoryLimiter | RedisLimiter | None = None, instance_id: str | None = None,
+                 routes: Sequence[Route] = (), health: Health | None = None):
         self._sm = sessionmaker
         limiter = limiter or MemoryLimiter()
         self._shared_limits = isinstance(limiter, RedisLimiter)
@@ -66,9 +70,11 @@ class Dispatcher:
         self.stats = {"claimed": 0, "sent": 0, "retried": 0, "failed": 0, "receipts": 0, "unmatched": 0}
         self.queue = Queue(sessionmaker, pool, self.instance_id, policy, self.stats)
         self.leases = Leases(sessionmaker, settings, self.instance_id, self.notify)
+        self.health = health
+        self.router = Router(routes, pool, lookup=pool.lookup, sessionmaker=sessionmaker, health=health)
         self.sender = Sender(sessionmaker, pool, settings, self.queue, policy=policy, limiter=limiter,
                              windows=windows, stats=self.stats, wakeup=self._wakeup, write_signal=self._write_signal,
-                             record=self._record, notify=self.notify)
+                             record=self._record, notify=self.notify, router=self.router)
         self.matcher = ReceiptMatcher(sessionmaker, settings, receipt_id_bases or {}, self.stats, self._record)
         self.sweeper = Sweep(sessionmaker, settings, leases=self.leases, matcher=self.matcher, limiter=limiter,
                              windows=windows, record=self._record)
@@ -86,6 +92,7 @@ class Dispatcher:
             if not self._shared_limits:
                 # pacing reservations lived in that process's memory: let those messages ask the limits again
                 await forget_reservations(session)
+        await route_store.reload(self._sm, self.router)  # the routes added through the API
         self._tasks = [asyncio.create_task(self._claim_loop(), name="dispatcher-claim"),
                        asyncio.create_task(self._writer_loop(), name="dispatcher-writer"),
                        asyncio.create_task(self._sweep_loop(), name="dispatcher-sweep")]
@@ -117,6 +124,8 @@ class Dispatcher:
     async def on_receipt(self, carrier: str, receipt: Receipt) -> None:
         """Returns once the receipt is stored (the carrier acknowledges it then); raises when it could not be,
         so that the carrier asks the SMSC to send it again rather than lose it."""
+        if self.health is not None:
+            self.health.receipt(carrier, receipt.stat)
         stored = asyncio.get_running_loop().create_future()
         self._receipts.append((carrier, receipt))
         self._receipt_waiters.append(stored)
@@ -227,5 +236,6 @@ class Dispatcher:
                 log.exception("sweep failed")
 
     async def sweep(self) -> None:
-        """One sweep now (see gateway.sending.sweep)."""
+        """One sweep now (see gateway.sending.sweep), and the routes other instances stored read again."""
         await self.sweeper.run()
+        await route_store.reload(self._sm, self.router)

@@ -7,7 +7,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CARRIERS = ("att", "tmobile", "verizon", "unknown")
+from gateway.settings import RECIPIENT_CARRIERS as CARRIERS
 
 
 @dataclass

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from carriers.encoding import EncodedText, EncodingError, encode
 from gateway.errors import Conflict, GatewayError, NotFound, TooManyRequests, Unprocessable
 from gateway.sending import compliance, origination
+from gateway.sending.routing import Route, Router, route_cost
 from gateway.settings import MessageSettings, PricingSettings
 from gateway.store.idempotency import in_progress, reused, same_request
 from gateway.store.models import Message, MessageEvent, MessagePart, MessageStatus, VoiceMessage
@@ -141,7 +142,12 @@ async def opted_out_phones(session: AsyncSession, account_id: int, phones: set[s
     return found
 
 
-def price(number: Number, segments: int, pricing: PricingSettings) -> dict[str, Any]:
+def price(number: Number, segments: int, pricing: PricingSettings, route: Route | None = None) -> dict[str, Any]:
+    """What the message costs: its route's cost per segment when it has one, else the flat price of the sending
+    number's kind."""
+    if route is not None and route.cost_per_segment is not None:
+        return {"amount": route_cost(route, segments), "currency": pricing.currency,
+                "per_segment": route.cost_per_segment, "route": route.name}
     per_segment = float(getattr(pricing, number.type, pricing.long_code))
     return {"amount": round(per_segment * segments, 6), "currency": pricing.currency, "per_segment": per_segment}
 
@@ -179,11 +185,12 @@ def _queue_full(queued: int, account: Account) -> TooManyRequests:
 
 async def accept_many(session: AsyncSession, account_id: int, reqs: list[SendRequest | GatewayError],
                       pricing: PricingSettings, *, idempotency_keys: list[str | None] | None = None,
-                      fingerprints: list[str | None] | None = None,
-                      now: dt.datetime | None = None) -> list[Accepted | GatewayError]:
+                      fingerprints: list[str | None] | None = None, now: dt.datetime | None = None,
+                      router: Router | None = None) -> list[Accepted | GatewayError]:
     """Validate and store messages in one go: what they share is read once, the new rows written together.
     Each entry of the answer is an Accepted or the error for that message (items given as errors stay so).
-    A key already stored answers its message when given with the same request (``fingerprints``), else 422."""
+    A key already stored answers its message when given with the same request (``fingerprints``), else 422.
+    ``router``: the route table, whose cost per segment the price shows when the message's route has one."""
     now = now or utcnow()
     keys = idempotency_keys or [None] * len(reqs)
     hashes = fingerprints or [None] * len(reqs)
@@ -235,7 +242,10 @@ async def accept_many(session: AsyncSession, account_id: int, reqs: list[SendReq
                 status_callback_events=req.status_callback_events, message_type=message_type, created_at=now,
                 updated_at=now,
                 next_attempt_at=now, expires_at=now + dt.timedelta(seconds=req.ttl))
-            cost = price(number, len(encoded.segments), pricing)
+            route = router.route_of(router.facts(
+                destination=req.to, account_id=account_id, source=number.number, message_type=message_type,
+                number_kind=number.type, region=req.region)) if router is not None and router.routes else None
+            cost = price(number, len(encoded.segments), pricing, route)
             if req.dry_run:
                 if blocked is not None:
                     raise blocked

@@ -32,6 +32,7 @@ class Claimed:
     segments: int
     paced: bool
     next_attempt_at: dt.datetime
+    message_type: str | None = None
 
 
 async def forget_reservations(session: AsyncSession) -> None:
@@ -66,7 +67,7 @@ class Queue:
                 .values(status=S.SENDING.value, attempts=m.attempts + 1, updated_at=bindparam("claimed_at"),
                         claimed_by=self.instance_id)
                 .returning(m.id, m.account_id, m.source, m.destination, m.body, m.attempts, m.expires_at,
-                           m.segments, m.paced, m.next_attempt_at))
+                           m.segments, m.paced, m.next_attempt_at, m.message_type))
 
     async def claim(self, limit: int) -> list[Claimed]:
         if limit <= 0 or not self._pool.ready:

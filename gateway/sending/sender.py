@@ -29,9 +29,11 @@ from carriers.encoding import encode
 from carriers.ids import normalize_message_id
 from carriers.pool import CarrierPool
 from gateway.backoff import backoff
+from gateway.sending.health import SUBMIT_ERROR, SUBMIT_OK, THROTTLED
 from gateway.sending.pacing import SEND_GUARD_S, LimiterUnavailable, MemoryLimiter, RedisLimiter, SendWindows
 from gateway.sending.policy import PacingPolicy
 from gateway.sending.queue import Claimed, Queue, forget_reservations
+from gateway.sending.routing import Router
 from gateway.settings import DispatcherSettings
 from gateway.store.models import Message, MessagePart, MessageStatus as S
 from gateway.store.statements import update_by_id
@@ -72,9 +74,11 @@ class Sender:
                  settings: DispatcherSettings, queue: Queue, *, policy: PacingPolicy | None,
                  limiter: MemoryLimiter | RedisLimiter, windows: SendWindows, stats: dict[str, int],
                  wakeup: asyncio.Event, write_signal: asyncio.Event,
-                 record: Callable[[AsyncSession, list[dict]], Awaitable[None]], notify: Callable[[], None]):
+                 record: Callable[[AsyncSession, list[dict]], Awaitable[None]], notify: Callable[[], None],
+                 router: Router | None = None):
         self._sm = sessionmaker
         self._pool = pool
+        self._router = router if router is not None else Router((), pool)
         self._settings = settings
         self._queue = queue
         self._policy = policy
@@ -95,6 +99,8 @@ class Sender:
     async def pace(self, batch: list[Claimed]) -> None:
         """Send each claimed message now, at its reserved slot, or put it back in the queue for later."""
         policy = self._policy
+        if batch:
+            await self._router.prepare({b.source for b in batch})
         if policy is not None and batch:
             await policy.prepare({b.account_id for b in batch}, {b.source for b in batch if not b.paced})
         horizon = policy.settings.horizon_s if policy is not None else 0.0
@@ -200,15 +206,21 @@ class Sender:
                     parts: dict[int, Any] | None = None) -> None:
         outcome = Outcome(item.id, item.account_id, "retry", attempts=item.attempts, expires_at=item.expires_at,
                            source=item.source)
+        carrier: Carrier | None = None
         try:
             if slot is not None:
                 await self._wait_for_slot(item, slot)
             elif delay > 0:
                 await asyncio.sleep(delay)
-            carrier = self._pool.pick(next((p.carrier for p in parts.values() if p.carrier_message_id), None)
-                                      if parts else None)
+            router = self._router
+            facts = router.facts(destination=item.destination, account_id=item.account_id, source=item.source,
+                                 message_type=item.message_type) if router.routes else None
+            carrier, route = router.pick(facts, next((p.carrier for p in parts.values() if p.carrier_message_id),
+                                                     None) if parts else None)
             if carrier is None:
-                outcome.error_code, outcome.error_message = "no_carrier", "No carrier is connected."
+                outcome.error_code = "no_carrier"
+                outcome.error_message = (f"No carrier of route {route.name} can take it now." if route is not None
+                                         else "No carrier is connected.")
             else:
                 encoded = encode(item.body)
                 sms = OutboundSms(source=item.source, destination=item.destination,
@@ -232,6 +244,10 @@ class Sender:
         except Exception as exc:  # a bug or an unexpected carrier error: retry, never lose the message
             log.exception("sending message %s failed unexpectedly", item.id)
             outcome.error_code, outcome.error_message = "internal_error", type(exc).__name__
+        health = self._router.health
+        if carrier is not None and health is not None:
+            health.submitted(carrier.name, SUBMIT_OK if outcome.kind == "sent" else
+                             THROTTLED if outcome.error_code in ("throttled", "queue_full") else SUBMIT_ERROR)
         self.outcomes.append(outcome)
         self._write_signal.set()
 

@@ -81,6 +81,19 @@ class GatewayInstance(Base):
     heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class StoredRoute(Base):
+    """A route added through the operator API (gateway.sending.route_store): tried before the configured ones, in
+    ``position`` order; ``spec`` is its [[routes]] table as JSON."""
+
+    __tablename__ = "routes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    position: Mapped[int] = mapped_column(Integer)
+    spec: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class MessagePart(Base):
     """One submit_sm of a message as the carrier knows it: what the carrier answered to it (its message id, or
     the refusal it is submitted again after), how often it was submitted, and its own receipt state. A

@@ -34,7 +34,7 @@ SIGNED = {("GET", "/audio/{key}.wav"), ("POST", "/callbacks/voice/{token}"),  # 
           *((m, f"/callbacks/carriers/{{carrier}}/{kind}") for m in ("GET", "POST") for kind in ("reports", "inbound"))}
 CONSOLE_OPEN = {("GET", "/console/sign-in"), ("POST", "/console/sign-in"), ("GET", "/console/static/console.css")}
 SAMPLE = {"id": "1", "account": "1", "number": "12345", "keyword": "HOURS", "phone": "+14155550123",
-          "key": "a" * 64, "token": "t0k3n", "carrier": "sim"}
+          "key": "a" * 64, "token": "t0k3n", "carrier": "sim", "name": "uk"}
 ACTIONS = ("activate", "release", "review", "vet", "resubmit", "suspend", "associate", "disassociate")
 A_DEST, A_OPTED_OUT, A_VOICE_NUMBER, B_NUMBER = "+14155550166", "+14155550177", "+14155550140", "54321"
 
@@ -497,3 +497,14 @@ def test_limit_zero_turns_it_off():
     for _ in range(100):
         failures.failed("ip:1")
     assert failures.retry_after("ip:1") is None
+
+
+async def test_the_carriers_view_is_the_operators(api):
+    """GET /admin/carriers shows binds and health to the operator token only, never to an account's key."""
+    customer = await new_customer(api, api.sessionmaker, "acme")
+    for headers in ({}, customer.headers):
+        resp = await api.get("/admin/carriers", headers=headers)
+        assert (resp.status, (await resp.json())["error"]["code"]) == (401, "invalid_operator_token")
+    resp = await api.get("/admin/carriers", headers=ADMIN)
+    [sim] = (await resp.json())["carriers"]
+    assert resp.status == 200 and (sim["name"], sim["binds"], sim["health"]["state"]) == ("sim", None, "healthy")
