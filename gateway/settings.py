@@ -15,13 +15,12 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, get_args, get_origin, get_type_hints
+from typing import Any, Mapping, get_type_hints
 
 from carriers.http_sms import DEFAULT_STATUS_MAP, PROFILES, JsonFields
+from gateway.settings_routes import HealthSettings, RouteSettings, parse_route, validate_route
+from gateway.settings_values import SettingsError, build
 
-NUMBER_KINDS = ("short_code", "ten_dlc", "toll_free", "long_code")  # what routes may match on
-RECIPIENT_CARRIERS = ("att", "tmobile", "verizon", "unknown")  # what the recipient lookup answers
-MESSAGE_TYPES = ("transactional", "promotional")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "gateway.toml"
 
@@ -30,10 +29,6 @@ ALIASES = {
     "GATEWAY_HOST": ("server", "host"),
     "GATEWAY_OPERATOR_TOKEN": ("security", "operator_token"),
 }
-
-
-class SettingsError(ValueError):
-    """The configuration cannot be used; the message says which setting and why."""
 
 
 @dataclass
@@ -142,50 +137,6 @@ class CarrierSettings:
                               report_error_path=self.report_error_path, status_map=mapping)
         except ValueError as exc:
             raise SettingsError(f"carriers.{self.name}: {exc}") from None
-
-
-@dataclass
-class HealthSettings:
-    enabled: bool = True
-    window_s: float = 300.0  # the sliding window the rates are measured over
-    min_samples: int = 20  # submits (or final receipts) the window must hold before their rates are judged
-    max_submit_error_rate: float = 0.2  # share of submits refused or failed (not bound, timeouts, refusals)
-    max_throttle_rate: float = 0.5  # share of submits answered "slow down" (ESME_RTHROTTLED, queue full, 429)
-    max_undelivered_rate: float = 0.5  # share of final receipts that ended undelivered or rejected
-    probe_share: float = 0.05  # share of a failover list's or split's traffic a degraded carrier still gets
-
-
-@dataclass
-class RouteSettings:
-    """One ``[[routes]]`` table: what it matches (empty: anything) and its action (one of carrier, failover,
-    split); see gateway.sending.routing."""
-
-    name: str = ""
-    countries: list[str] = field(default_factory=list)  # ISO codes of the destination's country: ["GB", "IE"]
-    prefixes: list[str] = field(default_factory=list)  # the destination's first digits, with the +: ["+4477"]
-    recipient_carriers: list[str] = field(default_factory=list)  # att | tmobile | verizon | unknown
-    accounts: list[int] = field(default_factory=list)
-    number_kinds: list[str] = field(default_factory=list)  # short_code | ten_dlc | toll_free | long_code
-    message_types: list[str] = field(default_factory=list)  # transactional | promotional
-    carrier: str = ""  # this carrier only
-    failover: list[str] = field(default_factory=list)  # the first of these that can take the message now
-    split: list[str] = field(default_factory=list)  # "carrier=percent", the percentages adding up to 100
-    cost_per_segment: float | None = None  # None: the flat price of the sending number's kind
-
-    def split_weights(self) -> list[tuple[str, float]]:
-        """The split as (carrier, percent) pairs."""
-        pairs = []
-        for entry in self.split:
-            name, sep, percent = entry.partition("=")
-            try:
-                value = float(percent) if sep else -1.0
-            except ValueError:
-                value = -1.0
-            if not name.strip() or not 0 <= value <= 100:
-                raise SettingsError(f"routes.{self.name}.split: {entry!r} is not \"carrier=percent\" "
-                                    "with a percent from 0 to 100")
-            pairs.append((name.strip(), value))
-        return pairs
 
 
 @dataclass
@@ -332,46 +283,6 @@ class Settings:
         return url
 
 
-def _coerce(kind: Any, value: Any, where: str) -> Any:
-    if get_origin(kind) is list:  # a TOML array, or comma-separated text from the environment
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, list):
-            raise SettingsError(f"{where}: expected a list, got {value!r}")
-        return [_coerce(get_args(kind)[0], item.strip() if isinstance(item, str) else item, where)
-                for item in items if not (isinstance(item, str) and not item.strip())]
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in {"1", "true", "yes", "on"}:
-            return True
-        if text in {"0", "false", "no", "off", ""}:
-            return False
-        raise SettingsError(f"{where}: expected true or false, got {value!r}")
-    if kind in (int, float):
-        if isinstance(value, bool):
-            raise SettingsError(f"{where}: expected a number, got {value!r}")
-        try:
-            return kind(value)
-        except (TypeError, ValueError):
-            raise SettingsError(f"{where}: expected a number, got {value!r}") from None
-    if kind is str:
-        if isinstance(value, (dict, list)):
-            raise SettingsError(f"{where}: expected text, got {value!r}")
-        return str(value)
-    raise SettingsError(f"{where}: unsupported setting type")
-
-
-def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
-    hints = get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - known
-    if unknown:
-        raise SettingsError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
-    kwargs = {name: _coerce(hints[name], value, f"{where}.{name}") for name, value in data.items()}
-    return cls(**kwargs)
-
-
 def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Read the TOML file (default: GATEWAY_CONFIG or config/gateway.toml), then apply the environment."""
     env = os.environ if env is None else env
@@ -411,7 +322,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
                 if option in fields:
                     values[section][option] = value
                 break
-    built = {name: _build(hints[name], data, name) for name, data in values.items()}
+    built = {name: build(hints[name], data, name) for name, data in values.items()}
     carriers_raw = raw.get("carriers")
     carriers_raw = [dict(c) for c in carriers_raw] if carriers_raw is not None else [{}]
     carrier_fields = {f.name for f in dataclasses.fields(CarrierSettings)}
@@ -420,58 +331,11 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         for key, value in env.items():
             if key.startswith(prefix) and key[len(prefix):].lower() in carrier_fields - {"name"}:
                 item[key[len(prefix):].lower()] = value
-    carriers = [_build(CarrierSettings, item, f"carriers[{i}]") for i, item in enumerate(carriers_raw)]
+    carriers = [build(CarrierSettings, item, f"carriers[{i}]") for i, item in enumerate(carriers_raw)]
     routes = [parse_route(item, f"routes[{i}]") for i, item in enumerate(raw.get("routes") or [])]
     settings = Settings(**built, carriers=carriers, routes=routes)
     validate(settings)
     return settings
-
-
-def parse_route(item: Mapping[str, Any], where: str) -> RouteSettings:
-    """A ``[[routes]]`` table (or a route given to the API); its cost_per_segment is a number or absent (the flat
-    price). ``where`` starts the errors' sentences."""
-    data = dict(item)
-    if isinstance(data.get("name"), str):
-        where += f" ({data['name']})"
-    cost = data.pop("cost_per_segment", None)
-    route = _build(RouteSettings, data, where)
-    if cost is not None:
-        route.cost_per_segment = _coerce(float, cost, f"{where}.cost_per_segment")
-    return route
-
-
-def validate_route(route: RouteSettings, carriers: set[str]) -> None:
-    """A route that can be used: a name, known criteria, exactly one action naming known carriers."""
-    where = f"routes.{route.name or '?'}"
-    if not route.name.strip():
-        raise SettingsError("routes: every route needs a name")
-    for country in route.countries:
-        if len(country) != 2 or not country.isalpha() or not country.isupper():
-            raise SettingsError(f"{where}.countries: {country!r} is not a two-letter ISO country code (\"GB\")")
-    for prefix in route.prefixes:
-        if not (prefix.startswith("+") and prefix[1:].isdigit()):
-            raise SettingsError(f"{where}.prefixes: {prefix!r} is not a + followed by digits (\"+4477\")")
-    for label, values, allowed in (("recipient_carriers", route.recipient_carriers, RECIPIENT_CARRIERS),
-                                   ("number_kinds", route.number_kinds, NUMBER_KINDS),
-                                   ("message_types", route.message_types, MESSAGE_TYPES)):
-        bad = sorted(set(values) - set(allowed))
-        if bad:
-            raise SettingsError(f"{where}.{label}: {', '.join(bad)} not among {', '.join(allowed)}")
-    actions = [name for name in ("carrier", "failover", "split") if getattr(route, name)]
-    if len(actions) != 1:
-        raise SettingsError(f"{where}: give exactly one action, carrier, failover or split (got "
-                            f"{', '.join(actions) or 'none'})")
-    named = [route.carrier] if route.carrier else route.failover or [n for n, _ in route.split_weights()]
-    unknown = sorted(set(named) - carriers)
-    if unknown:
-        raise SettingsError(f"{where}: no carrier named {', '.join(unknown)} (carriers: {', '.join(sorted(carriers))})")
-    if len(set(named)) != len(named):
-        raise SettingsError(f"{where}: a carrier is named twice")
-    if route.split and abs(sum(p for _, p in route.split_weights()) - 100) > 1e-6:
-        raise SettingsError(f"{where}.split: the percentages add up to "
-                            f"{sum(p for _, p in route.split_weights()):g}, not 100")
-    if route.cost_per_segment is not None and route.cost_per_segment < 0:
-        raise SettingsError(f"{where}.cost_per_segment must be 0 or above")
 
 
 def _validate_http(carrier: CarrierSettings) -> None:

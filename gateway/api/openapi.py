@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from carriers.voice_http import CALL_STATUSES
+from gateway.api.openapi_carriers import CARRIER_PATHS
 from gateway.api.openapi_schemas import (
     ACCOUNT_PARAM,
     BODIES,
@@ -224,109 +225,8 @@ PATHS["/callbacks/voice/{token}"] = {"post": {
         "error": {"type": ["string", "null"]}}}),
     "responses": {"200": reply({"type": "object"}), **errors(400, 401, 422)}}}
 
-_CARRIER = {"name": "carrier", "in": "path", "required": True, "schema": {"type": "string"}}
-_TOKEN = {"name": "token", "in": "query", "required": True, "schema": {"type": "string"},
-          "description": "<expires>.<HMAC of the carrier, the kind of callback and expires> (never logged)"}
+PATHS.update(CARRIER_PATHS)
 
-
-def _query(*names: str) -> list[dict[str, Any]]:
-    return [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}} for n in names]
-
-
-_FIELDS_BODY = {"required": False, "content": {"application/json": {"schema": {"type": "object"}},
-                                               "application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
-_ANSWER = reply({"type": "object", "properties": {"ok": {"type": "boolean"}, "applied": {"type": "boolean"}}})
-PATHS["/callbacks/carriers/{carrier}/reports"] = {
-    "get": {"summary": "A status report from an HTTP SMS carrier: Kannel's dlr-url (signed token)", "security": [],
-            "parameters": [_CARRIER, _TOKEN, *_query("ref", "status", "smsc_id", "answer")],
-            "responses": {"200": _ANSWER, **errors(401, 422)}},
-    "post": {"summary": "A status report from a JSON SMS provider: JSON, form or query fields (signed token)",
-             "security": [], "parameters": [_CARRIER, _TOKEN], "requestBody": _FIELDS_BODY,
-             "responses": {"200": _ANSWER, **errors(401, 422)}}}
-PATHS["/callbacks/carriers/{carrier}/inbound"] = {
-    method: {"summary": "An inbound message from Kannel's sms-service get-url (signed token)", "security": [],
-             "parameters": [_CARRIER, _TOKEN, *_query("from", "to", "text", "coding")],
-             **({"requestBody": _FIELDS_BODY} if method == "post" else {}),
-             "responses": {"200": {"description": "Stored (an empty body: no reply)"}, **errors(401, 422)}}
-    for method in ("get", "post")}
-PATHS["/admin/carriers/{carrier}/callback-urls"] = {"get": {
-    "summary": "Signed callback URLs of an HTTP carrier, to set at a provider that is not given them with each "
-               "message (Kannel's sms-service get-url, a provider's dashboard)", "security": OPERATOR,
-    "parameters": [_CARRIER, {"name": "days", "in": "query", "required": False,
-                              "schema": {"type": "integer", "minimum": 1, "maximum": 3660}}],
-    "responses": {"200": reply({"type": "object"}), **errors(401, 404, 422)}}}
-
-_HEALTH = {"type": ["object", "null"], "properties": {
-    "state": {"type": "string", "enum": ["healthy", "degraded"]},
-    "reasons": {"type": "array", "items": {"type": "string"}},
-    "changed_at": {"type": ["number", "null"]}, "window_s": {"type": "number"}, "submits": {"type": "integer"},
-    "receipts": {"type": "integer"}, "submit_error_rate": {"type": "number"}, "throttle_rate": {"type": "number"},
-    "undelivered_rate": {"type": "number"}}}
-PATHS["/admin/carriers"] = {"get": {
-    "summary": "The carriers: whether each can take messages now, its SMPP binds, and its health over the sliding "
-               "window ([health]): submit error rate, throttle rate, share of receipts undelivered or rejected",
-    "security": OPERATOR,
-    "responses": {"200": _json({"type": "object", "required": ["carriers"], "properties": {"carriers": {
-        "type": "array", "items": {"type": "object", "required": ["name", "type", "ready", "binds", "health"],
-                                   "properties": {
-                                       "name": {"type": "string"}, "type": {"type": "string"},
-                                       "ready": {"type": "boolean"},
-                                       "binds": {"type": ["array", "null"], "items": {"type": "object"}},
-                                       "health": _HEALTH}}}}}),
-                  **_errors(401)}}}
-
-_STRINGS = {"type": "array", "items": {"type": "string"}}
-_ROUTE_FIELDS = {
-    "name": {"type": "string", "minLength": 1, "maxLength": 100},
-    "countries": {**_STRINGS, "description": 'ISO codes of the destination\'s country ("GB")'},
-    "prefixes": {**_STRINGS, "description": 'The destination\'s first digits with the + ("+4477")'},
-    "recipient_carriers": {**_STRINGS, "description": "att, tmobile, verizon, unknown (the recipient lookup)"},
-    "accounts": {"type": "array", "items": {"type": "integer"}},
-    "number_kinds": {**_STRINGS, "description": "short_code, ten_dlc, toll_free, long_code"},
-    "message_types": {**_STRINGS, "description": "transactional, promotional"},
-    "carrier": {"type": ["string", "null"], "description": "This carrier only (one action of three)"},
-    "failover": {**_STRINGS, "description": "The first of these carriers that can take the message now"},
-    "split": {**_STRINGS, "description": 'A weighted draw: "carrier=percent", adding up to 100'},
-    "cost_per_segment": {"type": ["number", "null"], "minimum": 0,
-                         "description": "Shown as the price instead of [pricing]; null: the flat price"},
-}
-_ROUTE = {"type": "object", "required": ["name", "position", "source", "action"], "properties": {
-    **_ROUTE_FIELDS, "position": {"type": "integer"}, "source": {"type": "string", "enum": ["config", "api"]},
-    "action": {"type": "string", "enum": ["carrier", "failover", "split"]}}}
-_ROUTE_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-PATHS["/admin/routes"] = {
-    "get": {"summary": "The route table in the order routes are tried: those added here, then the configured ones",
-            "security": OPERATOR, "responses": {"200": _json({"type": "object", "required": ["routes"],
-                                                              "properties": {"routes": {"type": "array",
-                                                                                        "items": _ROUTE}}}),
-                                                **_errors(401)}},
-    "post": {"summary": "Add a route (kept in the database, applied at once on every instance): what it matches, "
-                        "exactly one action (carrier, failover or split), a cost per segment; tried before the "
-                        "configured routes, at position among those added here (default: last)",
-             "security": OPERATOR,
-             "requestBody": _body({"type": "object", "required": ["name"], "additionalProperties": False,
-                                   "properties": {**_ROUTE_FIELDS,
-                                                  "position": {"type": "integer", "minimum": 0, "maximum": 100000}}}),
-             "responses": {"201": _json(_ROUTE), **_errors(400, 401, 409, 422)}}}
-PATHS["/admin/routes/{name}"] = {"delete": {
-    "summary": "Remove a route added through the API (a configured one: 409 route_in_config)", "security": OPERATOR,
-    "parameters": [_ROUTE_NAME],
-    "responses": {"200": _json({"type": "object", "properties": {"deleted": {"type": "string"}}}),
-                  **_errors(401, 404, 409)}}}
-PATHS["/admin/routes/test"] = {"post": {
-    "summary": "Which route and carrier a message would take now, and why (gatewayctl routes test)",
-    "security": OPERATOR,
-    "requestBody": _body({"type": "object", "required": ["to", "account_id"], "additionalProperties": False,
-                          "properties": {"to": {"type": "string", "maxLength": 40},
-                                         "account_id": {"type": "integer", "minimum": 1},
-                                         "from": {"type": ["string", "null"], "maxLength": 40},
-                                         "message_type": {"type": ["string", "null"],
-                                                          "enum": ["transactional", "promotional", None]}}}),
-    "responses": {"200": _json({"type": "object", "required": ["route", "carrier", "why"], "properties": {
-        "route": {"type": ["string", "null"]}, "action": {"type": ["string", "null"]},
-        "carrier": {"type": ["string", "null"]}, "cost_per_segment": {"type": ["number", "null"]},
-        "from": {"type": ["string", "null"]}, "why": {"type": "array", "items": {"type": "string"}},
-        "facts": {"type": "object"}}}), **_errors(400, 401, 422)}}}
 
 _OBJ = {"type": "object"}
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from carriers import Carrier
-from gateway.settings import HealthSettings
+from gateway.settings_routes import HealthSettings
 
 log = logging.getLogger(__name__)
 

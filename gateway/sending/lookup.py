@@ -7,7 +7,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.settings import RECIPIENT_CARRIERS as CARRIERS
+from gateway.settings_routes import RECIPIENT_CARRIERS as CARRIERS
 
 
 @dataclass

@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.errors import Conflict, GatewayError, NotFound, Unprocessable
 from gateway.sending import origination
 from gateway.sending.routing import Route, Router, explain, route_of_settings
-from gateway.settings import RouteSettings, SettingsError, parse_route, validate_route
+from gateway.settings import SettingsError
+from gateway.settings_routes import RouteSettings, parse_route, validate_route
 from gateway.store.models import StoredRoute
 from gateway.validation import Fields, region_of
 from registry.models import Number, NumberStatus

@@ -29,7 +29,7 @@ from carriers import Carrier
 from carriers.pool import CarrierPool
 from gateway.sending.health import Health
 from gateway.sending.lookup import NumberLookup
-from gateway.settings import RouteSettings
+from gateway.settings_routes import RouteSettings
 from gateway.validation import region_of
 from registry.models import Number
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api import app_keys
+from gateway.api.bodies import read_json_object
 from gateway.sending import route_store
-from gateway.validation import read_json_object
 
 routes = web.RouteTableDef()
 

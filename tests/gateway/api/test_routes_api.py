@@ -11,7 +11,7 @@ import pytest
 from carriers.loopback import LoopbackCarrier
 from gateway.api import app_keys
 from gateway.api.app import create_app
-from gateway.settings import RouteSettings
+from gateway.settings_routes import RouteSettings
 from registry.models import Number
 from tests.conftest import ADMIN, new_customer, wait_for
 

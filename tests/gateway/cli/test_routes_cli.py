@@ -9,7 +9,7 @@ from aiohttp import web
 
 from carriers.loopback import LoopbackCarrier
 from gateway.api.app import create_app
-from gateway.settings import RouteSettings
+from gateway.settings_routes import RouteSettings
 from tests.gateway.cli.test_cli import invoke
 
 

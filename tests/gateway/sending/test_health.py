@@ -10,7 +10,7 @@ import pytest
 
 from gateway.sending.health import SUBMIT_ERROR, SUBMIT_OK, THROTTLED, Health
 from gateway.sending.routing import Route, choose
-from gateway.settings import HealthSettings
+from gateway.settings_routes import HealthSettings
 
 
 class Clock:
