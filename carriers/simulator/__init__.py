@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from carriers.simulator.control import SimulatorServices, create_control_app
-from carriers.simulator.smsc import SmscHandler, SmscProtocol, SmscSimulator, Submitted
+from carriers.simulator.scenario import SmscHandler, Submitted
+from carriers.simulator.session import SmscProtocol
+from carriers.simulator.smsc import SmscSimulator
 
 __all__ = ["SimulatorServices", "SmscHandler", "SmscProtocol", "SmscSimulator", "Submitted", "create_control_app"]

@@ -24,7 +24,8 @@ from typing import Any
 from aiohttp import web
 from smpplib import consts
 
-from carriers.simulator.smsc import NO_ANSWER, SmscSimulator
+from carriers.simulator.scenario import NO_ANSWER
+from carriers.simulator.smsc import SmscSimulator
 
 SIM = web.AppKey("sim", SmscSimulator)
 STATS = {"DELIVRD", "EXPIRED", "DELETED", "UNDELIV", "ACCEPTD", "UNKNOWN", "REJECTD"}

@@ -1,9 +1,10 @@
 """An SMSC simulator: an asyncio SMPP 3.4 server that plays the carriers, for tests, the demo and benchmarks.
 
-Shape (after aiosmtpd): :class:`SmscProtocol` owns one connection's state machine, one ``handle_<command>``
-method per command gathered in a dispatch table, with per-connection state in a :class:`Session`.
-:class:`SmscHandler` holds the scenario hooks (throttle, fail, delay, per-carrier rate limits, receipt
-outcome) that tests and benchmarks set; :class:`SmscSimulator` owns the server, the receipts and the counters.
+Shape (after aiosmtpd): :class:`~carriers.simulator.session.SmscProtocol` owns one connection's state machine,
+one ``handle_<command>`` method per command gathered in a dispatch table, with per-connection state in a
+``Session``. :class:`~carriers.simulator.scenario.SmscHandler` holds the scenario hooks (throttle, fail, delay,
+per-carrier rate limits, receipt outcome) that tests and benchmarks set; :class:`SmscSimulator` (here) owns the
+server, the receipts and the counters.
 """
 
 from __future__ import annotations
@@ -17,231 +18,18 @@ import itertools
 import logging
 import random
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from smpplib import consts
 
 from carriers.encoding import encode as encode_text
+from carriers.simulator.scenario import SmscHandler, Submitted
+from carriers.simulator.session import SmscProtocol
 from carriers.smpp import _pdu as P
 from carriers.smpp.receipts import STATE_CODES, concat_udh, parse_inbound
 
 log = logging.getLogger(__name__)
 
-BIND_COMMANDS = {"bind_transmitter": "tx", "bind_receiver": "rx", "bind_transceiver": "trx"}
-NO_ANSWER = -1  # a submit_status meaning: never answer this submit_sm (a response lost at the SMSC)
-
-
-@dataclass
-class Submitted:
-    """A submit_sm as the simulator received it."""
-
-    message_id: str
-    system_id: str
-    source: str
-    destination: str
-    data_coding: int
-    esm_class: int
-    text: str
-    short_message: bytes
-    concat: tuple[int, int, int] | None  # (ref, total, seq) from UDH or SAR
-    registered_delivery: int
-    label: str  # the carrier this destination belongs to (for per-carrier limits)
-    received_at: float = field(default_factory=time.time)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"message_id": self.message_id, "system_id": self.system_id, "source": self.source,
-                "destination": self.destination, "data_coding": self.data_coding, "esm_class": self.esm_class,
-                "text": self.text, "concat": list(self.concat) if self.concat else None, "label": self.label,
-                "received_at": self.received_at}
-
-
-class SmscHandler:
-    """Scenario hooks. Each may be changed while the simulator runs."""
-
-    def __init__(self) -> None:
-        self.throttle_all = False  # answer ESME_RTHROTTLED to every submit_sm
-        self.throttle_fraction = 0.0  # ... or to this random fraction of them
-        self.fail: dict[str, int] = {}  # destination -> command_status to answer
-        self.response_delay = 0.0  # seconds before each submit_sm_resp
-        self.rate_limits: dict[str, float] = {}  # carrier label -> submits per calendar second
-        self.label_of: Callable[[str], str] = lambda destination: "default"
-        self.outcome: str | Callable[[str, str], str] = "DELIVRD"  # receipt stat, or f(destination, text)
-        self.outcomes_by_destination: dict[str, str] = {}
-        self.receipt_err: str | None = None  # the err: of receipts that are not DELIVRD (default 001)
-        # every Nth part of a concatenated message (counted over all of them, first submits and repeats alike)
-        # is answered with this command_status, or not answered at all (NO_ANSWER); 0: off
-        self.every_nth_part = 0
-        self.nth_part_status = consts.SMPP_ESME_RTHROTTLED
-        self._parts_seen = 0
-
-    def submit_status(self, sim: "SmscSimulator", sub: Submitted) -> int:
-        """The command_status to answer a submit_sm with (0: accepted)."""
-        if sub.destination in self.fail:
-            return self.fail[sub.destination]
-        if self.every_nth_part and sub.concat is not None:
-            self._parts_seen += 1
-            if self._parts_seen % self.every_nth_part == 0:
-                return self.nth_part_status
-        if self.throttle_all or (self.throttle_fraction and random.random() < self.throttle_fraction):
-            return consts.SMPP_ESME_RTHROTTLED
-        limit = self.rate_limits.get(sub.label)
-        if limit is not None and sim.count_this_second(sub.label) >= limit:
-            return consts.SMPP_ESME_RTHROTTLED
-        return consts.SMPP_ESME_ROK
-
-    def receipt_stat(self, sub: Submitted) -> str:
-        if sub.destination in self.outcomes_by_destination:
-            return self.outcomes_by_destination[sub.destination]
-        return self.outcome(sub.destination, sub.text) if callable(self.outcome) else self.outcome
-
-
-@dataclass
-class Session:
-    peer: str
-    system_id: str | None = None
-    mode: str | None = None  # tx | rx | trx
-
-    @property
-    def can_receive(self) -> bool:
-        return self.mode in ("rx", "trx")
-
-
-class SmscProtocol:
-    def __init__(self, sim: "SmscSimulator", reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self.sim = sim
-        self.reader, self.writer = reader, writer
-        peer = writer.get_extra_info("peername")
-        self.session = Session(peer=f"{peer[0]}:{peer[1]}" if peer else "?")
-        self._seq = itertools.count(1)
-        self.pending_receipts: dict[int, tuple[bytes, int]] = {}
-        self._out: list[bytes] = []  # PDUs sent during this turn of the event loop, written together
-        self.handlers: dict[str, Callable[[Any, int], Any]] = {
-            "bind_transmitter": self.handle_bind, "bind_receiver": self.handle_bind,
-            "bind_transceiver": self.handle_bind, "submit_sm": self.handle_submit_sm,
-            "enquire_link": self.handle_enquire_link, "unbind": self.handle_unbind,
-        }
-
-    def send(self, raw: bytes) -> None:
-        if self.writer.is_closing():
-            return
-        if not self._out:
-            asyncio.get_running_loop().call_soon(self.flush)
-        self._out.append(raw)
-
-    def flush(self) -> None:
-        """Write the PDUs sent during this turn of the event loop in one go (one system call, not one per PDU)."""
-        out, self._out = self._out, []
-        if out and not self.writer.is_closing():
-            self.writer.write(out[0] if len(out) == 1 else b"".join(out))
-
-    def next_seq(self) -> int:
-        return next(self._seq)
-
-    async def run(self) -> None:
-        P.set_nodelay(self.writer)
-        try:
-            while True:
-                try:
-                    raw = await P.read_frame(self.reader)
-                except P.FrameError as exc:
-                    log.info("simulator: closing %s: %s", self.session.peer, exc)
-                    self.sim.stats["garbage"] += 1
-                    break
-                _, command_id, status, seq = P.header(raw)
-                if command_id & P.RESPONSE_BIT:
-                    self.on_response(command_id, status, seq)
-                    continue
-                try:
-                    pdu = P.parse(raw)
-                except ValueError:
-                    self.sim.stats["garbage"] += 1
-                    self.send(P.build("generic_nack", seq, status=P.nack_status(command_id)))
-                    continue
-                handler = self.handlers.get(pdu.command)
-                if handler is None:
-                    self.send(P.build("generic_nack", seq, status=consts.SMPP_ESME_RINVCMDID))
-                    continue
-                if await handler(pdu, seq) is False:
-                    break
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            self.sim.connection_closed(self)
-            with contextlib.suppress(Exception):
-                self.flush()
-                self.writer.close()
-
-    def on_response(self, command_id: int, status: int, seq: int) -> None:
-        pending = self.pending_receipts.pop(seq, None)
-        if pending is not None and status == consts.SMPP_ESME_ROK:
-            self.sim.stats["acknowledged"] += 1  # the ESME took this deliver_sm: it is never sent again
-        elif pending is not None:
-            raw, attempt = pending  # the ESME asked us to retry: again in a moment
-            self.sim.stats["receipts_refused"] += 1
-            if attempt < 5:
-                asyncio.get_running_loop().call_later(0.5 * attempt, self.sim.requeue_receipt,
-                                                      self.session.system_id, raw, attempt + 1)
-
-    async def handle_bind(self, pdu: Any, seq: int) -> None:
-        resp = pdu.command + "_resp"
-        if self.session.mode is not None:
-            self.send(P.build(resp, seq, status=consts.SMPP_ESME_RALYBND, system_id="smsc-sim"))
-            return
-        system_id, password = P.text(pdu.system_id), P.text(pdu.password)
-        if system_id not in self.sim.accounts:
-            status = consts.SMPP_ESME_RINVSYSID
-        elif self.sim.accounts[system_id] != password:
-            status = consts.SMPP_ESME_RINVPASWD
-        else:
-            status = consts.SMPP_ESME_ROK
-        self.send(P.build(resp, seq, status=status, system_id="smsc-sim"))
-        if status == consts.SMPP_ESME_ROK:
-            self.session.system_id, self.session.mode = system_id, BIND_COMMANDS[pdu.command]
-            self.sim.bound(self)
-        else:
-            self.sim.stats["bind_refused"] += 1
-
-    async def handle_enquire_link(self, pdu: Any, seq: int) -> None:
-        self.sim.stats["enquire_link"] += 1
-        self.send(P.build("enquire_link_resp", seq))
-
-    async def handle_unbind(self, pdu: Any, seq: int) -> bool:
-        self.sim.stats["unbind"] += 1
-        self.send(P.build("unbind_resp", seq))
-        self.flush()
-        with contextlib.suppress(Exception):
-            await self.writer.drain()
-        return False
-
-    async def handle_submit_sm(self, pdu: Any, seq: int) -> None:
-        if self.session.mode not in ("tx", "trx"):
-            self.send(P.build("submit_sm_resp", seq, status=consts.SMPP_ESME_RINVBNDSTS, message_id=""))
-            return
-        sub = self.sim.record(pdu, self.session.system_id or "")
-        status = self.sim.handler.submit_status(self.sim, sub)
-        delay = self.sim.handler.response_delay
-        if status == NO_ANSWER:
-            self.sim.stats["unanswered"] += 1
-            return
-        if status != consts.SMPP_ESME_ROK:
-            self.sim.refused(sub, status)
-            raw = P.build("submit_sm_resp", seq, status=status, message_id="")
-        else:
-            self.sim.accepted(sub)
-            raw = P.build("submit_sm_resp", seq, message_id=sub.message_id)
-        if delay > 0:
-            asyncio.get_running_loop().call_later(delay, self.send, raw)
-        else:
-            self.send(raw)
-        if status == consts.SMPP_ESME_ROK and sub.registered_delivery & consts.SMPP_SMSC_DELIVERY_RECEIPT_BITMASK:
-            self.sim.schedule_receipt(sub)
-
-    def deliver(self, raw_without_seq: Callable[[int], bytes], attempt: int = 1) -> None:
-        seq = self.next_seq()
-        raw = raw_without_seq(seq)
-        self.pending_receipts[seq] = (raw, attempt)
-        self.send(raw)
 
 
 class SmscSimulator:
