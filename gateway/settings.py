@@ -222,6 +222,12 @@ class VoiceSettings:
 
 
 @dataclass
+class MetricsSettings:
+    # a token that opens GET /metrics only (the operator token opens it too); empty: only the operator token
+    scrape_token: str = field(default="", repr=False)
+
+
+@dataclass
 class PricingSettings:
     currency: str = "USD"
     short_code: float = 0.0100  # per segment
@@ -244,6 +250,7 @@ class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     pricing: PricingSettings = field(default_factory=PricingSettings)
     voice: VoiceSettings = field(default_factory=VoiceSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     carriers: list[CarrierSettings] = field(default_factory=lambda: [CarrierSettings()])
 
     @property

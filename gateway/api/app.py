@@ -26,11 +26,13 @@ from gateway.api.routes.health import routes as health_routes
 from gateway.api.routes.inbound import routes as inbound_routes
 from gateway.api.routes.keywords import routes as keyword_routes
 from gateway.api.routes.messages import routes as message_routes
+from gateway.api.routes.metrics import routes as metrics_routes
 from gateway.api.routes.numbers import routes as number_routes
 from gateway.api.routes.opt_outs import routes as opt_out_routes
 from gateway.api.routes.registry import routes as registry_routes
 from gateway.api.routes.voice import routes as voice_routes
 from gateway.api.routes.webhooks import routes as webhook_routes
+from gateway.metrics import Metrics
 from gateway.cluster.coordination import QUEUE_CHANNEL, WEBHOOK_CHANNEL, BindSlots, PgListener, new_instance_id
 from gateway.sending.accepting import Acceptor
 from gateway.sending.dispatcher import Dispatcher
@@ -183,7 +185,8 @@ class Resources:
         await voice_sim.stop()
 
     async def webhook_sender(self, app: web.Application) -> AsyncIterator[None]:
-        sender = WebhookSender(app[app_keys.SESSIONMAKER], self.settings.webhooks, app[app_keys.URL_POLICY])
+        sender = WebhookSender(app[app_keys.SESSIONMAKER], self.settings.webhooks, app[app_keys.URL_POLICY],
+                               metrics=app[app_keys.METRICS])
         await sender.start()
         app[app_keys.WEBHOOKS] = sender
         yield
@@ -245,10 +248,11 @@ class Resources:
         sender = app[app_keys.WEBHOOKS]
         dispatcher = Dispatcher(app[app_keys.SESSIONMAKER], pool, settings.dispatcher, on_webhooks=sender.notify,
                                 receipt_id_bases={c.name: c.receipt_id_base for c in settings.carriers},
-                                policy=policy, limiter=self.limiter, instance_id=self.instance_id)
+                                policy=policy, limiter=self.limiter, instance_id=self.instance_id,
+                                metrics=app[app_keys.METRICS])
         inbound = InboundService(app[app_keys.SESSIONMAKER],
                                  reassembly_timeout_s=settings.messages.reassembly_timeout_s,
-                                 on_reply=dispatcher.notify, on_webhooks=sender.notify)
+                                 on_reply=dispatcher.notify, on_webhooks=sender.notify, metrics=app[app_keys.METRICS])
         app[app_keys.CARRIERS] = pool
         app[app_keys.DISPATCHER] = dispatcher
         app[app_keys.INBOUND] = inbound
@@ -302,7 +306,8 @@ class Resources:
         calls = VoiceCalls(app[app_keys.SESSIONMAKER], settings,
                            Renderer(settings.path(settings.voice.cache_dir), workers=settings.voice.workers),
                            HttpVoiceCarrier("voice", voice_url, settings.voice.carrier_api_key),
-                           stored_secret(settings, "voice_secret"), on_webhooks=app[app_keys.WEBHOOKS].notify)
+                           stored_secret(settings, "voice_secret"), on_webhooks=app[app_keys.WEBHOOKS].notify,
+                           metrics=app[app_keys.METRICS])
         app[app_keys.VOICE] = calls
         await calls.start()
         yield
@@ -313,7 +318,8 @@ class Resources:
     async def acceptor(self, app: web.Application) -> AsyncIterator[None]:
         """Stores single-message requests in groups; the first to stop, so that what it holds is stored."""
         acceptor = Acceptor(app[app_keys.SESSIONMAKER], self.settings.pricing, lambda: app[app_keys.CLOCK](),
-                            on_queued=app[app_keys.DISPATCHER].notify, on_webhooks=app[app_keys.WEBHOOKS].notify)
+                            on_queued=app[app_keys.DISPATCHER].notify, on_webhooks=app[app_keys.WEBHOOKS].notify,
+                            metrics=app[app_keys.METRICS])
         app[app_keys.ACCEPTOR] = acceptor
         yield
         await acceptor.stop()
@@ -321,10 +327,13 @@ class Resources:
 
 def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None) -> web.Application:
     """Build the application. ``carriers`` replaces the configured ones (tests)."""
-    app = web.Application(middlewares=[middleware.errors, middleware.auth],
+    app = web.Application(middlewares=[middleware.http_metrics, middleware.errors, middleware.auth],
                           client_max_size=settings.http.max_body_bytes)
     middleware.json_parser_errors(app)
     app[app_keys.SETTINGS] = settings
+    metrics = app[app_keys.METRICS] = Metrics()
+    metrics.watch_carriers(lambda: app.get(app_keys.CARRIERS))
+    metrics.watch_database()
     app[app_keys.OPERATOR_TOKEN] = operator_token(settings)
     app[app_keys.CARRIER_CALLBACK_SECRET] = carrier_callback_secret(settings)
     app[app_keys.CLOCK] = app_keys.Clock()
@@ -332,6 +341,7 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
     app.cleanup_ctx.extend(Resources(settings, carriers).contexts())
     app.add_routes(health_routes)
     app.add_routes(openapi_routes)
+    app.add_routes(metrics_routes)
     app.add_routes(message_routes)
     app.add_routes(account_routes)
     app.add_routes(webhook_routes)
