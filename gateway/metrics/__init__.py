@@ -84,7 +84,7 @@ class Metrics:
                                      ("method", "route", "status"), registry=r)
         self.number_kinds: dict[str, str] = {}  # the gateway's numbers and their kind (read with the queue depth)
         self._db: dict[str, Any] = {"queue": {}, "webhook_oldest_s": 0.0}
-        self._read_at = float("-inf")
+        self.read_at = float("-inf")  # when the database was last read (time.monotonic)
 
     def kind(self, number: str) -> str:
         """The kind of a sending number (long_code, ten_dlc, short_code, toll_free), or ``unknown``."""
@@ -123,9 +123,9 @@ class Metrics:
     async def refresh(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         """Read queue depth, the webhook backlog and the numbers' kinds, unless they were read moments ago."""
         now = time.monotonic()
-        if now - self._read_at < DB_CACHE_S:
+        if now - self.read_at < DB_CACHE_S:
             return
-        self._read_at = now
+        self.read_at = now
         async with sessionmaker() as session:
             rows = await session.execute(select(Message.status, func.count()).group_by(Message.status)
                                          .where(Message.status.in_((MessageStatus.QUEUED.value,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 from smpplib import consts
+from sqlalchemy import func, select
 
 from gateway.api import app_keys
 from gateway.api.app import create_app
@@ -175,3 +176,72 @@ async def test_expired_messages_are_counted(aiohttp_client, migrated, sessionmak
     got = await scrape(client)
     assert value(got, "gateway_messages_expired_total", carrier="none", account=str(customer.account_id),
                  number_kind="short_code") == 1
+
+
+async def test_webhooks_inbound_and_unmatched_receipts_are_counted(aiohttp_client, aiohttp_server, migrated,
+                                                                   sessionmaker):
+    from carriers import Receipt
+    from gateway.store.models import WebhookAttempt, WebhookDelivery
+    from tests.gateway.webhooks.test_webhooks import Receiver, serve
+
+    migrated.webhooks.retry_base_s = 0.05
+    migrated.webhooks.poll_interval_ms = 50
+    client = await _embedded(aiohttp_client, migrated)
+    customer = await new_customer(client, sessionmaker, "acme")
+    receiver = await serve(aiohttp_server, Receiver(fail=2))  # 500 to the first two POSTs, then 204
+    resp = await client.patch("/v1/account", json={"event_webhook_url": receiver.url}, headers=customer.headers)
+    assert resp.status == 200, await resp.text()
+    resp = await client.post("/v1/messages", json={"to": "+14155550101", "body": "hi"}, headers=customer.headers)
+    mid = (await resp.json())["id"]
+    sim = client.app[app_keys.SIMULATOR].sim
+    for text in ("STOP", "HELP", "hello there"):
+        await sim.inject_mo("+14155550109", "12345", text)
+    # a receipt for a message id no carrier gave out: kept unmatched
+    await client.app[app_keys.DISPATCHER].on_receipt("sim", Receipt(carrier_message_id="feedface", stat="DELIVRD"))
+
+    async def settled() -> bool:
+        async with sessionmaker() as session:
+            pending = await session.scalar(select(func.count()).select_from(WebhookDelivery)
+                                           .where(WebhookDelivery.status != "delivered"))
+        got = await scrape(client)
+        return (await _final(client, customer, [mid]) and pending == 0
+                and sum(v for (name, _), v in got.items() if name == "gateway_inbound_messages_total") == 3)
+
+    await wait_for(settled, timeout=15)
+    got = await scrape(client)
+    async with sessionmaker() as session:
+        delivered = await session.scalar(select(func.count()).select_from(WebhookDelivery))
+        failed = await session.scalar(select(func.count()).select_from(WebhookAttempt)
+                                      .where(WebhookAttempt.status_code >= 300))
+    assert failed >= 2 and delivered >= 3  # the message's queued, sent and delivered events at least
+    assert value(got, "gateway_webhook_deliveries_total") == delivered
+    assert value(got, "gateway_webhook_failures_total") == failed
+    assert value(got, "gateway_inbound_messages_total", action="opt_out") == 1
+    assert value(got, "gateway_inbound_messages_total", action="help") == 1
+    assert value(got, "gateway_inbound_messages_total", action="none") == 1
+    assert value(got, "gateway_receipts_unmatched_total", carrier="sim") == 1
+    assert ("gateway_webhook_oldest_pending_seconds", ()) in got
+
+
+async def test_oldest_pending_webhook_age(aiohttp_client, aiohttp_server, migrated, sessionmaker):
+    from tests.gateway.webhooks.test_webhooks import Receiver, serve
+
+    migrated.webhooks.retry_base_s = 0.05
+    migrated.webhooks.poll_interval_ms = 50
+    client = await aiohttp_client(create_app(migrated, carriers=[]))
+    customer = await new_customer(client, sessionmaker, "acme")
+    receiver = await serve(aiohttp_server, Receiver(fail=10**6))  # always 500: its deliveries stay pending
+    await client.patch("/v1/account", json={"event_webhook_url": receiver.url}, headers=customer.headers)
+    assert value(await scrape(client), "gateway_webhook_oldest_pending_seconds") == 0  # nothing pending yet
+    client.app[app_keys.METRICS].read_at = float("-inf")  # the test does not wait out the few seconds' cache
+    resp = await client.post("/v1/messages", json={"to": "+14155550101", "body": "hi"}, headers=customer.headers)
+    assert resp.status == 202
+
+    async def failed_once() -> bool:
+        return value(await scrape(client), "gateway_webhook_failures_total") >= 1
+
+    await wait_for(failed_once)
+    got = await scrape(client)
+    assert value(got, "gateway_webhook_oldest_pending_seconds") > 0
+    assert value(got, "gateway_webhook_failures_total") >= 1
+    assert value(got, "gateway_webhook_deliveries_total") == 0
