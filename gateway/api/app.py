@@ -32,8 +32,8 @@ from gateway.api.routes.opt_outs import routes as opt_out_routes
 from gateway.api.routes.registry import routes as registry_routes
 from gateway.api.routes.voice import routes as voice_routes
 from gateway.api.routes.webhooks import routes as webhook_routes
-from gateway.metrics import Metrics
 from gateway.cluster.coordination import QUEUE_CHANNEL, WEBHOOK_CHANNEL, BindSlots, PgListener, new_instance_id
+from gateway.metrics import Metrics
 from gateway.sending.accepting import Acceptor
 from gateway.sending.dispatcher import Dispatcher
 from gateway.sending.lookup import NumberLookup
