@@ -220,6 +220,12 @@ class VoiceSettings:
 
 
 @dataclass
+class MetricsSettings:
+    # a token that opens GET /metrics only (the operator token opens it too); empty: only the operator token
+    scrape_token: str = field(default="", repr=False)
+
+
+@dataclass
 class PricingSettings:
     currency: str = "USD"
     short_code: float = 0.0100  # per segment
@@ -259,6 +265,7 @@ class Settings:
     voice: VoiceSettings = field(default_factory=VoiceSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     carriers: list[CarrierSettings] = field(default_factory=lambda: [CarrierSettings()])
     routes: list[RouteSettings] = field(default_factory=list)
     health: HealthSettings = field(default_factory=HealthSettings)

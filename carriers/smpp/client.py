@@ -236,6 +236,11 @@ class SmppClient:
     def bound(self) -> bool:
         return self._bound.is_set()
 
+    @property
+    def window_in_use(self) -> int:
+        """submit_sm in flight on this bind (slots of the window taken)."""
+        return self.window - self._slots._free
+
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"smpp-{self.name}")
         await self._first_attempt.wait()

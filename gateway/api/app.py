@@ -28,6 +28,7 @@ from gateway.api.routes.health import routes as health_routes
 from gateway.api.routes.inbound import routes as inbound_routes
 from gateway.api.routes.keywords import routes as keyword_routes
 from gateway.api.routes.messages import routes as message_routes
+from gateway.api.routes.metrics import routes as metrics_routes
 from gateway.api.routes.numbers import routes as number_routes
 from gateway.api.routes.opt_outs import routes as opt_out_routes
 from gateway.api.routes.registry import routes as registry_routes
@@ -36,6 +37,7 @@ from gateway.api.routes.stats import routes as stats_routes
 from gateway.api.routes.voice import routes as voice_routes
 from gateway.api.routes.webhooks import routes as webhook_routes
 from gateway.cluster.coordination import QUEUE_CHANNEL, WEBHOOK_CHANNEL, BindSlots, PgListener, new_instance_id
+from gateway.metrics import Metrics
 from gateway.sending.accepting import Acceptor
 from gateway.sending.dispatcher import Dispatcher
 from gateway.sending.health import Health
@@ -190,7 +192,8 @@ class Resources:
         await voice_sim.stop()
 
     async def webhook_sender(self, app: web.Application) -> AsyncIterator[None]:
-        sender = WebhookSender(app[app_keys.SESSIONMAKER], self.settings.webhooks, app[app_keys.URL_POLICY])
+        sender = WebhookSender(app[app_keys.SESSIONMAKER], self.settings.webhooks, app[app_keys.URL_POLICY],
+                               metrics=app[app_keys.METRICS])
         await sender.start()
         app[app_keys.WEBHOOKS] = sender
         yield
@@ -253,10 +256,11 @@ class Resources:
         dispatcher = Dispatcher(app[app_keys.SESSIONMAKER], pool, settings.dispatcher, on_webhooks=sender.notify,
                                 receipt_id_bases={c.name: c.receipt_id_base for c in settings.carriers},
                                 policy=policy, limiter=self.limiter, instance_id=self.instance_id,
-                                routes=[route_of_settings(r) for r in settings.routes], health=Health(settings.health))
+                                routes=[route_of_settings(r) for r in settings.routes], health=Health(settings.health),
+                                metrics=app[app_keys.METRICS])
         inbound = InboundService(app[app_keys.SESSIONMAKER],
                                  reassembly_timeout_s=settings.messages.reassembly_timeout_s,
-                                 on_reply=dispatcher.notify, on_webhooks=sender.notify)
+                                 on_reply=dispatcher.notify, on_webhooks=sender.notify, metrics=app[app_keys.METRICS])
         app[app_keys.CARRIERS] = pool
         app[app_keys.DISPATCHER] = dispatcher
         app[app_keys.INBOUND] = inbound
@@ -310,7 +314,8 @@ class Resources:
         calls = VoiceCalls(app[app_keys.SESSIONMAKER], settings,
                            Renderer(settings.path(settings.voice.cache_dir), workers=settings.voice.workers),
                            HttpVoiceCarrier("voice", voice_url, settings.voice.carrier_api_key),
-                           stored_secret(settings, "voice_secret"), on_webhooks=app[app_keys.WEBHOOKS].notify)
+                           stored_secret(settings, "voice_secret"), on_webhooks=app[app_keys.WEBHOOKS].notify,
+                           metrics=app[app_keys.METRICS])
         app[app_keys.VOICE] = calls
         await calls.start()
         yield
@@ -322,7 +327,7 @@ class Resources:
         """Stores single-message requests in groups; the first to stop, so that what it holds is stored."""
         acceptor = Acceptor(app[app_keys.SESSIONMAKER], self.settings.pricing, lambda: app[app_keys.CLOCK](),
                             on_queued=app[app_keys.DISPATCHER].notify, on_webhooks=app[app_keys.WEBHOOKS].notify,
-                            router=app[app_keys.DISPATCHER].router)
+                            router=app[app_keys.DISPATCHER].router, metrics=app[app_keys.METRICS])
         app[app_keys.ACCEPTOR] = acceptor
         yield
         await acceptor.stop()
@@ -337,10 +342,13 @@ class Resources:
 
 def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None) -> web.Application:
     """Build the application. ``carriers`` replaces the configured ones (tests)."""
-    app = web.Application(middlewares=[middleware.errors, middleware.auth],
+    app = web.Application(middlewares=[middleware.http_metrics, middleware.errors, middleware.auth],
                           client_max_size=settings.http.max_body_bytes)
     middleware.json_parser_errors(app)
     app[app_keys.SETTINGS] = settings
+    metrics = app[app_keys.METRICS] = Metrics()
+    metrics.watch_carriers(lambda: app.get(app_keys.CARRIERS))
+    metrics.watch_database()
     app[app_keys.OPERATOR_TOKEN] = operator_token(settings)
     app[app_keys.CARRIER_CALLBACK_SECRET] = carrier_callback_secret(settings)
     app[app_keys.CLOCK] = app_keys.Clock()
@@ -350,6 +358,7 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
     app.add_routes(carrier_routes)
     app.add_routes(routing_routes)
     app.add_routes(openapi_routes)
+    app.add_routes(metrics_routes)
     app.add_routes(message_routes)
     app.add_routes(account_routes)
     app.add_routes(webhook_routes)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from carriers.pool import CarrierPool
     from carriers.simulator import SimulatorServices
     from carriers.simulator.voice import VoiceSimulator
+    from gateway.metrics import Metrics
     from gateway.sending.accepting import Acceptor
     from gateway.sending.dispatcher import Dispatcher
     from gateway.settings import Settings
@@ -53,6 +54,7 @@ VOICE: web.AppKey[VoiceCalls] = web.AppKey("voice")
 INBOUND: web.AppKey[InboundService] = web.AppKey("inbound")
 WEBHOOKS: web.AppKey[WebhookSender] = web.AppKey("webhooks")
 URL_POLICY: web.AppKey[AddressPolicy] = web.AppKey("url_policy")  # where customer-set URLs may lead
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")  # this app's own registry (GET /metrics)
 SIMULATOR: web.AppKey[SimulatorServices] = web.AppKey("simulator")  # the embedded SMSC simulator, when there is one
 VOICE_SIMULATOR: web.AppKey[VoiceSimulator] = web.AppKey("voice_simulator")  # and its voice carrier
 CLOCK = web.AppKey("clock", Clock)  # the time rules use; tests set another

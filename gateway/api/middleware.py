@@ -145,6 +145,28 @@ async def _answer_and_close(request: web.Request, resp: web.Response, *, drain: 
     return resp
 
 
+METRICS_PATH = "/metrics"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+@web.middleware
+async def http_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count each request by method, route pattern (never the raw path: it may carry ids or tokens) and status."""
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        method = request.method if request.method in _METHODS else "other"  # a bounded label set
+        request.app[app_keys.METRICS].http_requests.labels(method, route, str(status)).inc()
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -342,12 +364,20 @@ def _too_many(retry_after: int) -> TooManyRequests:
                            code="too_many_auth_failures", headers={"Retry-After": str(retry_after)})
 
 
+def _matches(token: str | None, expected: str) -> bool:
+    return token is not None and bool(expected) and hmac.compare_digest(token.encode(), expected.encode())
+
+
 async def _authenticate(request: web.Request, token: str | None, admin: bool) -> None:
     if admin:
-        expected = request.app[app_keys.OPERATOR_TOKEN]
-        if token is None or not hmac.compare_digest(token.encode(), expected.encode()):
-            raise Unauthorized("This route needs the operator token.", code="invalid_operator_token")
-        return
+        if _matches(token, request.app[app_keys.OPERATOR_TOKEN]):
+            return
+        if request.path == METRICS_PATH:  # the scrape token opens /metrics and nothing else
+            if _matches(token, request.app[app_keys.SETTINGS].metrics.scrape_token):
+                return
+            raise Unauthorized("This route needs the operator token or the metrics scrape token.",
+                               code="invalid_operator_token")
+        raise Unauthorized("This route needs the operator token.", code="invalid_operator_token")
     if token is None:
         raise Unauthorized("Send your API key as 'Authorization: Bearer <key>'.", code="missing_api_key")
     request[app_keys.ACCOUNT_ID] = await request.app[app_keys.AUTH].account_id(token)
@@ -361,7 +391,7 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     path = request.path
     if path == "/console" or path.startswith("/console/"):  # a realm of its own: signed in (gateway.console.auth)
         return await handler(request)
-    admin = path.startswith("/admin/")
+    admin = path.startswith("/admin/") or path == METRICS_PATH
     if not admin and not path.startswith("/v1/"):
         _check_query(request)
         return await handler(request)

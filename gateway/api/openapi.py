@@ -44,6 +44,10 @@ PATHS: dict[str, dict[str, Any]] = {
                                       "503": reply({"type": "object"}, "Not ready")}}},
     "/openapi.json": {"get": {"summary": "This document", "security": [],
                               "responses": {"200": reply({"type": "object"})}}},
+    "/metrics": {"get": {"summary": "The instance's metrics in Prometheus text format (README: Metrics)",
+                         "security": OPERATOR + [{"scrapeToken": []}],
+                         "responses": {"200": {"description": "Prometheus text exposition format 0.0.4",
+                                               "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     "/v1/messages": {
         "post": {
             "summary": "Send an SMS",
@@ -371,7 +375,9 @@ def document() -> dict[str, Any]:
         "paths": PATHS,
         "components": {"schemas": SCHEMAS, "securitySchemes": {
             "apiKey": {"type": "http", "scheme": "bearer", "description": "An account's API key"},
-            "operatorToken": {"type": "http", "scheme": "bearer", "description": "The operator token"}}},
+            "operatorToken": {"type": "http", "scheme": "bearer", "description": "The operator token"},
+            "scrapeToken": {"type": "http", "scheme": "bearer",
+                            "description": "[metrics] scrape_token: opens GET /metrics only"}}},
         "security": [{"apiKey": []}],
     }
 

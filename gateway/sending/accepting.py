@@ -27,6 +27,7 @@ from typing import Callable
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.errors import GatewayError, ServiceUnavailable
+from gateway.metrics import Metrics
 from gateway.sending import messages as svc
 from gateway.sending.routing import Router
 from gateway.settings import PricingSettings
@@ -53,13 +54,14 @@ def not_stored() -> ServiceUnavailable:
 class Acceptor:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], pricing: PricingSettings,
                  clock: Callable[[], dt.datetime], on_queued: Callable[[], None], on_webhooks: Callable[[], None],
-                 router: Router | None = None):
+                 router: Router | None = None, metrics: Metrics | None = None):
         self._sm = sessionmaker
         self._pricing = pricing
         self._router = router  # the route table, for a route's cost per segment in the answers
         self._clock = clock
         self._on_queued = on_queued  # wakes the dispatcher, once per group
         self._on_webhooks = on_webhooks  # wakes the webhook sender, when the group queued deliveries
+        self._metrics = metrics or Metrics()
         self._waiting: list[_Waiting] = []
         self._writer: asyncio.Task | None = None
         self.stats = {"joined": 0, "groups": 0, "requests": 0, "failed_groups": 0}
@@ -106,6 +108,7 @@ class Acceptor:
         self.stats["groups"] += 1
         self.stats["requests"] += len(group)
         stored = [o for o in outcomes if isinstance(o, svc.Accepted) and o.created]
+        self._metrics.count_accepted(stored)
         if any(o.blocked is None for o in stored):
             self._on_queued()
         if any(o.hooked for o in stored):

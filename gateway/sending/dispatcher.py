@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from carriers import Receipt
 from carriers.pool import CarrierPool
 from gateway.cluster.coordination import new_instance_id
+from gateway.metrics import Metrics
 from gateway.sending import route_store
 from gateway.sending.health import Health
 from gateway.sending.leases import Leases
@@ -52,7 +53,7 @@ class Dispatcher:
                  settings: DispatcherSettings, *, on_webhooks: Callable[[], None] = lambda: None,
                  receipt_id_bases: dict[str, str] | None = None, policy: PacingPolicy | None = None,
                  limiter: MemoryLimiter | RedisLimiter | None = None, instance_id: str | None = None,
-                 routes: Sequence[Route] = (), health: Health | None = None):
+                 routes: Sequence[Route] = (), health: Health | None = None, metrics: Metrics | None = None):
         self._sm = sessionmaker
         limiter = limiter or MemoryLimiter()
         self._shared_limits = isinstance(limiter, RedisLimiter)
@@ -74,10 +75,11 @@ class Dispatcher:
         self.router = Router(routes, pool, lookup=pool.lookup, sessionmaker=sessionmaker, health=health)
         self.sender = Sender(sessionmaker, pool, settings, self.queue, policy=policy, limiter=limiter,
                              windows=windows, stats=self.stats, wakeup=self._wakeup, write_signal=self._write_signal,
-                             record=self._record, notify=self.notify, router=self.router)
-        self.matcher = ReceiptMatcher(sessionmaker, settings, receipt_id_bases or {}, self.stats, self._record)
+                             record=self._record, notify=self.notify, router=self.router, metrics=metrics)
+        self.matcher = ReceiptMatcher(sessionmaker, settings, receipt_id_bases or {}, self.stats, self._record,
+                                      metrics=metrics)
         self.sweeper = Sweep(sessionmaker, settings, leases=self.leases, matcher=self.matcher, limiter=limiter,
-                             windows=windows, record=self._record)
+                             windows=windows, record=self._record, metrics=metrics)
 
     @property
     def paused(self) -> str | None:

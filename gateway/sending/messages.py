@@ -94,6 +94,7 @@ class Accepted:
     price: dict[str, Any] = field(default_factory=dict)
     blocked: GatewayError | None = None  # stored as blocked: answer with this error after the commit
     hooked: bool = False  # a webhook delivery was queued with its event: wake the sender after the commit
+    number_kind: str = "unknown"  # the sending number's type (the metrics' number_kind label)
 
 
 def new_public_id() -> str:
@@ -254,7 +255,7 @@ async def accept_many(session: AsyncSession, account_id: int, reqs: list[SendReq
             if blocked is not None:
                 message.status, message.error_code = MessageStatus.BLOCKED.value, blocked.code
                 message.error_message, message.done_at = blocked.message, now
-            accepted = Accepted(message, True, cost, blocked)
+            accepted = Accepted(message, True, cost, blocked, number_kind=number.type)
             if key is not None:
                 existing[key] = message  # the same key twice in one batch: one message
             results.append(accepted)

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carriers import Receipt
 from carriers.ids import RECEIPT_ID_BASES, receipt_lookup_id
+from gateway.metrics import Metrics
 from gateway.settings import DispatcherSettings
 from gateway.store.models import Message, MessagePart, MessageStatus as S, UnmatchedReceipt
 from gateway.store.statements import chunks, update_by_id
@@ -49,8 +50,9 @@ class ReceiptMatcher:
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: DispatcherSettings,
                  id_bases: dict[str, str], stats: dict[str, int],
-                 record: Callable[[AsyncSession, list[dict]], Awaitable[None]]):
+                 record: Callable[[AsyncSession, list[dict]], Awaitable[None]], metrics: Metrics | None = None):
         self._sm = sessionmaker
+        self._metrics = metrics or Metrics()
         self._settings = settings
         self._id_bases = id_bases
         self.stats = stats
@@ -105,6 +107,7 @@ class ReceiptMatcher:
         if unmatched:
             self.stats["unmatched"] += len(unmatched)
             for carrier, receipt, _lookup in unmatched:
+                self._metrics.unmatched.labels(carrier).inc()
                 log.info("receipt for unknown message id %s from %s kept for later matching",
                          receipt.carrier_message_id, carrier)
             await session.execute(insert(UnmatchedReceipt), [
@@ -128,7 +131,8 @@ class ReceiptMatcher:
         finals = {mid: stat for mid, stat in finals.items() if stat is not None}
         if not finals:
             return
-        current = select(Message.id, Message.account_id, Message.status).where(Message.id.in_(list(finals)))
+        current = select(Message.id, Message.account_id, Message.status, Message.carrier, Message.source,
+                         Message.sent_at).where(Message.id.in_(list(finals)))
         if session.bind.dialect.name == "postgresql":
             # two instances may apply receipts for one message at once (a carrier's repeated receipt on
             # another bind): the second waits here and then finds it final, so it is told about once
@@ -146,6 +150,7 @@ class ReceiptMatcher:
                             "error_message": None if code is None else _receipt_error(parts[row.id], stat)})
             new_events.append({"message_id": row.id, "account_id": row.account_id, "type": event,
                                "status": status.value, "error_code": code, "created_at": now})
+            self._metrics.final(status.value, row, now)
         if updates:
             await update_by_id(session, Message.__table__, updates)
             await self._record(session, new_events)

@@ -29,6 +29,7 @@ from carriers.encoding import encode
 from carriers.ids import normalize_message_id
 from carriers.pool import CarrierPool
 from gateway.backoff import backoff
+from gateway.metrics import NO_CARRIER, Metrics
 from gateway.sending.health import SUBMIT_ERROR, SUBMIT_OK, THROTTLED
 from gateway.sending.pacing import SEND_GUARD_S, LimiterUnavailable, MemoryLimiter, RedisLimiter, SendWindows
 from gateway.sending.policy import PacingPolicy
@@ -75,7 +76,7 @@ class Sender:
                  limiter: MemoryLimiter | RedisLimiter, windows: SendWindows, stats: dict[str, int],
                  wakeup: asyncio.Event, write_signal: asyncio.Event,
                  record: Callable[[AsyncSession, list[dict]], Awaitable[None]], notify: Callable[[], None],
-                 router: Router | None = None):
+                 router: Router | None = None, metrics: Metrics | None = None):
         self._sm = sessionmaker
         self._pool = pool
         self._router = router if router is not None else Router((), pool)
@@ -90,6 +91,7 @@ class Sender:
         self._write_signal = write_signal  # the writer's: an outcome or a part's answer waits
         self._record = record
         self._notify = notify
+        self._metrics = metrics or Metrics()
         self.paused: str | None = None  # why sending is paused (the shared limits cannot be reached)
         self.inflight: set[asyncio.Task] = set()
         self.slot_freed = asyncio.Event()
@@ -186,6 +188,7 @@ class Sender:
                     wait, second = await self._limiter.take_send(limits, item.segments)
                     if wait > 0:
                         self.stats["held"] = self.stats.get("held", 0) + 1
+                        self._metrics.pacing_waits.inc()
                         await asyncio.sleep(wait)
                     elif int(time.time() + SEND_GUARD_S) == second:
                         break
@@ -199,6 +202,7 @@ class Sender:
             return
         while (wait := self._windows.wait(limits, item.segments, time.time())) > 0:
             self.stats["held"] = self.stats.get("held", 0) + 1
+            self._metrics.pacing_waits.inc()
             await asyncio.sleep(wait)
         self._windows.record(limits, item.segments, time.time())
 
@@ -222,6 +226,7 @@ class Sender:
                 outcome.error_message = (f"No carrier of route {route.name} can take it now." if route is not None
                                          else "No carrier is connected.")
             else:
+                outcome.carrier, started = carrier.name, time.monotonic()
                 encoded = encode(item.body)
                 sms = OutboundSms(source=item.source, destination=item.destination,
                                   data_coding=encoded.data_coding,
@@ -232,8 +237,11 @@ class Sender:
                 else:
                     await self._send_parts(item, carrier, sms, parts or {})
                 outcome.kind, outcome.carrier, outcome.at = "sent", carrier.name, utcnow()
+                self._metrics.submit_seconds.labels(carrier.name).observe(time.monotonic() - started)
         except CarrierRetryable as exc:
             outcome.error_code, outcome.error_message = exc.code, str(exc)
+            if exc.code in ("throttled", "queue_full"):
+                self._metrics.throttles.labels(outcome.carrier or NO_CARRIER).inc()
             if exc.code in ("throttled", "queue_full") and self._policy is not None:
                 # the carrier says slow down although its limit was kept: give this sender a pause
                 with contextlib.suppress(LimiterUnavailable):
@@ -313,6 +321,7 @@ class Sender:
         for o in outcomes:
             if o.kind == "sent":
                 self.stats["sent"] += 1
+                self._metrics.message(self._metrics.submitted, o.carrier, o.account_id, o.source)
                 msg_updates.append({"id": o.message_id, "status": S.SENT.value, "carrier": o.carrier,
                                     "sent_at": o.at, "updated_at": now, "error_code": None,
                                     "error_message": None})
@@ -323,6 +332,7 @@ class Sender:
                 events.append((o, ev.TEXT_SENT, S.SENT, None))
             elif o.kind == "failed":
                 self.stats["failed"] += 1
+                self._metrics.message(self._metrics.failed, o.carrier, o.account_id, o.source)
                 msg_updates.append({"id": o.message_id, "status": S.FAILED.value, "error_code": o.error_code,
                                     "error_message": o.error_message, "updated_at": now, "done_at": now})
                 events.append((o, ev.TEXT_CARRIER_UNREACHABLE, S.FAILED, o.error_code))
@@ -334,7 +344,9 @@ class Sender:
                                         "error_message": f"Time to live ran out while retrying ({o.error_code}).",
                                         "updated_at": now, "done_at": now})
                     events.append((o, ev.TEXT_TTL_EXPIRED, S.EXPIRED, "ttl_expired"))
+                    self._metrics.message(self._metrics.expired, o.carrier, o.account_id, o.source)
                 else:
+                    self._metrics.retries.labels(o.carrier or NO_CARRIER).inc()
                     msg_updates.append({"id": o.message_id, "status": S.QUEUED.value, "next_attempt_at": at,
                                         "error_code": o.error_code, "error_message": o.error_message,
                                         "updated_at": now, "paced": False})

@@ -12,6 +12,7 @@ from typing import Awaitable, Callable
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.metrics import Metrics
 from gateway.sending.leases import Leases
 from gateway.sending.pacing import MemoryLimiter, RedisLimiter, SendWindows
 from gateway.sending.receipts import ReceiptMatcher
@@ -28,8 +29,10 @@ class Sweep:
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: DispatcherSettings, *,
                  leases: Leases, matcher: ReceiptMatcher, limiter: MemoryLimiter | RedisLimiter,
-                 windows: SendWindows, record: Callable[[AsyncSession, list[dict]], Awaitable[None]]):
+                 windows: SendWindows, record: Callable[[AsyncSession, list[dict]], Awaitable[None]],
+                 metrics: Metrics | None = None):
         self._sm = sessionmaker
+        self._metrics = metrics or Metrics()
         self._settings = settings
         self._leases = leases
         self._matcher = matcher
@@ -55,11 +58,14 @@ class Sweep:
                 update(Message).where(Message.status == S.QUEUED.value, Message.expires_at <= now)
                 .values(status=S.EXPIRED.value, error_code="ttl_expired", done_at=now, updated_at=now,
                         error_message="Time to live ran out before the message could be sent.")
-                .returning(Message.id, Message.account_id).execution_options(synchronize_session=False)
+                .returning(Message.id, Message.account_id, Message.carrier, Message.source)
+                .execution_options(synchronize_session=False)
             )).all()
             await self._record(session, [
                 {"message_id": r.id, "account_id": r.account_id, "type": ev.TEXT_TTL_EXPIRED,
                  "status": S.EXPIRED.value, "error_code": "ttl_expired", "created_at": now} for r in expired])
+            for r in expired:
+                self._metrics.final(S.EXPIRED.value, r)
             if self._matcher.unmatched:
                 await self._matcher.rematch(session)
                 await self._matcher.check_id_bases(session)
@@ -75,11 +81,14 @@ class Sweep:
                 update(Message).where(Message.status == S.SENT.value, Message.sent_at <= cutoff)
                 .values(status=S.UNDELIVERED.value, error_code="receipt_timeout", done_at=now, updated_at=now,
                         error_message=f"No delivery receipt within {self._settings.receipt_timeout_h:g} h.")
-                .returning(Message.id, Message.account_id).execution_options(synchronize_session=False)
+                .returning(Message.id, Message.account_id, Message.carrier, Message.source)
+                .execution_options(synchronize_session=False)
             )).all()
             await self._record(session, [
                 {"message_id": r.id, "account_id": r.account_id, "type": ev.TEXT_UNKNOWN,
                  "status": S.UNDELIVERED.value, "error_code": "receipt_timeout", "created_at": now} for r in ended])
+            for r in ended:
+                self._metrics.final(S.UNDELIVERED.value, r)
         if ended:
             log.warning("%d message(s) without a delivery receipt after %g h ended undelivered", len(ended),
                         self._settings.receipt_timeout_h)

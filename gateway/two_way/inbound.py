@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 import keywords as kw
 from carriers import InboundSms
 from carriers.encoding import encode
+from gateway.metrics import Metrics
 from gateway.sending.messages import new_public_id
 from gateway.store.models import InboundMessage, InboundPart, Message, MessageStatus as S, NumberKeyword
 from gateway.webhooks import catalog as ev
@@ -56,8 +57,10 @@ async def _lock_set(session: AsyncSession, *identity: object) -> None:
 
 class InboundService:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], *, reassembly_timeout_s: float = 120.0,
-                 on_reply: Callable[[], None] = lambda: None, on_webhooks: Callable[[], None] = lambda: None):
+                 on_reply: Callable[[], None] = lambda: None, on_webhooks: Callable[[], None] = lambda: None,
+                 metrics: Metrics | None = None):
         self._sm = sessionmaker
+        self._metrics = metrics or Metrics()
         self.reassembly_timeout_s = reassembly_timeout_s
         self._on_reply = on_reply
         self._on_webhooks = on_webhooks
@@ -185,6 +188,7 @@ class InboundService:
                 payload = {"event_type": INBOUND_EVENT, **inbound_view(inbound), "inbound_id": inbound.public_id}
                 await enqueue(session, [new_delivery(number.account_id, number.two_way_webhook_url, "inbound",
                                                      INBOUND_EVENT, payload, utcnow())])
+        self._metrics.inbound.labels(inbound.action or "none").inc()
         if inbound.reply_id:
             self._on_reply()
         if inbound.forwarded:

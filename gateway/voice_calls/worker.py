@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carriers import CarrierRejected, CarrierRetryable
 from carriers.voice_http import FINAL_CALL_STATUSES, CallRequest, HttpVoiceCarrier
+from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.store.models import VoiceEvent, VoiceMessage
 from gateway.webhooks.catalog import wanted
@@ -53,8 +54,10 @@ def voice_view(v: VoiceMessage, events: list[VoiceEvent] | None = None) -> dict[
 
 class VoiceCalls:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, renderer: Renderer,
-                 carrier: HttpVoiceCarrier, secret: str, *, on_webhooks: Callable[[], None] = lambda: None):
+                 carrier: HttpVoiceCarrier, secret: str, *, on_webhooks: Callable[[], None] = lambda: None,
+                 metrics: Metrics | None = None):
         self._sm = sessionmaker
+        self._metrics = metrics or Metrics()
         self.settings = settings
         self.renderer = renderer
         self.carrier = carrier
@@ -113,6 +116,7 @@ class VoiceCalls:
         try:
             chunks = vm.parse(v.script, markup=v.markup)
             audio = await self.renderer.render_chunks(chunks, v.voice)
+            (self._metrics.voice_cache_hits if audio.cached else self._metrics.voice_renders).inc()
             expires = int(time.time()) + self.settings.voice.audio_url_ttl_s
             base = self.settings.server.base_url
             url = sign_url(base, audio.key, self._secret, expires)
@@ -158,6 +162,7 @@ class VoiceCalls:
             if error:
                 v.error_code = error
             if status in FINAL_CALL_STATUSES:
+                self._metrics.voice_calls.labels(status).inc()
                 v.done_at = now
                 if duration_s is not None:
                     v.call_seconds = duration_s

@@ -29,6 +29,7 @@ from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.backoff import backoff
+from gateway.metrics import Metrics
 from gateway.settings import WebhookSettings
 from gateway.store.models import WebhookAttempt, WebhookDelivery
 from gateway.webhooks.egress import AddressPolicy, refused
@@ -87,8 +88,9 @@ class WebhookSender:
     (one UPDATE and one INSERT of the attempts, not a transaction per delivery)."""
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: WebhookSettings | None = None,
-                 policy: AddressPolicy | None = None):
+                 policy: AddressPolicy | None = None, *, metrics: Metrics | None = None):
         settings = settings or WebhookSettings()
+        self._metrics = metrics or Metrics()
         self._policy = policy or AddressPolicy.of(settings)
         self._sm = sessionmaker
         self._settings = settings
@@ -297,6 +299,7 @@ class WebhookSender:
                  not_allowed: bool, duration_ms: int) -> None:
         now = utcnow()
         ok = status_code is not None and 200 <= status_code < 300
+        (self._metrics.webhook_deliveries if ok else self._metrics.webhook_failures).inc(len(group))
         if ok:
             receiver.failures = 0
         elif not not_allowed:

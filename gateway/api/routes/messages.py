@@ -91,6 +91,7 @@ async def send_batch(request: web.Request) -> web.Response:
                 results.append({"index": index, "status_code": 202 if outcome.created else 200,
                                 "message": svc.message_summary(outcome.message)})
     stored = [o for o in outcomes if not isinstance(o, GatewayError) and o.created]
+    request.app[app_keys.METRICS].count_accepted(stored)
     if stored:
         request.app[app_keys.DISPATCHER].notify()
     if any(o.hooked for o in stored):

@@ -32,6 +32,7 @@ from tests.conftest import ADMIN, new_customer, wait_for
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json")}
 SIGNED = {("GET", "/audio/{key}.wav"), ("POST", "/callbacks/voice/{token}"),  # public, but signed / tokened
           *((m, f"/callbacks/carriers/{{carrier}}/{kind}") for m in ("GET", "POST") for kind in ("reports", "inbound"))}
+OPERATOR_OR_SCRAPE = {("GET", "/metrics")}  # the operator token, or [metrics] scrape_token
 CONSOLE_OPEN = {("GET", "/console/sign-in"), ("POST", "/console/sign-in"), ("GET", "/console/static/console.css")}
 SAMPLE = {"id": "1", "account": "1", "number": "12345", "keyword": "HOURS", "phone": "+14155550123",
           "key": "a" * 64, "token": "t0k3n", "carrier": "sim", "name": "uk"}
@@ -98,6 +99,23 @@ async def test_every_admin_route_needs_the_operator_token(api):
             assert (resp.status, body["error"]["code"]) == (401, "invalid_operator_token"), (method, path, headers)
     async with api.sessionmaker() as session:  # nothing was created by all that
         assert (await session.execute(text("SELECT count(*) FROM accounts"))).scalar() == 1
+
+
+async def test_metrics_need_the_operator_token_or_the_scrape_token(api):
+    customer = await new_customer(api, api.sessionmaker, "acme")
+    token = api.app[app_keys.OPERATOR_TOKEN]
+    api.app[app_keys.SETTINGS].metrics.scrape_token = "scrape-token"
+    for method, path in OPERATOR_OR_SCRAPE:
+        for headers in ({}, customer.headers, {"Authorization": "Bearer " + token[:-1]},
+                        {"Authorization": "Bearer scrape-token-x"}, {"Authorization": "Basic scrape-token"}):
+            resp = await api.request(method, path, headers=headers)
+            body = await resp.json()
+            assert (resp.status, body["error"]["code"]) == (401, "invalid_operator_token"), (method, path, headers)
+        for secret in (token, "scrape-token"):
+            assert (await api.request(method, path, headers={"Authorization": "Bearer " + secret})).status == 200
+    # the scrape token opens nothing else
+    resp = await api.get("/admin/accounts", headers={"Authorization": "Bearer scrape-token"})
+    assert resp.status == 401
 
 
 async def test_every_console_route_needs_a_session(api):
@@ -330,7 +348,8 @@ async def test_every_route_has_a_case(api):
         elif canonical == "/console" or canonical.startswith("/console/"):  # a session unless open: the test above
             continue
         elif not canonical.startswith("/admin/"):  # /admin: every route is in the operator-token test
-            assert (method, canonical) in PUBLIC | SIGNED, f"{method} {canonical} is neither /v1 nor /admin"
+            assert (method, canonical) in PUBLIC | SIGNED | OPERATOR_OR_SCRAPE, \
+                f"{method} {canonical} is neither /v1 nor /admin"
 
 
 async def test_one_account_cannot_read_or_change_anothers(api, world):

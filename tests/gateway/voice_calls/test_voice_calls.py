@@ -237,3 +237,17 @@ async def test_idempotency_key_reused_with_another_request_is_refused(gw):
                          headers=headers)
     assert (resp.status, (await resp.json())["error"]["code"]) == (422, "idempotency_key_reused")
     assert await stored_calls(gw) == 1
+
+
+async def test_voice_metrics_count_renders_cache_hits_and_outcomes(gw):
+    from tests.gateway.api.test_metrics import scrape, value
+
+    first = await call(gw, to="+14155550123", script="Your table is ready.")
+    await until(gw, first["id"], "completed")
+    second = await call(gw, to="+14155550131", script="Your table is ready.")  # the same audio, from the cache
+    await until(gw, second["id"], "busy")
+    got = await scrape(gw)
+    assert value(got, "gateway_voice_renders_total") == 1
+    assert value(got, "gateway_voice_cache_hits_total") == 1
+    assert value(got, "gateway_voice_calls_total", outcome="completed") == 1
+    assert value(got, "gateway_voice_calls_total", outcome="busy") == 1
