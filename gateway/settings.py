@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping, get_type_hints
 
 from carriers.http_sms import DEFAULT_STATUS_MAP, PROFILES, JsonFields
+from carriers.simulator.fleet import SimulatedCarrier
 from gateway.settings_routes import HealthSettings, RouteSettings, parse_route, validate_route
 from gateway.settings_values import SettingsError, build
 
@@ -83,6 +84,7 @@ class SimulatorSettings:
     id_format: str = "hex"
     receipt_id_format: str = "same"  # same | hex | decimal | padded: how receipts quote the ids
     voice_port: int = 2777  # the embedded voice carrier simulator
+    carriers: list[SimulatedCarrier] = field(default_factory=list)  # [[simulator.carriers]]: more, named SMSCs
 
 
 @dataclass
@@ -329,7 +331,12 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
                 if option in fields:
                     values[section][option] = value
                 break
+    sim_carriers = values["simulator"].pop("carriers", None) or []
+    if not isinstance(sim_carriers, list) or not all(isinstance(c, dict) for c in sim_carriers):
+        raise SettingsError("simulator.carriers: expected [[simulator.carriers]] tables in the configuration file")
     built = {name: build(hints[name], data, name) for name, data in values.items()}
+    built["simulator"].carriers = [build(SimulatedCarrier, dict(c), f"simulator.carriers[{i}]")
+                                   for i, c in enumerate(sim_carriers)]
     carriers_raw = raw.get("carriers")
     carriers_raw = [dict(c) for c in carriers_raw] if carriers_raw is not None else [{}]
     carrier_fields = {f.name for f in dataclasses.fields(CarrierSettings)}
@@ -396,6 +403,10 @@ def validate(settings: Settings) -> None:
         raise SettingsError("dispatcher.unmatched_receipt_ttl_h must be 0 (the receipt timeout) or above")
     if settings.simulator.receipt_id_format not in {"same", "hex", "decimal", "padded"}:
         raise SettingsError("simulator.receipt_id_format must be same, hex, decimal or padded")
+    sim_names = [c.name for c in settings.simulator.carriers]
+    problems = [p for c in settings.simulator.carriers for p in c.problems()]
+    if problems or len(set(sim_names)) != len(sim_names):
+        raise SettingsError(problems[0] if problems else "simulator.carriers: names must be unique")
     if settings.dispatcher.lease_s < 5:
         raise SettingsError("dispatcher.lease_s must be at least 5 seconds")
     if settings.http.max_body_bytes < 1024 or settings.http.body_timeout_s <= 0:

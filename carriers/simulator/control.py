@@ -13,6 +13,10 @@
                       every_nth_part: every Nth part of a concatenated message is answered with that status
                       (88 = ESME_RTHROTTLED), or not answered at all when status is null
     POST /disconnect                                                         -> {"dropped": n}
+    POST /stop        stop listening and drop every bind (a carrier gone down)   -> {"dropped": n}
+
+With several simulated carriers (``[[simulator.carriers]]``), ``GET /carriers`` lists them with their SMPP ports
+and each answers the same API under ``/carriers/<name>/`` (``POST /carriers/b/scenario``, ...).
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from typing import Any
 from aiohttp import web
 from smpplib import consts
 
+from carriers.simulator.fleet import SimulatedCarrier
 from carriers.simulator.scenario import NO_ANSWER
 from carriers.simulator.smsc import SmscSimulator
 
 SIM = web.AppKey("sim", SmscSimulator)
+NAMED = web.AppKey("named", dict)
 STATS = {"DELIVRD", "EXPIRED", "DELETED", "UNDELIV", "ACCEPTD", "UNKNOWN", "REJECTD"}
 
 
@@ -165,15 +171,33 @@ async def post_disconnect(request: web.Request) -> web.Response:
     return web.json_response({"dropped": request.app[SIM].disconnect()})
 
 
-def create_control_app(sim: SmscSimulator) -> web.Application:
+async def post_stop(request: web.Request) -> web.Response:
+    sim = request.app[SIM]
+    dropped = len(sim.connections)
+    await sim.stop()
+    return web.json_response({"dropped": dropped})
+
+
+async def get_carriers(request: web.Request) -> web.Response:
+    """The named simulated carriers and the SMPP port each really got."""
+    return web.json_response({name: {"smpp_port": sim.port} for name, sim in request.app[NAMED].items()})
+
+
+def create_control_app(sim: SmscSimulator, named: dict[str, SmscSimulator] | None = None) -> web.Application:
     app = web.Application()
     app[SIM] = sim
+    app.router.add_post("/stop", post_stop)
     app.router.add_post("/mo", post_mo)
     app.router.add_get("/messages", get_messages)
     app.router.add_get("/counts", get_counts)
     app.router.add_get("/stats", get_stats)
     app.router.add_post("/scenario", post_scenario)
     app.router.add_post("/disconnect", post_disconnect)
+    if named is not None:
+        app[NAMED] = named
+        app.router.add_get("/carriers", get_carriers)
+        for name, each in named.items():
+            app.add_subapp(f"/carriers/{name}/", create_control_app(each))
     return app
 
 
@@ -182,9 +206,14 @@ class SimulatorServices:
 
     def __init__(self, host: str = "127.0.0.1", smpp_port: int = 0, http_port: int = 0, *,
                  accounts: dict[str, str] | None = None, receipt_delay: float = 0.05, id_format: str = "hex",
-                 receipt_id_format: str = "same"):
+                 receipt_id_format: str = "same", carriers: list[SimulatedCarrier] | None = None):
         self.sim = SmscSimulator(host, smpp_port, accounts=accounts, receipt_delay=receipt_delay, id_format=id_format,
                                  receipt_id_format=receipt_id_format)
+        # the named simulated carriers, each its own SMSC on its own port
+        self.carriers = {c.name: c.simulator(host, accounts=self.sim.accounts, receipt_delay=receipt_delay,
+                                             id_format=id_format, receipt_id_format=receipt_id_format)
+                         for c in carriers or []}
+        self._disconnect_every = {c.name: c.disconnect_every for c in carriers or [] if c.disconnect_every}
         self.host, self.http_port = host, http_port
         self._runner: web.AppRunner | None = None
 
@@ -194,7 +223,11 @@ class SimulatorServices:
 
     async def start(self) -> None:
         await self.sim.start()
-        self._runner = web.AppRunner(create_control_app(self.sim), access_log=None)
+        for name, sim in self.carriers.items():
+            await sim.start()
+            if name in self._disconnect_every:
+                sim.disconnect_every(self._disconnect_every[name])
+        self._runner = web.AppRunner(create_control_app(self.sim, self.carriers), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.http_port)
         await site.start()
@@ -203,4 +236,6 @@ class SimulatorServices:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        for sim in self.carriers.values():
+            await sim.stop()
         await self.sim.stop()

@@ -173,7 +173,7 @@ class Resources:
         services = SimulatorServices(host=sim_cfg.host, smpp_port=sim_cfg.smpp_port, http_port=sim_cfg.http_port,
                                      accounts={sim_cfg.system_id: sim_cfg.password},
                                      receipt_delay=sim_cfg.receipt_delay_ms / 1000, id_format=sim_cfg.id_format,
-                                     receipt_id_format=sim_cfg.receipt_id_format)
+                                     receipt_id_format=sim_cfg.receipt_id_format, carriers=sim_cfg.carriers)
         await services.start()
         app[app_keys.SIMULATOR] = services
         yield
@@ -212,10 +212,12 @@ class Resources:
     async def bind_slots(self, app: web.Application) -> AsyncIterator[None]:
         """The carriers' ``max_binds`` shared by every instance, as leases in Redis."""
         services = app.get(app_keys.SIMULATOR)
-        if services is not None:  # carriers pointed at the embedded simulator follow the port it really got
+        if services is not None:  # carriers pointed at the embedded simulators follow the ports they really got
             sim_cfg = self.settings.simulator
-            self.configured = [dataclasses.replace(c, port=services.smpp_port)
-                               if (c.type, c.host, c.port) == ("smpp", sim_cfg.host, sim_cfg.smpp_port) else c
+            ports = {sim_cfg.smpp_port: services.smpp_port}
+            ports.update({c.smpp_port: services.carriers[c.name].port for c in sim_cfg.carriers if c.smpp_port})
+            self.configured = [dataclasses.replace(c, port=ports[c.port])
+                               if c.type == "smpp" and c.host == sim_cfg.host and c.port in ports else c
                                for c in self.configured]
         redis = self.settings.redis
         if not (redis.url and self.given is None and any(c.max_binds for c in self.configured)):

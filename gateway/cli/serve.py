@@ -50,20 +50,32 @@ def _serve_until_stopped(server: Any) -> None:
 @click.option("--receipt-delay-ms", type=int, default=None, help="Delay before each delivery receipt.")
 @click.option("--receipt-id-format", type=click.Choice(["same", "hex", "decimal", "padded"]), default=None,
               help="How receipts quote the submit_sm_resp ids (default: [simulator] receipt_id_format).")
+@click.option("--carrier", "carriers", multiple=True, metavar="NAME[=PORT]",
+              help="Also simulate this named carrier on its own SMPP port (default: any free one); repeatable. "
+                   "Adds to [[simulator.carriers]].")
 @click.pass_obj
 def simulator(obj: Ctx, host: str | None, smpp_port: int | None, http_port: int | None, system_id: str | None,
-              password: str | None, receipt_delay_ms: int | None, receipt_id_format: str | None) -> None:
-    """Run the SMSC simulator standalone (SMPP server plus its HTTP control API)."""
+              password: str | None, receipt_delay_ms: int | None, receipt_id_format: str | None,
+              carriers: tuple[str, ...]) -> None:
+    """Run the SMSC simulator standalone (SMPP server plus its HTTP control API), with any named carriers."""
+    from carriers.simulator.fleet import SimulatedCarrier
     from gateway.cli.server import serve_simulator
 
     settings = obj.settings()
     cfg = settings.simulator
+    named = list(cfg.carriers)
+    for spec in carriers:
+        name, _, port = spec.partition("=")
+        carrier = SimulatedCarrier(name=name, smpp_port=int(port) if port.isdigit() else 0)
+        if carrier.problems() or (port and not port.isdigit()) or name in {c.name for c in named}:
+            raise click.BadParameter(f"{spec!r}: expected a new NAME or NAME=PORT", param_hint="--carrier")
+        named.append(carrier)
     logs.configure(settings.logging)
     _serve_until_stopped(serve_simulator(
         host or cfg.host, cfg.smpp_port if smpp_port is None else smpp_port,
         cfg.http_port if http_port is None else http_port, {system_id or cfg.system_id: password or cfg.password},
         (cfg.receipt_delay_ms if receipt_delay_ms is None else receipt_delay_ms) / 1000, cfg.id_format,
-        receipt_id_format or cfg.receipt_id_format))
+        receipt_id_format or cfg.receipt_id_format, named))
 
 
 @click.group()

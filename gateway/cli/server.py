@@ -12,6 +12,7 @@ import click
 from aiohttp import web
 from sqlalchemy import select
 
+from carriers.simulator.fleet import SimulatedCarrier
 from gateway.api import app_keys
 from gateway.api.app import create_app
 from gateway.settings import Settings
@@ -99,15 +100,18 @@ async def serve(settings: Settings, *, demo: bool = False, migrate: bool = True)
 
 
 async def serve_simulator(host: str, smpp_port: int, http_port: int, accounts: dict[str, str],
-                          receipt_delay: float, id_format: str, receipt_id_format: str = "same") -> None:
+                          receipt_delay: float, id_format: str, receipt_id_format: str = "same",
+                          carriers: list[SimulatedCarrier] | None = None) -> None:
     from carriers.simulator import SimulatorServices
 
     services = SimulatorServices(host=host, smpp_port=smpp_port, http_port=http_port, accounts=accounts,
                                  receipt_delay=receipt_delay, id_format=id_format,
-                                 receipt_id_format=receipt_id_format)
+                                 receipt_id_format=receipt_id_format, carriers=carriers)
     await services.start()
     try:
         click.echo(f"SMPP simulator: {host}:{services.smpp_port} (control API http://{host}:{services.http_port})")
+        for name, sim in services.carriers.items():
+            click.echo(f"  carrier {name}: {host}:{sim.port} (control API .../carriers/{name}/)")
         await _until_signalled()
     finally:
         await services.stop()

@@ -95,3 +95,27 @@ def test_readme_http_carrier_example_loads(tmp_path: Path):
     path.write_text(DEFAULT_CONFIG.read_text() + "\n" + example)
     kannel, cloud = load_settings(path, env={}).carriers[1:]
     assert (kannel.profile, cloud.profile, cloud.json_fields().id_path) == ("kannel", "json", "/message/id")
+
+
+def test_simulated_carriers_load(tmp_path: Path):
+    path = tmp_path / "fleet.toml"
+    path.write_text(DEFAULT_CONFIG.read_text() + '\n[[simulator.carriers]]\nname = "alpha"\nsmpp_port = 2785\n'
+                    '\n[[simulator.carriers]]\nname = "beta"\nthroughput = 50\nerror_rate = 0.1\n'
+                    'outcome = "UNDELIV"\ndisconnect_every = 30\n')
+    sims = load_settings(path, env={}).simulator.carriers
+    assert [(c.name, c.smpp_port, c.throughput, c.outcome) for c in sims] == [
+        ("alpha", 2785, 0.0, "DELIVRD"), ("beta", 0, 50.0, "UNDELIV")]
+    assert load_settings(env={}).simulator.carriers == []
+
+
+@pytest.mark.parametrize("table, fragment", [
+    ('name = "a"\nerror_rate = 3', "error_rate"),
+    ('name = "a"\noutcome = "HAPPY"', "outcome"),
+    ('name = "a"\nspeed = 3', "unknown setting"),
+    ('name = "a"\n\n[[simulator.carriers]]\nname = "a"', "unique"),
+])
+def test_bad_simulated_carriers(tmp_path: Path, table, fragment):
+    path = tmp_path / "bad.toml"
+    path.write_text(DEFAULT_CONFIG.read_text() + "\n[[simulator.carriers]]\n" + table + "\n")
+    with pytest.raises(SettingsError, match=fragment):
+        load_settings(path, env={})
