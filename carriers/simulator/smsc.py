@@ -68,6 +68,8 @@ class SmscSimulator:
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
+        if self._due_receipts and self._receipt_timer is None:  # back after a stop: it still reports what it took
+            self._receipt_timer = asyncio.get_running_loop().call_at(self._due_receipts[0][0], self._send_due_receipts)
 
     async def stop(self) -> None:
         if self._disconnector:
