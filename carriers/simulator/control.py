@@ -14,6 +14,7 @@
                       (88 = ESME_RTHROTTLED), or not answered at all when status is null
     POST /disconnect                                                         -> {"dropped": n}
     POST /stop        stop listening and drop every bind (a carrier gone down)   -> {"dropped": n}
+    POST /start       listen again on the same port after a stop                 -> {"smpp_port": port}
 
 With several simulated carriers (``[[simulator.carriers]]``), ``GET /carriers`` lists them with their SMPP ports
 and each answers the same API under ``/carriers/<name>/`` (``POST /carriers/b/scenario``, ...).
@@ -183,10 +184,20 @@ async def get_carriers(request: web.Request) -> web.Response:
     return web.json_response({name: {"smpp_port": sim.port} for name, sim in request.app[NAMED].items()})
 
 
+async def post_start(request: web.Request) -> web.Response:
+    """Listen again after a stop, on the same port (the carrier is back, with the receipts it still owes)."""
+    sim = request.app[SIM]
+    if sim.listening:
+        return _error("already_started", "The simulator is already listening.", 409)
+    await sim.start()
+    return web.json_response({"smpp_port": sim.port})
+
+
 def create_control_app(sim: SmscSimulator, named: dict[str, SmscSimulator] | None = None) -> web.Application:
     app = web.Application()
     app[SIM] = sim
     app.router.add_post("/stop", post_stop)
+    app.router.add_post("/start", post_start)
     app.router.add_post("/mo", post_mo)
     app.router.add_get("/messages", get_messages)
     app.router.add_get("/counts", get_counts)

@@ -71,6 +71,10 @@ class SmscSimulator:
         if self._due_receipts and self._receipt_timer is None:  # back after a stop: it still reports what it took
             self._receipt_timer = asyncio.get_running_loop().call_at(self._due_receipts[0][0], self._send_due_receipts)
 
+    @property
+    def listening(self) -> bool:
+        return self._server is not None and self._server.is_serving()
+
     async def stop(self) -> None:
         if self._disconnector:
             self._disconnector.cancel()

@@ -121,3 +121,19 @@ def bench_voice(renders: int, concurrency: int, workers: int, as_json: bool) -> 
     from gateway.bench import common, voice
 
     common.run(voice.bench_voice(renders=renders, concurrency=concurrency, workers=workers))
+
+
+@bench.command("failover")
+@click.option("--messages", type=click.IntRange(1, 1_000_000), default=20_000, show_default=True)
+@click.option("--stop-after", type=click.FloatRange(0.1, 600), default=3.0, show_default=True,
+              help="Seconds into the run when the first carrier goes down.")
+@click.option("--window", type=click.IntRange(1, 1000), default=100, show_default=True,
+              help="Each carrier's SMPP window (duplicates may reach it, no more).")
+@click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait for final states.")
+@click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: the output is always JSON.")
+def bench_failover(messages: int, stop_after: float, window: int, timeout: float, as_json: bool) -> None:
+    """Two simulated carriers in a failover route; the first stops a few seconds in: delivered, lost (must be 0),
+    duplicates at the simulators and the seconds traffic stalled."""
+    from gateway.bench import common, failover
+
+    common.run(failover.bench_failover(messages=messages, stop_after=stop_after, window=window, timeout=timeout))

@@ -72,6 +72,12 @@ async def test_named_carriers_have_own_ports_behaviours_and_control(fleet):
         await asyncio.sleep(0.1)
         assert not alpha.ready and beta.ready
         assert (await http.get(f"{base}/carriers/nobody/stats")).status == 404
+        # and comes back on the same port when started again
+        resp = await http.post(f"{base}/carriers/alpha/start")
+        assert (resp.status, await resp.json()) == (200, {"smpp_port": fleet.carriers["alpha"].port})
+        await wait_for(lambda: asyncio.sleep(0, alpha.ready))
+        resp = await http.post(f"{base}/carriers/alpha/start")
+        assert (resp.status, (await resp.json())["error"]["code"]) == (409, "already_started")
     await alpha.close()
     await beta.close()
 
