@@ -82,6 +82,9 @@ async def serve(settings: Settings, *, demo: bool = False, migrate: bool = True)
         if settings.simulator.embedded:
             sim = settings.simulator
             click.echo(f"SMPP simulator: {sim.host}:{sim.smpp_port} (control API http://{sim.host}:{sim.http_port})")
+            services = app.get(app_keys.SIMULATOR)
+            if services is not None:
+                _echo_named(sim.host, services.carriers)
             if settings.voice.enabled:
                 click.echo(f"Voice carrier simulator: http://{sim.host}:{sim.voice_port}")
         if demo:
@@ -99,6 +102,12 @@ async def serve(settings: Settings, *, demo: bool = False, migrate: bool = True)
         await runner.cleanup()
 
 
+def _echo_named(host: str, carriers: dict) -> None:
+    """The named simulated carriers, each on its own port."""
+    for name, sim in carriers.items():
+        click.echo(f"  carrier {name}: {host}:{sim.port} (control API .../carriers/{name}/)")
+
+
 async def serve_simulator(host: str, smpp_port: int, http_port: int, accounts: dict[str, str],
                           receipt_delay: float, id_format: str, receipt_id_format: str = "same",
                           carriers: list[SimulatedCarrier] | None = None) -> None:
@@ -110,8 +119,7 @@ async def serve_simulator(host: str, smpp_port: int, http_port: int, accounts: d
     await services.start()
     try:
         click.echo(f"SMPP simulator: {host}:{services.smpp_port} (control API http://{host}:{services.http_port})")
-        for name, sim in services.carriers.items():
-            click.echo(f"  carrier {name}: {host}:{sim.port} (control API .../carriers/{name}/)")
+        _echo_named(host, services.carriers)
         await _until_signalled()
     finally:
         await services.stop()
