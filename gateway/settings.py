@@ -17,9 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, get_type_hints
 
-from carriers.http_sms import DEFAULT_STATUS_MAP, PROFILES, JsonFields
 from carriers.simulator.fleet import SimulatedCarrier
-from gateway.settings_routes import HealthSettings, RouteSettings, parse_route, validate_route
+from gateway.settings_routes import (
+    CarrierSettings,
+    HealthSettings,
+    RouteSettings,
+    parse_route,
+    validate_http,
+    validate_route,
+)
 from gateway.settings_values import SettingsError, build
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -85,60 +91,6 @@ class SimulatorSettings:
     receipt_id_format: str = "same"  # same | hex | decimal | padded: how receipts quote the ids
     voice_port: int = 2777  # the embedded voice carrier simulator
     carriers: list[SimulatedCarrier] = field(default_factory=list)  # [[simulator.carriers]]: more, named SMSCs
-
-
-@dataclass
-class CarrierSettings:
-    name: str = "sim"
-    type: str = "smpp"  # smpp | http | loopback
-    host: str = "127.0.0.1"
-    port: int = 2775
-    system_id: str = "gateway"
-    password: str = field(default="secret", repr=False)
-    system_type: str = ""
-    bind_mode: str = "transceiver"  # transceiver | transmitter_receiver
-    window: int = 100
-    enquire_link_interval: float = 30.0
-    response_timeout: float = 10.0
-    concatenation: str = "udh"  # udh | sar | payload
-    receipt_id_base: str = "same"  # same | hex_to_dec | dec_to_hex: how receipts quote submit_sm_resp ids
-    binds: int = 1  # SMPP connections this instance opens to this carrier
-    max_binds: int = 0  # connections to this carrier across all instances (0: no maximum); needs [redis]
-    # type = "http": an HTTP SMS provider (carriers.http_sms); response_timeout is its request timeout
-    profile: str = ""  # kannel | json
-    url: str = ""  # Kannel's sendsms URL, or the JSON provider's endpoint
-    username: str = ""  # kannel: the sendsms-user (its password is ``password``)
-    auth_header: str = "Authorization"  # json: the header that authenticates us
-    auth_value: str = field(default="", repr=False)  # json: its value, e.g. "Bearer <key>"
-    concurrency: int = 10  # requests in flight at once, each on a kept-alive connection
-    max_parts: int = 11  # longest message in parts (Kannel's sendsms-user max-messages must be at least this)
-    dlr_mask: int = 19  # kannel: the receipts asked for (1 delivered + 2 undelivered + 16 refused by the SMSC)
-    to_field: str = "to"  # json: field names of the request
-    from_field: str = "from"
-    text_field: str = "text"
-    reference_field: str = ""  # "": our reference is not sent
-    callback_field: str = "status_callback"  # "": the status report URL is configured at the provider
-    id_path: str = "/id"  # json: JSON pointers of the provider's id in its answer, and in a status report
-    report_id_path: str = "/id"
-    report_status_path: str = "/status"
-    report_error_path: str = "/error_code"
-    status_map: list[str] = field(default_factory=list)  # "provider status=STAT" over the usual words
-
-    def json_fields(self) -> JsonFields:
-        """The json profile's field names, pointers and status words."""
-        mapping = dict(DEFAULT_STATUS_MAP)
-        for entry in self.status_map:
-            word, sep, stat = entry.rpartition("=")
-            if not sep or not word.strip():
-                raise SettingsError(f"carriers.{self.name}.status_map: {entry!r} is not \"provider status=STAT\"")
-            mapping[word.strip()] = stat.strip().upper()
-        try:
-            return JsonFields(to=self.to_field, from_=self.from_field, text=self.text_field,
-                              reference=self.reference_field, callback=self.callback_field, id_path=self.id_path,
-                              report_id_path=self.report_id_path, report_status_path=self.report_status_path,
-                              report_error_path=self.report_error_path, status_map=mapping)
-        except ValueError as exc:
-            raise SettingsError(f"carriers.{self.name}: {exc}") from None
 
 
 @dataclass
@@ -352,18 +304,6 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     return settings
 
 
-def _validate_http(carrier: CarrierSettings) -> None:
-    where = f"carriers.{carrier.name}"
-    if carrier.profile not in PROFILES:
-        raise SettingsError(f"{where}.profile must be {' or '.join(PROFILES)} for an http carrier")
-    if not carrier.url.startswith(("http://", "https://")):
-        raise SettingsError(f"{where}.url must be an http:// or https:// URL")
-    if carrier.concurrency < 1 or carrier.max_parts < 1 or carrier.response_timeout <= 0:
-        raise SettingsError(f"{where}: concurrency and max_parts must be at least 1, response_timeout above 0")
-    if carrier.profile == "json":
-        carrier.json_fields()
-
-
 def validate(settings: Settings) -> None:
     if not 0 < settings.server.port < 65536:
         raise SettingsError("server.port must be between 1 and 65535")
@@ -374,7 +314,7 @@ def validate(settings: Settings) -> None:
         if carrier.type not in {"smpp", "http", "loopback"}:
             raise SettingsError(f"carriers.{carrier.name}.type must be smpp, http or loopback")
         if carrier.type == "http":
-            _validate_http(carrier)
+            validate_http(carrier)
         if carrier.bind_mode not in {"transceiver", "transmitter_receiver"}:
             raise SettingsError(f"carriers.{carrier.name}.bind_mode must be transceiver or transmitter_receiver")
         if carrier.concatenation not in {"udh", "sar", "payload"}:

@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import text
 
 from gateway.bench.processes import drop_redis_prefix, scratch_database
-from gateway.settings import CarrierSettings, Settings, load_settings
+from gateway.settings import Settings, load_settings
+from gateway.settings_routes import CarrierSettings
 from gateway.store.db import create_engine, create_sessionmaker
 from gateway.store.migrate import upgrade
 

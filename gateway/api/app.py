@@ -45,7 +45,8 @@ from gateway.sending.lookup import NumberLookup
 from gateway.sending.pacing import RedisLimiter
 from gateway.sending.policy import PacingPolicy
 from gateway.sending.routing import route_of_settings
-from gateway.settings import CarrierSettings, Settings
+from gateway.settings import Settings
+from gateway.settings_routes import CarrierSettings
 from gateway.store.accounts import KeyAuthenticator
 from gateway.store.db import create_engine, create_sessionmaker
 from gateway.store.retention import Purger

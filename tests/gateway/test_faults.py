@@ -33,7 +33,7 @@ import pytest
 from aiohttp import web
 
 from gateway.bench.common import recipients
-from gateway.settings import CarrierSettings
+from gateway.settings_routes import CarrierSettings
 from gateway.webhooks.signing import SIGNATURE_HEADER, verify
 from tests.procs import Stack, Unavailable
 

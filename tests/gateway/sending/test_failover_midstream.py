@@ -12,8 +12,7 @@ from sqlalchemy import func, select
 from carriers.simulator import SmscSimulator
 from gateway.api import app_keys
 from gateway.api.app import create_app
-from gateway.settings import CarrierSettings
-from gateway.settings_routes import RouteSettings
+from gateway.settings_routes import CarrierSettings, RouteSettings
 from gateway.store.models import Message
 from tests.conftest import new_customer, wait_for
 

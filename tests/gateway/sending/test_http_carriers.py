@@ -15,7 +15,7 @@ from aiohttp import web
 from gateway.api import app_keys
 from gateway.api.app import create_app
 from gateway.api.routes.carrier_callbacks import callback_url
-from gateway.settings import CarrierSettings
+from gateway.settings_routes import CarrierSettings
 from tests.carriers.test_http_sms import LONG, UNICODE, Provider
 from tests.conftest import ADMIN, new_customer, wait_for
 from tests.kannel import PASSWORD, USERNAME, start_kannel, stop_kannel

@@ -10,8 +10,7 @@ import pytest
 from carriers.simulator import SmscSimulator
 from gateway.api import app_keys
 from gateway.api.app import create_app
-from gateway.settings import CarrierSettings
-from gateway.settings_routes import RouteSettings
+from gateway.settings_routes import CarrierSettings, RouteSettings
 from registry.models import Number
 from tests.conftest import ADMIN, new_customer, wait_for
 
