@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.errors import BadRequest
 from gateway.store.models import Message
+from gateway.store.statements import page_below
 
 
 async def list_messages(sessions: async_sessionmaker[AsyncSession], account_id: int, *, status: str | None,
@@ -18,10 +18,4 @@ async def list_messages(sessions: async_sessionmaker[AsyncSession], account_id: 
     if to is not None:
         stmt = stmt.where(Message.destination == to)
     async with sessions() as session:
-        if before is not None:
-            cursor = await session.scalar(select(Message.id).where(Message.public_id == before,
-                                                                   Message.account_id == account_id))
-            if cursor is None:
-                raise BadRequest("before must be a message id from a previous page.", code="invalid_query")
-            stmt = stmt.where(Message.id < cursor)
-        return list((await session.scalars(stmt.order_by(Message.id.desc()).limit(limit))).all())
+        return await page_below(session, stmt, Message, account_id, before, limit, what="a message id")

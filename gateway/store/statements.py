@@ -1,14 +1,17 @@
 """Statements every part of the gateway writes alike, on SQLite and PostgreSQL: long ``IN (...)`` lists in chunks,
-INSERT ... ON CONFLICT (skip or update the rows whose key exists) and UPDATE by id for many rows at once."""
+INSERT ... ON CONFLICT (skip or update the rows whose key exists), UPDATE by id for many rows at once, and the
+page of an account's rows below a cursor."""
 
 from __future__ import annotations
 
 import functools
 from typing import Any, Iterable, Iterator, Sequence, TypeVar
 
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import Select, Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.errors import BadRequest
 
 T = TypeVar("T")
 
@@ -89,3 +92,16 @@ async def update_by_id(session: AsyncSession, table: Table, rows: list[dict[str,
             row["id_"] = row.pop("id")
             params.append(row)
         await session.execute(statement, params)
+
+
+async def page_below(session: AsyncSession, stmt: Select, model: Any, account_id: int, before: str | None,
+                     limit: int, *, what: str) -> list[Any]:
+    """``stmt``'s rows newest first, below the account's row whose public id is ``before`` (a cursor from a previous
+    page; ``what`` names it in the 400 invalid_query when the account has no such row)."""
+    if before is not None:
+        cursor = await session.scalar(select(model.id).where(model.public_id == before,
+                                                             model.account_id == account_id))
+        if cursor is None:
+            raise BadRequest(f"before must be {what} from a previous page.", code="invalid_query")
+        stmt = stmt.where(model.id < cursor)
+    return list((await session.scalars(stmt.order_by(model.id.desc()).limit(limit))).all())

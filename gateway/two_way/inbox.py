@@ -5,8 +5,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.errors import BadRequest, NotFound
+from gateway.errors import NotFound
 from gateway.store.models import InboundMessage
+from gateway.store.statements import page_below
 
 
 async def list_inbound(sessions: async_sessionmaker[AsyncSession], account_id: int, *, to: str | None,
@@ -21,13 +22,7 @@ async def list_inbound(sessions: async_sessionmaker[AsyncSession], account_id: i
     if keyword is not None:
         stmt = stmt.where(InboundMessage.keyword == keyword.upper())
     async with sessions() as session:
-        if before is not None:
-            cursor = await session.scalar(select(InboundMessage.id).where(InboundMessage.public_id == before,
-                                                                          InboundMessage.account_id == account_id))
-            if cursor is None:
-                raise BadRequest("before must be an id from a previous page.", code="invalid_query")
-            stmt = stmt.where(InboundMessage.id < cursor)
-        return list((await session.scalars(stmt.order_by(InboundMessage.id.desc()).limit(limit))).all())
+        return await page_below(session, stmt, InboundMessage, account_id, before, limit, what="an id")
 
 
 async def get_inbound(sessions: async_sessionmaker[AsyncSession], account_id: int, public_id: str) -> InboundMessage:
