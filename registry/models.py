@@ -158,13 +158,13 @@ class Campaign(Base):
 
 
 class Transition(Base):
-    """Every state change of a number, brand or campaign: when, by whom, why."""
+    """Every state change of a number, brand, campaign or toll-free verification: when, by whom, why."""
 
     __tablename__ = "transitions"
     __table_args__ = (Index("ix_transitions_entity", "entity", "entity_id", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    entity: Mapped[str] = mapped_column(String(20))  # number | brand | campaign
+    entity: Mapped[str] = mapped_column(String(40))  # number | brand | campaign | toll_free_verification
     entity_id: Mapped[int] = mapped_column(Integer)
     from_state: Mapped[str | None] = mapped_column(String(40), nullable=True)
     to_state: Mapped[str] = mapped_column(String(40))

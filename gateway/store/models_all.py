@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import gateway.store.models  # noqa: F401
-import registry.models  # noqa: F401
+import registry.models
+import registry.toll_free  # noqa: F401
 from registry.db import Base
 
 metadata = Base.metadata
