@@ -164,12 +164,12 @@ def e164(value: str, *, field: str = "to", default_region: str = "US", cached: b
     return parse_phone(value, field=field, default_region=default_region, cached=cached)[0]
 
 
-def origination(value: str, *, default_region: str = "US") -> str:
+def origination(value: str, *, default_region: str = "US", field: str = "from") -> str:
     """A sending number as stored: a short code's digits, or E.164."""
     compact = value.strip()
     if compact.isascii() and compact.isdigit() and 3 <= len(compact) <= 8:
         return compact
-    return e164(compact, field="from", default_region=default_region)
+    return e164(compact, field=field, default_region=default_region)
 
 
 def region_of(number: str) -> str | None:

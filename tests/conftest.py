@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from gateway.bench.processes import drop_redis_prefix, scratch_database
 from gateway.settings import Settings, load_settings
@@ -177,3 +178,23 @@ async def new_customer(client, sessionmaker, name: str,
             session.add(Number(number=number, type=kind, country="US", capabilities="sms,voice",
                                status="active", account_id=data["id"]))
     return Customer(data["id"], data["api_key"])
+
+
+# a toll-free verification request as a customer writes it (the example's; its "numbers" aside)
+TOLL_FREE_REQUEST = {k: v for k, v in json.loads((Path(__file__).parent.parent / "examples" /
+                                                  "toll_free_verification.json").read_text()).items() if k != "numbers"}
+
+
+async def verify_toll_free(sessionmaker, account_id: int, *numbers: str) -> None:
+    """Give an account's toll-free numbers a verified toll-free verification straight in the registry (as
+    new_customer gives numbers), for tests that send from them: carriers block unverified ones."""
+    from gateway.numbers.toll_free import parse
+    from registry import toll_free
+    from registry.models import Number
+
+    fields, _ = parse(TOLL_FREE_REQUEST, partial=True)
+    async with sessionmaker() as session, session.begin():
+        rows = (await session.scalars(select(Number).where(Number.number.in_(numbers)))).all()
+        verification = await toll_free.submit(session, account_id, list(rows), fields, "test")
+        for action in ("start_review", "verify"):
+            await toll_free.review(session, verification, action, None, "test")

@@ -34,6 +34,7 @@ from gateway.api.routes.opt_outs import routes as opt_out_routes
 from gateway.api.routes.registry import routes as registry_routes
 from gateway.api.routes.routing import routes as routing_routes
 from gateway.api.routes.stats import routes as stats_routes
+from gateway.api.routes.toll_free import routes as toll_free_routes
 from gateway.api.routes.voice import routes as voice_routes
 from gateway.api.routes.webhooks import routes as webhook_routes
 from gateway.cluster.coordination import QUEUE_CHANNEL, WEBHOOK_CHANNEL, BindSlots, PgListener, new_instance_id
@@ -371,6 +372,7 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
     app.add_routes(opt_out_routes)
     app.add_routes(voice_routes)
     app.add_routes(registry_routes)
+    app.add_routes(toll_free_routes)
     app.add_routes(admin_routes)
     app.add_routes(carrier_callback_routes)
     app.add_routes(stats_routes)

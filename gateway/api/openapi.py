@@ -31,6 +31,7 @@ from gateway.api.openapi_schemas import (
     reply,
     takes,
 )
+from gateway.api.openapi_toll_free import ACCOUNT_PATHS as TOLL_FREE_PATHS, ADMIN_PATHS as TOLL_FREE_ADMIN
 from gateway.store.models import MessageStatus
 from gateway.webhooks.sender import MAX_BATCH
 
@@ -351,6 +352,8 @@ PATHS["/admin/numbers/{number}"]["patch"] = {
                "international sending", "security": OPERATOR, "parameters": [NUMBER_PARAM],
     "requestBody": takes(BODIES["number"]), "responses": {"200": reply({"type": "object"}),
                                                            **errors(400, 401, 404, 422)}}
+TWO_WAY.update(TOLL_FREE_PATHS)
+PATHS.update(TOLL_FREE_ADMIN)
 for _path, _ops in TWO_WAY.items():
     PATHS["/v1" + _path] = _ops
     PATHS["/admin/accounts/{account}" + _path] = {

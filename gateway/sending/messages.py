@@ -1,8 +1,8 @@
 """Accepting outbound SMS: validate, choose the sending number, encode, check compliance, store durably.
 
 A message refused for compliance (opted-out recipient, public URL shortener in 10DLC traffic, an inactive
-10DLC number, promotional traffic in quiet hours) is stored as ``blocked`` with a TEXT_BLOCKED event, so the
-customer's webhooks hear of it, and the request is answered with the error.
+10DLC number, a toll-free number not verified, promotional traffic in quiet hours) is stored as ``blocked`` with a
+TEXT_BLOCKED event, so the customer's webhooks hear of it, and the request is answered with the error.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from gateway.store.statements import chunks, insert_new
 from gateway.validation import Fields, origination as parse_origination, parse_phone, region_of
 from gateway.webhooks.catalog import TEXT_BLOCKED, TEXT_QUEUED, parse_selection
 from gateway.webhooks.record import EventTarget, record as record_events
+from registry import toll_free
 from registry.db import iso, utcnow
 from registry.models import Account, Number, NumberStatus, OptOut
 
@@ -154,10 +155,12 @@ def price(number: Number, segments: int, pricing: PricingSettings, route: Route 
 
 
 def _compliance(account: Account, number: Number, req: SendRequest, encoded: EncodedText, message_type: str,
-                now: dt.datetime, opt_lists: set[str]) -> GatewayError | None:
+                now: dt.datetime, opt_lists: set[str], unverified: dict[str, str]) -> GatewayError | None:
     if opt_lists & {"default", number.opt_out_list}:
         return Conflict(f"{req.to} opted out of messages from this account; it must opt in (START) again first.",
                         code="recipient_opted_out")
+    if number.number in unverified:
+        return toll_free_not_verified(number.number, unverified[number.number])
     if number.type == "ten_dlc":
         if number.status != NumberStatus.ACTIVE.value:
             return Conflict(f"The 10DLC number {number.number} is not active (status: {number.status}).",
@@ -170,6 +173,23 @@ def _compliance(account: Account, number: Number, req: SendRequest, encoded: Enc
         return Conflict("Promotional messages are not sent between 21:00 and 08:00 in the recipient's local time.",
                         code="quiet_hours")
     return None
+
+
+# a toll-free number's verification status -> what it means, and what the customer does about it
+_TOLL_FREE_STATES = {
+    toll_free.NONE: ("is in no verification request", "submit one (POST /v1/toll-free-verifications)"),
+    "submitted": ("has a verification request waiting for review", "send once it is verified"),
+    "in_review": ("has its verification request in review", "send once it is verified"),
+    "rejected": ("had its verification request rejected",
+                 "edit and resubmit it (POST /v1/toll-free-verifications/{id}/resubmit)")}
+
+
+def toll_free_not_verified(number: str, status: str) -> Conflict:
+    """Carriers block SMS from toll-free numbers that are not verified (pending ones too, since 31 January 2024)."""
+    state, fix = _TOLL_FREE_STATES[status]
+    return Conflict(f"The toll-free number {number} is not verified: it {state}. US and Canadian carriers block SMS "
+                    f"from unverified toll-free numbers; {fix}, or send from another number.",
+                    code="toll_free_not_verified", details={"from": number, "verification_status": status})
 
 
 async def _queued_count(session: AsyncSession, account: Account) -> int:
@@ -197,6 +217,7 @@ async def accept_many(session: AsyncSession, account_id: int, reqs: list[SendReq
     hashes = fingerprints or [None] * len(reqs)
     account, numbers = await _account_and_numbers(session, account_id)
     by_number = {n.number: n for n in numbers}
+    unverified = await toll_free.unverified(session, numbers)  # no query without a toll-free number
     wanted = [k for k in keys if k is not None]
     existing: dict[str, Message | NewMessage | None] = {}  # None: the key of a call
     for chunk in chunks(wanted):
@@ -227,10 +248,12 @@ async def accept_many(session: AsyncSession, account_id: int, reqs: list[SendReq
             if named is not None and named.type == "ten_dlc" and named.status != NumberStatus.ACTIVE.value:
                 number = named  # refused below, as a blocked message from it
             else:
-                number = origination.choose(numbers, req.to, req.region or region_of(req.to), req.source)
+                number = origination.choose(numbers, req.to, req.region or region_of(req.to), req.source,
+                                            unverified)
             encoded = _encode(req.body, account.smart_encoding)
             message_type = req.message_type or number.message_type or "transactional"
-            blocked = _compliance(account, number, req, encoded, message_type, now, opted.get(req.to, set()))
+            blocked = _compliance(account, number, req, encoded, message_type, now, opted.get(req.to, set()),
+                                  unverified)
             if blocked is None and not req.dry_run and account.queue_policy == "reject":
                 if queued >= account.max_queued:
                     raise _queue_full(queued, account)

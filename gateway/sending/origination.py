@@ -4,6 +4,8 @@
 Rules (see the brief): a named ``from`` must belong to the account, be active, have SMS capability and be
 allowed for the destination. Without one: the single eligible number if there is exactly one; otherwise a
 short code, then a 10DLC number, then a toll-free number (then, abroad, a long code with international sending).
+A toll-free number whose verification is not ``verified`` (``unverified``: registry.toll_free) is not eligible;
+when it is all there is, it is chosen, and the send is refused as from it (toll_free_not_verified).
 Within one kind the same recipient keeps the same number (sticky sender, by rendezvous hashing, so that adding
 or removing a number moves only the recipients of that number).
 
@@ -18,7 +20,7 @@ Without one: a long code, then a 10DLC number, then a toll-free number; the olde
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from typing import Collection, Sequence
 
 from gateway.errors import Conflict, Unprocessable
 from registry.models import Number
@@ -62,8 +64,10 @@ def sticky(candidates: Sequence[Number], recipient: str) -> Number:
     return max(candidates, key=lambda n: _weight(n.number, recipient))
 
 
-def choose(numbers: Sequence[Number], destination: str, dest_region: str | None, source: str | None) -> Number:
-    """Pick the sending number among the account's numbers (all statuses), or raise a clear error."""
+def choose(numbers: Sequence[Number], destination: str, dest_region: str | None, source: str | None,
+           unverified: Collection[str] = ()) -> Number:
+    """Pick the sending number among the account's numbers (all statuses), or raise a clear error. ``unverified``:
+    the toll-free numbers that may not send (chosen only when no other number may)."""
     if source is not None:
         number = next((n for n in numbers if n.number == source), None)
         if number is None:
@@ -86,6 +90,8 @@ def choose(numbers: Sequence[Number], destination: str, dest_region: str | None,
             raise Unprocessable("This account has no number that can send SMS.", code="no_sending_number")
         raise Unprocessable(f"No active number of this account may send SMS to {destination}.",
                             code="no_sending_number", details={"destination_region": dest_region})
+    if unverified:
+        eligible = [n for n in eligible if n.number not in unverified] or [sticky(eligible, destination)]
     if len(eligible) == 1:
         return eligible[0]
     for kind in PRIORITY:

@@ -19,6 +19,7 @@ from gateway.settings import SettingsError
 from gateway.settings_routes import RouteSettings, parse_route, validate_route
 from gateway.store.models import StoredRoute
 from gateway.validation import Fields, region_of
+from registry import toll_free
 from registry.models import Number, NumberStatus
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,8 @@ async def test(sessionmaker: async_sessionmaker[AsyncSession], router: Router, d
     async with sessionmaker() as session:
         numbers = (await session.scalars(select(Number).where(
             Number.account_id == account_id, Number.status != NumberStatus.RELEASED.value).order_by(Number.id))).all()
-    number = _sending_number(list(numbers), to, region, source)
+        unverified = await toll_free.unverified(session, numbers)
+    number = _sending_number(list(numbers), to, region, source, unverified)
     kind = number.type if number is not None else "long_code"
     facts = router.facts(destination=to, account_id=account_id, source=number.number if number else "",
                          message_type=message_type or (number.message_type if number else None),
@@ -175,11 +177,12 @@ def _country_of(number: str) -> str | None:
         return None
 
 
-def _sending_number(numbers: list[Number], to: str, region: str | None, source: str | None) -> Number | None:
+def _sending_number(numbers: list[Number], to: str, region: str | None, source: str | None,
+                    unverified: dict[str, str]) -> Number | None:
     """The number a send would go from (as gateway.sending.origination chooses); None when the account has none
     that may send there (a named one that may not is the error a send would get)."""
     try:
-        return origination.choose(numbers, to, region, source)
+        return origination.choose(numbers, to, region, source, unverified)
     except GatewayError:
         if source is not None:
             raise

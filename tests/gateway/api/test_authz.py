@@ -27,7 +27,7 @@ from gateway.store.models_all import metadata
 from gateway.voice_calls.worker import new_voice_id
 from registry.db import utcnow
 from registry.models import Number
-from tests.conftest import ADMIN, new_customer, wait_for
+from tests.conftest import ADMIN, TOLL_FREE_REQUEST, new_customer, wait_for
 
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json")}
 SIGNED = {("GET", "/audio/{key}.wav"), ("POST", "/callbacks/voice/{token}"),  # public, but signed / tokened
@@ -38,6 +38,7 @@ SAMPLE = {"id": "1", "account": "1", "number": "12345", "keyword": "HOURS", "pho
           "key": "a" * 64, "token": "t0k3n", "carrier": "sim", "name": "uk"}
 ACTIONS = ("activate", "release", "review", "vet", "resubmit", "suspend", "associate", "disassociate")
 A_DEST, A_OPTED_OUT, A_VOICE_NUMBER, B_NUMBER = "+14155550166", "+14155550177", "+14155550140", "54321"
+A_TOLL_FREE = "+18885550144"
 
 
 def routes_of(app: web.Application) -> list[tuple[str, str, Any]]:
@@ -163,7 +164,8 @@ async def world(api, aiohttp_server):
     receiver.router.add_post("/hook", receive)
     server = await aiohttp_server(receiver)
     a = await new_customer(api, api.sessionmaker, "alpha", numbers=(("12345", "short_code"),
-                                                                    (A_VOICE_NUMBER, "long_code")))
+                                                                    (A_VOICE_NUMBER, "long_code"),
+                                                                    (A_TOLL_FREE, "toll_free")))
     b = await new_customer(api, api.sessionmaker, "beta", numbers=((B_NUMBER, "short_code"),))
 
     async def call(who, method: str, path: str, body: Any = None, **kw: Any) -> tuple[int, Any]:
@@ -191,6 +193,9 @@ async def world(api, aiohttp_server):
         "sample_messages": ["Hi {#var}, your order {#var} shipped.", "Code {#var}. Reply STOP to opt out."],
         "opt_in_message": "Opt in at checkout.", "opt_out_message": "Reply STOP.", "help_message": "Reply HELP."})
     assert status == 201, campaign
+    status, toll_free = await call(a, "POST", "/v1/toll-free-verifications", {
+        **TOLL_FREE_REQUEST, "business_name": "Alpha Toll-Free Business", "numbers": [A_TOLL_FREE]})
+    assert status == 201, toll_free
     async with api.sessionmaker() as session, session.begin():  # a finished call (the voice worker leaves it be)
         voice = VoiceMessage(public_id=new_voice_id(), account_id=a.account_id, source=A_VOICE_NUMBER,
                              destination=A_DEST, script="alpha voice script", voice="en-us", status="completed",
@@ -209,9 +214,11 @@ async def world(api, aiohttp_server):
     secret = (await call(a, "GET", "/v1/account"))[1]["webhook_secret"]
     ids = {"msg": msg["id"], "inbound": inbound["id"], "delivery": delivery["id"], "voice": voice.public_id,
            "brand": brand["id"], "campaign": campaign["id"], "number": "12345", "voice_number": A_VOICE_NUMBER,
-           "keyword": "ALPHAWORD", "phone": A_OPTED_OUT, "dest": A_DEST}
+           "keyword": "ALPHAWORD", "phone": A_OPTED_OUT, "dest": A_DEST, "toll_free": toll_free["id"],
+           "toll_free_number": A_TOLL_FREE}
     markers = [msg["id"], inbound["id"], delivery["id"], voice.public_id, A_VOICE_NUMBER, A_OPTED_OUT, A_DEST,
-               "Alpha Brand", "Alpha campaign", "alpha body", "ALPHAWORD", "alpha inbound", "alpha voice", secret]
+               "Alpha Brand", "Alpha campaign", "alpha body", "ALPHAWORD", "alpha inbound", "alpha voice",
+               "Alpha Toll-Free", A_TOLL_FREE, secret]
     return {"a": a, "b": b, "call": call, "ids": ids, "markers": markers, "hooks": hooks}
 
 
@@ -320,6 +327,18 @@ def cases(w: dict) -> dict[tuple[str, str], list[tuple[str, str, Any, Callable[[
         ("GET", "/v1/campaigns"): [("GET", "/v1/campaigns", None, nothing)],
         ("GET", "/v1/campaigns/{id}"): [
             ("GET", f"/v1/campaigns/{i['campaign']}", None, refused(404, "campaign_not_found"))],
+        ("POST", "/v1/toll-free-verifications"): [
+            ("POST", "/v1/toll-free-verifications", {**TOLL_FREE_REQUEST, "numbers": [i["toll_free_number"]]},
+             refused(422, "number_not_owned"))],
+        ("GET", "/v1/toll-free-verifications"): [("GET", "/v1/toll-free-verifications", None, nothing)],
+        ("GET", "/v1/toll-free-verifications/{id}"): [
+            ("GET", f"/v1/toll-free-verifications/{i['toll_free']}", None,
+             refused(404, "toll_free_verification_not_found"))],
+        ("POST", "/v1/toll-free-verifications/{id}/resubmit"): [
+            ("POST", f"/v1/toll-free-verifications/{i['toll_free']}/resubmit", {"business_name": "hijacked"},
+             refused(404, "toll_free_verification_not_found"))],
+        ("GET", "/v1/numbers/{number}/toll-free-verification"): [
+            ("GET", "/v1/numbers/%2B18885550144/toll-free-verification", None, not_found)],
         ("GET", "/v1/stats"): [("GET", "/v1/stats", None, stats_of_b_only),
                                ("GET", "/v1/stats?by=number", None, stats_of_b_only),
                                ("GET", "/v1/stats?by=campaign&group_by=hour", None, stats_of_b_only)],
@@ -341,7 +360,8 @@ def stats_of_b_only(status: int, body: Any) -> None:
 async def test_every_route_has_a_case(api):
     """A route added without an authorization case here fails this test."""
     table = cases({"ids": dict.fromkeys(("msg", "inbound", "delivery", "voice", "brand", "campaign", "number",
-                                         "voice_number", "keyword", "phone", "dest"), "x"), "markers": []})
+                                         "voice_number", "keyword", "phone", "dest", "toll_free",
+                                         "toll_free_number"), "x"), "markers": []})
     for method, canonical, _ in routes_of(api.app):
         if canonical.startswith("/v1/"):
             assert (method, canonical) in table, f"{method} {canonical}: add its case to {__name__}"
@@ -356,7 +376,8 @@ async def test_one_account_cannot_read_or_change_anothers(api, world):
     a, b, call = world["a"], world["b"], world["call"]
     before = await snapshot(api.sessionmaker, a.account_id)
     assert all(before[t] for t in ("messages", "numbers", "number_keywords", "opt_outs", "webhook_deliveries",
-                                   "voice_messages", "inbound_messages", "brands", "campaigns"))
+                                   "voice_messages", "inbound_messages", "brands", "campaigns",
+                                   "toll_free_verifications"))
     attempts = [(route, *attempt) for route, tried in cases(world).items() for attempt in tried]
     for route, method, path, body, check in sorted(attempts, key=lambda a: getattr(a[-1], "writes", False)):
         if route == ("POST", "/v1/opt-outs/import"):

@@ -25,7 +25,7 @@ from tests.conftest import OPERATOR_TOKEN, new_customer, wait_for
 
 # what requests create (background work adds events and deliveries, never rows to these)
 TABLES = ("messages", "accounts", "api_keys", "numbers", "opt_outs", "number_keywords", "brands", "campaigns",
-          "voice_messages")
+          "voice_messages", "toll_free_verifications", "toll_free_numbers")
 PATH_VALUES = {"number": "12345", "keyword": "HOURS", "action": "review", "token": "not-a-token", "carrier": "sim"}
 
 

@@ -20,7 +20,7 @@ from gateway.api import app_keys
 from gateway.api.app import create_app
 from gateway.sending import compliance
 from registry.models import Account, Number, OptOut
-from tests.conftest import ADMIN, new_customer, wait_for
+from tests.conftest import ADMIN, new_customer, verify_toll_free, wait_for
 
 US = "+1415555"  # fictional 555-01xx numbers: +14155550100 ... +14155550199
 
@@ -76,6 +76,7 @@ async def final(gw, c, mid: str, status: str = "delivered", timeout: float = 5.0
 
 async def test_priority_short_code_then_10dlc_then_toll_free(gw):
     c = await customer(gw, [("+18885550100", "toll_free"), (us(90), "ten_dlc"), ("55501", "short_code")])
+    await verify_toll_free(gw.sm, c.account_id, "+18885550100")
     sent = await send(gw, c, to=us(1))
     assert sent["from"] == "55501"
     await final(gw, c, sent["id"])
@@ -91,6 +92,7 @@ async def test_priority_short_code_then_10dlc_then_toll_free(gw):
 async def test_single_eligible_number_and_sticky_sender(gw):
     pool = [(f"+1888555{n:04d}", "toll_free") for n in range(100, 105)]
     c = await customer(gw, pool)
+    await verify_toll_free(gw.sm, c.account_id, *(number for number, _ in pool))
     firsts = {}
     for n in range(10):
         firsts[us(n)] = (await send(gw, c, to=us(n)))["from"]
@@ -321,6 +323,7 @@ async def test_sends_that_miss_their_slots_never_bunch(aiohttp_client, migrated,
 
 async def test_one_message_a_second_to_one_recipient_and_toll_free_3_per_second(gw):
     c = await customer(gw, [("+18885550100", "toll_free")])
+    await verify_toll_free(gw.sm, c.account_id, "+18885550100")
     same = [(await send(gw, c, to=us(1), body=f"n{i}"))["id"] for i in range(3)]
     others = [(await send(gw, c, to=us(10 + i)))["id"] for i in range(6)]
     for mid in same + others:

@@ -12,7 +12,7 @@ from gateway.api import app_keys
 from gateway.api.app import create_app
 from gateway.settings_routes import CarrierSettings, RouteSettings
 from registry.models import Number
-from tests.conftest import ADMIN, new_customer, wait_for
+from tests.conftest import ADMIN, new_customer, verify_toll_free, wait_for
 
 UK = "+447911123456"
 
@@ -186,6 +186,7 @@ async def test_pacing_holds_across_the_carriers_of_a_split(aiohttp_client, migra
     async with sessionmaker() as session, session.begin():
         session.add(Number(number="+18005550100", type="toll_free", country="US", capabilities="sms",
                            status="active", account_id=customer.account_id))
+    await verify_toll_free(sessionmaker, customer.account_id, "+18005550100")
     await _send(client, customer, [f"+141555501{i:02d}" for i in range(20)], **{"from": "+18005550100"})
     a_count, b_count = await _taken(sims, 20)
     assert a_count and b_count  # both carriers took some (all on one: 2 in a million)
