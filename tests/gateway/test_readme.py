@@ -22,7 +22,8 @@ from tests.conftest import make_settings
 
 README = PROJECT_ROOT / "README.md"
 SKIP = "<!-- not run by tests/gateway/test_readme.py"
-SECTIONS = ("Numbers and US 10DLC registration", "Voice messages", "gatewayctl")  # besides the part before them
+# besides the part before them
+SECTIONS = ("Numbers and US 10DLC registration", "Toll-free verification", "Voice messages", "gatewayctl")
 
 
 def readme_blocks() -> list[str]:
@@ -71,6 +72,9 @@ async def test_the_readme_runs_as_written(tmp_path: Path) -> None:
         done = subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"{done.stdout}\n{done.stderr[-4000:]}"
         assert "AT&T: 4,500 SMS per minute" in done.stdout and "status: completed" in done.stdout
+        # toll-free: refused before its verification, queued from it after
+        assert '"code": "toll_free_not_verified"' in done.stdout
+        assert '"status": "queued", "from": "+18885550144"' in done.stdout
         admin = {"Authorization": f"Bearer {(data / 'operator_token').read_text().strip()}"}
         async with aiohttp.ClientSession(headers=admin) as http:
             accounts = (await (await http.get(gateway.url + "/admin/accounts")).json())["accounts"]
