@@ -14,6 +14,7 @@ from gateway.cli.context import Ctx
 from gateway.cli.registry import brands, campaigns, inventory, numbers, registry
 from gateway.cli.routes import routes
 from gateway.cli.serve import db, run, simulator
+from gateway.cli.status import status
 from gateway.cli.two_way import keywords, optouts, sim, webhooks
 from gateway.cli.voice import voice
 
@@ -31,8 +32,8 @@ def cli(ctx: click.Context, url: str, token: str | None, as_json: bool, config: 
     ctx.obj = Ctx(url, token, as_json, config)
 
 
-for command in (run, simulator, db, accounts, bench, inventory, numbers, brands, campaigns, registry, routes, voice,
-                keywords, optouts, webhooks, sim):
+for command in (run, simulator, db, status, accounts, bench, inventory, numbers, brands, campaigns, registry, routes,
+                voice, keywords, optouts, webhooks, sim):
     cli.add_command(command)
 
 
