@@ -108,6 +108,7 @@ class Carrier(abc.ABC):
     """Send SMS through one carrier connection. Implementations must be safe to call concurrently."""
 
     name: str
+    kind = "other"  # what it speaks, as operators read it: smpp, http, loopback
 
     @abc.abstractmethod
     def set_events(self, events: CarrierEvents) -> None:

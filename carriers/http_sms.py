@@ -139,6 +139,8 @@ def _describe(exc: aiohttp.ClientError) -> str:
 class HttpSmsCarrier(Carrier):
     """One HTTP SMS provider. ``callback_url`` gives the (signed) URL the provider reports statuses to."""
 
+    kind = "http"
+
     def __init__(self, name: str, profile: str, url: str, *, username: str = "", password: str = "",
                  auth_header: str = "Authorization", auth_value: str = "", fields: JsonFields | None = None,
                  callback_url: Callable[[], str] | None = None, timeout_s: float = 10.0, concurrency: int = 10,

@@ -17,6 +17,8 @@ Handler = Callable[["LoopbackCarrier", OutboundSms], Awaitable[SubmitResult]]
 
 
 class LoopbackCarrier(Carrier):
+    kind = "loopback"
+
     def __init__(self, name: str = "loopback", handler: Handler | None = None, *, receipt_stat: str = "DELIVRD",
                  receipt_delay: float | None = 0.0):
         self.name = name

@@ -38,6 +38,8 @@ def address(number: str) -> tuple[int, int, str]:
 
 
 class SmppCarrier(Carrier):
+    kind = "smpp"
+
     def __init__(self, name: str, host: str, port: int, system_id: str, password: str, *, system_type: str = "",
                  bind_mode: str = "transceiver", window: int = 100, enquire_link_interval: float = 30.0,
                  response_timeout: float = 10.0, concatenation: str = "udh", binds: int = 1,

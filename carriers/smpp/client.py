@@ -2,7 +2,9 @@
 
 One transceiver bind, or a transmitter and a receiver bind; a window of submit_sm in flight matched to their
 responses by sequence number; enquire_link keep-alive and answers to the peer's; unbind and generic_nack;
-reconnection with exponential backoff and jitter after a dropped connection; a clean unbind on close.
+reconnection with exponential backoff and jitter after a dropped connection; a clean unbind on close. Each
+bind keeps its state (connecting, bound, unbound while it tries again, closed) with the time it entered it, and
+its last few failures (bind refused, connection failed or lost), for the operator's status.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ import collections
 import contextlib
 import logging
 import random
+import time
 from typing import Any, Awaitable, Callable
 
 from smpplib import consts
 
 from carriers._base import CarrierRejected, CarrierRetryable
+from carriers.recent import RecentErrors
 from carriers.smpp import _pdu as P
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,7 @@ class _Link:
         self.pending: dict[int, asyncio.Future] = {}
         self._seq = 0
         self.closed = asyncio.Event()
+        self.ended: str | None = None  # why the connection ended, once it has
         self._out: list[bytes] = []  # PDUs sent during this turn of the event loop, written together
         self._loop = asyncio.get_running_loop()
         # deliver_sm are handled side by side (a receipt is answered once it is stored, which takes a write
@@ -92,6 +97,7 @@ class _Link:
         try:
             await self._read()
         except _Closed as exc:
+            self.ended = str(exc)
             log.info("%s: %s connection ended: %s", self.client.name, self.role, exc, extra=self.client.log_fields)
 
     async def _read(self) -> None:
@@ -228,6 +234,8 @@ class SmppClient:
         self._first_attempt = asyncio.Event()
         self.binds = 0  # successful binds so far (reconnects show up here)
         self.last_error: str | None = None
+        self.state, self.state_since = "connecting", time.time()  # connecting, bound, unbound, closed (epoch s)
+        self.errors = RecentErrors()  # bind failures and lost connections
 
     def __repr__(self) -> str:  # never the password
         return f"SmppClient({self.name!r}, {self.host}:{self.port}, system_id={self._system_id!r})"
@@ -240,6 +248,15 @@ class SmppClient:
     def window_in_use(self) -> int:
         """submit_sm in flight on this bind (slots of the window taken)."""
         return self.window - self._slots._free
+
+    def _enter(self, state: str) -> None:
+        if state != self.state:
+            self.state, self.state_since = state, time.time()
+
+    def _failed(self, code: str, message: str) -> None:
+        self.last_error = message
+        self.errors.add(code, message)
+        self._enter("unbound")
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"smpp-{self.name}")
@@ -281,6 +298,7 @@ class SmppClient:
                 self._links, self._tx = links, links[0]
                 self.binds += 1
                 self.last_error = None
+                self._enter("bound")
                 delay = self.reconnect_min
                 log.info("%s: bound to %s:%s (%s)", self.name, self.host, self.port, self.bind_mode,
                          extra=self.log_fields)
@@ -289,10 +307,17 @@ class SmppClient:
                 keepalive = asyncio.create_task(self._keepalive(links))
                 waits = [asyncio.create_task(link.closed.wait()) for link in links] + [keepalive]
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                if not self._closing:
+                    lost = [link for link in links if link.closed.is_set()]
+                    if lost:
+                        self._failed("connection_lost", f"The {lost[0].role} connection was lost: "
+                                                        f"{lost[0].ended or 'closed'}.")
+                    else:
+                        self._failed("keepalive_timeout", "enquire_link went unanswered; reconnecting.")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure means: try again later
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                self._failed(_failure_code(exc), f"{type(exc).__name__}: {exc}")
                 log.warning("%s: SMPP connection to %s:%s failed: %s", self.name, self.host, self.port,
                             self.last_error, extra=self.log_fields)
             finally:
@@ -354,3 +379,15 @@ class SmppClient:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         self._bound.clear()
+        self._enter("closed")
+
+
+def _failure_code(exc: Exception) -> str:
+    """The stable code of a failed connection or bind."""
+    if isinstance(exc, CarrierRejected):
+        return exc.code  # bind_failed: the SMSC refused the credentials or the bind
+    if isinstance(exc, asyncio.TimeoutError):
+        return "bind_timeout"
+    if isinstance(exc, OSError):
+        return "connect_failed"
+    return "bind_error"

@@ -34,6 +34,7 @@ from gateway.api.routes.opt_outs import routes as opt_out_routes
 from gateway.api.routes.registry import routes as registry_routes
 from gateway.api.routes.routing import routes as routing_routes
 from gateway.api.routes.stats import routes as stats_routes
+from gateway.api.routes.status import routes as status_routes
 from gateway.api.routes.toll_free import routes as toll_free_routes
 from gateway.api.routes.voice import routes as voice_routes
 from gateway.api.routes.webhooks import routes as webhook_routes
@@ -46,6 +47,7 @@ from gateway.sending.lookup import NumberLookup
 from gateway.sending.pacing import RedisLimiter
 from gateway.sending.policy import PacingPolicy
 from gateway.sending.routing import route_of_settings
+from gateway.sending.status import Status
 from gateway.settings import Settings
 from gateway.settings_routes import CarrierSettings
 from gateway.store.accounts import KeyAuthenticator
@@ -146,6 +148,7 @@ class Resources:
         self.settings = settings
         self.given = carriers  # carriers that replace the configured ones (tests): no simulator, no bind slots
         self.instance_id = new_instance_id()
+        self.started_at = time.time()  # the gateway's uptime counts from here
         self.configured = list(settings.carriers)  # with the bind slots this instance leased
         self.limiter: RedisLimiter | None = None
 
@@ -267,6 +270,8 @@ class Resources:
                                  on_reply=dispatcher.notify, on_webhooks=sender.notify, metrics=app[app_keys.METRICS])
         app[app_keys.CARRIERS] = pool
         app[app_keys.DISPATCHER] = dispatcher
+        app[app_keys.STATUS] = Status(app[app_keys.SESSIONMAKER], pool, dispatcher, app[app_keys.METRICS],
+                                      started_at=self.started_at)
         app[app_keys.INBOUND] = inbound
         sink = CarrierSink(dispatcher, inbound)
         try:
@@ -363,6 +368,7 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
     app.add_routes(routing_routes)
     app.add_routes(openapi_routes)
     app.add_routes(metrics_routes)
+    app.add_routes(status_routes)
     app.add_routes(message_routes)
     app.add_routes(account_routes)
     app.add_routes(webhook_routes)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from gateway.metrics import Metrics
     from gateway.sending.accepting import Acceptor
     from gateway.sending.dispatcher import Dispatcher
+    from gateway.sending.status import Status
     from gateway.settings import Settings
     from gateway.store.accounts import KeyAuthenticator
     from gateway.two_way.inbound import InboundService
@@ -47,6 +48,7 @@ SESSIONMAKER: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("session
 AUTH: web.AppKey[KeyAuthenticator] = web.AppKey("auth")
 CARRIERS: web.AppKey[CarrierPool] = web.AppKey("carriers")
 DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
+STATUS: web.AppKey[Status] = web.AppKey("status")  # this instance as GET /admin/status reports it
 ACCEPTOR: web.AppKey[Acceptor] = web.AppKey("acceptor")  # stores single-message requests in groups
 OPERATOR_TOKEN = web.AppKey("operator_token", str)
 CARRIER_CALLBACK_SECRET = web.AppKey("carrier_callback_secret", str)  # signs HTTP carriers' callback URLs

@@ -1,5 +1,5 @@
 """The OpenAPI paths of carriers as operators run them: HTTP carriers' signed callbacks, the carriers with their
-binds and health, and the route table (gateway.api.openapi adds them to the document)."""
+binds and health, the route table, and the instance's status (gateway.api.openapi adds them to the document)."""
 
 from __future__ import annotations
 
@@ -112,3 +112,48 @@ CARRIER_PATHS["/admin/routes/test"] = {"post": {
         "carrier": {"type": ["string", "null"]}, "cost_per_segment": {"type": ["number", "null"]},
         "from": {"type": ["string", "null"]}, "why": {"type": "array", "items": {"type": "string"}},
         "facts": {"type": "object"}}}), **errors(400, 401, 422)}}}
+
+_TIME = {"type": "string", "format": "date-time"}
+_TIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
+_SECONDS = {"type": "number", "minimum": 0}
+_COUNT = {"type": "integer", "minimum": 0}
+_BIND_STATE = {"type": "object", "required": ["name", "state", "since", "for_s", "window_in_use", "window"],
+               "properties": {
+                   "name": {"type": "string"},
+                   "state": {"type": "string", "enum": ["connecting", "bound", "unbound", "closed"],
+                             "description": "unbound: the connection failed or was lost; it is being tried again"},
+                   "since": _TIME, "for_s": {**_SECONDS, "description": "Time in this state (a bound bind's uptime)"},
+                   "mode": {"type": "string"}, "window_in_use": _COUNT, "window": _COUNT,
+                   "binds": {**_COUNT, "description": "Successful binds since start (reconnects show here)"}}}
+_LAST_ERROR = {"type": "object", "required": ["source", "code", "message", "count", "at"], "properties": {
+    "source": {"type": "string", "enum": ["submit", "bind"]}, "bind": {"type": ["string", "null"]},
+    "code": {"type": "string"}, "message": {"type": "string"},
+    "count": {"type": "integer", "minimum": 1, "description": "Times in a row with this code"},
+    "first_at": _TIME, "at": _TIME}}
+_LAST_MINUTE = {"type": "object", "properties": {
+    "window_s": {"type": "integer"}, **{k: _COUNT for k in ("sent", "receipts", "inbound")},
+    **{f"{k}_per_s": _SECONDS for k in ("sent", "receipts", "inbound")}}}
+_STATUS = {"type": "object", "required": ["instance", "carriers", "queue", "webhooks", "instances"], "properties": {
+    "instance": {"type": "object", "required": ["id", "version", "uptime_s"], "properties": {
+        "id": {"type": "string"}, "host": {"type": "string"}, "pid": {"type": "integer"},
+        "version": {"type": "string"}, "started_at": _TIME, "uptime_s": _SECONDS,
+        "sending_paused": {"type": ["string", "null"]}}},
+    "carriers": {"type": "array", "items": {
+        "type": "object", "required": ["name", "kind", "ready", "binds", "last_minute", "last_errors", "health"],
+        "properties": {"name": {"type": "string"}, "kind": {"type": "string"}, "ready": {"type": "boolean"},
+                       "binds": {"type": ["array", "null"], "items": _BIND_STATE}, "last_minute": _LAST_MINUTE,
+                       "last_errors": {"type": "array", "items": _LAST_ERROR}, "health": _HEALTH}}},
+    "queue": {"type": "object", "additionalProperties": _COUNT,
+              "description": "Messages not yet final by status (queued, sending, sent)"},
+    "webhooks": {"type": "object", "properties": {"pending": _COUNT, "oldest_pending_age_s": _SECONDS}},
+    "read_age_s": {"type": ["number", "null"], "description": "Age of the database read behind queue and webhooks"},
+    "instances": {"type": "array", "items": {"type": "object", "required": ["id", "self", "alive"], "properties": {
+        "id": {"type": "string"}, "self": {"type": "boolean"}, "host": {"type": "string"}, "pid": {"type": "integer"},
+        "started_at": _TIME_OR_NULL, "heartbeat_at": _TIME_OR_NULL, "heartbeat_age_s": _SECONDS,
+        "alive": {"type": "boolean"}}}}}}
+CARRIER_PATHS["/admin/status"] = {"get": {
+    "summary": "This instance's status, as Kannel's status page (gatewayctl status): version and uptime; per carrier "
+               "its kind, each bind's state since when and window in use, sent, receipts and inbound per second "
+               "over the last minute, last errors and health; queue depth by status and the webhook backlog (read "
+               "at most every few seconds); the instances sharing the database with their last heartbeat",
+    "security": OPERATOR, "responses": {"200": reply(_STATUS), **errors(401)}}}

@@ -14,16 +14,26 @@ from gateway.cli.context import Ctx
 from gateway.cli.registry import brands, campaigns, inventory, numbers, registry
 from gateway.cli.routes import routes
 from gateway.cli.serve import db, run, simulator
+from gateway.cli.status import status
 from gateway.cli.toll_free import toll_free
 from gateway.cli.two_way import keywords, optouts, sim, webhooks
 from gateway.cli.voice import voice
 
 
 @click.group()
-@click.option("--url", envvar="GATEWAY_URL", default="http://127.0.0.1:8080", show_default=True,
-              help="The running gateway's base URL.")
-@click.option("--token", envvar="GATEWAY_TOKEN", default=None,
-              help="Operator token (default: the local gateway's data/operator_token).")
+@click.option(
+    "--url",
+    envvar="GATEWAY_URL",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    help="The running gateway's base URL.",
+)
+@click.option(
+    "--token",
+    envvar="GATEWAY_TOKEN",
+    default=None,
+    help="Operator token (default: the local gateway's data/operator_token).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.option("--config", envvar="GATEWAY_CONFIG", default=None, help="Configuration file (TOML).")
 @click.pass_context
@@ -32,8 +42,26 @@ def cli(ctx: click.Context, url: str, token: str | None, as_json: bool, config: 
     ctx.obj = Ctx(url, token, as_json, config)
 
 
-for command in (run, simulator, db, accounts, bench, inventory, numbers, brands, campaigns, registry, toll_free, routes,
-                voice, keywords, optouts, webhooks, sim):
+for command in (
+    run,
+    simulator,
+    db,
+    status,
+    accounts,
+    bench,
+    inventory,
+    numbers,
+    brands,
+    campaigns,
+    registry,
+    toll_free,
+    routes,
+    voice,
+    keywords,
+    optouts,
+    webhooks,
+    sim,
+):
     cli.add_command(command)
 
 
@@ -48,8 +76,15 @@ def _json_anywhere(group: click.Group) -> None:
         if isinstance(command, click.Group):
             _json_anywhere(command)
         elif not any("--json" in p.opts for p in command.params):
-            command.params.append(click.Option(["--json"], is_flag=True, expose_value=False, callback=_set_json,
-                                               help="Print JSON instead of tables."))
+            command.params.append(
+                click.Option(
+                    ["--json"],
+                    is_flag=True,
+                    expose_value=False,
+                    callback=_set_json,
+                    help="Print JSON instead of tables.",
+                )
+            )
 
 
 _json_anywhere(cli)
@@ -57,4 +92,3 @@ _json_anywhere(cli)
 
 def main() -> None:
     cli(prog_name="gatewayctl")
-

@@ -3,9 +3,11 @@ registry, so that several apps in one process (tests, a bench) never share count
 
 The services count what they do through the ``Metrics`` they are given (a throwaway one when none is). What lives
 elsewhere is read at scrape time: binds and their windows from the carriers (carriers/ know nothing of this module),
-queue depth by status and the age of the oldest pending webhook from the database, at most once every
-``DB_CACHE_S`` seconds whatever the scrape rate. Labels are bounded: carrier names, account ids, number kinds,
-statuses, route patterns; never a phone number or a message id.
+queue depth by status and the webhook backlog (pending deliveries, the oldest one's age) from the database, at
+most once every ``DB_CACHE_S`` seconds whatever the scrape rate (the operator's status reads the same:
+``backlog``). What each carrier did over the last minute, for the status, is counted in memory (``activity``).
+Labels are bounded: carrier names, account ids, number kinds, statuses, route patterns; never a phone number or a
+message id.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.metrics.activity import Activity
 from gateway.store.models import Message, MessageStatus, WebhookDelivery
 from registry.db import utcnow
 from registry.models import Number
@@ -83,7 +86,8 @@ class Metrics:
         self.http_requests = Counter("gateway_http_requests_total", "HTTP requests by route pattern and status.",
                                      ("method", "route", "status"), registry=r)
         self.number_kinds: dict[str, str] = {}  # the gateway's numbers and their kind (read with the queue depth)
-        self._db: dict[str, Any] = {"queue": {}, "webhook_oldest_s": 0.0}
+        self.activity = Activity()  # each carrier's last minute, for the operator's status
+        self._db: dict[str, Any] = {"queue": {}, "webhook_oldest_s": 0.0, "webhook_pending": 0}
         self.read_at = float("-inf")  # when the database was last read (time.monotonic)
 
     def kind(self, number: str) -> str:
@@ -133,12 +137,22 @@ class Metrics:
                                                                     MessageStatus.SENT.value))))
             queue = {status.value: 0 for status in (MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.SENT)}
             queue.update({status: count for status, count in rows})
-            oldest = await session.scalar(select(func.min(WebhookDelivery.created_at))
-                                          .where(WebhookDelivery.status == "pending"))
+            pending, oldest = (await session.execute(
+                select(func.count(), func.min(WebhookDelivery.created_at))
+                .where(WebhookDelivery.status == "pending"))).one()
             kinds = {number: kind for number, kind in await session.execute(select(Number.number, Number.type))}
         self._db["queue"] = queue
         self._db["webhook_oldest_s"] = max(0.0, (utcnow() - oldest).total_seconds()) if oldest else 0.0
+        self._db["webhook_pending"] = pending
         self.number_kinds = kinds
+
+    def backlog(self) -> dict[str, Any]:
+        """Queue depth by status and the webhook backlog as last read (``refresh``), and how old that read is."""
+        return {"queue": dict(self._db["queue"]),
+                "webhooks": {"pending": self._db["webhook_pending"],
+                             "oldest_pending_age_s": round(self._db["webhook_oldest_s"], 3)},
+                "read_age_s": (round(max(0.0, time.monotonic() - self.read_at), 3)
+                               if self.read_at != float("-inf") else None)}
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -184,3 +198,5 @@ class _Database(Collector):
         yield GaugeMetricFamily("gateway_webhook_oldest_pending_seconds",
                                 "Age of the oldest webhook delivery still pending (0 when none).",
                                 value=float(self._values["webhook_oldest_s"]))
+        yield GaugeMetricFamily("gateway_webhook_pending_deliveries", "Webhook deliveries still pending.",
+                                value=float(self._values["webhook_pending"]))

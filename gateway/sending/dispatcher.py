@@ -25,6 +25,7 @@ from carriers import Receipt
 from carriers.pool import CarrierPool
 from gateway.cluster.coordination import new_instance_id
 from gateway.metrics import Metrics
+from gateway.metrics.activity import RECEIPTS, Activity
 from gateway.sending import route_store
 from gateway.sending.health import Health
 from gateway.sending.leases import Leases
@@ -55,6 +56,7 @@ class Dispatcher:
                  limiter: MemoryLimiter | RedisLimiter | None = None, instance_id: str | None = None,
                  routes: Sequence[Route] = (), health: Health | None = None, metrics: Metrics | None = None):
         self._sm = sessionmaker
+        self._activity = metrics.activity if metrics is not None else Activity()
         limiter = limiter or MemoryLimiter()
         self._shared_limits = isinstance(limiter, RedisLimiter)
         windows = SendWindows()
@@ -128,6 +130,7 @@ class Dispatcher:
         so that the carrier asks the SMSC to send it again rather than lose it."""
         if self.health is not None:
             self.health.receipt(carrier, receipt.stat)
+        self._activity.count(carrier, RECEIPTS)
         stored = asyncio.get_running_loop().create_future()
         self._receipts.append((carrier, receipt))
         self._receipt_waiters.append(stored)

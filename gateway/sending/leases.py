@@ -18,6 +18,7 @@ from gateway.store.models import GatewayInstance, Message, MessageStatus as S
 from registry.db import utcnow
 
 log = logging.getLogger(__name__)
+FORGET_AFTER_LEASES = 10  # an instance silent this many leases is no longer one (its row is removed)
 
 
 class Leases:
@@ -49,8 +50,7 @@ class Leases:
 
     async def _recover(self, session: AsyncSession, now: dt.datetime) -> int:
         """Queue again the messages that instances without a fresh heartbeat left in `sending`."""
-        cutoff = now - dt.timedelta(seconds=self._settings.lease_s)
-        alive = select(GatewayInstance.id).where(GatewayInstance.heartbeat_at > cutoff)
+        alive = select(GatewayInstance.id).where(GatewayInstance.heartbeat_at > self._dead_before(now))
         result = await session.execute(
             update(Message).where(Message.status == S.SENDING.value,
                                   or_(Message.claimed_by.is_(None), Message.claimed_by.not_in(alive)))
@@ -60,7 +60,7 @@ class Leases:
             log.warning("%d message(s) held by a stopped instance queued again", result.rowcount)
             self._on_recovered()
         await session.execute(delete(GatewayInstance).where(
-            GatewayInstance.heartbeat_at < now - dt.timedelta(seconds=10 * self._settings.lease_s)))
+            GatewayInstance.heartbeat_at < self._forgotten_before(now)))
         return result.rowcount
 
     async def heartbeat(self) -> None:
@@ -72,6 +72,24 @@ class Leases:
                 session.add(self._instance_row(now))
             if session.bind.dialect.name != "sqlite":
                 await self._recover(session, now)
+
+    def _dead_before(self, now: dt.datetime) -> dt.datetime:
+        return now - dt.timedelta(seconds=self._settings.lease_s)
+
+    def alive(self, instance: GatewayInstance, now: dt.datetime) -> bool:
+        """Whether the instance's lease holds: its last heartbeat is less than ``lease_s`` old."""
+        return instance.heartbeat_at > self._dead_before(now)
+
+    def _forgotten_before(self, now: dt.datetime) -> dt.datetime:
+        return now - dt.timedelta(seconds=FORGET_AFTER_LEASES * self._settings.lease_s)
+
+    async def known(self) -> list[GatewayInstance]:
+        """The instances (this one too) that beat their heart within the last FORGET_AFTER_LEASES leases, the
+        first started first; whether each is alive is the age of its heartbeat against ``lease_s``."""
+        async with self._sm() as session:
+            return list((await session.scalars(
+                select(GatewayInstance).where(GatewayInstance.heartbeat_at >= self._forgotten_before(utcnow()))
+                .order_by(GatewayInstance.started_at, GatewayInstance.id))).all())
 
     async def release(self) -> None:
         """A clean stop: what this instance held (nothing, normally) is free at once."""

@@ -30,6 +30,7 @@ from carriers.ids import normalize_message_id
 from carriers.pool import CarrierPool
 from gateway.backoff import backoff
 from gateway.metrics import NO_CARRIER, Metrics
+from gateway.metrics.activity import SENT
 from gateway.sending.health import SUBMIT_ERROR, SUBMIT_OK, THROTTLED
 from gateway.sending.pacing import SEND_GUARD_S, LimiterUnavailable, MemoryLimiter, RedisLimiter, SendWindows
 from gateway.sending.policy import PacingPolicy
@@ -256,6 +257,11 @@ class Sender:
         if carrier is not None and health is not None:
             health.submitted(carrier.name, SUBMIT_OK if outcome.kind == "sent" else
                              THROTTLED if outcome.error_code in ("throttled", "queue_full") else SUBMIT_ERROR)
+        if carrier is not None:  # the carrier's last minute and last errors, for the operator's status
+            if outcome.kind == "sent":
+                self._metrics.activity.count(carrier.name, SENT)
+            else:
+                self._metrics.activity.error(carrier.name, outcome.error_code or "error", outcome.error_message or "")
         self.outcomes.append(outcome)
         self._write_signal.set()
 

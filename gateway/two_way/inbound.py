@@ -26,6 +26,7 @@ import keywords as kw
 from carriers import InboundSms
 from carriers.encoding import encode
 from gateway.metrics import Metrics
+from gateway.metrics.activity import INBOUND
 from gateway.sending.messages import new_public_id
 from gateway.store.models import InboundMessage, InboundPart, Message, MessageStatus as S, NumberKeyword
 from gateway.webhooks import catalog as ev
@@ -77,6 +78,7 @@ class InboundService:
 
     # --- from the carrier ------------------------------------------------------------------------------------
     async def on_inbound(self, carrier: str, message: InboundSms) -> None:
+        self._metrics.activity.count(carrier, INBOUND)
         # a part numbered 0 or beyond its total is no part of a set (GSM 03.40: such a header is ignored and
         # the message taken on its own), so it can never complete another set
         if message.concat_total and message.concat_total > 1 and message.concat_seq \

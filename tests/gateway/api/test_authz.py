@@ -539,12 +539,18 @@ def test_limit_zero_turns_it_off():
     assert failures.retry_after("ip:1") is None
 
 
-async def test_the_carriers_view_is_the_operators(api):
-    """GET /admin/carriers shows binds and health to the operator token only, never to an account's key."""
+async def test_the_carriers_view_and_the_status_are_the_operators(api):
+    """GET /admin/carriers (binds and health) and GET /admin/status (binds, queue, peers) answer the operator token
+    only, never an account's key."""
     customer = await new_customer(api, api.sessionmaker, "acme")
-    for headers in ({}, customer.headers):
-        resp = await api.get("/admin/carriers", headers=headers)
-        assert (resp.status, (await resp.json())["error"]["code"]) == (401, "invalid_operator_token")
+    for path in ("/admin/carriers", "/admin/status"):
+        for headers in ({}, customer.headers):
+            resp = await api.get(path, headers=headers)
+            assert (resp.status, (await resp.json())["error"]["code"]) == (401, "invalid_operator_token"), path
     resp = await api.get("/admin/carriers", headers=ADMIN)
     [sim] = (await resp.json())["carriers"]
     assert resp.status == 200 and (sim["name"], sim["binds"], sim["health"]["state"]) == ("sim", None, "healthy")
+    resp = await api.get("/admin/status", headers=ADMIN)
+    body = await resp.json()
+    assert resp.status == 200 and body["instance"]["id"] == api.app[app_keys.DISPATCHER].instance_id
+    assert [c["name"] for c in body["carriers"]] == ["sim"]

@@ -232,7 +232,8 @@ async def test_oldest_pending_webhook_age(aiohttp_client, aiohttp_server, migrat
     customer = await new_customer(client, sessionmaker, "acme")
     receiver = await serve(aiohttp_server, Receiver(fail=10**6))  # always 500: its deliveries stay pending
     await client.patch("/v1/account", json={"event_webhook_url": receiver.url}, headers=customer.headers)
-    assert value(await scrape(client), "gateway_webhook_oldest_pending_seconds") == 0  # nothing pending yet
+    got = await scrape(client)
+    assert value(got, "gateway_webhook_oldest_pending_seconds") == value(got, "gateway_webhook_pending_deliveries") == 0
     client.app[app_keys.METRICS].read_at = float("-inf")  # the test does not wait out the few seconds' cache
     resp = await client.post("/v1/messages", json={"to": "+14155550101", "body": "hi"}, headers=customer.headers)
     assert resp.status == 202
@@ -241,7 +242,13 @@ async def test_oldest_pending_webhook_age(aiohttp_client, aiohttp_server, migrat
         return value(await scrape(client), "gateway_webhook_failures_total") >= 1
 
     await wait_for(failed_once)
+    client.app[app_keys.METRICS].read_at = float("-inf")  # a fresh read, which the status below shares
     got = await scrape(client)
     assert value(got, "gateway_webhook_oldest_pending_seconds") > 0
+    assert value(got, "gateway_webhook_pending_deliveries") >= 1
     assert value(got, "gateway_webhook_failures_total") >= 1
     assert value(got, "gateway_webhook_deliveries_total") == 0
+    # the operator's status shows the same read (no second query within the cache's few seconds)
+    backlog = (await (await client.get("/admin/status", headers=ADMIN)).json())["webhooks"]
+    assert backlog["pending"] == value(got, "gateway_webhook_pending_deliveries")
+    assert backlog["oldest_pending_age_s"] == round(value(got, "gateway_webhook_oldest_pending_seconds"), 3)
