@@ -21,19 +21,10 @@ from gateway.cli.voice import voice
 
 
 @click.group()
-@click.option(
-    "--url",
-    envvar="GATEWAY_URL",
-    default="http://127.0.0.1:8080",
-    show_default=True,
-    help="The running gateway's base URL.",
-)
-@click.option(
-    "--token",
-    envvar="GATEWAY_TOKEN",
-    default=None,
-    help="Operator token (default: the local gateway's data/operator_token).",
-)
+@click.option("--url", envvar="GATEWAY_URL", default="http://127.0.0.1:8080", show_default=True,
+              help="The running gateway's base URL.")
+@click.option("--token", envvar="GATEWAY_TOKEN", default=None,
+              help="Operator token (default: the local gateway's data/operator_token).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.option("--config", envvar="GATEWAY_CONFIG", default=None, help="Configuration file (TOML).")
 @click.pass_context
@@ -42,26 +33,8 @@ def cli(ctx: click.Context, url: str, token: str | None, as_json: bool, config: 
     ctx.obj = Ctx(url, token, as_json, config)
 
 
-for command in (
-    run,
-    simulator,
-    db,
-    status,
-    accounts,
-    bench,
-    inventory,
-    numbers,
-    brands,
-    campaigns,
-    registry,
-    toll_free,
-    routes,
-    voice,
-    keywords,
-    optouts,
-    webhooks,
-    sim,
-):
+for command in (run, simulator, db, status, accounts, bench, inventory, numbers, brands, campaigns, registry, toll_free,
+                routes, voice, keywords, optouts, webhooks, sim):
     cli.add_command(command)
 
 
@@ -76,15 +49,8 @@ def _json_anywhere(group: click.Group) -> None:
         if isinstance(command, click.Group):
             _json_anywhere(command)
         elif not any("--json" in p.opts for p in command.params):
-            command.params.append(
-                click.Option(
-                    ["--json"],
-                    is_flag=True,
-                    expose_value=False,
-                    callback=_set_json,
-                    help="Print JSON instead of tables.",
-                )
-            )
+            command.params.append(click.Option(["--json"], is_flag=True, expose_value=False, callback=_set_json,
+                                               help="Print JSON instead of tables."))
 
 
 _json_anywhere(cli)
@@ -92,3 +58,4 @@ _json_anywhere(cli)
 
 def main() -> None:
     cli(prog_name="gatewayctl")
+
