@@ -225,7 +225,8 @@ class Resources:
         if not (redis.url and self.given is None and any(c.max_binds for c in self.configured)):
             yield
             return
-        slots = BindSlots(redis.url, self.instance_id, prefix=redis.key_prefix, timeout=redis.timeout_s)
+        slots = BindSlots(redis.url, self.instance_id, prefix=redis.key_prefix, timeout=redis.timeout_s,
+                          on_error=app[app_keys.METRICS].alerts.failed)
         try:
             self.configured = await _leased_binds(slots, self.configured)
         except BaseException:
@@ -296,7 +297,8 @@ class Resources:
             yield
             return
         listener = PgListener(url, {QUEUE_CHANNEL: app[app_keys.DISPATCHER].notify,
-                                    WEBHOOK_CHANNEL: app[app_keys.WEBHOOKS].notify})
+                                    WEBHOOK_CHANNEL: app[app_keys.WEBHOOKS].notify},
+                              on_error=app[app_keys.METRICS].alerts.failed)
         await listener.start()
         yield
         await listener.stop()
