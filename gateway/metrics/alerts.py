@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import functools
 import logging
 import re
 import time
@@ -122,6 +123,7 @@ def outage(exc: BaseException) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)  # a storm of failures is many to a few receivers
 def receiver_host(url: str) -> str:
     """A webhook URL's host (and port), without its scheme, credentials, path or query."""
     try:
