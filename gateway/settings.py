@@ -195,6 +195,18 @@ class LoggingSettings:
 
 
 @dataclass
+class AlertSettings:
+    interval_s: float = 60.0  # a repeated alert is logged once, then summed up in one line per interval
+    sample_s: float = 5.0  # how often the monitor looks at binds, queue depth, the database and Redis
+    throttle_quiet_s: float = 10.0  # a carrier's throttling spell ends after this long without a throttle
+    queue_depth: int = 10_000  # messages waiting (queued, sending) over which it warns (back under 90%); 0: off
+    undelivered_rate: float = 0.2  # share of a carrier's final receipts in an interval over which it warns...
+    undelivered_min: int = 20  # ... once the interval holds this many
+    unmatched_after_s: float = 30.0  # receipts still unmatched after this long are warned about
+    recent: int = 200  # alerts kept in memory for the status page
+
+
+@dataclass
 class RetentionSettings:
     # message bodies, inbound message bodies, call scripts and webhook payloads older than this many days are
     # blanked (the rows stay, for stats); 0 keeps them for ever
@@ -218,6 +230,7 @@ class Settings:
     pricing: PricingSettings = field(default_factory=PricingSettings)
     voice: VoiceSettings = field(default_factory=VoiceSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     carriers: list[CarrierSettings] = field(default_factory=lambda: [CarrierSettings()])
@@ -371,6 +384,11 @@ def validate(settings: Settings) -> None:
         raise SettingsError("logging.level must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
     if settings.logging.format not in {"text", "json"}:
         raise SettingsError("logging.format must be text or json")
+    a = settings.alerts
+    if min(a.interval_s, a.sample_s, a.throttle_quiet_s) <= 0 or a.unmatched_after_s < 0 or a.queue_depth < 0:
+        raise SettingsError("alerts: interval_s, sample_s and throttle_quiet_s must be above 0, the others 0 or more")
+    if not 0 <= a.undelivered_rate <= 1 or a.undelivered_min < 1 or a.recent < 1:
+        raise SettingsError("alerts.undelivered_rate must be a share from 0 to 1, undelivered_min and recent 1 or more")
     r = settings.retention
     if r.days < 0 or r.interval_s <= 0 or r.batch_size < 1:
         raise SettingsError("retention.days must be 0 (keep) or more, interval_s above 0 and batch_size at least 1")

@@ -40,6 +40,7 @@ from gateway.api.routes.voice import routes as voice_routes
 from gateway.api.routes.webhooks import routes as webhook_routes
 from gateway.cluster.coordination import QUEUE_CHANNEL, WEBHOOK_CHANNEL, BindSlots, PgListener, new_instance_id
 from gateway.metrics import Metrics
+from gateway.metrics.monitor import Monitor
 from gateway.sending.accepting import Acceptor
 from gateway.sending.dispatcher import Dispatcher
 from gateway.sending.health import Health
@@ -155,7 +156,7 @@ class Resources:
     def contexts(self) -> list[Callable[[web.Application], AsyncIterator[None]]]:
         return [self.database, self.simulator, self.voice_simulator, self.webhook_sender, self.shared_limits,
                 self.bind_slots, self.carriers, self.dispatcher, self.listener, self.inbound, self.voice_calls,
-                self.retention, self.acceptor]
+                self.retention, self.monitor, self.acceptor]
 
     async def database(self, app: web.Application) -> AsyncIterator[None]:
         database = self.settings.database
@@ -228,7 +229,8 @@ class Resources:
         if not (redis.url and self.given is None and any(c.max_binds for c in self.configured)):
             yield
             return
-        slots = BindSlots(redis.url, self.instance_id, prefix=redis.key_prefix, timeout=redis.timeout_s)
+        slots = BindSlots(redis.url, self.instance_id, prefix=redis.key_prefix, timeout=redis.timeout_s,
+                          on_error=app[app_keys.METRICS].alerts.failed)
         try:
             self.configured = await _leased_binds(slots, self.configured)
         except BaseException:
@@ -263,7 +265,8 @@ class Resources:
         dispatcher = Dispatcher(app[app_keys.SESSIONMAKER], pool, settings.dispatcher, on_webhooks=sender.notify,
                                 receipt_id_bases={c.name: c.receipt_id_base for c in settings.carriers},
                                 policy=policy, limiter=self.limiter, instance_id=self.instance_id,
-                                routes=[route_of_settings(r) for r in settings.routes], health=Health(settings.health),
+                                routes=[route_of_settings(r) for r in settings.routes],
+                                health=Health(settings.health, alerts=app[app_keys.METRICS].alerts),
                                 metrics=app[app_keys.METRICS])
         inbound = InboundService(app[app_keys.SESSIONMAKER],
                                  reassembly_timeout_s=settings.messages.reassembly_timeout_s,
@@ -300,7 +303,8 @@ class Resources:
             yield
             return
         listener = PgListener(url, {QUEUE_CHANNEL: app[app_keys.DISPATCHER].notify,
-                                    WEBHOOK_CHANNEL: app[app_keys.WEBHOOKS].notify})
+                                    WEBHOOK_CHANNEL: app[app_keys.WEBHOOKS].notify},
+                              on_error=app[app_keys.METRICS].alerts.failed)
         await listener.start()
         yield
         await listener.stop()
@@ -332,6 +336,15 @@ class Resources:
         await calls.carrier.close()
         calls.renderer.close()
 
+    async def monitor(self, app: web.Application) -> AsyncIterator[None]:
+        """[alerts]: binds, the queue, the database and Redis looked at every few seconds (gateway.metrics.monitor);
+        what alerts counted and had not yet said is summed up when it stops."""
+        monitor = Monitor(app[app_keys.METRICS], app[app_keys.SESSIONMAKER], lambda: app.get(app_keys.CARRIERS),
+                          redis_url=self.settings.redis.url, redis_timeout_s=self.settings.redis.timeout_s)
+        monitor.start()
+        yield
+        await monitor.stop()
+
     async def acceptor(self, app: web.Application) -> AsyncIterator[None]:
         """Stores single-message requests in groups; the first to stop, so that what it holds is stored."""
         acceptor = Acceptor(app[app_keys.SESSIONMAKER], self.settings.pricing, lambda: app[app_keys.CLOCK](),
@@ -355,7 +368,7 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
                           client_max_size=settings.http.max_body_bytes)
     middleware.json_parser_errors(app)
     app[app_keys.SETTINGS] = settings
-    metrics = app[app_keys.METRICS] = Metrics()
+    metrics = app[app_keys.METRICS] = Metrics(settings.alerts)
     metrics.watch_carriers(lambda: app.get(app_keys.CARRIERS))
     metrics.watch_database()
     app[app_keys.OPERATOR_TOKEN] = operator_token(settings)

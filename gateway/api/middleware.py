@@ -178,7 +178,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except tuple(LEAF_ERRORS) as exc:
         return error_response(leaf_error(exc))
     except (sa_exc.TimeoutError, sa_exc.OperationalError) as exc:  # no connection in time; SQLite's lock held
-        log.warning("database busy on %s %s: %s", request.method, _route_of(request), type(exc).__name__)
+        request.app[app_keys.METRICS].alerts.database_busy(f"{request.method} {_route_of(request)}", exc)
         return error_response(database_busy())
     except web.HTTPException as exc:
         if exc.status < 400:

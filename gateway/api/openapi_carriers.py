@@ -133,7 +133,11 @@ _LAST_ERROR = {"type": "object", "required": ["source", "code", "message", "coun
 _LAST_MINUTE = {"type": "object", "properties": {
     "window_s": {"type": "integer"}, **{k: _COUNT for k in ("sent", "receipts", "inbound")},
     **{f"{k}_per_s": _SECONDS for k in ("sent", "receipts", "inbound")}}}
-_STATUS = {"type": "object", "required": ["instance", "carriers", "queue", "webhooks", "instances"], "properties": {
+_ALERT = {"type": "object", "required": ["at", "level", "kind", "subject", "message"], "properties": {
+    "at": _TIME, "level": {"type": "string"}, "kind": {"type": "string"}, "subject": {"type": "string"},
+    "message": {"type": "string"}}}
+_STATUS = {"type": "object", "required": ["instance", "carriers", "queue", "webhooks", "instances", "alerts"],
+           "properties": {
     "instance": {"type": "object", "required": ["id", "version", "uptime_s"], "properties": {
         "id": {"type": "string"}, "host": {"type": "string"}, "pid": {"type": "integer"},
         "version": {"type": "string"}, "started_at": _TIME, "uptime_s": _SECONDS,
@@ -150,10 +154,13 @@ _STATUS = {"type": "object", "required": ["instance", "carriers", "queue", "webh
     "instances": {"type": "array", "items": {"type": "object", "required": ["id", "self", "alive"], "properties": {
         "id": {"type": "string"}, "self": {"type": "boolean"}, "host": {"type": "string"}, "pid": {"type": "integer"},
         "started_at": _TIME_OR_NULL, "heartbeat_at": _TIME_OR_NULL, "heartbeat_age_s": _SECONDS,
-        "alive": {"type": "boolean"}}}}}}
+        "alive": {"type": "boolean"}}}},
+    "alerts": {"type": "array", "items": _ALERT,
+               "description": "The operator's alerts (WARNINGs of gateway.alerts) logged lately, newest first"}}}
 CARRIER_PATHS["/admin/status"] = {"get": {
     "summary": "This instance's status, as Kannel's status page (gatewayctl status): version and uptime; per carrier "
                "its kind, each bind's state since when and window in use, sent, receipts and inbound per second "
                "over the last minute, last errors and health; queue depth by status and the webhook backlog (read "
-               "at most every few seconds); the instances sharing the database with their last heartbeat",
+               "at most every few seconds); the instances sharing the database with their last heartbeat; the "
+               "recent alerts",
     "security": OPERATOR, "responses": {"200": reply(_STATUS), **errors(401)}}}

@@ -94,6 +94,11 @@ def status(obj: Any) -> None:
     else:
         click.echo("Last errors: none")
     click.echo()
+    alerts = data.get("alerts") or []
+    click.echo("Recent alerts:" if alerts else "Recent alerts: none")
+    for a in alerts[:10]:
+        click.echo(f"  {when(a['at'])}  {a['level']:<7} {a['message']}")
+    click.echo()
     obj.emit(data, INSTANCE_COLUMNS, [{**i, "id": i["id"] + (" (this)" if i["self"] else ""),
                                        "started_at": when(i["started_at"]),
                                        "heartbeat": f"{duration(i['heartbeat_age_s'])} ago",

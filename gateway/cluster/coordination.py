@@ -17,6 +17,10 @@ QUEUE_CHANNEL = "gateway_queue"  # a message was queued (see migration 0005)
 WEBHOOK_CHANNEL = "gateway_webhooks"  # a webhook delivery was queued
 
 
+def _log_error(where: str, exc: BaseException) -> None:
+    log.warning("%s failed: %s", where, type(exc).__name__)
+
+
 def new_instance_id() -> str:
     """A name for this gateway process, unique among instances: host, pid and a random part."""
     return f"{socket.gethostname()[:20]}-{os.getpid()}-{secrets.token_hex(4)}"
@@ -35,9 +39,11 @@ class PgListener:
     backoff when the connection is lost. Notifications only hurry things up: every loop also polls, so one
     that is missed while reconnecting delays work by a poll interval at most."""
 
-    def __init__(self, sqlalchemy_url: str, handlers: dict[str, Callable[[], None]]):
+    def __init__(self, sqlalchemy_url: str, handlers: dict[str, Callable[[], None]], *,
+                 on_error: Callable[[str, BaseException], None] | None = None):
         self._dsn = asyncpg_dsn(sqlalchemy_url)
         self._handlers = handlers
+        self._on_error = on_error or _log_error  # the app's alerts: an outage of the database is one line
         self._task: asyncio.Task | None = None
         self.connected = asyncio.Event()
 
@@ -83,8 +89,7 @@ class PgListener:
                         await asyncio.wait_for(conn.close(), 2)
                 raise
             except Exception as exc:  # noqa: BLE001 - reconnect whatever went wrong
-                log.warning("listening for queue notifications failed (%s); retrying in %.1f s",
-                            type(exc).__name__, pause)
+                self._on_error(f"listening for queue notifications (retried in {pause:.1f} s)", exc)
             self.connected.clear()
             if conn is not None:
                 with contextlib.suppress(Exception):
@@ -115,9 +120,10 @@ class BindSlots:
     """Leases of SMPP bind slots in Redis: a carrier's ``max_binds`` is shared by every instance."""
 
     def __init__(self, url: str, instance_id: str, *, prefix: str = "gw:", lease_s: float = 30.0,
-                 timeout: float = 2.0):
+                 timeout: float = 2.0, on_error: Callable[[str, BaseException], None] | None = None):
         import redis.asyncio as aioredis
 
+        self._on_error = on_error or _log_error  # the app's alerts: an outage of Redis is one line
         self._redis = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self._owner = instance_id
         self._prefix = prefix
@@ -157,7 +163,7 @@ class BindSlots:
                                                          px=self._lease_ms, nx=True):
                                 log.error("bind slot %s of %s is held by another instance now", slot, carrier)
             except Exception as exc:  # noqa: BLE001 - Redis away: the binds stay open, renewal retries
-                log.warning("renewing bind slots failed: %s", type(exc).__name__)
+                self._on_error("renewing bind slots", exc)
 
     async def close(self) -> None:
         if self._task:

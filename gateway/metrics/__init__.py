@@ -8,6 +8,9 @@ most once every ``DB_CACHE_S`` seconds whatever the scrape rate (the operator's 
 ``backlog``). What each carrier did over the last minute, for the status, is counted in memory (``activity``).
 Labels are bounded: carrier names, account ids, number kinds, statuses, route patterns; never a phone number or a
 message id.
+
+The app's alerts (gateway.metrics.alerts: the WARNINGs an operator acts on) ride along as ``Metrics.alerts``, so
+that every service that counts can also warn, through the one object it is given.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.metrics.activity import Activity
+from gateway.metrics.alerts import Alerts
+from gateway.settings import AlertSettings
 from gateway.store.models import Message, MessageStatus, WebhookDelivery
 from registry.db import utcnow
 from registry.models import Number
@@ -41,7 +46,8 @@ RENDER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 class Metrics:
     """The app's metrics and its registry."""
 
-    def __init__(self) -> None:
+    def __init__(self, alerts: AlertSettings | None = None) -> None:
+        self.alerts = Alerts(alerts)
         self.registry = r = CollectorRegistry()
         msg = ("carrier", "account", "number_kind")
         self.accepted = Counter("gateway_messages_accepted_total", "Messages accepted by the API.",
@@ -95,8 +101,10 @@ class Metrics:
         return self.number_kinds.get(number, UNKNOWN_KIND)
 
     def message(self, counter: Counter, carrier: str | None, account: int, source: str) -> None:
-        """Count one message on one of the per-message counters."""
+        """Count one message on one of the per-message counters (an expired one is an alert too)."""
         counter.labels(carrier or NO_CARRIER, str(account), self.kind(source)).inc()
+        if counter is self.expired:
+            self.alerts.expired(account)
 
     def final(self, status: str, row: Any, now: dt.datetime | None = None) -> None:
         """Count a message that reached a final status (``row``: its account_id, carrier and source, and with
@@ -123,6 +131,11 @@ class Metrics:
 
     def watch_database(self) -> None:
         self.registry.register(_Database(self._db))
+
+    def throttled(self, carrier: str) -> None:
+        """A submit the carrier answered "slow down": counted, and part of the carrier's throttling spell."""
+        self.throttles.labels(carrier).inc()
+        self.alerts.throttled(carrier)
 
     async def refresh(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         """Read queue depth, the webhook backlog and the numbers' kinds, unless they were read moments ago."""

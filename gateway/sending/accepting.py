@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 from dataclasses import dataclass
 from typing import Callable
 
@@ -31,8 +30,6 @@ from gateway.metrics import Metrics
 from gateway.sending import messages as svc
 from gateway.sending.routing import Router
 from gateway.settings import PricingSettings
-
-log = logging.getLogger(__name__)
 
 MAX_GROUP = 500  # requests stored by one transaction; more wait for the next one
 
@@ -96,9 +93,8 @@ class Acceptor:
                 outcomes = await self._accept(session, group)
         except BaseException as exc:  # the transaction is rolled back: none of the group is stored
             self.stats["failed_groups"] += 1
-            if not isinstance(exc, asyncio.CancelledError):
-                log.error("storing %d message(s) failed: %s: %s", len(group), type(exc).__name__,
-                          str(exc).splitlines()[0][:200] if str(exc) else "")
+            if isinstance(exc, Exception):  # answered 503 not_stored; the database's outage is one alert
+                self._metrics.alerts.failed("storing accepted messages", exc)
             for w in group:
                 if not w.answer.done():
                     w.answer.set_result(not_stored())

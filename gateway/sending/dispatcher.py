@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from typing import Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -25,7 +24,7 @@ from carriers import Receipt
 from carriers.pool import CarrierPool
 from gateway.cluster.coordination import new_instance_id
 from gateway.metrics import Metrics
-from gateway.metrics.activity import RECEIPTS, Activity
+from gateway.metrics.activity import RECEIPTS
 from gateway.sending import route_store
 from gateway.sending.health import Health
 from gateway.sending.leases import Leases
@@ -42,8 +41,6 @@ from gateway.store.statements import insert_new
 from gateway.webhooks.record import record as record_events
 from registry.db import utcnow
 
-log = logging.getLogger(__name__)
-
 PART_COLUMNS = ("carrier", "carrier_message_id", "carrier_id_norm", "attempts", "answer")
 
 
@@ -56,7 +53,9 @@ class Dispatcher:
                  limiter: MemoryLimiter | RedisLimiter | None = None, instance_id: str | None = None,
                  routes: Sequence[Route] = (), health: Health | None = None, metrics: Metrics | None = None):
         self._sm = sessionmaker
-        self._activity = metrics.activity if metrics is not None else Activity()
+        metrics = metrics or Metrics()
+        self.alerts = metrics.alerts  # a task's failure is an alert: an outage of the database gives one line
+        self._activity = metrics.activity
         limiter = limiter or MemoryLimiter()
         self._shared_limits = isinstance(limiter, RedisLimiter)
         windows = SendWindows()
@@ -154,16 +153,16 @@ class Dispatcher:
                 batch = await self.queue.claim(limit)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("claiming queued messages failed; retrying")
+            except Exception as exc:  # noqa: BLE001 - an alert (the traceback in the first)
+                self.alerts.failed("claiming queued messages", exc)
                 batch = []
                 await asyncio.sleep(poll)
             try:
                 await self.sender.pace(batch)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("pacing a batch failed; its messages are queued again")
+            except Exception as exc:  # noqa: BLE001 - an alert (the traceback in the first)
+                self.alerts.failed("pacing a batch (its messages are queued again)", exc)
                 await self.queue.requeue([{"id": b.id, "status": S.QUEUED.value, "attempts": b.attempts - 1,
                                           "paced": False, "claimed_by": None} for b in batch])
             if len(batch) == limit:
@@ -184,8 +183,8 @@ class Dispatcher:
                 await self._flush()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("writing outcomes failed; will retry")
+            except Exception as exc:  # noqa: BLE001 - an alert (the traceback in the first)
+                self.alerts.failed("writing send outcomes and receipts (tried again)", exc)
                 self._write_signal.set()
                 await asyncio.sleep(0.5)
 
@@ -237,8 +236,8 @@ class Dispatcher:
                 await self.sweep()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("sweep failed")
+            except Exception as exc:  # noqa: BLE001 - an alert (the traceback in the first)
+                self.alerts.failed("the sweep", exc)
 
     async def sweep(self) -> None:
         """One sweep now (see gateway.sending.sweep), and the routes other instances stored read again."""

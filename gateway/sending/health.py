@@ -3,20 +3,18 @@ or failed (submit errors), the share it answered "slow down" (throttles), and th
 ended undelivered or rejected. A carrier whose rates cross a threshold (``[health]``, judged once the window holds
 ``min_samples`` of that kind) is degraded: failover lists and weighted splits give it only a probe share of their
 traffic, so that it comes back by itself once those probes find it well again. Single-carrier routes keep it.
-Every change of health is logged at WARNING."""
+Every change of health is an alert (gateway.metrics.alerts), logged at WARNING."""
 
 from __future__ import annotations
 
 import collections
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from carriers import Carrier
+from gateway.metrics.alerts import CARRIER_HEALTH, Alerts
 from gateway.settings_routes import HealthSettings
-
-log = logging.getLogger(__name__)
 
 SUBMIT_OK, SUBMIT_ERROR, THROTTLED = "ok", "error", "throttled"
 BAD_RECEIPTS = frozenset({"UNDELIV", "REJECTD"})
@@ -58,9 +56,11 @@ class CarrierHealth:
 class Health:
     """The health of every carrier, fed by the sender (submit outcomes) and the receipt path."""
 
-    def __init__(self, settings: HealthSettings, clock: Callable[[], float] = time.time):
+    def __init__(self, settings: HealthSettings, clock: Callable[[], float] = time.time, *,
+                 alerts: Alerts | None = None):
         self.settings = settings
         self._clock = clock
+        self._alerts = alerts or Alerts()
         self.carriers: dict[str, CarrierHealth] = {}
 
     def _of(self, carrier: str) -> CarrierHealth:
@@ -117,11 +117,12 @@ class Health:
         if healthy != health.healthy:
             health.healthy, health.changed_at = healthy, now
             if healthy:
-                log.warning("carrier %s is healthy again: its rates are under the thresholds (%s)", health.name,
-                            self._rates(health))
+                said = (f"carrier {health.name} is healthy again: its rates are under the thresholds "
+                        f"({self._rates(health)})")
             else:
-                log.warning("carrier %s is degraded: %s; failover lists and splits give it %.0f%% of their "
-                            "traffic until it recovers", health.name, "; ".join(reasons), s.probe_share * 100)
+                said = (f"carrier {health.name} is degraded: {'; '.join(reasons)}; failover lists and splits give it "
+                        f"{s.probe_share * 100:.0f}% of their traffic until it recovers")
+            self._alerts.event(CARRIER_HEALTH, health.name, said, fields={"carrier": health.name})
 
     def _enough(self, health: CarrierHealth) -> bool:
         m = self.settings.min_samples

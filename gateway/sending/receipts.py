@@ -2,8 +2,9 @@
 to (normalized, under the carrier's ``receipt_id_base``), the part takes the receipt's stat, and a message whose
 parts are all final ends delivered, undelivered or failed, with its event. A receipt that matches nothing yet (it
 overtook its submit_sm_resp, or another instance stores the part) is kept as unmatched and matched again when
-parts are written and by the sweep; one that never matches is dropped after ``unmatched_receipt_ttl_h``. Receipts
-that would match under another receipt_id_base are warned about, naming the setting that fits."""
+parts are written and by the sweep; one that never matches is dropped after ``unmatched_receipt_ttl_h``. The alerts
+(gateway.metrics.alerts, rate-limited there): receipts still unmatched after ``[alerts] unmatched_after_s``, those
+that would match under another receipt_id_base (naming the setting that fits), and those dropped."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ import logging
 import time
 from typing import Any, Awaitable, Callable
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carriers import Receipt
 from carriers.ids import RECEIPT_ID_BASES, receipt_lookup_id
 from gateway.metrics import Metrics
+from gateway.metrics.alerts import RECEIPT_ID_BASE, UNMATCHED
 from gateway.settings import DispatcherSettings
 from gateway.store.models import Message, MessagePart, MessageStatus as S, UnmatchedReceipt
 from gateway.store.statements import chunks, update_by_id
@@ -28,7 +30,7 @@ from registry.db import utcnow
 log = logging.getLogger(__name__)
 
 # receipts of one carrier that matched nothing but would under another receipt_id_base: warned about once this
-# many of them came within BASE_WARNING_S, and then at most once every BASE_WARNING_S per carrier
+# many of them came within BASE_WARNING_S (a few coincidences spread over days are not a pattern)
 BASE_MISMATCHES, BASE_WARNING_S = 5, 300.0
 # the sweep matches again the receipts of this last while (a part stored by another instance while the receipt
 # was being stored); older ones are matched when their part is written, through the index on lookup_id
@@ -60,8 +62,8 @@ class ReceiptMatcher:
         self.unmatched = True  # there may be unmatched receipts in the table
         # carrier -> (when its count began, receipt_id_base -> unmatched receipts that would match under it)
         self._base_fits: dict[str, tuple[float, collections.Counter[str]]] = {}
-        self._base_warned: dict[str, float] = {}  # carrier -> when the gateway last warned about its base
         self._base_checked = 0  # the last unmatched receipt looked at for another receipt_id_base
+        self._settled_until: dt.datetime | None = None  # unmatched receipts received before this were counted
 
     async def apply(self, session: AsyncSession, receipts: list[tuple[str, Receipt]],
                               unmatched_ids: dict[int, int] | None = None) -> None:
@@ -108,8 +110,8 @@ class ReceiptMatcher:
             self.stats["unmatched"] += len(unmatched)
             for carrier, receipt, _lookup in unmatched:
                 self._metrics.unmatched.labels(carrier).inc()
-                log.info("receipt for unknown message id %s from %s kept for later matching",
-                         receipt.carrier_message_id, carrier)
+                log.debug("receipt for unknown message id %s from %s kept for later matching",
+                          receipt.carrier_message_id, carrier)
             await session.execute(insert(UnmatchedReceipt), [
                 {"carrier": carrier, "carrier_message_id": receipt.carrier_message_id, "lookup_id": lookup,
                  "stat": receipt.stat.upper(), "error_code": receipt.error_code, "raw": receipt.raw[:1000],
@@ -151,6 +153,7 @@ class ReceiptMatcher:
             new_events.append({"message_id": row.id, "account_id": row.account_id, "type": event,
                                "status": status.value, "error_code": code, "created_at": now})
             self._metrics.final(status.value, row, now)
+            self._metrics.alerts.receipt(row.carrier, status.value)
         if updates:
             await update_by_id(session, Message.__table__, updates)
             await self._record(session, new_events)
@@ -182,11 +185,26 @@ class ReceiptMatcher:
         writer only reads ``unmatched`` (and sets it when it stores one), so no write batch pays a query for it."""
         self.unmatched = await session.scalar(select(UnmatchedReceipt.id).limit(1)) is not None
 
+    async def count_settled(self, session: AsyncSession, now: dt.datetime | None = None) -> None:
+        """Alert about the receipts, per carrier, that are still unmatched ``[alerts] unmatched_after_s`` after
+        they came (a receipt that overtook its submit_sm_resp is matched within moments: not these), each once.
+        In the sweep, through the index on received_at."""
+        alerts = self._metrics.alerts
+        after = alerts.settings.unmatched_after_s
+        until = (now or utcnow()) - dt.timedelta(seconds=after)
+        since, self._settled_until = self._settled_until, until
+        query = (select(UnmatchedReceipt.carrier, func.count()).where(UnmatchedReceipt.received_at < until)
+                 .group_by(UnmatchedReceipt.carrier))
+        if since is not None:
+            query = query.where(UnmatchedReceipt.received_at >= since)
+        for carrier, count in (await session.execute(query)).all():
+            alerts.unmatched(carrier, count, after)
+
     async def check_id_bases(self, session: AsyncSession) -> None:
         """Count the receipts that stayed unmatched (since the last sweep) but would match under another
         ``receipt_id_base`` of their carrier (a carrier set up with the wrong one leaves every message `sent`
-        until the receipt timeout), and warn once they keep coming: at most once every BASE_WARNING_S per
-        carrier, naming the setting that fits. In the sweep, off the path of receipts."""
+        until the receipt timeout), and warn once they keep coming, naming the setting that fits (an alert:
+        repeats are summed up once an interval). In the sweep, off the path of receipts."""
         unmatched = (await session.execute(
             select(UnmatchedReceipt.id, UnmatchedReceipt.carrier, UnmatchedReceipt.carrier_message_id,
                    UnmatchedReceipt.lookup_id).where(UnmatchedReceipt.id > self._base_checked)
@@ -218,12 +236,13 @@ class ReceiptMatcher:
                 self._base_fits[carrier] = (since, counts)
         for carrier, (since, counts) in list(self._base_fits.items()):
             base, count = counts.most_common(1)[0]
-            if count >= BASE_MISMATCHES and now - self._base_warned.get(carrier, -BASE_WARNING_S) >= BASE_WARNING_S:
-                log.warning("carrier %s: %d delivery receipt(s) in the last %.0f min matched no message but would with "
-                            "receipt_id_base = \"%s\" (it is \"%s\"): set it in the carrier's configuration, or "
-                            "these messages stay `sent` until the receipt timeout", carrier, count,
-                            max(1, (now - since) / 60), base, self._id_bases.get(carrier, "same"))
-                self._base_warned[carrier] = now
+            if count >= BASE_MISMATCHES:
+                self._metrics.alerts.note(
+                    RECEIPT_ID_BASE, f"carrier {carrier}", f"carrier {carrier}: {count} delivery receipt(s) in the "
+                    f"last {max(1, (now - since) / 60):.0f} min matched no message but would with receipt_id_base = "
+                    f"\"{base}\" (it is \"{self._id_bases.get(carrier, 'same')}\"): set it in the carrier's "
+                    "configuration, or these messages stay `sent` until the receipt timeout", n=count,
+                    what=f"receipts that would match with receipt_id_base = \"{base}\"", fields={"carrier": carrier})
                 del self._base_fits[carrier]
 
     async def expire_unmatched(self, now: dt.datetime | None = None) -> int:
@@ -235,6 +254,7 @@ class ReceiptMatcher:
             dropped = (await session.execute(delete(UnmatchedReceipt).where(UnmatchedReceipt.received_at < cutoff)
                                              .execution_options(synchronize_session=False))).rowcount
         if dropped:
-            log.warning("%d receipt(s) that matched no message within %g h dropped", dropped,
-                        self._settings.unmatched_ttl_h)
+            self._metrics.alerts.note(UNMATCHED, "dropped", f"{dropped} receipt(s) that matched no message within "
+                                      f"{self._settings.unmatched_ttl_h:g} h dropped", n=dropped,
+                                      what="unmatched receipts dropped")
         return dropped

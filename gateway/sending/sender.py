@@ -119,8 +119,7 @@ class Sender:
             except LimiterUnavailable as exc:
                 # the shared limits cannot be reached: send nothing that needs them (never exceed a limit);
                 # those messages wait in the queue and the dispatcher asks again shortly
-                if self.paused is None:
-                    log.warning("sending paused: the shared limits cannot be reached (%s)", exc)
+                self._metrics.alerts.unreachable("redis", "reading the shared pacing limits (sending waits)", exc)
                 self.paused = "limits_unreachable"
                 retry = dt.datetime.fromtimestamp(now + 1.0, dt.timezone.utc)
                 later.extend({"id": item.id, "status": S.QUEUED.value, "attempts": item.attempts - 1,
@@ -129,8 +128,9 @@ class Sender:
                 reserved = []
                 asking = []
             else:
-                if self.paused is not None:
-                    log.warning("sending resumed: the shared limits answer again")
+                if self.paused is not None and asking:  # (none asked: Redis was not asked either)
+                    self._metrics.alerts.reachable("redis")
+                    log.info("sending resumed: the shared limits answer again")
                     self.paused = None
                     # reservations taken before the outage may be gone with a restarted Redis: take new ones
                     async with self._sm() as session, session.begin():
@@ -242,7 +242,7 @@ class Sender:
         except CarrierRetryable as exc:
             outcome.error_code, outcome.error_message = exc.code, str(exc)
             if exc.code in ("throttled", "queue_full"):
-                self._metrics.throttles.labels(outcome.carrier or NO_CARRIER).inc()
+                self._metrics.throttled(outcome.carrier or NO_CARRIER)
             if exc.code in ("throttled", "queue_full") and self._policy is not None:
                 # the carrier says slow down although its limit was kept: give this sender a pause
                 with contextlib.suppress(LimiterUnavailable):

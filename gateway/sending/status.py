@@ -24,6 +24,8 @@ from gateway.sending.dispatcher import Dispatcher
 from gateway.store.models import GatewayInstance
 from registry.db import iso, utcnow
 
+RECENT_ALERTS = 20  # the newest alerts the status shows (gateway.metrics.alerts keeps [alerts] recent)
+
 LAST_ERRORS = 5  # errors shown per carrier, its binds' and its submits' together, newest last
 
 
@@ -67,7 +69,8 @@ class Status:
                              "uptime_s": round(now - self.started_at, 3), "sending_paused": self._dispatcher.paused},
                 "carriers": [self._carrier(c, now) for c in self._pool.carriers],
                 "queue": backlog["queue"], "webhooks": backlog["webhooks"], "read_age_s": backlog["read_age_s"],
-                "instances": await self._instances()}
+                "instances": await self._instances(),
+                "alerts": [a.to_json() for a in self._metrics.alerts.recent(limit=RECENT_ALERTS)]}
 
     def _carrier(self, carrier: Carrier, now: float) -> dict[str, Any]:
         activity = self._metrics.activity

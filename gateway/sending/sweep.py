@@ -5,7 +5,6 @@ the end of messages whose receipt never came (``receipt_timeout_h``) and of rece
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import time
 from typing import Awaitable, Callable
 
@@ -13,6 +12,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.metrics import Metrics
+from gateway.metrics.alerts import RECEIPT_TIMEOUT
 from gateway.sending.leases import Leases
 from gateway.sending.pacing import MemoryLimiter, RedisLimiter, SendWindows
 from gateway.sending.receipts import ReceiptMatcher
@@ -20,8 +20,6 @@ from gateway.settings import DispatcherSettings
 from gateway.store.models import Message, MessageStatus as S
 from gateway.webhooks import catalog as ev
 from registry.db import utcnow
-
-log = logging.getLogger(__name__)
 
 
 class Sweep:
@@ -69,6 +67,7 @@ class Sweep:
             if self._matcher.unmatched:
                 await self._matcher.rematch(session)
                 await self._matcher.check_id_bases(session)
+                await self._matcher.count_settled(session)
             await self._matcher.refresh(session)
 
     async def expire_unreceipted(self, now: dt.datetime | None = None) -> int:
@@ -90,6 +89,8 @@ class Sweep:
             for r in ended:
                 self._metrics.final(S.UNDELIVERED.value, r)
         if ended:
-            log.warning("%d message(s) without a delivery receipt after %g h ended undelivered", len(ended),
-                        self._settings.receipt_timeout_h)
+            self._metrics.alerts.note(RECEIPT_TIMEOUT, "receipts", f"{len(ended)} message(s) without a delivery "
+                                      f"receipt after {self._settings.receipt_timeout_h:g} h ended undelivered",
+                                      n=len(ended),
+                                      what="messages ended undelivered without a receipt")
         return len(ended)

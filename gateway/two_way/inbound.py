@@ -27,6 +27,7 @@ from carriers import InboundSms
 from carriers.encoding import encode
 from gateway.metrics import Metrics
 from gateway.metrics.activity import INBOUND
+from gateway.metrics.alerts import INBOUND_UNROUTED
 from gateway.sending.messages import new_public_id
 from gateway.store.models import InboundMessage, InboundPart, Message, MessageStatus as S, NumberKeyword
 from gateway.webhooks import catalog as ev
@@ -119,8 +120,8 @@ class InboundService:
                 return
             try:
                 await self.flush_incomplete()
-            except Exception:
-                log.exception("handing on incomplete inbound messages failed")
+            except Exception as exc:  # noqa: BLE001 - an alert (the traceback in the first)
+                self._metrics.alerts.failed("handing on incomplete inbound messages", exc)
 
     async def flush_incomplete(self, now: dt.datetime | None = None) -> int:
         """Hand on, marked incomplete, every set whose first part is older than the timeout; forget sets handed
@@ -163,7 +164,8 @@ class InboundService:
                                      body=text, segments=segments, complete=complete, carrier=carrier,
                                      received_at=received_at)
             if number is None or number.account_id is None:
-                log.warning("inbound message to %s, which is leased to no account, kept unrouted", destination)
+                self._metrics.alerts.note(INBOUND_UNROUTED, destination, f"inbound message to {destination}, which is "
+                                          "leased to no account, kept unrouted", what="inbound messages kept unrouted")
                 session.add(inbound)
                 return inbound
             inbound.number, inbound.account_id = number.number, number.account_id

@@ -104,8 +104,8 @@ class VoiceCalls:
                     task = asyncio.create_task(self._place(vid))
                     self._inflight.add(task)
                     task.add_done_callback(self._inflight.discard)
-            except Exception:
-                log.exception("claiming voice messages failed")
+            except Exception as exc:  # noqa: BLE001 - an alert (the traceback in the first)
+                self._metrics.alerts.failed("claiming voice messages", exc)
             self._wakeup.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), 1.0)

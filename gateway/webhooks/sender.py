@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -37,8 +36,6 @@ from gateway.webhooks.outbox import receiver_of, target_url
 from gateway.webhooks.signing import SIGNATURE_HEADER, batch_body, sign
 from registry.db import utcnow
 from registry.models import Account
-
-log = logging.getLogger(__name__)
 
 LEASE = dt.timedelta(seconds=60)  # a claimed delivery is not claimed again for this long
 HOLD_S = 20.0  # a claimed delivery not sent within this is handed back, well before its lease runs out
@@ -159,8 +156,9 @@ class WebhookSender:
                     await self._load_accounts({d.account_id for d in batch})
                 except asyncio.CancelledError:
                     raise
-                except Exception:  # claimed or not, what was not received is due again when its lease ends
-                    log.exception("claiming webhook deliveries failed")
+                except Exception as exc:  # noqa: BLE001 - an alert; claimed or not, what was not received is due
+                    # again when its lease ends
+                    self._metrics.alerts.failed("claiming webhook deliveries", exc)
             for d in batch:
                 receiver = self._receivers.setdefault(d.receiver, Receiver())
                 if receiver.paused(now) and receiver.resume_at:  # (a delivery queued before receivers were kept)
@@ -300,6 +298,11 @@ class WebhookSender:
         now = utcnow()
         ok = status_code is not None and 200 <= status_code < 300
         (self._metrics.webhook_deliveries if ok else self._metrics.webhook_failures).inc(len(group))
+        alerts = self._metrics.alerts
+        if not ok:  # the alert names the receiver's host, never its URL (a query may hold the customer's token)
+            reason = f"HTTP {status_code}" if status_code is not None else (error or "").split(":", 1)[0]
+            for d in group:
+                alerts.webhook_failed(d.account_id, d.url, reason)
         if ok:
             receiver.failures = 0
         elif not not_allowed:
@@ -311,9 +314,8 @@ class WebhookSender:
                 values.update(status="delivered", delivered_at=now, last_error=None)  # even if reading the body failed
             elif now >= d.give_up_at or not_allowed:
                 values["status"] = "failed"
-                log.warning("webhook %s to account %s given up after %s attempts%s", d.public_id, d.account_id,
-                            attempts, ": its address is not allowed" if not_allowed else "",
-                            extra={"account_id": d.account_id, "delivery_id": d.public_id})
+                alerts.webhook_given_up(d.account_id, d.url, d.public_id, attempts,
+                                        ": its address is not allowed" if not_allowed else "")
             else:
                 pause = dt.timedelta(seconds=backoff(attempts, self._settings.retry_base_s,
                                                      self._settings.retry_max_s))
@@ -377,9 +379,9 @@ class WebhookSender:
                     await session.execute(_fenced_update(names), rows)
                 if attempts:
                     await session.execute(insert(WebhookAttempt.__table__), attempts)  # Core: no ORM bulk-insert steps
-        except Exception:
+        except Exception as exc:  # noqa: BLE001 - an alert
             # the leases run out and the deliveries are tried again: at least once
-            log.exception("recording %d webhook attempts failed", len(attempts))
+            self._metrics.alerts.failed("recording webhook attempts", exc)
 
 
 _UPDATES: dict[frozenset[str], Any] = {}

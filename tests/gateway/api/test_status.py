@@ -109,6 +109,7 @@ async def _all_bound(client) -> bool:
 
 async def test_a_stopped_simulator_shows_the_bind_down_and_why(aiohttp_client, migrated, sessionmaker, sim):
     migrated.carriers[0].port = sim.port
+    migrated.alerts.sample_s = 0.2  # the monitor looks at the binds often enough for the alert to show here
     client = await aiohttp_client(create_app(migrated))
     await wait_for(lambda: _ready(client))
     customer = await new_customer(client, sessionmaker, "acme")
@@ -128,6 +129,13 @@ async def test_a_stopped_simulator_shows_the_bind_down_and_why(aiohttp_client, m
     assert lost[0]["code"] == "connection_lost" and lost[0]["bind"] == "sim#0", carrier["last_errors"]
     assert "connection was lost" in lost[0]["message"]
     assert report["queue"]["queued"] + report["queue"]["sending"] == 2, report["queue"]
+
+    async def alerted() -> bool:  # the monitor's "bind lost" alert, among the recent ones
+        return any(a["subject"] == "sim#0" or "sim" in a["message"] for a in (await status(client))["alerts"])
+
+    await wait_for(alerted)
+    alert = (await status(client))["alerts"][0]
+    assert alert["level"] == "WARNING" and alert["kind"].startswith("bind"), alert
 
     # back: the bind is bound again (a second bind), the loss still among the last errors, the messages go
     await sim.start()

@@ -396,8 +396,15 @@ async def test_receipt_before_its_submit_sm_resp(gw):
     assert got["carrier_message_id"] == gw.sim.received[0].message_id
 
 
-async def test_unknown_receipt_is_kept_and_logged(gw, caplog):
-    caplog.set_level(logging.INFO, logger="gateway.sending.receipts")
+def alert_lines(caplog, kind: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "gateway.alerts" and r.alert == kind]
+
+
+async def test_unknown_receipt_is_kept_and_alerted_once_it_stays_unmatched(gw, caplog):
+    """Kept (and logged at DEBUG: one line per receipt is a storm at INFO); a receipt that overtook its
+    submit_sm_resp is matched within moments, so the WARNING comes only for those still unmatched
+    [alerts] unmatched_after_s later, once each, counted by carrier."""
+    caplog.set_level(logging.DEBUG, logger="gateway.sending.receipts")
     c = await customer(gw, [("55501", "short_code")])
     mid = (await send(gw, c, to=us(1)))["id"]
     await final(gw, c, mid)
@@ -412,6 +419,14 @@ async def test_unknown_receipt_is_kept_and_logged(gw, caplog):
 
     await wait_for(kept)
     assert "FFFFFFF0" in caplog.text
+    dispatcher = gw.app[app_keys.DISPATCHER]
+    await dispatcher.sweep()
+    assert alert_lines(caplog, "unmatched") == []  # 30 s by default: not yet
+    gw.app[app_keys.METRICS].alerts.settings.unmatched_after_s = 0.0
+    await dispatcher.sweep()
+    await dispatcher.sweep()
+    [line] = alert_lines(caplog, "unmatched")
+    assert line.startswith("carrier sim: 1 delivery receipt(s) matched no message for 0.0 s")
     await final(gw, c, (await send(gw, c, to=us(2)))["id"])  # and all goes on
 
 
@@ -436,12 +451,10 @@ async def unmatched_count(gw) -> int:
         return await session.scalar(select(func.count()).select_from(UnmatchedReceipt))
 
 
-async def test_receipts_that_would_match_in_another_base_are_warned_about_now_and_then(gw, caplog,
-                                                                                      monkeypatch):
+async def test_receipts_that_would_match_in_another_base_are_warned_about_now_and_then(gw, caplog):
     """The SMSC quotes ids in decimal in its receipts, the carrier is set up with receipt_id_base "same": a
-    WARNING names the carrier, the count and the setting that fits, once in a while rather than per receipt."""
-    from gateway.sending import receipts
-
+    WARNING names the carrier, the count and the setting that fits; those that follow within [alerts] interval_s
+    are summed up in one line when it ends, not one per receipt."""
     caplog.set_level(logging.INFO, logger="gateway.sending.receipts")
     gw.sim.receipt_id_format = "decimal"
     c = await customer(gw, [("55501", "short_code")])
@@ -465,11 +478,17 @@ async def test_receipts_that_would_match_in_another_base_are_warned_about_now_an
     assert int(warnings()[0].split()[2]) >= 5  # the count of receipts that would have matched
     assert " in the last 1 min matched no message" in warnings()[0]  # a burst: never "in the last 0 s"
     await burst(8)
-    assert len(warnings()) == 1  # at most one every few minutes per carrier
-    monkeypatch.setattr(receipts, "BASE_WARNING_S", 1.0)
-    await asyncio.sleep(1.1)
-    await burst(16)
+    assert len(warnings()) == 1  # counted, for the interval's summary
+    alerts = gw.app[app_keys.METRICS].alerts
+    alerts.settings.interval_s = 0.0  # the interval ends
+    alerts.tick()
     assert len(warnings()) == 2
+    summary = warnings()[1]
+    assert summary.startswith('receipts that would match with receipt_id_base = "hex_to_dec" (carrier sim): ')
+    assert 5 <= int(summary.split(": ")[1].split()[0]) <= 8 and " more in the last " in summary
+    alerts.tick()  # an interval without any: the next is said at once again
+    await burst(16)
+    assert len(warnings()) == 3 and warnings()[2].startswith("carrier sim: ")
     got = await (await gw.get(f"/v1/messages/{(await send(gw, c, to=us(30)))['id']}", headers=c.headers)).json()
     assert got["status"] in ("queued", "sending", "sent")  # nothing was matched under a guessed base
 
