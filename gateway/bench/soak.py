@@ -15,11 +15,12 @@ import asyncio
 import contextlib
 import math
 import os
+import resource
 import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, NamedTuple
 
 import aiohttp
 
@@ -37,15 +38,31 @@ P99_FACTOR = 2.0  # the last window's p99 at most this factor of the first windo
 P99_SLACK_MS = 50.0  # ... plus this (a first p99 of a few ms would make any factor meaningless)
 
 
-def process_sample(pid: int) -> tuple[int, int]:
-    """(resident memory in kB, open file descriptors) of process ``pid``, from /proc."""
+class Sample(NamedTuple):
+    at: float  # seconds into the run
+    rss_kb: int  # the gateway's resident memory
+    fds: int  # the gateway's open file descriptors
+    cpu_s: float  # the gateway's CPU time so far (user and system)
+    own_cpu_s: float  # this process's (the load generator's and the receiver's)
+
+
+def process_sample(pid: int, at: float = 0.0) -> Sample:
+    """The gateway process ``pid`` as /proc shows it now."""
     rss = 0
     with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith("VmRSS:"):
                 rss = int(line.split()[1])
                 break
-    return rss, len(os.listdir(f"/proc/{pid}/fd"))
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return Sample(at, rss, len(os.listdir(f"/proc/{pid}/fd")), cpu_seconds(pid), own.ru_utime + own.ru_stime)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time process ``pid`` used so far, user and system, all its threads."""
+    with open(f"/proc/{pid}/stat") as stat:  # utime and stime: fields 14 and 15, counted after the ")"
+        utime, stime = stat.read().rsplit(")", 1)[1].split()[11:13]
+    return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
 
 
 def table_sizes(db: Path) -> dict[str, Any]:
@@ -71,16 +88,24 @@ class SoakReceiver(CallbackReceiver):
         self.finals_by_acceptance: list[tuple[float, float]] = []  # (accepted at, ms to the final event)
         self.injected: dict[str, float] = {}  # inbound body -> when it was handed to the simulator
         self.forwarded: dict[str, float] = {}  # inbound body -> ms from injection to arrival here
+        # the same message told about again under another delivery id: a second final event, or an inbound
+        # message forwarded twice (as two inbound messages)
+        self.final_repeats = self.inbound_repeats = 0
 
     def on_event(self, event: dict[str, Any], now: float) -> None:
         if "inbound_id" in event:
             body = event.get("body", "")
-            if body in self.injected and body not in self.forwarded:
+            if body in self.forwarded:
+                self.inbound_repeats += 1
+            elif body in self.injected:
                 self.forwarded[body] = (now - self.injected[body]) * 1000
             return
-        first_final = event.get("event_type") in FINAL_EVENTS and event["message_id"] not in self.finals
+        final = event.get("event_type") in FINAL_EVENTS
+        if final and event["message_id"] in self.finals:
+            self.final_repeats += 1
+            return
         super().on_event(event, now)
-        if first_final:
+        if final:
             self.finals_by_acceptance.append((parse_time(event["created_at"]), self.final_latencies[-1]))
             self.delivered += event["event_type"] == TEXT_DELIVERED
 
@@ -93,7 +118,7 @@ class Sent:
     ids: list[str] = field(default_factory=list)
     refused: int = 0
     first_refusal: str | None = None
-    accept_ms: list[tuple[float, float]] = field(default_factory=list)  # (sent at, ms)
+    accept_ms: list[tuple[float, float, int]] = field(default_factory=list)  # (sent at, ms, messages accepted)
     inbound: list[float] = field(default_factory=list)  # injection times
     inbound_refused: int = 0
     requests: int = 0
@@ -130,12 +155,14 @@ async def bench_soak(*, minutes: float, rate: int, window_minutes: float, reques
                                   connector=aiohttp.TCPConnector(limit=256)) as http:
         assert target.gateway is not None and target.gateway.process is not None
         pid, db = target.gateway.process.pid, target.gateway.data_dir / "gateway.db"
+        sim_pid = target.processes[0].pid
         headers = {"Authorization": f"Bearer {target.key}"}
         account = await (await http.get(target.url + "/v1/account", headers=headers)).json()
         receiver = await SoakReceiver(account["webhook_secret"]).start()
         try:
             number = await _set_up(http, target, receiver.url, webhook_batch)
-            figures = await _soak(http, target, receiver, pid, db, number, seconds=seconds, window_s=window_s,
+            figures = await _soak(http, target, receiver, (pid, sim_pid), db, number, seconds=seconds,
+                                  window_s=window_s,
                                   windows=windows, rate=rate, requests_per_s=requests_per_s,
                                   inbound_rate=inbound_rate, callbacks=callbacks, timeout=timeout)
         finally:
@@ -163,9 +190,10 @@ async def _set_up(http: aiohttp.ClientSession, target: Target, receiver_url: str
     return number
 
 
-async def _soak(http: aiohttp.ClientSession, target: Target, receiver: SoakReceiver, pid: int, db: Path,
-                number: str, *, seconds: float, window_s: float, windows: int, rate: int, requests_per_s: int,
+async def _soak(http: aiohttp.ClientSession, target: Target, receiver: SoakReceiver, pids: tuple[int, int],
+                db: Path, number: str, *, seconds: float, window_s: float, windows: int, rate: int, requests_per_s: int,
                 inbound_rate: float, callbacks: str, timeout: float) -> dict[str, Any]:
+    pid, sim_pid = pids  # the gateway's and the simulator's
     headers = {"Authorization": f"Bearer {target.key}"}
     extra = {"status_callback": receiver.url} | ({"status_callback_events": "final"} if callbacks == "final" else {})
     people = recipients(int(rate * seconds))
@@ -178,16 +206,16 @@ async def _soak(http: aiohttp.ClientSession, target: Target, receiver: SoakRecei
         async with http.post(target.url + "/v1/messages/batch", json=payload, headers=headers) as resp:
             data = await resp.json()
         sent.requests += 1
-        sent.accept_ms.append((t, (time.time() - t) * 1000))
         results = data.get("results") if resp.status == 200 else None
         if results is None:
             sent.refused += end - first
             sent.first_refusal = sent.first_refusal or f"{resp.status} {data}"
-            return
+            results = []
+        ids = [r["message"]["id"] for r in results if r["status_code"] < 300]
+        sent.ids.extend(ids)
+        sent.accept_ms.append((t, (time.time() - t) * 1000, len(ids)))
         for r in results:
-            if r["status_code"] < 300:
-                sent.ids.append(r["message"]["id"])
-            else:
+            if r["status_code"] >= 300:
                 sent.refused += 1
                 sent.first_refusal = sent.first_refusal or f"{r['status_code']} {r.get('error')}"
 
@@ -208,31 +236,31 @@ async def _soak(http: aiohttp.ClientSession, target: Target, receiver: SoakRecei
 
         await asyncio.gather(*(one(i) for i in range(first, end)))
 
-    samples: list[tuple[float, int, int]] = []  # (seconds in, rss kB, fds)
+    samples: list[Sample] = []  # during the traffic
 
     async def sample_every(interval: float, wall0: float) -> None:
         while True:
-            rss, fds = process_sample(pid)
-            samples.append((time.time() - wall0, rss, fds))
             await asyncio.sleep(interval)
+            samples.append(process_sample(pid, time.time() - wall0))
 
     tables_start = await asyncio.to_thread(table_sizes, db)
-    rss_start, fds_start = process_sample(pid)
+    start, sim_start = process_sample(pid), cpu_seconds(sim_pid)
     wall0, t0 = time.time(), loop.time()
     sampler = asyncio.create_task(sample_every(min(5.0, window_s / 4), wall0))
     try:
         await asyncio.gather(paced(rate, seconds, requests_per_s, t0, sent, send),
                              paced(inbound_rate, seconds, requests_per_s, t0, sent, inject))
-        traffic_s = time.time() - wall0
-        rss_end, fds_end = process_sample(pid)
-        await _drain(receiver, sent, timeout)
     finally:
         sampler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sampler
-    rss_drained, fds_drained = process_sample(pid)
+    traffic_s = time.time() - wall0
+    end, sim_end = process_sample(pid, traffic_s), cpu_seconds(sim_pid)
+    samples.append(end)
+    await _drain(receiver, sent, timeout)
+    drained = process_sample(pid, time.time() - wall0)
     tables_end = await asyncio.to_thread(table_sizes, db)
-    per_window = _windows(receiver, sent, samples, wall0, window_s, windows)
+    per_window = _windows(receiver, sent, [start, *samples], wall0, window_s, windows)
     missing_finals = sum(1 for i in sent.ids if i not in receiver.finals)
     not_forwarded = len(sent.inbound) - len(receiver.forwarded)
     warm = per_window[0]
@@ -247,17 +275,23 @@ async def _soak(http: aiohttp.ClientSession, target: Target, receiver: SoakRecei
         "inbound": {"sent": len(sent.inbound), "refused_by_simulator": sent.inbound_refused,
                     "forwarded": len(receiver.forwarded), "not_forwarded": not_forwarded},
         "webhooks": {"events": receiver.events, "posts": receiver.posts, "outbox_rows_added": outbox_rows,
-                     "duplicates": receiver.duplicates, "bad_signatures": receiver.bad_signatures},
+                     "duplicates": receiver.duplicates, "final_event_repeats": receiver.final_repeats,
+                     "inbound_repeats": receiver.inbound_repeats, "bad_signatures": receiver.bad_signatures},
         # messages without their final event, inbound messages not forwarded, and outbox rows never received
         "lost": missing_finals + not_forwarded + max(0, outbox_rows - receiver.events),
-        "memory": {"rss_mb_start": _mb(rss_start), "rss_mb_after_warmup": warm["rss_mb"], "rss_mb_end": _mb(rss_end),
-                   "rss_mb_after_drain": _mb(rss_drained),
-                   "rss_mb_max": _mb(max((s[1] for s in samples), default=rss_end))},
-        "fds": {"start": fds_start, "after_warmup": warm["fds"], "end": fds_end, "after_drain": fds_drained},
+        "once": receiver.duplicates + receiver.final_repeats + receiver.inbound_repeats == 0,
+        "memory": {"rss_mb_start": _mb(start.rss_kb), "rss_mb_after_warmup": warm["rss_mb"],
+                   "rss_mb_end": _mb(end.rss_kb), "rss_mb_after_drain": _mb(drained.rss_kb),
+                   "rss_mb_max": _mb(max(s.rss_kb for s in samples))},
+        "fds": {"start": start.fds, "after_warmup": warm["fds"], "end": end.fds, "after_drain": drained.fds},
+        # of one core, over the traffic (the machine's other work takes its share too)
+        "cpu_pct": {"gateway": _cpu_pct(start, end, "cpu_s"),
+                    "simulator": round((sim_end - sim_start) / traffic_s * 100, 1),
+                    "load_generator_and_receiver": _cpu_pct(start, end, "own_cpu_s"), "cores": os.cpu_count()},
         "tables": {"start": tables_start, "end": tables_end, "db_bytes_per_message": round(
             (tables_end["db_bytes"] - tables_start["db_bytes"]) / max(1, len(sent.ids)))},
         "windows": per_window,
-        "flat": _verdicts(per_window, _mb(rss_end), fds_end),
+        "flat": _verdicts(per_window, _mb(end.rss_kb), end.fds),
     }
 
 
@@ -277,10 +311,16 @@ def _mb(kb: int) -> float:
     return round(kb / 1024, 1)
 
 
-def _windows(receiver: SoakReceiver, sent: Sent, samples: list[tuple[float, int, int]], wall0: float,
+def _cpu_pct(before: Sample, after: Sample, which: str) -> float:
+    """CPU time between two samples, in percent of one core."""
+    return round((getattr(after, which) - getattr(before, which)) / max(after.at - before.at, 1e-9) * 100, 1)
+
+
+def _windows(receiver: SoakReceiver, sent: Sent, samples: list[Sample], wall0: float,
              window_s: float, windows: int) -> list[dict[str, Any]]:
     """Each window's latencies, by when the message was accepted (or the inbound message injected), and the
-    gateway's memory and descriptors at its end (the last sample in it)."""
+    gateway's memory and descriptors at its end (the last sample in it, the first being the start's) and CPU use
+    over it."""
     def index(at: float) -> int:
         return min(windows - 1, max(0, int((at - wall0) / window_s)))
 
@@ -288,27 +328,33 @@ def _windows(receiver: SoakReceiver, sent: Sent, samples: list[tuple[float, int,
     for accepted_at, ms in receiver.finals_by_acceptance:
         finals[index(accepted_at)].append(ms)
     accepts: list[list[float]] = [[] for _ in range(windows)]
-    for at, ms in sent.accept_ms:
+    accepted = [0] * windows
+    for at, ms, n in sent.accept_ms:
         accepts[index(at)].append(ms)
+        accepted[index(at)] += n
     inbound: list[list[float]] = [[] for _ in range(windows)]
     for body, ms in receiver.forwarded.items():
         inbound[index(receiver.injected[body])].append(ms)
     injected = [0] * windows
     for at in sent.inbound:
         injected[index(at)] += 1
-    by_window: list[list[tuple[float, int, int]]] = [[] for _ in range(windows)]
-    for s in samples:
-        by_window[index(wall0 + s[0])].append(s)
-    out = []
+    by_window: list[list[Sample]] = [[] for _ in range(windows)]
+    for s in samples[1:]:
+        by_window[index(wall0 + s.at - 1e-6)].append(s)  # a sample on a window's end belongs to it
+    out, previous = [], samples[0]
     for w in range(windows):
-        last = by_window[w][-1] if by_window[w] else (samples[-1] if samples else (0.0, 0, 0))
+        last = by_window[w][-1] if by_window[w] else previous
         out.append({"window": w, "from_s": round(w * window_s, 1), "to_s": round((w + 1) * window_s, 1),
-                    "messages_final": len(finals[w]), "final_event_p50_ms": _p(finals[w], 50),
-                    "final_event_p99_ms": _p(finals[w], 99), "accept_p99_ms": _p(accepts[w], 99),
+                    "messages_sent": accepted[w], "messages_final": len(finals[w]),
+                    "final_event_p50_ms": _p(finals[w], 50), "final_event_p99_ms": _p(finals[w], 99),
+                    "accept_p99_ms": _p(accepts[w], 99),
                     "inbound_sent": injected[w], "inbound_forwarded": len(inbound[w]),
                     "inbound_p50_ms": _p(inbound[w], 50), "inbound_p99_ms": _p(inbound[w], 99),
-                    "rss_mb": _mb(last[1]), "rss_mb_max": _mb(max((s[1] for s in by_window[w]), default=last[1])),
-                    "fds": last[2]})
+                    "rss_mb": _mb(last.rss_kb), "rss_mb_max": _mb(max((s.rss_kb for s in by_window[w]),
+                                                                       default=last.rss_kb)),
+                    "fds": last.fds, "gateway_cpu_pct": _cpu_pct(previous, last, "cpu_s") if last is not previous
+                    else None})
+        previous = last
     return out
 
 
@@ -318,7 +364,8 @@ def _p(values: list[float], p: float) -> float | None:
 
 def _verdicts(per_window: list[dict[str, Any]], rss_end_mb: float, fds_end: int) -> dict[str, Any]:
     """Whether each series stayed flat, with the rule and the figures it was judged on. The first window is the
-    warm-up; with only one window there is nothing to compare a latency with (null)."""
+    warm-up; with only one window there is nothing to compare a latency with (null). A last window whose
+    messages all went without a final event (or inbound messages unforwarded) is not flat."""
     warm_rss, warm_fds = per_window[0]["rss_mb"], per_window[0]["fds"]
     out: dict[str, Any] = {
         "rss": {"flat": rss_end_mb <= warm_rss * (1 + RSS_GROWTH_PCT / 100),
@@ -327,11 +374,13 @@ def _verdicts(per_window: list[dict[str, Any]], rss_end_mb: float, fds_end: int)
         "fds": {"flat": fds_end <= warm_fds + FD_GROWTH,
                 "rule": f"fds end <= fds after warm-up + {FD_GROWTH}", "after_warmup": warm_fds, "end": fds_end},
     }
-    for name in ("final_event_p99_ms", "inbound_p99_ms"):
+    for name, sent in (("final_event_p99_ms", "messages_sent"), ("inbound_p99_ms", "inbound_sent")):
         first, last = per_window[0][name], per_window[-1][name]
-        judged = len(per_window) > 1 and first is not None and last is not None
+        flat = None
+        if len(per_window) > 1 and first is not None:
+            flat = (last <= first * P99_FACTOR + P99_SLACK_MS) if last is not None else not per_window[-1][sent]
         out[name.removesuffix("_ms")] = {
-            "flat": (last <= first * P99_FACTOR + P99_SLACK_MS) if judged else None,
+            "flat": flat,
             "rule": f"last window's p99 <= first window's x {P99_FACTOR:g} + {P99_SLACK_MS:g} ms",
             "first": first, "last": last}
     return out

@@ -24,17 +24,19 @@ def test_a_short_soak_loses_nothing_and_its_figures_agree():
     assert out["inbound"]["sent"] == out["inbound"]["forwarded"] == 5 * 12
     assert out["pacing"]["requests"] == 10 * 12  # --requests-per-s x seconds, 2 messages each
     hooks = out["webhooks"]
-    assert hooks["duplicates"] == hooks["bad_signatures"] == 0
+    assert hooks["duplicates"] == hooks["final_event_repeats"] == hooks["inbound_repeats"] == 0 and out["once"]
+    assert hooks["bad_signatures"] == 0
     # every outbox row reached the receiver once: three events a message (queued, sent, delivered) and the inbound
     assert hooks["events"] == hooks["outbox_rows_added"] == 3 * sent + 5 * 12
 
     windows = out["windows"]
     assert [w["window"] for w in windows] == [0, 1, 2, 3]
-    assert sum(w["messages_final"] for w in windows) == sent
+    assert sum(w["messages_final"] for w in windows) == sum(w["messages_sent"] for w in windows) == sent
     assert sum(w["inbound_sent"] for w in windows) == sum(w["inbound_forwarded"] for w in windows) == 5 * 12
     for w in windows:
         assert w["messages_final"] > 0 and w["final_event_p50_ms"] <= w["final_event_p99_ms"], w
         assert w["inbound_p50_ms"] <= w["inbound_p99_ms"] and w["rss_mb"] > 0 and w["fds"] > 0, w
+        assert w["gateway_cpu_pct"] > 0, w
 
     start, end = out["tables"]["start"], out["tables"]["end"]
     grew = {t: end["rows"][t] - start["rows"][t] for t in end["rows"]}
