@@ -162,8 +162,7 @@ async def bench_soak(*, minutes: float, rate: int, window_minutes: float, reques
         try:
             number = await _set_up(http, target, receiver.url, webhook_batch)
             figures = await _soak(http, target, receiver, (pid, sim_pid), db, number, seconds=seconds,
-                                  window_s=window_s,
-                                  windows=windows, rate=rate, requests_per_s=requests_per_s,
+                                  window_s=window_s, windows=windows, rate=rate, requests_per_s=requests_per_s,
                                   inbound_rate=inbound_rate, callbacks=callbacks, timeout=timeout)
         finally:
             await receiver.close()
