@@ -48,6 +48,7 @@ class Target:
     key: str
     processes: list[subprocess.Popen]
     others: tuple[str, ...] = ()  # further gateway instances sharing the work (bench sms --instances)
+    gateway: Gateway | None = None  # the process started for this run (its pid, data folder); None with --url
 
     @property
     def urls(self) -> list[str]:
@@ -78,7 +79,7 @@ async def started(*, url: str | None, sim_url: str | None, key: str | None, env:
             await gateway.ready(sim.process)
         except ProcessError as exc:
             raise SystemExit(str(exc)) from None
-        yield Target(gateway.url, sim.url, gateway.api_key, [sim.process, gateway.process])
+        yield Target(gateway.url, sim.url, gateway.api_key, [sim.process, gateway.process], gateway=gateway)
     finally:
         stop(sim and sim.process, gateway and gateway.process)
         log.close()

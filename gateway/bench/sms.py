@@ -59,7 +59,6 @@ class CallbackReceiver:
     async def _handle(self, request: Any) -> Any:
         from aiohttp import web
 
-        from gateway.webhooks.catalog import FINAL_EVENTS
         from gateway.webhooks.signing import SIGNATURE_HEADER, verify
 
         raw = await request.read()
@@ -79,10 +78,16 @@ class CallbackReceiver:
             self.events += 1
             self.first = self.first or now
             self.last = now
-            if event["event_type"] in FINAL_EVENTS and event["message_id"] not in self.finals:
-                self.finals[event["message_id"]] = now
-                self.final_latencies.append((now - parse_time(event["created_at"])) * 1000)
+            self.on_event(event, now)
         return web.Response(status=204)
+
+    def on_event(self, event: dict[str, Any], now: float) -> None:
+        """One event seen for the first time (its signature checked): a message's first final event is noted."""
+        from gateway.webhooks.catalog import FINAL_EVENTS
+
+        if event.get("event_type") in FINAL_EVENTS and event["message_id"] not in self.finals:
+            self.finals[event["message_id"]] = now
+            self.final_latencies.append((now - parse_time(event["created_at"])) * 1000)
 
     async def wait_for_finals(self, ids: list[str], timeout: float) -> None:
         """Until every message in ``ids`` had its final event, or none came for five seconds, or ``timeout``."""

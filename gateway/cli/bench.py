@@ -137,3 +137,39 @@ def bench_failover(messages: int, stop_after: float, window: int, timeout: float
     from gateway.bench import common, failover
 
     common.run(failover.bench_failover(messages=messages, stop_after=stop_after, window=window, timeout=timeout))
+
+
+@bench.command("soak")
+@click.option("--minutes", type=click.FloatRange(0.05, 24 * 60), default=30, show_default=True)
+@click.option("--rate", type=click.IntRange(1, 5000), default=500, show_default=True,
+              help="Messages per second, kept exactly over time.")
+@click.option("--window-minutes", type=click.FloatRange(0.01, 24 * 60), default=5, show_default=True,
+              help="Latencies, memory and descriptors are reported per window of this length.")
+@click.option("--requests-per-s", type=click.IntRange(1, 100), default=10, show_default=True,
+              help="Batch requests a second that carry the --rate.")
+@click.option("--inbound-rate", type=click.FloatRange(0, 1000), default=10, show_default=True,
+              help="Inbound messages per second, injected through the simulator.")
+@click.option("--callbacks", type=click.Choice(["all", "final"]), default="all", show_default=True,
+              help="The status events each message's callback asks for.")
+@click.option("--webhook-batch", type=click.IntRange(1, 100), default=1, show_default=True,
+              help="The account's webhook_batch_size (events to a POST).")
+@click.option("--timeout", type=float, default=120, show_default=True,
+              help="Seconds to wait after the traffic for the last final events and inbound messages.")
+@click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: the output is always JSON.")
+def bench_soak(minutes: float, rate: int, window_minutes: float, requests_per_s: int, inbound_rate: float,
+               callbacks: str, webhook_batch: int, timeout: float, as_json: bool) -> None:
+    """Steady traffic for MINUTES against a gateway process of its own: does it stay flat?
+
+    Sends go as POST /v1/messages/batch, --requests-per-s a second, each carrying the messages due since the last
+    (token pacing: by t seconds in, exactly floor(RATE x t) were sent; 500/s at 10 requests/s is 50 to a request,
+    333/s is 33 or 34), with status callbacks to a local receiver that checks signatures and counts each event once;
+    inbound messages go through the simulator's POST /mo to a number forwarding them to the same receiver.
+    Prints the gateway's resident memory (VmRSS) and open descriptors at the start, per window and at the end,
+    row counts and database size at the start and end, p50/p99 per window (acceptance -> final event at the
+    receiver; injection -> inbound at the receiver), sent, delivered, forwarded, lost (must be 0) and a flat
+    verdict per series with its rule."""
+    from gateway.bench import common, soak
+
+    common.run(soak.bench_soak(minutes=minutes, rate=rate, window_minutes=window_minutes,
+                               requests_per_s=requests_per_s, inbound_rate=inbound_rate, callbacks=callbacks,
+                               webhook_batch=webhook_batch, timeout=timeout))
