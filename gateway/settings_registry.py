@@ -34,7 +34,7 @@ class RegistrySettings:
     register_wait_s: float = 2.0  # a registration waits this long for the identity check's event
     simulator_host: str = "127.0.0.1"
     simulator_port: int = 2778  # 0: any free port
-    simulator_snapshot: str = "data/registry_simulator.json"  # its brands and campaigns across restarts; "": none
+    simulator_snapshot: str = "registry_simulator.json"  # in data_dir: its state across restarts; "": none
 
 
 def validate_registry(r: RegistrySettings) -> None:

@@ -32,7 +32,7 @@ class CampaignLimits:
     blocked: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "blocked": dict(self.blocked)}
 
 
 @lru_cache(maxsize=4)

@@ -123,3 +123,17 @@ async def serve_simulator(host: str, smpp_port: int, http_port: int, accounts: d
         await _until_signalled()
     finally:
         await services.stop()
+
+
+async def serve_registry_simulator(host: str, port: int, api_key: str, api_secret: str,
+                                   snapshot: str | None) -> None:
+    """The 10DLC registry simulator alone (gatewayctl registry simulator serve)."""
+    from registry.csp.simulator import start_simulator
+    from registry.csp.state import SimState
+
+    runner, url = await start_simulator(SimState(api_key, api_secret, snapshot_path=snapshot), host, port)
+    try:
+        click.echo(f"registry simulator: {url} (CSP API {url}/v1, DCA {url}/dca/v1, control {url}/control)")
+        await _until_signalled()
+    finally:
+        await runner.cleanup()
