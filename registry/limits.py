@@ -84,6 +84,6 @@ async def carrier_limits_for_campaign(session: AsyncSession, campaign_id: int) -
     if brand is None:
         return None
     operations = dict((await session.execute(select(CampaignOperation.mno, CampaignOperation.status)
-                                             .where(CampaignOperation.campaign_id == campaign_id))).tuples().all())
+                                             .where(CampaignOperation.campaign_id == campaign_id))).all())
     return derive(brand.trust_score or 0, campaign.use_case, brand.entity_type, campaign_key=f"c{campaign.id}",
                   brand_key=f"b{brand.id}", blocked=blocked_carriers(campaign.status, operations))

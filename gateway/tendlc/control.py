@@ -20,9 +20,9 @@ async def overview(csp: Csp) -> dict[str, Any]:
     settings = csp.settings
     async with csp.sessions() as session:
         requests = dict((await session.execute(select(RegistryRequest.status, func.count())
-                                               .group_by(RegistryRequest.status))).tuples().all())
+                                               .group_by(RegistryRequest.status))).all())
         received = dict((await session.execute(select(RegistryEvent.outcome, func.count())
-                                               .group_by(RegistryEvent.outcome))).tuples().all())
+                                               .group_by(RegistryEvent.outcome))).all())
     view: dict[str, Any] = {"mode": settings.mode, "base_url": csp.client.base_url, "cnp_id": settings.cnp_id,
                             "events_base": csp.events_base, "subscribed": csp.subscribed is not None,
                             "requests": {k: requests.get(k, 0) for k in ("pending", "done", "failed")},
