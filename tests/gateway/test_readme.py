@@ -61,7 +61,7 @@ async def test_the_readme_runs_as_written(tmp_path: Path) -> None:
     gateway.env = {**base_env(), **shared, "GATEWAY_PORT": str(gateway.port),
                    "GATEWAY_SIMULATOR_SMPP_PORT": str(smpp), "GATEWAY_CARRIER_SIM_PORT": str(smpp),
                    "GATEWAY_SIMULATOR_HTTP_PORT": str(control), "GATEWAY_SIMULATOR_VOICE_PORT": str(voice),
-                   "GATEWAY_VOICE_CARRIER_URL": f"http://127.0.0.1:{voice}"}
+                   "GATEWAY_VOICE_CARRIER_URL": f"http://127.0.0.1:{voice}", "GATEWAY_REGISTRY_SIMULATOR_PORT": "0"}
     gateway.start()  # what `make run` runs: gatewayctl run --demo
     try:
         await gateway.ready(timeout=60)
