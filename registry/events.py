@@ -27,7 +27,7 @@ from registry.models import Brand, Campaign, CampaignOperation, Number, NumberOr
 
 EVENT = "registry event"
 POLL = "registry poll"
-POLL_SEQUENCE = 10**15 - 1  # a poll's answer comes after every event of its updateDate
+POLL_SEQUENCE = 10**19 - 1  # a poll's answer comes after every event of its updateDate (above any int64)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 # event type -> the field naming what it is about
@@ -71,7 +71,7 @@ class Outcome:
 def mark(at: dt.datetime | None, sequence: int | None) -> str:
     """The order key of a change: its registry time, then its sequence (compared as text)."""
     when = (at or _EPOCH).astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
-    return f"{when}Z#{sequence or 0:015d}"
+    return f"{when}Z#{sequence or 0:019d}"
 
 
 def parse_time(value: Any, name: str) -> dt.datetime | None:
@@ -111,7 +111,7 @@ def check(data: dict[str, Any]) -> Event:
     kind = _text(data, "eventType", max_length=60)
     sequence = data.get("sequence")
     if sequence is not None and (isinstance(sequence, bool) or not isinstance(sequence, int)
-                                 or not 0 <= sequence < POLL_SEQUENCE):
+                                 or not 0 <= sequence < 1 << 63):
         raise EventError("sequence must be a whole number of 0 or more.")
     event = Event(event_id, kind, parse_time(data.get("createDate"), "createDate"), sequence, None, data)
     if kind not in SUBJECTS:

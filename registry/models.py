@@ -147,8 +147,8 @@ class Brand(Base):
     reference_id: Mapped[str | None] = mapped_column(String(40), nullable=True, unique=True, index=True)
     # the registry's (createDate, sequence) of the last change applied to its identity and to its vetting
     # (registry.events.mark): an older event never overwrites a newer state
-    identity_mark: Mapped[str | None] = mapped_column(String(40), nullable=True)
-    vetting_mark: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    identity_mark: Mapped[str | None] = mapped_column(String(48), nullable=True)
+    vetting_mark: Mapped[str | None] = mapped_column(String(48), nullable=True)
     registry_updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)  # registry clock
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -182,8 +182,8 @@ class Campaign(Base):
     registry_status: Mapped[str | None] = mapped_column(String(20), nullable=True)  # ACTIVE | EXPIRED | DEACTIVATED
     sharing_status: Mapped[str | None] = mapped_column(String(20), nullable=True)  # PENDING | ACCEPTED | DECLINED
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)  # registry clock
-    status_mark: Mapped[str | None] = mapped_column(String(40), nullable=True)
-    sharing_mark: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    status_mark: Mapped[str | None] = mapped_column(String(48), nullable=True)
+    sharing_mark: Mapped[str | None] = mapped_column(String(48), nullable=True)
     registry_updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -199,7 +199,7 @@ class CampaignOperation(Base):
     mno: Mapped[str] = mapped_column(String(12))  # ATT | TMOBILE | VERIZON | USCELLULAR
     status: Mapped[str] = mapped_column(String(12))
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
-    mark: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    mark: Mapped[str | None] = mapped_column(String(48), nullable=True)
     updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)  # registry clock
 
 
@@ -216,7 +216,7 @@ class NumberOrder(Base):
     status: Mapped[str] = mapped_column(String(12), default="pending")
     registry_id: Mapped[str | None] = mapped_column(String(10), nullable=True, unique=True)  # the DCA's O...
     reference_id: Mapped[str] = mapped_column(String(40), unique=True)
-    mark: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    mark: Mapped[str | None] = mapped_column(String(48), nullable=True)
     registry_updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 

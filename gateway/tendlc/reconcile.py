@@ -51,19 +51,21 @@ class Reconciler:
             except Exception:  # the next round tries again
                 log.exception("registry reconciliation failed")
 
-    async def reconcile(self, *, full: bool = False, force: bool = False) -> dict[str, Any]:
-        """One round: pending requests (``force``: whatever their backoff), then polls (``full``: of everything
-        live). Answers what it did."""
+    async def reconcile(self, *, full: bool = False, force: bool = False,
+                        events_base: str | None = None) -> dict[str, Any]:
+        """One round: the registry subscribed to our events (at ``events_base`` unless configured), pending
+        requests (``force``: whatever their backoff), then polls (``full``: of everything live). Answers what it
+        did."""
         async with self._lock:
             if full:
                 self._last_full = time.monotonic()
-            return await self._round(full, force)
+            return await self._round(full, force, events_base)
 
-    async def _round(self, full: bool, force: bool) -> dict[str, Any]:
+    async def _round(self, full: bool, force: bool, events_base: str | None) -> dict[str, Any]:
         csp = self.csp
         summary: dict[str, Any] = {"requests": {"done": 0, "pending": 0, "failed": 0},
                                    "polled": {"brands": 0, "campaigns": 0, "orders": 0}, "changed": 0, "errors": 0}
-        await csp.subscribe()
+        await csp.subscribe(events_base)
         for request_id in await csp.due(force=force):
             summary["requests"][(await csp.send(request_id)).status] += 1
         async with csp.sessions() as session:

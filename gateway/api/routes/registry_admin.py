@@ -7,6 +7,7 @@ from aiohttp import web
 
 from gateway.api import app_keys
 from gateway.api.bodies import read_json_object
+from gateway.api.routes.registry import events_base
 from gateway.errors import Unprocessable
 from gateway.tendlc import control
 from gateway.validation import Fields
@@ -40,7 +41,8 @@ async def registry_events(request: web.Request) -> web.Response:
 async def registry_reconcile(request: web.Request) -> web.Response:
     f = Fields(await read_json_object(request) if request.can_read_body else {}, {"full", "force"})
     summary = await _service(request).reconciler.reconcile(full=bool(f.boolean("full")),
-                                                           force=f.boolean("force") is not False)
+                                                           force=f.boolean("force") is not False,
+                                                           events_base=events_base(request))
     return web.json_response(summary)
 
 
@@ -51,7 +53,7 @@ async def registry_advance(request: web.Request) -> web.Response:
     if days is None:
         raise Unprocessable("The field 'days' is required.", code="missing_field", details={"field": "days"})
     service = _service(request)
-    return web.json_response(await control.advance(service.csp, service.reconciler, days))
+    return web.json_response(await control.advance(service.csp, service.reconciler, days, events_base(request)))
 
 
 @routes.post("/admin/registry/simulator/brands/{id}/review")

@@ -219,22 +219,26 @@ async def test_duplicated_events_change_nothing_twice(gw):
     w = await world(gw, vet=False)
     brand = w["brand"]
     assert (brand["status"], brand["trust_score"]) == ("complete", 69)
-    sim_events = await registry_client(gw).events()
-    await wait_for(lambda: _received(gw, len(sim_events)))
-    await asyncio.sleep(0.2)  # the second copies are on their way too
+
+    async def all_sent_twice() -> bool:
+        sent = await registry_client(gw).events()
+        return bool(sent) and all(e["delivered"] and e["duplicates"] >= 1 for e in sent)
+
+    await wait_for(all_sent_twice)
+    sent = await registry_client(gw).events()
+    await call(gw, "POST", "/admin/registry/simulator/redeliver")  # and every one once more
+
+    async def redelivered() -> bool:
+        return all(e["attempts"] + e["duplicates"] >= 3 for e in await registry_client(gw).events())
+
+    await wait_for(redelivered)
     async with gw.sm() as session:
         stored = await session.scalar(select(func.count()).select_from(RegistryEvent))
         scored = await session.scalar(select(func.count()).select_from(Transition).where(
             Transition.entity == "brand", Transition.actor == "registry event"))
-    assert stored == len(sim_events) and scored == 1
-    await call(gw, "POST", "/admin/registry/simulator/redeliver")
-    await asyncio.sleep(0.3)
-    assert (await call(gw, "GET", "/admin/registry"))["events"]["applied"] == len(
-        [e for e in sim_events if e])  # every event applied once, however often it came
-
-
-async def _received(gw, count: int) -> bool:
-    return sum((await call(gw, "GET", "/admin/registry"))["events"].values()) >= count
+    assert stored == len(sent) and scored == 1  # each event stored once, the score applied once
+    brand = await call(gw, "GET", f"/admin/brands/{brand['id']}")
+    assert (brand["status"], brand["trust_score"]) == ("complete", 69)
 
 
 async def test_reordered_events_end_in_the_right_states(gw):
@@ -254,6 +258,24 @@ async def test_reordered_events_end_in_the_right_states(gw):
     shown = await call(gw, "GET", f"/admin/campaigns/{campaign['id']}")
     assert {o["status"] for o in shown["operations"].values()} == {"APPROVED"}
     assert shown["sharing_status"] == "ACCEPTED"
+    # one carrier suspends, then lifts it; held and sent newest first, the suspension comes last and is older
+    for status in ("SUSPENDED", "UNSUSPENDED"):
+        await call(gw, "POST", f"/admin/registry/simulator/campaigns/{campaign['id']}/review",
+                   {"mno": "VERIZON", "status": status})
+    await client.advance(0)  # releases what it holds, newest first
+
+    async def both_came() -> bool:
+        got = (await call(gw, "GET", "/admin/registry/events"))["events"]
+        return {"MNO_CAMPAIGN_OPERATION_SUSPENDED", "MNO_CAMPAIGN_OPERATION_UNSUSPENDED"} <= {e["type"] for e in got}
+
+    await wait_for(both_came)
+    got = {e["type"]: e for e in (await call(gw, "GET", "/admin/registry/events"))["events"]}
+    assert got["MNO_CAMPAIGN_OPERATION_UNSUSPENDED"]["received_at"] <= got["MNO_CAMPAIGN_OPERATION_SUSPENDED"][
+        "received_at"]
+    assert got["MNO_CAMPAIGN_OPERATION_SUSPENDED"]["outcome"] == "ignored"
+    assert "older than the state held" in got["MNO_CAMPAIGN_OPERATION_SUSPENDED"]["reason"]
+    shown = await call(gw, "GET", f"/admin/campaigns/{campaign['id']}")
+    assert shown["operations"]["VERIZON"]["status"] == "APPROVED" and shown["blocked"] == {}
 
 
 async def test_lost_events_only_delay_a_change(gw):
@@ -290,6 +312,8 @@ async def test_the_periodic_reconciliation_finds_what_a_lost_event_said(gw):
 
 async def test_registry_5xx_keeps_the_request_pending_until_reconciliation(gw):
     c = await new_customer(gw, gw.sm, "acme", numbers=())
+    assert (await call(gw, "POST", "/admin/registry/reconcile", {}))["errors"] == 0  # subscribes to the events
+    assert (await call(gw, "GET", "/admin/registry"))["subscribed"] is True
     await call(gw, "POST", "/admin/registry/simulator/faults", {"http_5xx_next": 2})
     pending = await call(gw, "POST", "/admin/brands", {**BRAND, "account_id": c.account_id}, expect=202)
     assert pending["status"] == "created" and pending["registry_id"] is None
@@ -314,6 +338,7 @@ async def test_registry_5xx_keeps_the_request_pending_until_reconciliation(gw):
 
 async def test_a_registry_timeout_keeps_the_request_and_the_retry_makes_no_second_brand(gw):
     c = await new_customer(gw, gw.sm, "acme", numbers=())
+    await call(gw, "POST", "/admin/registry/reconcile", {})  # subscribes to the events
     csp = gw.app[app_keys.REGISTRY].csp
     csp.client.timeout_s = 0.3
     await call(gw, "POST", "/admin/registry/simulator/faults", {"delay_ms": 800})

@@ -60,7 +60,7 @@ def upgrade() -> None:
     sa.Column('mno', sa.String(length=12), nullable=False),
     sa.Column('status', sa.String(length=12), nullable=False),
     sa.Column('description', sa.Text(), nullable=True),
-    sa.Column('mark', sa.String(length=40), nullable=True),
+    sa.Column('mark', sa.String(length=48), nullable=True),
     sa.Column('updated_at', registry.db.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], name=op.f('fk_campaign_operations_campaign_id_campaigns'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_campaign_operations')),
@@ -76,7 +76,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=12), nullable=False),
     sa.Column('registry_id', sa.String(length=10), nullable=True),
     sa.Column('reference_id', sa.String(length=40), nullable=False),
-    sa.Column('mark', sa.String(length=40), nullable=True),
+    sa.Column('mark', sa.String(length=48), nullable=True),
     sa.Column('registry_updated_at', registry.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', registry.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], name=op.f('fk_number_orders_campaign_id_campaigns'), ondelete='CASCADE'),
@@ -109,7 +109,7 @@ def upgrade() -> None:
                          ('state', sa.String(length=20)), ('postal_code', sa.String(length=20)),
                          ('vetting_status', sa.String(length=20)), ('vetting_id', sa.String(length=40)),
                          ('registry_id', sa.String(length=10)), ('reference_id', sa.String(length=40)),
-                         ('identity_mark', sa.String(length=40)), ('vetting_mark', sa.String(length=40)),
+                         ('identity_mark', sa.String(length=48)), ('vetting_mark', sa.String(length=48)),
                          ('registry_updated_at', registry.db.UTCDateTime(timezone=True))):
         op.add_column('brands', sa.Column(name, column, nullable=True))
     op.add_column('brands', sa.Column('relationship', sa.String(length=20), server_default='BASIC_ACCOUNT',
@@ -119,7 +119,7 @@ def upgrade() -> None:
     for name, column in (('registry_id', sa.String(length=10)), ('reference_id', sa.String(length=40)),
                          ('registry_status', sa.String(length=20)), ('sharing_status', sa.String(length=20)),
                          ('expires_at', registry.db.UTCDateTime(timezone=True)),
-                         ('status_mark', sa.String(length=40)), ('sharing_mark', sa.String(length=40)),
+                         ('status_mark', sa.String(length=48)), ('sharing_mark', sa.String(length=48)),
                          ('registry_updated_at', registry.db.UTCDateTime(timezone=True))):
         op.add_column('campaigns', sa.Column(name, column, nullable=True))
     op.add_column('campaigns', sa.Column('auto_renewal', sa.Boolean(), server_default=sa.true(), nullable=False))
