@@ -3,7 +3,7 @@ registry to. The token (an HMAC of ``[registry] webhook_secret``) authenticates 
 log (the access log writes the route's pattern). An event is checked, stored and applied in one transaction before
 it is answered 200; the same eventId again changes nothing and is answered 200 too (the registry stops sending
 it). What cannot be read is answered 4xx with a code: 401 invalid_token, 413 body_too_large (events are small),
-400 invalid_json, 422 invalid_event."""
+400 invalid_json, 422 invalid_event (or invalid_field: a string that is not text)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from aiohttp import web
 from gateway.api import app_keys
 from gateway.api.bodies import read_body
 from gateway.errors import BadRequest, PayloadTooLarge, Unauthorized, Unprocessable
+from gateway.validation import check_text
 from registry.events import EventError
 
 routes = web.RouteTableDef()
@@ -38,8 +39,9 @@ async def registry_event(request: web.Request) -> web.Response:
         raise BadRequest("The event is not valid JSON.", code="invalid_json") from None
     if not isinstance(data, dict):
         raise BadRequest("The event must be a JSON object.", code="invalid_json")
+    check_text(data)  # no lone surrogates nor NUL in what is stored: 422 invalid_field
     try:
-        outcome, result = await csp.receive(data, raw.decode())
+        outcome, result = await csp.receive(data, json.dumps(data))
     except EventError as exc:
         raise Unprocessable(str(exc), code=exc.code) from None
     return web.json_response({"eventId": data["eventId"], "outcome": outcome,

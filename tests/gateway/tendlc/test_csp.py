@@ -399,9 +399,35 @@ async def test_careless_input_to_the_event_url(gw):
     await post(url, b"{" + b'"x": "' + b"a" * 70_000 + b'"}', 413, "body_too_large")
     await post(url, json.dumps({"eventType": "CAMPAIGN_EXPIRED"}).encode(), 422, "invalid_event")
     await post(url, json.dumps({**event, "sequence": "one"}).encode(), 422, "invalid_event")
+    await post(url, json.dumps({**event, "description": "\ud800"}).encode(), 422, "invalid_field")  # lone surrogate
+    await post(url, b"{}" * 2, 400, "invalid_json")
     first = await post(url, good, 200, None)
     assert first["outcome"] == "unmatched"  # kept: applied if that campaign is ever known
     again = await post(url, good, 200, None)
     assert again["outcome"] == "duplicate"
     events = (await call(gw, "GET", "/admin/registry/events"))["events"]
     assert [(e["event_id"], e["outcome"]) for e in events] == [("E-test-1", "unmatched")]
+
+
+async def test_registry_secrets_never_reach_the_logs_nor_the_history(gw, caplog):
+    import base64
+    import logging
+
+    for name in ("", "aiohttp", "aiohttp.access", "aiohttp.client", "gateway", "registry", "sqlalchemy.engine"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    csp = gw.app[app_keys.REGISTRY].csp
+    secret = (gw.app[app_keys.SETTINGS].data_path / "registry_simulator_secret").read_text().strip()
+    basic = base64.b64encode(f"gateway:{secret}".encode()).decode()
+    await call(gw, "POST", "/admin/registry/reconcile", {})
+    await call(gw, "POST", "/admin/registry/simulator/faults", {"http_5xx_next": 2})
+    c = await new_customer(gw, gw.sm, "acme", numbers=())
+    brand = await call(gw, "POST", "/admin/brands", {**BRAND, "account_id": c.account_id}, expect=202)
+    await call(gw, "POST", "/admin/registry/reconcile", {})
+    brand = await until(gw, f"/admin/brands/{brand['id']}", lambda b: b["status"] == "complete")
+    status = await call(gw, "GET", "/admin/registry")
+    shown = json.dumps([brand, status])
+    text = caplog.text + "\n".join(repr(vars(r)) for r in caplog.records)
+    assert "registry_unavailable" in text  # the pending request was logged ...
+    assert "POST /registry/events/<token>" in text  # ... and the events received, their URL redacted ...
+    for leaked in (csp.token, secret, basic):  # ... without the event URL's token or the credentials
+        assert leaked not in text and leaked not in shown
