@@ -87,6 +87,9 @@ async def serve(settings: Settings, *, demo: bool = False, migrate: bool = True)
                 _echo_named(sim.host, services.carriers)
             if settings.voice.enabled:
                 click.echo(f"Voice carrier simulator: http://{sim.host}:{sim.voice_port}")
+        registry = app[app_keys.REGISTRY]
+        click.echo(f"10DLC registry simulator: {registry.simulator_url} (gatewayctl registry ...)"
+                   if registry.simulator_url else f"10DLC registry: {registry.csp.client.base_url}")
         if demo:
             key = await seed_demo(app, settings)
             click.echo(f"API key: {key}")
