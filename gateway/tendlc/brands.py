@@ -47,8 +47,11 @@ def unavailable(exc: CspError) -> ServiceUnavailable:
                               "later.", code="registry_unavailable", headers={"Retry-After": "30"})
 
 
-def outcome(result: Result) -> Result:
-    """A request that was refused raises the registry's error; done and pending ones are answered."""
+async def send(csp: Csp, request_id: int, events_base: str | None) -> Result:
+    """Make a stored request (the registry first subscribed to our events): done or pending, or the registry's
+    refusal raised."""
+    await csp.subscribe(events_base)
+    result = await csp.send(request_id)
     if result.status == "failed" and result.error is not None:
         raise refusal(result.error)
     return result
@@ -84,8 +87,7 @@ async def register(csp: Csp, account_id: int | None, fields: dict[str, Any], *, 
         brand.reference_id = reference_id("B", brand.id)
         states.record(session, "brand", brand.id, None, "created", actor)
         request = csp.request(session, "brand", brand.id, "register")
-    await csp.subscribe(events_base)
-    result = outcome(await csp.send(request.id))
+    result = await send(csp, request.id, events_base)
     if result.status == "done":
         await csp.wait_for(Brand, brand.id, ("submitted",), csp.settings.register_wait_s)
     async with csp.sessions() as session:
@@ -119,8 +121,7 @@ async def act(csp: Csp, ident: str, operation: str, *, actor: str, body: dict[st
                            code="brand_not_verified")
         states.record(session, "brand", brand.id, brand.status, brand.status, actor, f"{operation} requested")
         request = csp.request(session, "brand", brand.id, operation, body)
-    await csp.subscribe(events_base)
-    result = outcome(await csp.send(request.id))
+    result = await send(csp, request.id, events_base)
     async with csp.sessions() as session:
         return await session.get(Brand, brand.id), result
 

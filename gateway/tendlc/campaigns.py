@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.errors import Conflict
 from gateway.numbers.lifecycle import find as find_number
-from gateway.tendlc.brands import find, listing, outcome, reference_id
+from gateway.tendlc.brands import find, listing, reference_id, send
 from gateway.tendlc.csp import Csp, Result
 from registry import states
 from registry.db import iso
@@ -33,8 +33,7 @@ async def create(csp: Csp, brand_ident: str, fields: dict[str, Any], *, actor: s
         campaign.reference_id = reference_id("C", campaign.id)
         states.record(session, "campaign", campaign.id, None, "created", actor)
         request = csp.request(session, "campaign", campaign.id, "create")
-    await csp.subscribe(events_base)
-    result = outcome(await csp.send(request.id))
+    result = await send(csp, request.id, events_base)
     async with csp.sessions() as session:
         return await session.get(Campaign, campaign.id), brand, result
 
@@ -59,8 +58,7 @@ async def act(csp: Csp, ident: str, operation: str, *, actor: str, cnp_id: str |
         states.record(session, "campaign", campaign.id, campaign.status, campaign.status, actor,
                       f"{operation} requested" + (f" with {cnp_id}" if cnp_id else ""))
         request = csp.request(session, "campaign", campaign.id, operation, {"cnp_id": cnp_id} if cnp_id else None)
-    await csp.subscribe(events_base)
-    result = outcome(await csp.send(request.id))
+    result = await send(csp, request.id, events_base)
     async with csp.sessions() as session:
         campaign = await session.get(Campaign, campaign.id)
         return campaign, await session.get(Brand, campaign.brand_id), result
@@ -140,8 +138,7 @@ async def order_numbers(csp: Csp, ident: str, numbers: list[str], kind: str, *, 
         states.record(session, "order", order.id, None, "pending", actor,
                       f"{kind} {', '.join(numbers)} in campaign {campaign.id}")
         request = csp.request(session, "order", order.id, kind.lower())
-    await csp.subscribe(events_base)
-    result = outcome(await csp.send(request.id))
+    result = await send(csp, request.id, events_base)
     async with csp.sessions() as session:
         order = await session.get(NumberOrder, order.id)
         items = (await session.scalars(select(NumberOrderItem).where(NumberOrderItem.order_id == order.id))).all()

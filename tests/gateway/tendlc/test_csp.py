@@ -89,6 +89,15 @@ async def active_campaign(gw, brand_id: int, **fields) -> dict:
     return await call(gw, "GET", f"/admin/campaigns/{campaign['id']}")
 
 
+async def ten_dlc(gw) -> tuple:
+    """The customer and its active campaign, which ATT_NUMBER sends for as a 10DLC number."""
+    w = await world(gw)
+    campaign = await active_campaign(gw, w["brand"]["id"])
+    await call(gw, "POST", f"/admin/campaigns/{campaign['id']}/associate", {"number": ATT_NUMBER})
+    await call(gw, "POST", "/admin/registry/advance", {"days": 7})
+    return w["customer"], campaign
+
+
 async def send(gw, c, to: str) -> dict:
     resp = await gw.post("/v1/messages", json={"to": to, "from": ATT_NUMBER, "body": "Your order has shipped."},
                          headers=c.headers)
@@ -172,11 +181,7 @@ async def _status(gw, c, mid: str, status: str) -> bool:
 
 
 async def test_a_suspension_stops_traffic_to_that_carrier_only(gw):
-    w = await world(gw)
-    c = w["customer"]
-    campaign = await active_campaign(gw, w["brand"]["id"])
-    await call(gw, "POST", f"/admin/campaigns/{campaign['id']}/associate", {"number": ATT_NUMBER})
-    await call(gw, "POST", "/admin/registry/advance", {"days": 7})
+    c, campaign = await ten_dlc(gw)
     await call(gw, "POST", f"/admin/registry/simulator/campaigns/{campaign['id']}/review",
                {"mno": "TMOBILE", "status": "SUSPENDED", "description": "spam complaints"})
     shown = await until(gw, f"/admin/campaigns/{campaign['id']}",
@@ -199,11 +204,7 @@ async def test_a_suspension_stops_traffic_to_that_carrier_only(gw):
 
 
 async def test_a_message_waits_for_its_ttl_while_its_carrier_holds_the_campaign(gw):
-    w = await world(gw)
-    c = w["customer"]
-    campaign = await active_campaign(gw, w["brand"]["id"])
-    await call(gw, "POST", f"/admin/campaigns/{campaign['id']}/associate", {"number": ATT_NUMBER})
-    await call(gw, "POST", "/admin/registry/advance", {"days": 7})
+    c, campaign = await ten_dlc(gw)
     await call(gw, "POST", f"/admin/registry/simulator/campaigns/{campaign['id']}/review",
                {"mno": "ATT", "status": "SUSPENDED"})
     await until(gw, f"/admin/campaigns/{campaign['id']}", lambda s: "att" in s["blocked"])
