@@ -65,11 +65,13 @@ class Result:
 
 class Csp:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], client: CspClient, settings: RegistrySettings,
-                 token: str, *, simulated: bool = False):
+                 token: str, *, simulated: bool = False, events_base: str | None = None):
         self.sessions, self.client, self.settings, self.token = sessions, client, settings, token
         self.simulated = simulated  # the registry is the simulator: its control API answers
         self.on_campaigns: Callable[[set[int]], None] = lambda ids: None  # campaigns whose sending rules changed
-        self.events_base: str | None = settings.events_url.rstrip("/") or None
+        # where the registry reaches us: [registry] events_url, [server] public_url, or (neither set) the address
+        # of the operator's first request that calls the registry
+        self.events_base: str | None = (events_base or "").rstrip("/") or None
         self.subscribed: str | None = None  # the events URL the registry has
         self._in_flight: set[int] = set()
         client.on_call = self._on_call
@@ -177,7 +179,7 @@ class Csp:
     async def due(self, *, force: bool = False, limit: int = 100) -> list[int]:
         """The pending requests to send now (``force``: whatever their backoff), oldest first, leased to us."""
         async with self.sessions() as session, session.begin():
-            stmt = select(RegistryRequest).where(RegistryRequest.status == "pending")
+            stmt = select(RegistryRequest).where(RegistryRequest.status == "pending").with_for_update(skip_locked=True)
             if not force:
                 stmt = stmt.where(RegistryRequest.next_try_at <= utcnow())
             rows = [r for r in (await session.scalars(stmt.order_by(RegistryRequest.id).limit(limit))).all()

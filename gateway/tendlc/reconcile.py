@@ -42,9 +42,14 @@ class Reconciler:
             self._task = None
 
     async def _loop(self) -> None:
+        """A round at once (what a restart left pending goes, the registry is subscribed to us), then one every
+        interval."""
         settings = self.csp.settings
+        first = True
         while True:
-            await asyncio.sleep(settings.reconcile_interval_s)
+            if not first:
+                await asyncio.sleep(settings.reconcile_interval_s)
+            first = False
             full = time.monotonic() - self._last_full >= settings.full_reconcile_interval_s
             try:
                 await self.reconcile(full=full)

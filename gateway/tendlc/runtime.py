@@ -42,7 +42,8 @@ async def registry_service(settings: Settings, sessions: async_sessionmaker[Asyn
     else:
         base_url, key, secret = r.base_url, r.api_key, r.api_secret
     client = CspClient(base_url, key, secret, timeout_s=r.timeout_s, retries=r.retries)
-    csp = Csp(sessions, client, r, events_token(webhook_secret), simulated=runner is not None)
+    csp = Csp(sessions, client, r, events_token(webhook_secret), simulated=runner is not None,
+              events_base=r.events_url or settings.server.public_url)
     reconciler = Reconciler(csp)
     reconciler.start()
     try:

@@ -14,8 +14,10 @@ from sqlalchemy import func, select
 
 from gateway.api import app_keys
 from gateway.api.app import create_app
+from gateway.store.db import create_engine, create_sessionmaker
+from gateway.store.migrate import upgrade
 from registry.models import RegistryEvent, Transition
-from tests.conftest import ADMIN, new_customer, wait_for
+from tests.conftest import ADMIN, make_settings, new_customer, wait_for
 
 ATT_NUMBER = "+12145550100"  # +1214: AT&T in config/carrier_lookup.toml; a US NANP number the DCA takes
 ATT_RECIPIENT, TMOBILE_RECIPIENT = "+12145550199", "+12065550199"  # +1206: T-Mobile
@@ -28,16 +30,30 @@ CAMPAIGN = {"use_case": "ACCOUNT_NOTIFICATION", "description": "Order and shippi
             "help_message": "Reply HELP for help."}
 
 
-@pytest.fixture
-async def gw(aiohttp_client, migrated, sessionmaker, sim):
-    migrated.carriers[0].port = sim.port
-    migrated.pacing.enabled = True
-    migrated.registry.retries = 1  # a 5xx twice, and the request is pending
-    migrated.registry.timeout_s = 2.0
-    client = await aiohttp_client(create_app(migrated))
+async def _gateway(aiohttp_client, settings, sessionmaker, sim):
+    settings.carriers[0].port = sim.port
+    settings.pacing.enabled = True
+    settings.registry.retries = 1  # a 5xx twice, and the request is pending
+    settings.registry.timeout_s = 2.0
+    client = await aiohttp_client(create_app(settings))
     client.sm, client.sim = sessionmaker, sim
     await wait_for(lambda: asyncio.sleep(0, client.app[app_keys.CARRIERS].ready))
     return client
+
+
+@pytest.fixture
+async def gw(aiohttp_client, migrated, sessionmaker, sim):
+    return await _gateway(aiohttp_client, migrated, sessionmaker, sim)
+
+
+@pytest.fixture
+async def pg_gw(aiohttp_client, tmp_path, postgres_url, sim):
+    await upgrade(postgres_url)
+    settings = make_settings(tmp_path)
+    settings.database.url = postgres_url
+    engine = create_engine(postgres_url)
+    yield await _gateway(aiohttp_client, settings, create_sessionmaker(engine), sim)
+    await engine.dispose()
 
 
 def registry_client(gw):
@@ -111,6 +127,15 @@ async def message(gw, c, mid: str) -> dict:
 
 
 async def test_the_whole_flow_to_a_first_message_at_the_right_limits(gw):
+    await whole_flow(gw)
+
+
+@pytest.mark.postgres
+async def test_the_whole_flow_on_postgresql(pg_gw):
+    await whole_flow(pg_gw)
+
+
+async def whole_flow(gw) -> None:
     c = await new_customer(gw, gw.sm, "acme", numbers=((ATT_NUMBER, "long_code"),))
     brand = await registered_brand(gw, c.account_id)
     # the simulator's identity check: VERIFIED, score 50 + (sum of the EIN's digits, 45) mod 26 = 69
