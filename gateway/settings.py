@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping, get_type_hints
 
 from carriers.simulator.fleet import SimulatedCarrier
+from gateway.settings_registry import RegistrySettings, validate_registry
 from gateway.settings_routes import (
     CarrierSettings,
     HealthSettings,
@@ -236,6 +237,7 @@ class Settings:
     carriers: list[CarrierSettings] = field(default_factory=lambda: [CarrierSettings()])
     routes: list[RouteSettings] = field(default_factory=list)
     health: HealthSettings = field(default_factory=HealthSettings)
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
 
     @property
     def data_path(self) -> Path:
@@ -392,6 +394,7 @@ def validate(settings: Settings) -> None:
     r = settings.retention
     if r.days < 0 or r.interval_s <= 0 or r.batch_size < 1:
         raise SettingsError("retention.days must be 0 (keep) or more, interval_s above 0 and batch_size at least 1")
+    validate_registry(settings.registry)
     m = settings.messages
     if not m.min_ttl_s <= m.default_ttl_s <= m.max_ttl_s:
         raise SettingsError("messages.default_ttl_s must lie between min_ttl_s and max_ttl_s")

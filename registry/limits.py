@@ -1,4 +1,5 @@
-"""Carrier limits of a 10DLC campaign, derived from its brand's trust score (config/carrier_limits.toml)."""
+"""Carrier limits of a 10DLC campaign, derived from its brand's trust score (config/carrier_limits.toml), and the
+carriers it may not reach now (those whose review has not approved it, or every one when it is not live)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 TABLES = Path(__file__).resolve().parent.parent / "config" / "carrier_limits.toml"
 MIXED_USE_CASES = {"MIXED", "MARKETING"}
+# the registry's carriers (MNOs) as the recipient lookup names them (config/carrier_lookup.toml)
+MNO_CARRIERS = {"ATT": "att", "TMOBILE": "tmobile", "VERIZON": "verizon", "USCELLULAR": "uscellular"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,9 +28,11 @@ class CampaignLimits:
     verizon_per_minute: float
     brand_per_second: float | None = None  # sole proprietors
     brand_per_day: int | None = None
+    # recipients' carriers the campaign may not reach now, each with why ("*": none at all)
+    blocked: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "blocked": dict(self.blocked)}
 
 
 @lru_cache(maxsize=4)
@@ -37,7 +42,7 @@ def tables(path: str = str(TABLES)) -> dict[str, Any]:
 
 
 def derive(trust_score: int, use_case: str, entity_type: str, *, campaign_key: str = "c?", brand_key: str = "b?",
-           path: str = str(TABLES)) -> CampaignLimits:
+           path: str = str(TABLES), blocked: tuple[tuple[str, str], ...] = ()) -> CampaignLimits:
     t = tables(path)
     mixed = use_case.upper() in MIXED_USE_CASES
     if use_case.upper() == "LOW_VOLUME":
@@ -53,18 +58,32 @@ def derive(trust_score: int, use_case: str, entity_type: str, *, campaign_key: s
     sp = t["sole_proprietor"]
     return CampaignLimits(campaign_key, brand_key, att_class, float(att_tpm), tier["tier"], int(tier["daily"]),
                           float(t["verizon"]["tpm_per_number"]), float(sp["per_second"]) if sole else None,
-                          int(sp["per_day"]) if sole else None)
+                          int(sp["per_day"]) if sole else None, blocked)
+
+
+def blocked_carriers(status: str, operations: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """The recipients' carriers a campaign may not reach: every one until the DCA accepted it and while it is not
+    live (``"*"``); then each carrier that has not approved it (in review, rejected, suspended)."""
+    if status not in ("active", "suspended"):
+        return (("*", f"the campaign is {status}"),)
+    return tuple((MNO_CARRIERS[mno], f"{mno} {op}") for mno, op in sorted(operations.items())
+                 if op != "APPROVED" and mno in MNO_CARRIERS)
 
 
 async def carrier_limits_for_campaign(session: AsyncSession, campaign_id: int) -> CampaignLimits | None:
-    """The limits the send path enforces, or None while the campaign is not approved or its brand unscored."""
-    from registry.models import Brand, Campaign
+    """The limits the send path enforces (from the brand's current score; 0 while it has none) and the carriers
+    the campaign may not reach now; None for a campaign that does not exist."""
+    from sqlalchemy import select
+
+    from registry.models import Brand, Campaign, CampaignOperation
 
     campaign = await session.get(Campaign, campaign_id)
-    if campaign is None or campaign.status != "approved":
+    if campaign is None:
         return None
     brand = await session.get(Brand, campaign.brand_id)
-    if brand is None or brand.trust_score is None:
+    if brand is None:
         return None
-    return derive(brand.trust_score, campaign.use_case, brand.entity_type, campaign_key=f"c{campaign.id}",
-                  brand_key=f"b{brand.id}")
+    operations = dict((await session.execute(select(CampaignOperation.mno, CampaignOperation.status)
+                                             .where(CampaignOperation.campaign_id == campaign_id))).all())
+    return derive(brand.trust_score or 0, campaign.use_case, brand.entity_type, campaign_key=f"c{campaign.id}",
+                  brand_key=f"b{brand.id}", blocked=blocked_carriers(campaign.status, operations))

@@ -1,21 +1,22 @@
-"""The 10DLC registry: state machines for numbers, brands and campaigns, and the local stand-in for
-The Campaign Registry with deterministic review rules and a clock the operator can advance.
+"""The 10DLC states: numbers (a state machine the gateway drives), and brands and campaigns, whose states follow
+what The Campaign Registry says (the gateway is a Campaign Service Provider: registry.events applies the
+registry's events and answers; the registry itself is reached over HTTP, registry.csp).
 
-Every change goes through ``_move``: it checks the transition table, records who made it and why (at the
-registry clock's time), and raises RegistryError with a stable code when it is not allowed.
+Every number change goes through ``_move``: it checks the transition table, records who made it and why, and
+raises RegistryError with a stable code when it is not allowed. ``record`` writes any other line of an entity's
+history (a brand's new score, a registry call and its answer).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-from typing import Any
+from typing import Any, Iterable
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.db import iso, utcnow
-from registry.models import Brand, Campaign, Number, RegistryClock, Transition
+from registry.models import Brand, Campaign, Number, Transition
 
 NUMBER_TYPES = ("short_code", "long_code", "toll_free", "ten_dlc")
 CAPABILITIES = ("sms", "voice")
@@ -28,18 +29,21 @@ VERTICALS = ("AGRICULTURE", "COMMUNICATION", "CONSTRUCTION", "EDUCATION", "ENERG
 USE_CASES = ("2FA", "ACCOUNT_NOTIFICATION", "CUSTOMER_CARE", "DELIVERY_NOTIFICATION", "FRAUD_ALERT",
              "HIGHER_EDUCATION", "MARKETING", "MIXED", "LOW_VOLUME", "POLLING_VOTING", "PUBLIC_SERVICE_ANNOUNCEMENT",
              "SECURITY_ALERT")
-# Carriers take up to 14 business days; the local registry finishes in two calendar weeks (10 business days),
-# so `registry advance --days 14` always completes an association started on any day.
-ASSOCIATION_BUSINESS_DAYS = 10
-DISASSOCIATION_BUSINESS_DAYS = 1
+RELATIONSHIPS = ("BASIC_ACCOUNT", "SMALL_ACCOUNT", "MEDIUM_ACCOUNT", "LARGE_ACCOUNT", "KEY_ACCOUNT")
+IDENTITY_STATUSES = ("UNVERIFIED", "VERIFIED", "SELF_DECLARED", "VETTED_VERIFIED")
+VERIFIED = ("VERIFIED", "VETTED_VERIFIED")  # campaigns need one of these
+MNOS = ("ATT", "TMOBILE", "VERIZON", "USCELLULAR")  # the carriers that review a campaign
+OPERATION_STATUSES = ("REVIEW", "APPROVED", "REJECTED", "SUSPENDED")
+# brand states: created (waits to reach the registry), submitted (identity check running), complete,
+# requires_updates (UNVERIFIED), deleted
+BRAND_STATES = ("created", "submitted", "complete", "requires_updates", "deleted")
+# campaign states, derived by campaign_status
+CAMPAIGN_STATES = ("created", "submitted", "shared", "declined", "review", "active", "suspended", "rejected",
+                   "expired", "deactivated")
+LIVE_CAMPAIGN_STATES = ("created", "submitted", "shared", "review", "active", "suspended")
 
 NUMBER_MOVES = {"pending": {"active", "released"}, "active": {"associating", "disassociating", "released"},
                 "associating": {"active"}, "disassociating": {"active"}, "released": set()}
-BRAND_MOVES = {"created": {"submitted"}, "submitted": {"complete", "requires_updates"},
-               "requires_updates": {"submitted"}, "complete": {"complete"}}
-CAMPAIGN_MOVES = {"submitted": {"approved", "rejected", "requires_updates"}, "requires_updates": {"submitted"},
-                  "approved": {"suspended", "expired"}, "suspended": {"approved", "expired"},
-                  "rejected": set(), "expired": set()}
 
 
 class RegistryError(Exception):
@@ -50,24 +54,6 @@ class RegistryError(Exception):
         self.code, self.kind = code, kind
 
 
-async def clock_offset(session: AsyncSession) -> int:
-    row = await session.get(RegistryClock, 1)
-    return row.offset_days if row else 0
-
-
-async def now(session: AsyncSession) -> dt.datetime:
-    return utcnow() + dt.timedelta(days=await clock_offset(session))
-
-
-def add_business_days(start: dt.datetime, days: int) -> dt.datetime:
-    current = start
-    while days > 0:
-        current += dt.timedelta(days=1)
-        if current.weekday() < 5:
-            days -= 1
-    return current
-
-
 async def _move(session: AsyncSession, entity: str, obj: Any, moves: dict[str, set[str]], to: str, actor: str,
                 reason: str | None = None, code: str = "illegal_transition") -> None:
     current = obj.status
@@ -75,15 +61,22 @@ async def _move(session: AsyncSession, entity: str, obj: Any, moves: dict[str, s
         raise RegistryError(code, f"The {entity} {obj.id} is {current}; it cannot become {to}.")
     obj.status = to
     session.add(Transition(entity=entity, entity_id=obj.id, from_state=current, to_state=to, actor=actor,
-                           reason=reason, at=await now(session)))
+                           reason=reason))
 
 
 async def history(session: AsyncSession, entity: str, entity_id: int) -> list[dict[str, Any]]:
     rows = (await session.scalars(select(Transition).where(Transition.entity == entity,
                                                            Transition.entity_id == entity_id)
                                   .order_by(Transition.id))).all()
-    return [{"from": t.from_state, "to": t.to_state, "actor": t.actor, "reason": t.reason,
-             "at": iso(t.at)} for t in rows]
+    return [{"from": t.from_state, "to": t.to_state, "actor": t.actor, "reason": t.reason, "at": iso(t.at),
+             **({"detail": json.loads(t.detail)} if t.detail else {})} for t in rows]
+
+
+def record(session: AsyncSession, entity: str, entity_id: int, from_state: str | None, to_state: str, actor: str,
+           reason: str | None = None, detail: Any = None) -> None:
+    """One line of an entity's history (``detail``: JSON, e.g. a registry call and its answer)."""
+    session.add(Transition(entity=entity, entity_id=entity_id, from_state=from_state, to_state=to_state, actor=actor,
+                           reason=reason, detail=json.dumps(detail, default=str) if detail is not None else None))
 
 
 # --- numbers -------------------------------------------------------------------------------------------------------
@@ -96,10 +89,10 @@ async def lease(session: AsyncSession, account_id: int, kind: str, country: str,
     if number is None:
         raise RegistryError("no_number_available",
                             f"No free {kind} in {country} with {','.join(sorted(capabilities))} is left to lease.")
-    number.account_id, number.leased_at = account_id, await now(session)
+    number.account_id, number.leased_at = account_id, utcnow()
     start = "pending" if kind == "short_code" else "active"  # a short code takes weeks to provision
     session.add(Transition(entity="number", entity_id=number.id, from_state="free", to_state=f"leased:{start}",
-                           actor=actor, reason=f"leased to account {account_id}", at=await now(session)))
+                           actor=actor, reason=f"leased to account {account_id}"))
     number.status = start
     return number
 
@@ -119,43 +112,42 @@ async def release(session: AsyncSession, number: Number, actor: str) -> None:
     number.account_id = None
 
 
-# --- brands --------------------------------------------------------------------------------------------------------
-async def submit_brand(session: AsyncSession, brand: Brand, actor: str, reason: str | None = None) -> None:
-    await _move(session, "brand", brand, BRAND_MOVES, "submitted", actor, reason, code="brand_not_submittable")
+# --- brands and campaigns ------------------------------------------------------------------------------------------
+def brand_status(identity_status: str, scored: bool) -> str:
+    """A registered brand's state from its identity: the check is running until it has a result (a score, or an
+    identity other than UNVERIFIED)."""
+    if identity_status in ("VERIFIED", "VETTED_VERIFIED", "SELF_DECLARED"):
+        return "complete"
+    return "requires_updates" if scored else "submitted"
 
 
-async def review_brand(session: AsyncSession, brand: Brand, outcome: str, trust_score: int | None, reason: str | None,
-                       actor: str) -> None:
-    if brand.status != "submitted":
-        raise RegistryError("brand_not_submitted", f"Brand {brand.id} is {brand.status}: only a submitted brand "
-                                                   "can be reviewed.")
-    if outcome == "requires_updates":
-        if not reason:
-            raise RegistryError("missing_reason", "requires_updates needs a reason.", "invalid")
-        brand.reason = reason
-        await _move(session, "brand", brand, BRAND_MOVES, "requires_updates", actor, reason)
-        return
-    if outcome not in ("verified", "unverified"):
-        raise RegistryError("invalid_outcome", "outcome is verified, unverified or requires_updates.", "invalid")
-    if trust_score is None or not 0 <= trust_score <= 100:
-        raise RegistryError("invalid_trust_score", "A review gives a trust score from 0 to 100.", "invalid")
-    brand.identity_status, brand.trust_score, brand.reason = outcome, trust_score, None
-    await _move(session, "brand", brand, BRAND_MOVES, "complete", actor, f"{outcome}, trust score {trust_score}")
+def campaign_status(campaign: Campaign, operations: Iterable[str]) -> str:
+    """A campaign's state from what the registry says: its status, the DCA's sharing answer, and each carrier's
+    operation status (``operations``). Active while at least one carrier approves it (the others' traffic is
+    held: registry.limits)."""
+    if campaign.registry_id is None:
+        return "created"
+    if campaign.registry_status == "DEACTIVATED":
+        return "deactivated"
+    if campaign.registry_status == "EXPIRED":
+        return "expired"
+    sharing = campaign.sharing_status
+    if sharing is None:
+        return "submitted"
+    if sharing == "PENDING":
+        return "shared"
+    if sharing == "DECLINED":
+        return "declined"
+    ops = list(operations)
+    if "APPROVED" in ops:
+        return "active"
+    if "SUSPENDED" in ops:
+        return "suspended"
+    if ops and all(op == "REJECTED" for op in ops):
+        return "rejected"
+    return "review"
 
 
-async def vet_brand(session: AsyncSession, brand: Brand, trust_score: int, actor: str) -> None:
-    """A vetting can raise the score (never lower it) and makes the identity vetted_verified."""
-    if brand.status != "complete" or brand.identity_status == "unverified":
-        raise RegistryError("brand_not_verified", f"Brand {brand.id} must be verified before vetting.")
-    if not 0 <= trust_score <= 100:
-        raise RegistryError("invalid_trust_score", "A trust score is from 0 to 100.", "invalid")
-    old = brand.trust_score or 0
-    brand.trust_score, brand.identity_status = max(old, trust_score), "vetted_verified"
-    await _move(session, "brand", brand, BRAND_MOVES, "complete", actor, f"vetted: trust score {old} -> "
-                                                                         f"{brand.trust_score}")
-
-
-# --- campaigns -----------------------------------------------------------------------------------------------------
 def check_samples(samples: Any) -> list[str]:
     if not isinstance(samples, list) or not 2 <= len(samples) <= 5 or not all(isinstance(s, str) for s in samples):
         raise RegistryError("invalid_samples", "A campaign needs 2 to 5 sample messages.", "invalid")
@@ -165,40 +157,19 @@ def check_samples(samples: Any) -> list[str]:
     return samples
 
 
-async def create_campaign(session: AsyncSession, brand: Brand, fields: dict[str, Any], actor: str) -> Campaign:
-    if brand.status != "complete" or brand.identity_status not in ("verified", "vetted_verified"):
-        raise RegistryError("brand_not_verified", f"Brand {brand.id} is not verified: campaigns need a verified "
-                                                  "brand.")
-    campaign = Campaign(account_id=brand.account_id, brand_id=brand.id, status="submitted",
-                        sample_messages=json.dumps(check_samples(fields.pop("sample_messages"))), **fields)
-    session.add(campaign)
-    await session.flush()
-    session.add(Transition(entity="campaign", entity_id=campaign.id, from_state=None, to_state="submitted",
-                           actor=actor, at=await now(session)))
-    return campaign
+def check_campaign_brand(brand: Brand) -> None:
+    """Campaigns are created for a brand whose identity the registry verified (as the registry itself checks)."""
+    if brand.registry_id is None or brand.identity_status not in VERIFIED or brand.status == "deleted":
+        raise RegistryError("brand_not_verified", f"Brand {brand.id} is {brand.status} (identity "
+                                                  f"{brand.identity_status}): campaigns need a brand the registry "
+                                                  "verified (VERIFIED or VETTED_VERIFIED).")
 
 
-async def review_campaign(session: AsyncSession, campaign: Campaign, outcome: str, reason: str | None,
-                          actor: str) -> None:
-    if campaign.status != "submitted":
-        raise RegistryError("campaign_not_submitted", f"Campaign {campaign.id} is {campaign.status}: only a "
-                                                      "submitted campaign can be reviewed.")
-    if outcome not in ("approved", "rejected", "requires_updates"):
-        raise RegistryError("invalid_outcome", "outcome is approved, rejected or requires_updates.", "invalid")
-    campaign.reason = reason
-    await _move(session, "campaign", campaign, CAMPAIGN_MOVES, outcome, actor, reason)
-
-
-async def set_campaign_state(session: AsyncSession, campaign: Campaign, to: str, actor: str,
-                             reason: str | None = None) -> None:
-    """Suspend, reinstate (approved), expire, or resubmit (submitted) a campaign."""
-    await _move(session, "campaign", campaign, CAMPAIGN_MOVES, to, actor, reason, code="illegal_transition")
-
-
-async def associate(session: AsyncSession, campaign: Campaign, number: Number, actor: str) -> None:
-    if campaign.status != "approved":
-        raise RegistryError("campaign_not_approved", f"Campaign {campaign.id} is {campaign.status}; numbers join "
-                                                     "approved campaigns only.")
+def check_associable(campaign: Campaign, number: Number) -> None:
+    """Whether ``number`` may be put into ``campaign`` through the DCA now."""
+    if campaign.sharing_status != "ACCEPTED" or campaign.registry_status != "ACTIVE":
+        raise RegistryError("campaign_not_shared", f"Campaign {campaign.id} is {campaign.status}: numbers join a "
+                                                   "campaign the DCA has accepted.")
     if number.account_id != campaign.account_id:
         raise RegistryError("number_not_owned", f"{number.number} is not leased to the campaign's account.")
     if number.campaign_id is not None:
@@ -207,42 +178,33 @@ async def associate(session: AsyncSession, campaign: Campaign, number: Number, a
     if number.country != "US" or number.type not in ("long_code", "ten_dlc"):
         raise RegistryError("number_not_10dlc_capable", f"Only US long codes join 10DLC campaigns ({number.number} "
                                                         f"is a {number.type}).")
+    if number.status != "active":
+        raise RegistryError("number_not_active", f"{number.number} is {number.status}.")
+
+
+async def start_association(session: AsyncSession, number: Number, campaign: Campaign, actor: str) -> None:
     await _move(session, "number", number, NUMBER_MOVES, "associating", actor, f"campaign {campaign.id}",
                 code="number_not_active")
     number.campaign_id = campaign.id
-    number.registry_due_at = add_business_days(await now(session), ASSOCIATION_BUSINESS_DAYS)
 
 
-async def disassociate(session: AsyncSession, number: Number, actor: str) -> None:
-    if number.campaign_id is None:
-        raise RegistryError("number_not_in_campaign", f"{number.number} belongs to no campaign.")
-    await _move(session, "number", number, NUMBER_MOVES, "disassociating", actor, f"campaign {number.campaign_id}",
+async def start_disassociation(session: AsyncSession, number: Number, campaign: Campaign, actor: str) -> None:
+    if number.campaign_id != campaign.id:
+        raise RegistryError("number_not_in_campaign", f"{number.number} is not in campaign {campaign.id}.")
+    await _move(session, "number", number, NUMBER_MOVES, "disassociating", actor, f"campaign {campaign.id}",
                 code="number_not_active")
-    number.registry_due_at = add_business_days(await now(session), DISASSOCIATION_BUSINESS_DAYS)
 
 
-async def process_due(session: AsyncSession) -> int:
-    """Finish the (dis)associations whose time has come on the registry clock."""
-    at = await now(session)
-    due = (await session.scalars(select(Number).where(Number.status.in_(("associating", "disassociating")),
-                                                      Number.registry_due_at <= at))).all()
-    for number in due:
-        if number.status == "associating":
+async def finish_number(session: AsyncSession, number: Number, kind: str, ok: bool, actor: str,
+                        reason: str | None = None) -> None:
+    """The DCA's answer for a number of an order: associated (a 10DLC number of the campaign), disassociated (an
+    unregistered long code again), or failed (as it was before the order)."""
+    if kind == "ASSOCIATE":
+        if ok:
             number.type = "ten_dlc"
         else:
-            number.type, number.campaign_id = "long_code", None
-        number.registry_due_at = None
-        await _move(session, "number", number, NUMBER_MOVES, "active", "registry")
-    return len(due)
-
-
-async def advance(session: AsyncSession, days: int) -> tuple[dt.datetime, int]:
-    if not 0 <= days <= 3650:
-        raise RegistryError("invalid_days", "days is from 0 to 3650.", "invalid")
-    clock = await session.get(RegistryClock, 1)
-    if clock is None:
-        clock = RegistryClock(id=1, offset_days=0)
-        session.add(clock)
-    clock.offset_days += days
-    await session.flush()
-    return await now(session), await process_due(session)
+            number.campaign_id = None
+    elif ok:
+        number.type, number.campaign_id = "long_code", None
+    if number.status in ("associating", "disassociating"):
+        await _move(session, "number", number, NUMBER_MOVES, "active", actor, reason)

@@ -32,6 +32,9 @@ def make_settings(tmp_path: Path, **carrier: Any) -> Settings:
     # never the defaults nor the repository's data/: `make run` may be using them while the tests run
     settings.server.port = settings.simulator.smpp_port = settings.simulator.http_port = 0
     settings.simulator.voice_port = 0
+    settings.registry.simulator_port = 0  # the registry simulator, in the app's process
+    settings.registry.simulator_snapshot = ""
+    settings.registry.reconcile_interval_s = 3600.0  # tests reconcile when they mean to
     settings.voice.carrier_url = "http://127.0.0.1:0"  # an embedded voice simulator's, when a test embeds one
     settings.voice.cache_dir = str(tmp_path / "audio")
     settings.database.url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"

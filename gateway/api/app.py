@@ -32,6 +32,8 @@ from gateway.api.routes.metrics import routes as metrics_routes
 from gateway.api.routes.numbers import routes as number_routes
 from gateway.api.routes.opt_outs import routes as opt_out_routes
 from gateway.api.routes.registry import routes as registry_routes
+from gateway.api.routes.registry_admin import routes as registry_admin_routes
+from gateway.api.routes.registry_events import routes as registry_event_routes
 from gateway.api.routes.routing import routes as routing_routes
 from gateway.api.routes.stats import routes as stats_routes
 from gateway.api.routes.status import routes as status_routes
@@ -46,7 +48,7 @@ from gateway.sending.dispatcher import Dispatcher
 from gateway.sending.health import Health
 from gateway.sending.lookup import NumberLookup
 from gateway.sending.pacing import RedisLimiter
-from gateway.sending.policy import PacingPolicy
+from gateway.sending.policy import CampaignGate, PacingPolicy
 from gateway.sending.routing import route_of_settings
 from gateway.sending.status import Status
 from gateway.settings import Settings
@@ -54,10 +56,12 @@ from gateway.settings_routes import CarrierSettings
 from gateway.store.accounts import KeyAuthenticator
 from gateway.store.db import create_engine, create_sessionmaker
 from gateway.store.retention import Purger
+from gateway.tendlc.runtime import registry_service
 from gateway.two_way.inbound import InboundService
 from gateway.voice_calls.worker import VoiceCalls
 from gateway.webhooks.egress import AddressPolicy
 from gateway.webhooks.sender import WebhookSender
+from registry.limits import carrier_limits_for_campaign
 from voice.render import Renderer
 
 log = logging.getLogger(__name__)
@@ -79,6 +83,11 @@ def stored_secret(settings: Settings, name: str, prefix: str = "") -> str:
 def operator_token(settings: Settings) -> str:
     """The configured operator token, or the one generated once into the data folder."""
     return settings.security.operator_token or stored_secret(settings, "operator_token", "op_")
+
+
+def registry_webhook_secret(settings: Settings) -> str:
+    """The configured key of the registry's event URL token, or the one generated once."""
+    return settings.registry.webhook_secret or stored_secret(settings, "registry_webhook_secret")
 
 
 def carrier_callback_secret(settings: Settings) -> str:
@@ -109,11 +118,7 @@ def build_carrier(cfg: CarrierSettings, reports_url: Callable[[str], str] | None
 
 
 async def campaign_limits(session, campaign_id: int):  # noqa: ANN001, ANN201
-    """10DLC campaign limits from the registry (none until the registry knows campaigns)."""
-    try:
-        from registry.limits import carrier_limits_for_campaign
-    except ImportError:
-        return None
+    """A 10DLC campaign's carrier limits and the carriers it may not reach now (registry.limits)."""
     return await carrier_limits_for_campaign(session, campaign_id)
 
 
@@ -155,8 +160,8 @@ class Resources:
 
     def contexts(self) -> list[Callable[[web.Application], AsyncIterator[None]]]:
         return [self.database, self.simulator, self.voice_simulator, self.webhook_sender, self.shared_limits,
-                self.bind_slots, self.carriers, self.dispatcher, self.listener, self.inbound, self.voice_calls,
-                self.retention, self.monitor, self.acceptor]
+                self.bind_slots, self.carriers, self.dispatcher, self.registry, self.listener, self.inbound,
+                self.voice_calls, self.retention, self.monitor, self.acceptor]
 
     async def database(self, app: web.Application) -> AsyncIterator[None]:
         database = self.settings.database
@@ -258,16 +263,15 @@ class Resources:
         pool = CarrierPool(held)
         lookup = NumberLookup.load(settings.path(settings.pacing.lookup_file))
         pool.lookup = lookup
-        policy = None
-        if settings.pacing.enabled:
-            policy = PacingPolicy(settings.pacing, lookup, app[app_keys.SESSIONMAKER], campaign_limits)
+        gate = CampaignGate(lookup, app[app_keys.SESSIONMAKER], campaign_limits)
+        policy = PacingPolicy(settings.pacing, gate) if settings.pacing.enabled else None
         sender = app[app_keys.WEBHOOKS]
         dispatcher = Dispatcher(app[app_keys.SESSIONMAKER], pool, settings.dispatcher, on_webhooks=sender.notify,
                                 receipt_id_bases={c.name: c.receipt_id_base for c in settings.carriers},
                                 policy=policy, limiter=self.limiter, instance_id=self.instance_id,
                                 routes=[route_of_settings(r) for r in settings.routes],
                                 health=Health(settings.health, alerts=app[app_keys.METRICS].alerts),
-                                metrics=app[app_keys.METRICS])
+                                metrics=app[app_keys.METRICS], gate=gate)
         inbound = InboundService(app[app_keys.SESSIONMAKER],
                                  reassembly_timeout_s=settings.messages.reassembly_timeout_s,
                                  on_reply=dispatcher.notify, on_webhooks=sender.notify, metrics=app[app_keys.METRICS])
@@ -295,6 +299,19 @@ class Resources:
         await app[app_keys.DISPATCHER].start()
         yield
         await app[app_keys.DISPATCHER].stop()
+
+    async def registry(self, app: web.Application) -> AsyncIterator[None]:
+        """The 10DLC registry as a CSP ([registry]: the simulator in this process, or the remote registry), its
+        events changing what the send path allows at once."""
+        settings = self.settings
+        async with registry_service(settings, app[app_keys.SESSIONMAKER],
+                                    webhook_secret=registry_webhook_secret(settings),
+                                    simulator_secret=stored_secret(settings, "registry_simulator_secret")) as service:
+            gate = app[app_keys.DISPATCHER].gate
+            if gate is not None:
+                service.csp.on_campaigns = gate.forget
+            app[app_keys.REGISTRY] = service
+            yield
 
     async def listener(self, app: web.Application) -> AsyncIterator[None]:
         """On PostgreSQL, other instances' work wakes this one at once."""
@@ -392,6 +409,8 @@ def create_app(settings: Settings, *, carriers: Sequence[Carrier] | None = None)
     app.add_routes(voice_routes)
     app.add_routes(registry_routes)
     app.add_routes(toll_free_routes)
+    app.add_routes(registry_admin_routes)
+    app.add_routes(registry_event_routes)
     app.add_routes(admin_routes)
     app.add_routes(carrier_callback_routes)
     app.add_routes(stats_routes)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from gateway.sending.status import Status
     from gateway.settings import Settings
     from gateway.store.accounts import KeyAuthenticator
+    from gateway.tendlc.runtime import RegistryService
     from gateway.two_way.inbound import InboundService
     from gateway.voice_calls.worker import VoiceCalls
     from gateway.webhooks.egress import AddressPolicy
@@ -59,5 +60,6 @@ URL_POLICY: web.AppKey[AddressPolicy] = web.AppKey("url_policy")  # where custom
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")  # this app's own registry (GET /metrics)
 SIMULATOR: web.AppKey[SimulatorServices] = web.AppKey("simulator")  # the embedded SMSC simulator, when there is one
 VOICE_SIMULATOR: web.AppKey[VoiceSimulator] = web.AppKey("voice_simulator")  # and its voice carrier
+REGISTRY: web.AppKey[RegistryService] = web.AppKey("registry")  # the 10DLC registry as a CSP, and its simulator
 CLOCK = web.AppKey("clock", Clock)  # the time rules use; tests set another
 ACCOUNT_ID = web.RequestKey("account_id", int)  # the authenticated account

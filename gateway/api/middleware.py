@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 _SECRETS = (
     (re.compile(r"\?[^\s\"']*"), "?<redacted>"),  # query strings: signatures (?sig=), mistaken ?api_key=
     (re.compile(r"(/callbacks/voice/)[^\s/?\"']+"), r"\1<token>"),  # the token that authenticates a callback
+    (re.compile(r"(/registry/events/)[^\s/?\"']+"), r"\1<token>"),  # the registry's event URL token
     (re.compile(r"\b(Bearer|Basic)\s+[^\s\"',]+", re.IGNORECASE), r"\1 <redacted>"),
 )
 

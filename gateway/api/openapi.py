@@ -9,6 +9,7 @@ from aiohttp import web
 
 from carriers.voice_http import CALL_STATUSES
 from gateway.api.openapi_carriers import CARRIER_PATHS
+from gateway.api.openapi_registry import REGISTRY_PATHS
 from gateway.api.openapi_schemas import (
     ACCOUNT_PARAM,
     BODIES,
@@ -27,6 +28,7 @@ from gateway.api.openapi_schemas import (
     WEBHOOK_URL,
     WEBHOOK_URL_OR_NULL,
     errors,
+    operation,
     ref,
     reply,
     takes,
@@ -231,20 +233,10 @@ PATHS["/callbacks/voice/{token}"] = {"post": {
     "responses": {"200": reply({"type": "object"}), **errors(400, 401, 422)}}}
 
 PATHS.update(CARRIER_PATHS)
+PATHS.update(REGISTRY_PATHS)
 
 
-_OBJ = {"type": "object"}
-
-def _op(summary: str, *, body: str | None = None, params: list | None = None, codes: tuple = (401, 404, 409, 422),
-        admin: bool = True, status: str = "200", body_required: bool = True) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "responses": {status: reply(_OBJ), **errors(*codes)}}
-    if admin:
-        op["security"] = OPERATOR
-    if params:
-        op["parameters"] = params
-    if body:
-        op["requestBody"] = {**takes(BODIES[body]), "required": body_required}
-    return op
+_op = operation
 
 
 _N = [NUMBER_PARAM]
@@ -268,34 +260,6 @@ PATHS.update({
                                                      "protected)", params=_N + [{"name": "action", "in": "path",
                                                      "required": True, "schema": {"type": "string", "enum": [
                                                          "activate", "release"]}}])},
-    "/admin/brands": {"post": _op("Register a 10DLC brand (submitted unless submit=false); 409 brand_exists with "
-                                  "the existing brand's id when its EIN is registered already", body="brand",
-                                  status="201"), "get": _op("Brands", codes=(401,))},
-    "/admin/brands/{id}": {"get": _op("A brand with its history", params=_I, codes=(401, 404))},
-    "/admin/brands/{id}/{action}": {"post": _op("review (outcome verified|unverified|requires_updates, trust_score, "
-                                                "reason), vet (trust_score), resubmit", body="brand_action",
-                                                body_required=False,
-                                                params=_I + [{"name": "action", "in": "path", "required": True,
-                                                              "schema": {"type": "string", "enum": [
-                                                                  "review", "vet", "resubmit"]}}])},
-    "/admin/campaigns": {"post": _op("Create a 10DLC campaign for a verified brand", body="campaign",
-                                     status="201"),
-                         "get": _op("Campaigns", codes=(401,))},
-    "/admin/campaigns/{id}": {"get": _op("A campaign with its limits per carrier, numbers and history", params=_I,
-                                         codes=(401, 404))},
-    "/admin/campaigns/{id}/{action}": {"post": _op("review (approved|rejected|requires_updates), suspend, reinstate, "
-                                                   "expire, resubmit, associate or disassociate a number",
-                                                   body="campaign_action", body_required=False,
-                                                   params=_I + [{"name": "action", "in": "path", "required": True,
-                                                                 "schema": {"type": "string", "enum": [
-                                                                     "review", "suspend", "reinstate", "expire",
-                                                                     "resubmit", "associate", "disassociate"]}}])},
-    "/admin/registry/advance": {"post": _op("Advance the local registry's clock by days", body="advance")},
-    "/v1/brands": {"get": _op("The account's brands", admin=False, codes=(401,))},
-    "/v1/brands/{id}": {"get": _op("One of the account's brands", params=_I, admin=False, codes=(401, 404))},
-    "/v1/campaigns": {"get": _op("The account's campaigns", admin=False, codes=(401,))},
-    "/v1/campaigns/{id}": {"get": _op("One of the account's campaigns with its limits", params=_I, admin=False,
-                                      codes=(401, 404))},
 })
 
 _COUNT = {"type": "integer", "minimum": 0}

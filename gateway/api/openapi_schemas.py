@@ -61,6 +61,22 @@ PHONE_PARAM = {"name": "phone", "in": "path", "required": True, "schema": {"type
 PAGE = [LIMIT,
         {"name": "before", "in": "query", "schema": {"type": "string"}}]
 ACCOUNT_PARAM = {"name": "account", "in": "path", "required": True, "schema": {"type": "integer"}}
+_OBJ = {"type": "object"}
+
+
+def operation(summary: str, *, body: str | None = None, params: list | None = None,
+              codes: tuple = (401, 404, 409, 422), admin: bool = True, status: str = "200",
+              body_required: bool = True, also: dict[str, str] | None = None) -> dict[str, Any]:
+    """An operation answering a JSON object (``also``: more statuses it answers, with their descriptions)."""
+    op: dict[str, Any] = {"summary": summary, "responses": {status: reply(_OBJ), **{
+        s: reply(_OBJ, d) for s, d in (also or {}).items()}, **errors(*codes)}}
+    if admin:
+        op["security"] = OPERATOR
+    if params:
+        op["parameters"] = params
+    if body:
+        op["requestBody"] = {**takes(BODIES[body]), "required": body_required}
+    return op
 
 
 def _obj(properties: dict[str, Any], *required: str) -> dict[str, Any]:
@@ -75,38 +91,59 @@ _TEXT = {"type": "string", "minLength": 1, "maxLength": 255}
 _TEXT_OR_NULL = {"type": ["string", "null"], "maxLength": 4096}
 _FLAG = {"type": "boolean"}
 _ID = {"type": "integer", "minimum": 1, "maximum": (1 << 63) - 1}
+_SHARE = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
+_COUNT_OR_NULL = {"type": ["integer", "null"], "minimum": 0, "maximum": 1_000_000}
+BRAND_PROPERTIES = {
+    "legal_name": _TEXT, "ein": {"type": "string", "pattern": r"^\d{2}-?\d{7}$"},
+    "entity_type": {"type": "string", "enum": list(states.ENTITY_TYPES)},
+    "vertical": {"type": "string", "enum": list(states.VERTICALS)},
+    "website": {"type": "string", "maxLength": 255, "pattern": "^https?://[^/\\s]+\\.[^/\\s]+",
+                "description": "the brand's http(s) site"},
+    "country": {"type": ["string", "null"], "description": "ISO 3166 alpha-2; default US"},
+    "contact_email": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "@"},
+    "contact_phone": {"type": "string", "minLength": 1, "maxLength": 255, "description": "E.164 or national"},
+    **{name: {"type": ["string", "null"], "maxLength": length}
+       for name, length in (("street", 255), ("city", 100), ("state", 20), ("postal_code", 20))},
+    "relationship": {"type": ["string", "null"], "enum": [*states.RELATIONSHIPS, None]}}
 BODIES: dict[str, dict[str, Any]] = {
     "lease": _obj({"account_id": _ID, "type": {"type": "string", "enum": list(states.NUMBER_TYPES)},
                    "country": {"type": ["string", "null"], "description": "ISO 3166 alpha-2; default US"},
                    "capabilities": {"type": ["string", "null"],
                                     "description": "sms, voice or sms,voice (default sms)"}},
                   "account_id", "type"),
-    "brand": _obj({"account_id": _ID, "legal_name": _TEXT, "ein": {"type": "string", "pattern": r"^\d{2}-?\d{7}$"},
-                   "entity_type": {"type": "string", "enum": list(states.ENTITY_TYPES)},
-                   "vertical": {"type": "string", "enum": list(states.VERTICALS)},
-                   "website": {"type": "string", "maxLength": 255, "pattern": "^https?://[^/\\s]+\\.[^/\\s]+",
-                               "description": "the brand's http(s) site"},
-                   "country": {"type": ["string", "null"]},
-                   "contact_email": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "@"},
-                   "contact_phone": {"type": ["string", "null"]},
-                   "submit": {"type": ["boolean", "null"], "description": "false: keep it created, unsubmitted"}},
-                  "account_id", "legal_name", "ein", "entity_type", "vertical", "website", "contact_email"),
-    "brand_action": _obj({"outcome": {"type": "string", "enum": ["verified", "unverified", "requires_updates"]},
-                          "trust_score": {"type": ["integer", "null"], "minimum": 0, "maximum": 100},
-                          "reason": {"type": ["string", "null"]}}),
+    "brand": _obj({"account_id": _ID, **BRAND_PROPERTIES}, "account_id", "legal_name", "ein", "entity_type",
+                  "vertical", "website", "contact_email", "contact_phone"),
+    "brand_update": _obj(BRAND_PROPERTIES),
+    "brand_action": _obj({"evp_id": {"type": ["string", "null"], "description": "vet: the vetting provider (AEGIS)"},
+                          "vetting_class": {"type": ["string", "null"], "description": "vet: STANDARD"}}),
     "campaign": _obj({"brand_id": _ID, "use_case": {"type": "string", "enum": list(states.USE_CASES)},
                       "description": {**_TEXT, "maxLength": 4096},
                       "sample_messages": {"type": "array", "items": {"type": "string", "minLength": 1},
                                           "minItems": 2, "maxItems": 5},
                       "opt_in_message": {**_TEXT, "maxLength": 4096}, "opt_out_message": {**_TEXT, "maxLength": 4096},
                       "help_message": {**_TEXT, "maxLength": 4096}, "embedded_links": {"type": ["boolean", "null"]},
-                      "number_pooling": {"type": ["boolean", "null"]}, "age_gated": {"type": ["boolean", "null"]}},
+                      "number_pooling": {"type": ["boolean", "null"]}, "age_gated": {"type": ["boolean", "null"]},
+                      "auto_renewal": {"type": ["boolean", "null"], "description": "default true"}},
                      "brand_id", "use_case", "description", "sample_messages", "opt_in_message", "opt_out_message",
                      "help_message"),
-    "campaign_action": _obj({"outcome": {"type": "string", "enum": ["approved", "rejected", "requires_updates"]},
-                             "reason": {"type": ["string", "null"]},
-                             "number": {"type": "string", "description": "associate, disassociate: the number"}}),
-    "advance": _obj({"days": {"type": ["integer", "null"], "minimum": 0, "maximum": 3650}}),
+    "campaign_action": _obj({"cnp_id": {"type": ["string", "null"], "description": "share: the DCA's id "
+                                                                                    "(default [registry] cnp_id)"},
+                             "number": {"type": "string", "description": "associate, disassociate"},
+                             "numbers": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                                         "maxItems": 100, "description": "associate: several numbers, one order"}}),
+    "advance": _obj({"days": {"type": "integer", "minimum": 0, "maximum": 3650}}, "days"),
+    "reconcile": _obj({"full": {"type": ["boolean", "null"], "description": "every live brand and campaign"},
+                       "force": {"type": ["boolean", "null"], "description": "pending requests whatever their "
+                                                                            "backoff (default true)"}}),
+    "review_brand": _obj({"identity_status": {"type": "string", "enum": list(states.IDENTITY_STATUSES)},
+                          "score": {"type": ["integer", "null"], "minimum": 0, "maximum": 100}}, "identity_status"),
+    "review_campaign": _obj({"mno": {"type": "string", "enum": list(states.MNOS)},
+                             "status": {"type": "string", "enum": ["APPROVED", "REJECTED", "SUSPENDED",
+                                                                   "UNSUSPENDED"]},
+                             "description": {"type": ["string", "null"], "maxLength": 1000}}, "mno", "status"),
+    "faults": _obj({"http_5xx_rate": _SHARE, "http_5xx_next": _COUNT_OR_NULL, "delay_ms": _COUNT_OR_NULL,
+                    "webhook_duplicate_rate": _SHARE, "webhook_reorder": {"type": ["boolean", "null"]},
+                    "webhook_drop_next": _COUNT_OR_NULL, "seed": {"type": ["integer", "null"]}}),
     "number": _obj({"two_way_enabled": _FLAG, "two_way_webhook_url": WEBHOOK_URL_OR_NULL,
                     "message_type": {"type": "string", "enum": ["transactional", "promotional"]},
                     "opt_out_list": LIST_NAME_OR_NULL, "deletion_protection": _FLAG,

@@ -59,16 +59,22 @@ async def bench_carrier_limits(*, seconds: float, trust_score: int, url: str | N
         brand = await admin(http, target, "POST", "/admin/brands", {
             "account_id": account["id"], "legal_name": "Bench Inc", "ein": "123456789",
             "entity_type": "PRIVATE_PROFIT", "vertical": "TECHNOLOGY", "website": "https://bench.example",
-            "contact_email": "ops@bench.example"})
-        await admin(http, target, "POST", f"/admin/brands/{brand['id']}/review",
-                     {"outcome": "verified", "trust_score": trust_score})
+            "contact_email": "ops@bench.example", "contact_phone": "+12145550199"})
+        # the registry simulator's identity check, then its reviewer gives the score asked for
+        await admin(http, target, "POST", f"/admin/registry/simulator/brands/{brand['id']}/review",
+                    {"identity_status": "VERIFIED", "score": trust_score})
         campaign = await admin(http, target, "POST", "/admin/campaigns", {
             "brand_id": brand["id"], "use_case": "ACCOUNT_NOTIFICATION", "description": "Benchmark traffic",
             "sample_messages": ["Your order {#var} has shipped today.", "Your code is {#var}, valid 10 minutes."],
             "opt_in_message": "x", "opt_out_message": "Reply STOP", "help_message": "Reply HELP"})
-        await admin(http, target, "POST", f"/admin/campaigns/{campaign['id']}/review", {"outcome": "approved"})
+        await admin(http, target, "POST", f"/admin/campaigns/{campaign['id']}/share")
+        for days in (3, 5):  # the DCA accepts it, then every carrier approves it
+            await admin(http, target, "POST", "/admin/registry/advance", {"days": days})
         await admin(http, target, "POST", f"/admin/campaigns/{campaign['id']}/associate", {"number": number})
-        await admin(http, target, "POST", "/admin/registry/advance", {"days": 14})
+        await admin(http, target, "POST", "/admin/registry/advance", {"days": 7})
+        shown = await admin(http, target, "GET", f"/admin/brands/{brand['id']}")
+        if shown["trust_score"] != trust_score:
+            raise RuntimeError(f"the brand's score is {shown['trust_score']}, not {trust_score}")
         att_per_s = derive(trust_score, "ACCOUNT_NOTIFICATION", "PRIVATE_PROFIT").att_per_minute / 60
         async with http.post(target.sim_url + "/scenario", json={"rate_limits": {"att": att_per_s},
                                                                  "carrier_prefixes": {"+1214": "att"}}) as resp:

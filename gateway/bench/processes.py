@@ -135,6 +135,7 @@ class Gateway:
                        # nothing of a `make run` on the same machine: not its voice carrier nor its data folder
                        "GATEWAY_VOICE_CARRIER_URL": "http://127.0.0.1:0",
                        "GATEWAY_VOICE_CACHE_DIR": str(data_dir / "audio"),
+                       "GATEWAY_REGISTRY_SIMULATOR_PORT": "0",  # its registry simulator on a free port
                        **(env or {})}
         return gateway
 

@@ -11,10 +11,11 @@ import click
 from gateway.cli.accounts import accounts
 from gateway.cli.bench import bench
 from gateway.cli.context import Ctx
-from gateway.cli.registry import brands, campaigns, inventory, numbers, registry
+from gateway.cli.registry import inventory, numbers
 from gateway.cli.routes import routes
 from gateway.cli.serve import db, run, simulator
 from gateway.cli.status import status
+from gateway.cli.tendlc import brands, campaigns, registry
 from gateway.cli.toll_free import toll_free
 from gateway.cli.two_way import keywords, optouts, sim, webhooks
 from gateway.cli.voice import voice

@@ -24,10 +24,10 @@ def run(obj: Ctx, demo: bool, migrate: bool) -> None:
 
     settings = obj.settings()
     logs.configure(settings.logging)
-    _serve_until_stopped(serve(settings, demo=demo, migrate=migrate))
+    serve_until_stopped(serve(settings, demo=demo, migrate=migrate))
 
 
-def _serve_until_stopped(server: Any) -> None:
+def serve_until_stopped(server: Any) -> None:
     """Run a server until Ctrl+C; a port that another process holds is a sentence (exit 1), not a traceback."""
     try:
         run_async(server)
@@ -71,7 +71,7 @@ def simulator(obj: Ctx, host: str | None, smpp_port: int | None, http_port: int 
             raise click.BadParameter(f"{spec!r}: expected a new NAME or NAME=PORT", param_hint="--carrier")
         named.append(carrier)
     logs.configure(settings.logging)
-    _serve_until_stopped(serve_simulator(
+    serve_until_stopped(serve_simulator(
         host or cfg.host, cfg.smpp_port if smpp_port is None else smpp_port,
         cfg.http_port if http_port is None else http_port, {system_id or cfg.system_id: password or cfg.password},
         (cfg.receipt_delay_ms if receipt_delay_ms is None else receipt_delay_ms) / 1000, cfg.id_format,

@@ -87,6 +87,9 @@ async def serve(settings: Settings, *, demo: bool = False, migrate: bool = True)
                 _echo_named(sim.host, services.carriers)
             if settings.voice.enabled:
                 click.echo(f"Voice carrier simulator: http://{sim.host}:{sim.voice_port}")
+        registry = app[app_keys.REGISTRY]
+        click.echo(f"10DLC registry simulator: {registry.simulator_url} (gatewayctl registry ...)"
+                   if registry.simulator_url else f"10DLC registry: {registry.csp.client.base_url}")
         if demo:
             key = await seed_demo(app, settings)
             click.echo(f"API key: {key}")
@@ -123,3 +126,17 @@ async def serve_simulator(host: str, smpp_port: int, http_port: int, accounts: d
         await _until_signalled()
     finally:
         await services.stop()
+
+
+async def serve_registry_simulator(host: str, port: int, api_key: str, api_secret: str,
+                                   snapshot: str | None) -> None:
+    """The 10DLC registry simulator alone (gatewayctl registry simulator serve)."""
+    from registry.csp.simulator import start_simulator
+    from registry.csp.state import SimState
+
+    runner, url = await start_simulator(SimState(api_key, api_secret, snapshot_path=snapshot), host, port)
+    try:
+        click.echo(f"registry simulator: {url} (CSP API {url}/v1, DCA {url}/dca/v1, control {url}/control)")
+        await _until_signalled()
+    finally:
+        await runner.cleanup()

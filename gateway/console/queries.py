@@ -209,7 +209,7 @@ async def account_names(sessions: Sessions) -> dict[int, str]:
 
 
 async def campaign_limits(sessions: Sessions, campaign_id: int) -> dict[str, Any] | None:
-    """The carrier limits the send path enforces for the campaign (None until approved with a scored brand)."""
+    """The carrier limits the send path enforces for the campaign, and the carriers it may not reach now."""
     async with sessions() as session:
         limits = await carrier_limits_for_campaign(session, campaign_id)
     return limits.to_json() if limits is not None else None

@@ -168,6 +168,7 @@ async def brand(request: web.Request) -> web.Response:
     return render(request, "entity.html", {"kind": "Brand", "title": f"{b.id} {b.legal_name}", "history": history,
                                            "fields": {"account": b.account_id, "status": b.status,
                                                       "identity": b.identity_status, "trust score": b.trust_score,
+                                                      "vetting": b.vetting_status, "registry id": b.registry_id,
                                                       "entity type": b.entity_type, "vertical": b.vertical,
                                                       "country": b.country, "reason": b.reason}})
 
@@ -181,13 +182,17 @@ async def campaign_list(request: web.Request) -> web.Response:
 
 @page("GET", "/console/campaigns/{id}")
 async def campaign(request: web.Request) -> web.Response:
-    c, b, held, history = await campaigns.campaign_detail(_sessions(request), request.match_info["id"])
+    d = await campaigns.campaign_detail(_sessions(request), request.match_info["id"])
+    c, b = d["campaign"], d["brand"]
     limits = await queries.campaign_limits(_sessions(request), c.id)
-    return render(request, "entity.html", {"kind": "Campaign", "title": f"{c.id} {c.use_case}", "history": history,
-                                           "limits": limits,
+    reviews = ", ".join(f"{mno} {op['status']}" for mno, op in d["operations"].items())
+    return render(request, "entity.html", {"kind": "Campaign", "title": f"{c.id} {c.use_case}",
+                                           "history": d["history"], "limits": limits,
                                            "fields": {"account": c.account_id, "brand": b.legal_name if b else None,
-                                                      "status": c.status, "reason": c.reason,
-                                                      "numbers": ", ".join(held) or "none"}})
+                                                      "status": c.status, "registry id": c.registry_id,
+                                                      "sharing": c.sharing_status, "carriers": reviews or "none",
+                                                      "expires": when(c.expires_at), "reason": c.reason,
+                                                      "numbers": ", ".join(d["numbers"]) or "none"}})
 
 
 @page("GET", "/console/carriers")

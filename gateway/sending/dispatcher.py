@@ -29,7 +29,7 @@ from gateway.sending import route_store
 from gateway.sending.health import Health
 from gateway.sending.leases import Leases
 from gateway.sending.pacing import MemoryLimiter, RedisLimiter, SendWindows
-from gateway.sending.policy import PacingPolicy
+from gateway.sending.policy import CampaignGate, PacingPolicy
 from gateway.sending.queue import Queue, forget_reservations
 from gateway.sending.receipts import ReceiptMatcher
 from gateway.sending.routing import Route, Router
@@ -51,7 +51,8 @@ class Dispatcher:
                  settings: DispatcherSettings, *, on_webhooks: Callable[[], None] = lambda: None,
                  receipt_id_bases: dict[str, str] | None = None, policy: PacingPolicy | None = None,
                  limiter: MemoryLimiter | RedisLimiter | None = None, instance_id: str | None = None,
-                 routes: Sequence[Route] = (), health: Health | None = None, metrics: Metrics | None = None):
+                 routes: Sequence[Route] = (), health: Health | None = None, metrics: Metrics | None = None,
+                 gate: CampaignGate | None = None):
         self._sm = sessionmaker
         metrics = metrics or Metrics()
         self.alerts = metrics.alerts  # a task's failure is an alert: an outage of the database gives one line
@@ -76,7 +77,9 @@ class Dispatcher:
         self.router = Router(routes, pool, lookup=pool.lookup, sessionmaker=sessionmaker, health=health)
         self.sender = Sender(sessionmaker, pool, settings, self.queue, policy=policy, limiter=limiter,
                              windows=windows, stats=self.stats, wakeup=self._wakeup, write_signal=self._write_signal,
-                             record=self._record, notify=self.notify, router=self.router, metrics=metrics)
+                             record=self._record, notify=self.notify, router=self.router, metrics=metrics,
+                             gate=gate)
+        self.gate = gate if gate is not None else (policy.gate if policy is not None else None)
         self.matcher = ReceiptMatcher(sessionmaker, settings, receipt_id_bases or {}, self.stats, self._record,
                                       metrics=metrics)
         self.sweeper = Sweep(sessionmaker, settings, leases=self.leases, matcher=self.matcher, limiter=limiter,

@@ -33,7 +33,7 @@ from gateway.metrics import NO_CARRIER, Metrics
 from gateway.metrics.activity import SENT
 from gateway.sending.health import SUBMIT_ERROR, SUBMIT_OK, THROTTLED
 from gateway.sending.pacing import SEND_GUARD_S, LimiterUnavailable, MemoryLimiter, RedisLimiter, SendWindows
-from gateway.sending.policy import PacingPolicy
+from gateway.sending.policy import CampaignGate, PacingPolicy
 from gateway.sending.queue import Claimed, Queue, forget_reservations
 from gateway.sending.routing import Router
 from gateway.settings import DispatcherSettings
@@ -77,9 +77,10 @@ class Sender:
                  limiter: MemoryLimiter | RedisLimiter, windows: SendWindows, stats: dict[str, int],
                  wakeup: asyncio.Event, write_signal: asyncio.Event,
                  record: Callable[[AsyncSession, list[dict]], Awaitable[None]], notify: Callable[[], None],
-                 router: Router | None = None, metrics: Metrics | None = None):
+                 router: Router | None = None, metrics: Metrics | None = None, gate: CampaignGate | None = None):
         self._sm = sessionmaker
         self._pool = pool
+        self._gate = gate if gate is not None else (policy.gate if policy is not None else None)
         self._router = router if router is not None else Router((), pool)
         self._settings = settings
         self._queue = queue
@@ -105,7 +106,9 @@ class Sender:
         if batch:
             await self._router.prepare({b.source for b in batch})
         if policy is not None and batch:
-            await policy.prepare({b.account_id for b in batch}, {b.source for b in batch if not b.paced})
+            await policy.prepare({b.account_id for b in batch}, {b.source for b in batch})
+        elif self._gate is not None and batch:
+            await self._gate.prepare({b.source for b in batch})
         horizon = policy.settings.horizon_s if policy is not None else 0.0
         now = time.time()
         later: list[dict] = []
@@ -217,6 +220,10 @@ class Sender:
                 await self._wait_for_slot(item, slot)
             elif delay > 0:
                 await asyncio.sleep(delay)
+            blocked = self._gate.blocked(item.source, item.destination) if self._gate is not None else None
+            if blocked is not None:  # it waits (tried again with backoff) until the carrier takes it, or its TTL
+                raise CarrierRetryable(f"The 10DLC campaign of {item.source} may not reach this recipient's carrier "
+                                       f"now ({blocked}).", code="campaign_not_approved")
             router = self._router
             facts = router.facts(destination=item.destination, account_id=item.account_id, source=item.source,
                                  message_type=item.message_type) if router.routes else None

@@ -62,7 +62,8 @@ async def test_the_readme_runs_as_written(tmp_path: Path) -> None:
     gateway.env = {**base_env(), **shared, "GATEWAY_PORT": str(gateway.port),
                    "GATEWAY_SIMULATOR_SMPP_PORT": str(smpp), "GATEWAY_CARRIER_SIM_PORT": str(smpp),
                    "GATEWAY_SIMULATOR_HTTP_PORT": str(control), "GATEWAY_SIMULATOR_VOICE_PORT": str(voice),
-                   "GATEWAY_VOICE_CARRIER_URL": f"http://127.0.0.1:{voice}"}
+                   "GATEWAY_VOICE_CARRIER_URL": f"http://127.0.0.1:{voice}",
+                   "GATEWAY_REGISTRY_SIMULATOR_PORT": "0"}
     gateway.start()  # what `make run` runs: gatewayctl run --demo
     try:
         await gateway.ready(timeout=60)
@@ -91,15 +92,17 @@ def test_tests_stay_off_what_make_run_uses(tmp_path: Path) -> None:
     """`make run` serves on the default ports and keeps its data in the repository's data/."""
     defaults = load_settings(env={})
     taken = {defaults.server.port, defaults.simulator.smpp_port, defaults.simulator.http_port,
-             defaults.simulator.voice_port, yarl.URL(defaults.voice.carrier_url).port}
+             defaults.simulator.voice_port, yarl.URL(defaults.voice.carrier_url).port,
+             defaults.registry.simulator_port}
     s = make_settings(tmp_path)
     used = {s.server.port, s.simulator.smpp_port, s.simulator.http_port, s.simulator.voice_port,
-            yarl.URL(s.voice.carrier_url).port, *(c.port for c in s.carriers)}
+            yarl.URL(s.voice.carrier_url).port, s.registry.simulator_port, *(c.port for c in s.carriers)}
     assert not used & taken
     for path in (s.data_path, s.path(s.voice.cache_dir), Path(make_url(s.database_url).database)):
         assert path.is_relative_to(tmp_path)
     gateway = Gateway.for_simulator(tmp_path, type("Sim", (), {"smpp_port": free_port()})(), "t", sys.stderr)
     assert yarl.URL(gateway.env["GATEWAY_VOICE_CARRIER_URL"]).port not in taken
+    assert int(gateway.env["GATEWAY_REGISTRY_SIMULATOR_PORT"]) not in taken
     assert Path(gateway.env["GATEWAY_VOICE_CACHE_DIR"]).is_relative_to(tmp_path)
 
 

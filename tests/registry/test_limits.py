@@ -33,12 +33,11 @@ def test_low_volume_is_class_t_and_sole_proprietors():
     assert (sp.brand_per_second, sp.brand_per_day) == (1, 1000)
 
 
-def test_association_completes_within_two_weeks_from_any_day():
-    import datetime as dt
 
-    from registry.states import ASSOCIATION_BUSINESS_DAYS, add_business_days
+def test_blocked_carriers_follow_the_reviews():
+    from registry.limits import blocked_carriers
 
-    for day in range(7):
-        start = dt.datetime(2026, 11, 16 + day, 12, tzinfo=dt.timezone.utc)  # Monday .. Sunday
-        due = add_business_days(start, ASSOCIATION_BUSINESS_DAYS)
-        assert due.weekday() < 5 and dt.timedelta(days=12) <= due - start <= dt.timedelta(days=14)
+    assert blocked_carriers("review", {"ATT": "REVIEW"}) == (("*", "the campaign is review"),)
+    assert blocked_carriers("active", {"ATT": "APPROVED", "TMOBILE": "SUSPENDED", "VERIZON": "REVIEW",
+                                       "USCELLULAR": "REJECTED"}) == (
+        ("tmobile", "TMOBILE SUSPENDED"), ("uscellular", "USCELLULAR REJECTED"), ("verizon", "VERIZON REVIEW"))

@@ -15,7 +15,6 @@ from gateway.numbers import inventory, lifecycle
 from gateway.two_way import numbers as two_way
 from gateway.validation import Fields, row_id, valid_list_name
 from registry import states
-from registry.db import iso
 from registry.models import Number
 
 routes = web.RouteTableDef()
@@ -32,8 +31,7 @@ def number_view(n: Number) -> dict:
 def full_number_view(n: Number) -> dict[str, Any]:
     return {**number_view(n), "id": n.id, "account_id": n.account_id, "carrier": n.carrier,
             "monthly_price": n.monthly_price, "deletion_protection": n.deletion_protection,
-            "campaign_id": n.campaign_id, "international": n.international,
-            "registry_due_at": iso(n.registry_due_at)}
+            "campaign_id": n.campaign_id, "international": n.international}
 
 
 # --- the customer's numbers --------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""10DLC brands and campaigns: operator routes (/admin) and customers' read-only views (/v1)."""
+"""10DLC brands and campaigns, registered with the registry as a CSP: operator routes (/admin) and customers'
+read-only views (/v1). A request the registry cannot take now is kept and answered 202 with what is pending."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from yarl import URL
 from gateway.api import app_keys
 from gateway.api.bodies import read_json_object
 from gateway.api.routes._scope import OPERATOR
-from gateway.api.routes.numbers import full_number_view
 from gateway.errors import Unprocessable
 from gateway.tendlc import brands, campaigns
-from gateway.validation import Fields, origination
+from gateway.tendlc.csp import Csp, Result
+from gateway.validation import Fields, e164, origination
 from registry import states
 from registry.db import iso
-from registry.limits import derive
+from registry.limits import blocked_carriers, derive
 from registry.models import Brand, Campaign
 
 routes = web.RouteTableDef()
@@ -26,8 +27,10 @@ routes = web.RouteTableDef()
 def brand_view(b: Brand) -> dict[str, Any]:
     return {"id": b.id, "account_id": b.account_id, "legal_name": b.legal_name, "ein": b.ein,
             "entity_type": b.entity_type, "vertical": b.vertical, "website": b.website, "country": b.country,
-            "contact_email": b.contact_email, "contact_phone": b.contact_phone, "status": b.status,
-            "identity_status": b.identity_status, "trust_score": b.trust_score, "reason": b.reason}
+            "contact_email": b.contact_email, "contact_phone": b.contact_phone, "street": b.street, "city": b.city,
+            "state": b.state, "postal_code": b.postal_code, "relationship": b.relationship, "status": b.status,
+            "identity_status": b.identity_status, "trust_score": b.trust_score, "vetting_status": b.vetting_status,
+            "registry_id": b.registry_id, "registry_updated_at": iso(b.registry_updated_at), "reason": b.reason}
 
 
 def campaign_view(c: Campaign, brand: Brand | None = None) -> dict[str, Any]:
@@ -35,16 +38,41 @@ def campaign_view(c: Campaign, brand: Brand | None = None) -> dict[str, Any]:
             "description": c.description, "sample_messages": json.loads(c.sample_messages),
             "opt_in_message": c.opt_in_message, "opt_out_message": c.opt_out_message,
             "help_message": c.help_message, "embedded_links": c.embedded_links, "number_pooling": c.number_pooling,
-            "age_gated": c.age_gated, "status": c.status, "reason": c.reason}
-    if brand is not None and brand.trust_score is not None:
-        view["limits"] = derive(brand.trust_score, c.use_case, brand.entity_type, campaign_key=f"c{c.id}",
+            "age_gated": c.age_gated, "auto_renewal": c.auto_renewal, "status": c.status,
+            "registry_id": c.registry_id, "registry_status": c.registry_status, "sharing_status": c.sharing_status,
+            "expires_at": iso(c.expires_at), "registry_updated_at": iso(c.registry_updated_at), "reason": c.reason}
+    if brand is not None:
+        view["limits"] = derive(brand.trust_score or 0, c.use_case, brand.entity_type, campaign_key=f"c{c.id}",
                                 brand_key=f"b{brand.id}").to_json()
+        del view["limits"]["blocked"]
     return view
+
+
+async def answer(request: web.Request, view: dict[str, Any], entity: str, ident: int, result: Result,
+                 done_status: int = 200) -> web.Response:
+    """``done_status`` when the registry took the request; 202 with what is still pending when it could not be
+    reached (the request is kept and sent again by the reconciliation)."""
+    if result.status == "done":
+        return web.json_response(view, status=done_status)
+    pending = await brands.pending_of(request.app[app_keys.SESSIONMAKER], entity, ident)
+    return web.json_response({**view, "pending": pending}, status=202)
+
+
+def events_base(request: web.Request) -> str:
+    """Where the registry reaches this gateway: [registry] events_url, [server] public_url, or where the
+    operator's request came."""
+    settings = request.app[app_keys.SETTINGS]
+    return settings.registry.events_url or settings.server.public_url or str(request.url.origin())
+
+
+def csp(request: web.Request) -> Csp:
+    return request.app[app_keys.REGISTRY].csp
 
 
 # --- brands --------------------------------------------------------------------------------------------------------
 BRAND_FIELDS = {"account_id", "legal_name", "ein", "entity_type", "vertical", "website", "country", "contact_email",
-                "contact_phone", "submit"}
+                "contact_phone", "street", "city", "state", "postal_code", "relationship"}
+OPTIONAL = {"street": 255, "city": 100, "state": 20, "postal_code": 20}
 
 
 def _is_website(value: str) -> bool:
@@ -59,29 +87,52 @@ def _invalid(field: str, sentence: str) -> Unprocessable:
     return Unprocessable(sentence, code="invalid_field", details={"field": field})
 
 
+def brand_fields(f: Fields, *, partial: bool) -> dict[str, Any]:
+    """A brand's fields, checked; ``partial``: only those given (an update)."""
+    out: dict[str, Any] = {}
+    for name in ("legal_name", "ein", "entity_type", "vertical", "website", "contact_email", "contact_phone"):
+        value = f.text(name, required=not partial, max_length=255, allow_empty=False)
+        if value is not None:
+            out[name] = value
+    for name, length in OPTIONAL.items():
+        value = f.text(name, max_length=length)
+        if value is not None:
+            out[name] = value.strip() or None
+    for name, allowed in (("entity_type", states.ENTITY_TYPES), ("vertical", states.VERTICALS),
+                          ("relationship", states.RELATIONSHIPS)):
+        value = (out.get(name) if name != "relationship" else f.text(name))
+        if value is not None:
+            if value.upper() not in allowed:
+                raise _invalid(name, f"{name} is one of {', '.join(allowed)}.")
+            out[name] = value.upper()
+    if "ein" in out:
+        ein = out["ein"].replace("-", "")
+        if not (ein.isascii() and ein.isdigit() and len(ein) == 9):
+            raise _invalid("ein", "ein is a 9-digit US employer identification number.")
+        out["ein"] = f"{ein[:2]}-{ein[2:]}"
+    if "website" in out and not _is_website(out["website"]):
+        raise _invalid("website", "website must be an http(s) URL such as https://acme.example.")
+    if "contact_email" in out and "@" not in out["contact_email"]:
+        raise _invalid("contact_email", "contact_email must be an e-mail address.")
+    if "contact_phone" in out:
+        out["contact_phone"] = e164(out["contact_phone"], field="contact_phone")
+    country = f.text("country")
+    if country is not None or not partial:
+        country = (country or "US").upper()
+        if len(country) != 2 or not country.isalpha() or not country.isascii():
+            raise _invalid("country", "country is an ISO 3166 two-letter code such as US.")
+        out["country"] = country
+    return out
+
+
 @routes.post("/admin/brands")
 async def register_brand(request: web.Request) -> web.Response:
     f = Fields(await read_json_object(request), BRAND_FIELDS)
     account_id = f.integer("account_id", minimum=1)
-    values = {name: f.text(name, required=True, max_length=255, allow_empty=False) or "" for name in
-              ("legal_name", "ein", "entity_type", "vertical", "website", "contact_email")}
-    entity, vertical = values["entity_type"].upper(), values["vertical"].upper()
-    if entity not in states.ENTITY_TYPES:
-        raise _invalid("entity_type", f"entity_type is one of {', '.join(states.ENTITY_TYPES)}.")
-    if vertical not in states.VERTICALS:
-        raise _invalid("vertical", f"vertical is one of {', '.join(states.VERTICALS)}.")
-    ein = values["ein"].replace("-", "")
-    if not (ein.isascii() and ein.isdigit() and len(ein) == 9):
-        raise _invalid("ein", "ein is a 9-digit US employer identification number.")
-    if not _is_website(values["website"]):
-        raise _invalid("website", "website must be an http(s) URL such as https://acme.example.")
-    if "@" not in values["contact_email"]:
-        raise _invalid("contact_email", "contact_email must be an e-mail address.")
-    fields = {**values, "ein": f"{ein[:2]}-{ein[2:]}", "entity_type": entity, "vertical": vertical,
-              "country": (f.text("country") or "US").upper()[:2], "contact_phone": f.text("contact_phone")}
-    brand = await brands.register(request.app[app_keys.SESSIONMAKER], account_id, fields,
-                                  submit=f.boolean("submit") is not False, actor=OPERATOR)
-    return web.json_response(brand_view(brand), status=201)
+    fields = brand_fields(f, partial=False)
+    brand, result = await brands.register(csp(request), account_id, fields, actor=OPERATOR,
+                                          events_base=events_base(request))
+    return await answer(request, brand_view(brand), "brand", brand.id, result, 201)
 
 
 @routes.get("/admin/brands")
@@ -92,32 +143,50 @@ async def list_brands(request: web.Request) -> web.Response:
 
 @routes.get("/admin/brands/{id}")
 async def show_brand(request: web.Request) -> web.Response:
-    b, history = await brands.brand_history(request.app[app_keys.SESSIONMAKER], request.match_info["id"])
-    return web.json_response({**brand_view(b), "history": history})
+    sessions = request.app[app_keys.SESSIONMAKER]
+    b, history = await brands.brand_history(sessions, request.match_info["id"])
+    return web.json_response({**brand_view(b), "pending": await brands.pending_of(sessions, "brand", b.id),
+                              "history": history})
 
 
-@routes.post("/admin/brands/{id}/{action:review|vet|resubmit}")
+@routes.patch("/admin/brands/{id}")
+async def update_brand(request: web.Request) -> web.Response:
+    f = Fields(await read_json_object(request), BRAND_FIELDS - {"account_id"})
+    changes = brand_fields(f, partial=True)
+    if not changes:
+        raise Unprocessable("Give at least one field to change.", code="missing_field")
+    b, result = await brands.act(csp(request), request.match_info["id"], "update", actor=OPERATOR,
+                                 body={"changes": changes}, events_base=events_base(request))
+    return await answer(request, brand_view(b), "brand", b.id, result)
+
+
+@routes.post("/admin/brands/{id}/{action:vet|revet}")
 async def brand_action(request: web.Request) -> web.Response:
     data = await read_json_object(request) if request.can_read_body else {}
-    f = Fields(data, {"outcome", "trust_score", "reason"})
-    action = request.match_info["action"]
-    if action == "review":
-        args = {"outcome": f.text("outcome", required=True) or "", "trust_score": f.integer("trust_score"),
-                "reason": f.text("reason")}
-    elif action == "vet":
-        args = {"trust_score": f.integer("trust_score", minimum=0, maximum=100)}
-        if args["trust_score"] is None:
-            raise Unprocessable("vet needs a trust_score.", code="missing_field")
-    else:
-        args = {"reason": f.text("reason")}
-    b = await brands.brand_action(request.app[app_keys.SESSIONMAKER], request.match_info["id"], action,
-                                  actor=OPERATOR, **args)
-    return web.json_response(brand_view(b))
+    f = Fields(data, {"evp_id", "vetting_class"})
+    body = {k: v for k, v in (("evp_id", f.text("evp_id", max_length=20, allow_empty=False)),
+                              ("vetting_class", f.text("vetting_class", max_length=20, allow_empty=False)))
+            if v is not None} if request.match_info["action"] == "vet" else None
+    b, result = await brands.act(csp(request), request.match_info["id"], request.match_info["action"],
+                                 actor=OPERATOR, body=body, events_base=events_base(request))
+    return await answer(request, brand_view(b), "brand", b.id, result)
+
+
+@routes.delete("/admin/brands/{id}")
+async def delete_brand(request: web.Request) -> web.Response:
+    b, result = await brands.act(csp(request), request.match_info["id"], "delete", actor=OPERATOR,
+                                 events_base=events_base(request))
+    return await answer(request, brand_view(b), "brand", b.id, result)
+
+
+@routes.get("/admin/brands/{id}/feedback")
+async def brand_feedback(request: web.Request) -> web.Response:
+    return web.json_response(await brands.feedback(csp(request), request.match_info["id"]))
 
 
 # --- campaigns -----------------------------------------------------------------------------------------------------
 CAMPAIGN_FIELDS = {"brand_id", "use_case", "description", "sample_messages", "opt_in_message", "opt_out_message",
-                   "help_message", "embedded_links", "number_pooling", "age_gated"}
+                   "help_message", "embedded_links", "number_pooling", "age_gated", "auto_renewal"}
 
 
 @routes.post("/admin/campaigns")
@@ -130,10 +199,11 @@ async def create_campaign(request: web.Request) -> web.Response:
     fields = {name: f.text(name, required=True, max_length=4096, allow_empty=False)
               for name in ("description", "opt_in_message", "opt_out_message", "help_message")}
     fields.update({name: bool(f.boolean(name)) for name in ("embedded_links", "number_pooling", "age_gated")},
-                  use_case=use_case, sample_messages=data.get("sample_messages"))
-    campaign, brand = await campaigns.create(request.app[app_keys.SESSIONMAKER],
-                                             str(f.integer("brand_id", minimum=1)), fields, OPERATOR)
-    return web.json_response(campaign_view(campaign, brand), status=201)
+                  auto_renewal=f.boolean("auto_renewal") is not False, use_case=use_case,
+                  sample_messages=data.get("sample_messages"))
+    campaign, brand, result = await campaigns.create(csp(request), str(f.integer("brand_id", minimum=1)), fields,
+                                                     actor=OPERATOR, events_base=events_base(request))
+    return await answer(request, campaign_view(campaign, brand), "campaign", campaign.id, result, 201)
 
 
 @routes.get("/admin/campaigns")
@@ -144,37 +214,44 @@ async def list_campaigns(request: web.Request) -> web.Response:
 
 @routes.get("/admin/campaigns/{id}")
 async def show_campaign(request: web.Request) -> web.Response:
-    c, brand, numbers, history = await campaigns.campaign_detail(request.app[app_keys.SESSIONMAKER],
-                                                                 request.match_info["id"])
-    return web.json_response({**campaign_view(c, brand), "numbers": numbers, "history": history})
+    sessions = request.app[app_keys.SESSIONMAKER]
+    d = await campaigns.campaign_detail(sessions, request.match_info["id"])
+    c = d["campaign"]
+    blocked = blocked_carriers(c.status, {mno: op["status"] for mno, op in d["operations"].items()})
+    return web.json_response({**campaign_view(c, d["brand"]), "operations": d["operations"],
+                              "blocked": dict(blocked), "numbers": d["numbers"], "orders": d["orders"],
+                              "pending": await brands.pending_of(sessions, "campaign", c.id),
+                              "history": d["history"]})
 
 
-@routes.post("/admin/campaigns/{id}/{action:review|suspend|reinstate|expire|resubmit}")
+@routes.post("/admin/campaigns/{id}/{action:share|renew|deactivate}")
 async def campaign_action(request: web.Request) -> web.Response:
     data = await read_json_object(request) if request.can_read_body else {}
-    f = Fields(data, {"outcome", "reason"})
-    action = request.match_info["action"]
-    outcome = f.text("outcome", required=True) or "" if action == "review" else ""
-    c, brand = await campaigns.campaign_action(request.app[app_keys.SESSIONMAKER], request.match_info["id"], action,
-                                               actor=OPERATOR, outcome=outcome, reason=f.text("reason"))
-    return web.json_response(campaign_view(c, brand))
+    f = Fields(data, {"cnp_id"} if request.match_info["action"] == "share" else set())
+    cnp_id = f.text("cnp_id", max_length=20, allow_empty=False)
+    if cnp_id is not None and not (cnp_id.isascii() and cnp_id.isalnum()):
+        raise _invalid("cnp_id", "cnp_id is the DCA's id: letters and digits.")
+    c, brand, result = await campaigns.act(csp(request), request.match_info["id"], request.match_info["action"],
+                                           actor=OPERATOR, cnp_id=cnp_id, events_base=events_base(request))
+    return await answer(request, campaign_view(c, brand), "campaign", c.id, result)
 
 
 @routes.post("/admin/campaigns/{id}/{action:associate|disassociate}")
 async def campaign_number(request: web.Request) -> web.Response:
-    f = Fields(await read_json_object(request), {"number"})
-    number = origination(f.text("number", required=True) or "")
-    n = await campaigns.move_number(request.app[app_keys.SESSIONMAKER], request.match_info["id"], number,
-                                    request.match_info["action"], OPERATOR)
-    return web.json_response(full_number_view(n))
-
-
-@routes.post("/admin/registry/advance")
-async def registry_advance(request: web.Request) -> web.Response:
-    f = Fields(await read_json_object(request), {"days"})
-    at, done = await campaigns.advance(request.app[app_keys.SESSIONMAKER],
-                                       f.integer("days", minimum=0, maximum=3650) or 0)
-    return web.json_response({"registry_time": iso(at), "completed": done})
+    action = request.match_info["action"]
+    f = Fields(await read_json_object(request), {"number", "numbers"} if action == "associate" else {"number"})
+    given = f.data.get("numbers")
+    if given is not None:
+        if not isinstance(given, list) or not 1 <= len(given) <= 100 or not all(isinstance(n, str) for n in given):
+            raise _invalid("numbers", "numbers is a list of 1 to 100 numbers.")
+        numbers = [origination(n) for n in given]
+    else:
+        numbers = [origination(f.text("number", required=True) or "")]
+    if len(set(numbers)) != len(numbers):
+        raise _invalid("numbers", "a number is given twice.")
+    order, result = await campaigns.order_numbers(csp(request), request.match_info["id"], numbers, action.upper(),
+                                                  actor=OPERATOR, events_base=events_base(request))
+    return await answer(request, {"order": order}, "order", order["id"], result)
 
 
 # --- customers' views -----------------------------------------------------------------------------------------------

@@ -31,12 +31,13 @@ from tests.conftest import ADMIN, TOLL_FREE_REQUEST, new_customer, wait_for
 
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json")}
 SIGNED = {("GET", "/audio/{key}.wav"), ("POST", "/callbacks/voice/{token}"),  # public, but signed / tokened
+          ("POST", "/registry/events/{token}"),
           *((m, f"/callbacks/carriers/{{carrier}}/{kind}") for m in ("GET", "POST") for kind in ("reports", "inbound"))}
 OPERATOR_OR_SCRAPE = {("GET", "/metrics")}  # the operator token, or [metrics] scrape_token
 CONSOLE_OPEN = {("GET", "/console/sign-in"), ("POST", "/console/sign-in"), ("GET", "/console/static/console.css")}
 SAMPLE = {"id": "1", "account": "1", "number": "12345", "keyword": "HOURS", "phone": "+14155550123",
           "key": "a" * 64, "token": "t0k3n", "carrier": "sim", "name": "uk"}
-ACTIONS = ("activate", "release", "review", "vet", "resubmit", "suspend", "associate", "disassociate")
+ACTIONS = ("activate", "release", "vet", "revet", "share", "renew", "deactivate", "associate", "disassociate")
 A_DEST, A_OPTED_OUT, A_VOICE_NUMBER, B_NUMBER = "+14155550166", "+14155550177", "+14155550140", "54321"
 A_TOLL_FREE = "+18885550144"
 
@@ -147,6 +148,13 @@ async def test_signed_public_routes_refuse_without_their_signature(api):
     assert (resp.status, (await resp.json())["error"]["code"]) == (401, "invalid_signature")
     resp = await api.post("/callbacks/voice/forged-token", json={"status": "completed"})
     assert (resp.status, (await resp.json())["error"]["code"]) == (401, "invalid_callback")
+    token = api.app[app_keys.REGISTRY].csp.token
+    event = {"eventId": "E1", "eventType": "CAMPAIGN_EXPIRED", "campaignId": "CAAAAAA"}
+    for forged in (token[:-1], token + "0", token.upper(), "x"):
+        resp = await api.post(f"/registry/events/{forged}", json=event)
+        assert (resp.status, (await resp.json())["error"]["code"]) == (401, "invalid_token")
+    async with api.sessionmaker() as session:  # nothing was stored
+        assert (await session.execute(text("SELECT count(*) FROM registry_events"))).scalar() == 0
 
 
 # --- account B against account A's resources ----------------------------------------------------------------
@@ -184,10 +192,13 @@ async def world(api, aiohttp_server):
     status, brand = await call(ADMIN_CALLER, "POST", "/admin/brands", {
         "account_id": a.account_id, "legal_name": "Alpha Brand Inc", "ein": "123456789",
         "entity_type": "PRIVATE_PROFIT", "vertical": "RETAIL", "website": "https://alpha.example",
-        "contact_email": "ops@alpha.example"})
-    assert status == 201
-    assert (await call(ADMIN_CALLER, "POST", f"/admin/brands/{brand['id']}/review",
-                       {"outcome": "verified", "trust_score": 60}))[0] == 200
+        "contact_email": "ops@alpha.example", "contact_phone": "+14155550100"})
+    assert status == 201, brand
+
+    async def verified() -> bool:  # the registry simulator's identity check
+        return (await call(ADMIN_CALLER, "GET", f"/admin/brands/{brand['id']}"))[1]["status"] == "complete"
+
+    await wait_for(verified)
     status, campaign = await call(ADMIN_CALLER, "POST", "/admin/campaigns", {
         "brand_id": brand["id"], "use_case": "MIXED", "description": "Alpha campaign traffic",
         "sample_messages": ["Hi {#var}, your order {#var} shipped.", "Code {#var}. Reply STOP to opt out."],

@@ -25,8 +25,9 @@ from tests.conftest import OPERATOR_TOKEN, new_customer, wait_for
 
 # what requests create (background work adds events and deliveries, never rows to these)
 TABLES = ("messages", "accounts", "api_keys", "numbers", "opt_outs", "number_keywords", "brands", "campaigns",
-          "voice_messages", "toll_free_verifications", "toll_free_numbers")
-PATH_VALUES = {"number": "12345", "keyword": "HOURS", "action": "review", "token": "not-a-token", "carrier": "sim"}
+          "voice_messages", "toll_free_verifications", "toll_free_numbers", "registry_events", "registry_requests",
+          "number_orders")
+PATH_VALUES = {"number": "12345", "keyword": "HOURS", "action": "vet", "token": "not-a-token", "carrier": "sim"}
 
 
 def _fields(op: dict[str, Any]) -> list[str]:
@@ -76,6 +77,8 @@ async def gw(aiohttp_client, migrated, sessionmaker):
     migrated.voice.carrier_url = voice.url
     migrated.voice.cache_dir = str(migrated.data_path / "audio")
     migrated.http.max_body_bytes = 1 << 20
+    migrated.registry.timeout_s, migrated.registry.retries = 1.0, 0  # a body may set the simulator's faults
+    migrated.registry.register_wait_s = 0
     client = await aiohttp_client(create_app(migrated))
     client.customer = await new_customer(client, sessionmaker, "Acme")
     client.db = migrated.database_url.split("///", 1)[1]
@@ -90,9 +93,10 @@ def _counts(db: str) -> dict[str, int]:
         return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
 
 
-def _fuzz(host: str, port: int, db: str, account_id: int, key: str) -> collections.Counter:
+def _fuzz(host: str, port: int, db: str, account_id: int, key: str, registry_token: str) -> collections.Counter:
     seen: collections.Counter = collections.Counter()  # answers by status, and by route
-    values = {**PATH_VALUES, "account": str(account_id), "id": str(account_id)}
+    # the registry's event URL with its real token: the bodies reach its checks
+    values = {**PATH_VALUES, "account": str(account_id), "id": str(account_id), "token": registry_token}
 
     @settings(max_examples=300, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -127,6 +131,6 @@ def _fuzz(host: str, port: int, db: str, account_id: int, key: str) -> collectio
 
 async def test_no_body_gives_a_5xx_or_stores_anything_when_refused(gw):
     seen = await asyncio.to_thread(_fuzz, gw.server.host, gw.server.port, gw.db, gw.customer.account_id,
-                                   gw.customer.key)
+                                   gw.customer.key, gw.app[app_keys.REGISTRY].csp.token)
     assert all(seen[path] for _, path, _ in JSON_ROUTES)  # every JSON route was tried
     assert seen[400] and seen[422]  # and answered both kinds of refusal

@@ -541,20 +541,23 @@ async def test_admin_token_is_not_an_api_key(gw):
 
 async def test_10dlc_campaign_limits_per_carrier(gw):
     """A brand with trust score 30: AT&T class E/F, 240 SMS a minute = 4 a second for the campaign."""
-    from registry.models import Brand, Campaign
+    from registry.models import Brand, Campaign, CampaignOperation
 
     c = await customer(gw, [(us(90), "ten_dlc")], max_rate_per_s=100)
     async with gw.sm() as session, session.begin():
         brand = Brand(account_id=c.account_id, legal_name="Acme", ein="12-3456789", entity_type="PRIVATE_PROFIT",
                       vertical="RETAIL", website="https://acme.example", country="US", contact_email="a@acme.example",
-                      status="complete", identity_status="verified", trust_score=30)
+                      status="complete", identity_status="VERIFIED", trust_score=30, registry_id="BACME01")
         session.add(brand)
         await session.flush()
         campaign = Campaign(account_id=c.account_id, brand_id=brand.id, use_case="2FA", description="codes",
                             sample_messages="[]", opt_in_message="x", opt_out_message="y", help_message="z",
-                            status="approved")
+                            status="active", registry_id="CACME01", registry_status="ACTIVE",
+                            sharing_status="ACCEPTED")
         session.add(campaign)
         await session.flush()
+        session.add_all(CampaignOperation(campaign_id=campaign.id, mno=mno, status="APPROVED")
+                        for mno in ("ATT", "TMOBILE", "VERIZON", "USCELLULAR"))
         await session.execute(update(Number).where(Number.number == us(90)).values(campaign_id=campaign.id))
     att = [f"+141555501{n:02d}" for n in range(0, 10)]  # +1415555010x: AT&T in config/carrier_lookup.toml
     ids = [(await send(gw, c, to=to))["id"] for to in att]

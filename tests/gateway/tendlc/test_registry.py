@@ -1,5 +1,5 @@
-"""Numbers and 10DLC registration, driven through gatewayctl against a running gateway, and every illegal
-transition answering 409 with a stable code and changing nothing."""
+"""Numbers and 10DLC registration as a CSP, driven through gatewayctl against a running gateway (its registry
+simulator in its process), and every illegal change answering 409 with a stable code and changing nothing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, wait_for
 from tests.gateway.cli.test_cli import invoke, running  # the running gateway fixture
 
 INVENTORY = """number,type,country,capabilities,carrier,monthly_price
@@ -45,10 +45,13 @@ async def test_the_whole_flow_through_the_cli(running, tmp_path):
     account = (await cli(url, "accounts", "create", "Acme Inc"))["id"]
     brand = await cli(url, "brands", "register", "--account", str(account), "--legal-name", "Acme Inc",
                       "--ein", "12-3456789", "--entity-type", "PRIVATE_PROFIT", "--vertical", "RETAIL",
-                      "--website", "https://acme.example", "--email", "ops@acme.example")
-    assert brand["status"] == "submitted"
-    brand = await cli(url, "brands", "review", str(brand["id"]), "--outcome", "verified", "--trust-score", "80")
-    assert (brand["identity_status"], brand["trust_score"]) == ("verified", 80)
+                      "--website", "https://acme.example", "--email", "ops@acme.example", "--phone", "+14155550100")
+    # registered with the registry simulator, whose identity check answered while the command waited
+    assert (brand["status"], brand["identity_status"], brand["trust_score"]) == ("complete", "VERIFIED", 69)
+    assert (await cli(url, "brands", "vet", str(brand["id"])))["vetting_status"] == "PENDING"
+    await cli(url, "registry", "advance", "--days", "3")
+    brand = await cli(url, "brands", "show", str(brand["id"]))
+    assert (brand["identity_status"], brand["trust_score"]) == ("VETTED_VERIFIED", 94)
     args = ["campaigns", "create", "--brand", str(brand["id"]), "--use-case", "ACCOUNT_NOTIFICATION",
             "--description", "Order and shipping notifications for Acme customers",
             "--opt-in", "Customers opt in at checkout.", "--opt-out", "Reply STOP to opt out.",
@@ -56,17 +59,20 @@ async def test_the_whole_flow_through_the_cli(running, tmp_path):
     for sample in SAMPLES:
         args += ["--sample", sample]
     campaign = await cli(url, *args)
-    assert campaign["status"] == "submitted"
-    campaign = await cli(url, "campaigns", "review", str(campaign["id"]), "--outcome", "approved")
-    assert campaign["status"] == "approved"
+    assert campaign["status"] == "submitted" and campaign["registry_id"]
+    assert (await cli(url, "campaigns", "share", str(campaign["id"])))["status"] == "shared"
+    await cli(url, "registry", "advance", "--days", "3")
+    await cli(url, "registry", "advance", "--days", "5")
+    assert (await cli(url, "campaigns", "show", str(campaign["id"])))["status"] == "active"
     number = await cli(url, "numbers", "lease", "--account", str(account), "--type", "long_code",
                        "--capabilities", "sms,voice")
     assert (number["number"], number["status"]) == ("+14155550140", "active")
-    assoc = await cli(url, "campaigns", "associate", str(campaign["id"]), number["number"])
-    assert assoc["status"] == "associating"
+    order = (await cli(url, "campaigns", "associate", str(campaign["id"]), number["number"]))["order"]
+    assert order["numbers"][0]["status"] == "associating"
     shown = await cli(url, "numbers", "show", number["number"])
-    assert shown["status"] == "associating" and shown["registry_due_at"]
-    await cli(url, "registry", "advance", "--days", "14")
+    assert shown["status"] == "associating" and shown["campaign_id"] == campaign["id"]
+    code, out = await invoke("registry", "advance", "--days", "7", url=url)
+    assert code == 0 and "registry time:" in out, out
     shown = await cli(url, "numbers", "show", number["number"])
     assert (shown["status"], shown["type"], shown["campaign_id"]) == ("active", "ten_dlc", campaign["id"])
     assert [h["to"] for h in shown["history"]][-2:] == ["associating", "active"]
@@ -74,14 +80,32 @@ async def test_the_whole_flow_through_the_cli(running, tmp_path):
     assert (limits["att_per_minute"], limits["tmobile_per_day"]) == (4500, 200_000)
     code, out = await invoke("campaigns", "show", str(campaign["id"]), url=url)
     assert "AT&T: 4,500 SMS per minute" in out and "T-Mobile: 200,000 segments per day" in out
-    assert "history:" in out and "operator" in out
+    assert "carriers: ATT APPROVED, TMOBILE APPROVED, USCELLULAR APPROVED, VERIZON APPROVED" in out
+    assert "history:" in out and "operator" in out and "registry event" in out and "completed" in out
     code, out = await invoke("brands", "show", str(brand["id"]), url=url)
-    assert "verified, trust score 80" in out
+    assert "identity VERIFIED, trust score 69" in out and "POST /v1/brand/nonBlocking -> 200" in out
+    # acting as T-Mobile's reviewer: the campaign's traffic to T-Mobile stops
+    code, out = await invoke("registry", "simulator", "review-campaign", str(campaign["id"]), "--mno", "TMOBILE",
+                             "--status", "SUSPENDED", "--description", "complaints", url=url)
+    assert code == 0, out
+
+    async def suspended() -> bool:
+        shown = await cli(url, "campaigns", "show", str(campaign["id"]))
+        return shown["blocked"] == {"tmobile": "TMOBILE SUSPENDED"}
+
+    await wait_for(suspended)
+    code, out = await invoke("campaigns", "show", str(campaign["id"]), url=url)
+    assert "no traffic to: tmobile (TMOBILE SUSPENDED)" in out
+    code, out = await invoke("registry", "events", url=url)
+    assert code == 0 and "MNO_CAMPAIGN_OPERATION_SUSPENDED" in out and "applied" in out
+    status = await cli(url, "registry", "status")
+    assert (status["mode"], status["subscribed"], status["requests"]["pending"]) == ("simulator", True, 0)
 
 
 @pytest.fixture
 async def world(running):
-    """An account with a verified brand, an approved campaign and a leased long code; one of each kind free."""
+    """An account with a brand the registry verified (score 69), a campaign it has (not yet shared) and a leased
+    long code; one of each kind free."""
     url = running
     import aiohttp
 
@@ -93,16 +117,13 @@ async def world(running):
         async with http.post(url + "/admin/inventory/import", headers=ADMIN, data=INVENTORY.encode()) as resp:
             assert resp.status == 200
         _, account = await call("POST", "/admin/accounts", {"name": "Acme"})
-        _, brand = await call("POST", "/admin/brands", {
-            "account_id": account["id"], "legal_name": "Acme Inc", "ein": "123456789",
-            "entity_type": "PRIVATE_PROFIT", "vertical": "RETAIL", "website": "https://acme.example",
-            "contact_email": "ops@acme.example"})
-        await call("POST", f"/admin/brands/{brand['id']}/review", {"outcome": "verified", "trust_score": 60})
-        _, campaign = await call("POST", "/admin/campaigns", {
+        _, brand = await call("POST", "/admin/brands", {**BRAND, "account_id": account["id"]})
+        assert brand["status"] == "complete", brand
+        status, campaign = await call("POST", "/admin/campaigns", {
             "brand_id": brand["id"], "use_case": "MIXED", "description": "Mixed traffic for Acme",
             "sample_messages": SAMPLES, "opt_in_message": "Opt in at checkout.",
             "opt_out_message": "Reply STOP.", "help_message": "Reply HELP."})
-        await call("POST", f"/admin/campaigns/{campaign['id']}/review", {"outcome": "approved"})
+        assert status == 201, campaign
         _, number = await call("POST", "/admin/numbers/lease", {"account_id": account["id"], "type": "long_code"})
         yield {"call": call, "account": account, "brand": brand, "campaign": campaign, "number": number,
                "url": url, "http": http}
@@ -116,24 +137,10 @@ async def expect_409(world, method: str, path: str, body, code: str, check: str)
     assert after == before  # nothing changed
 
 
-async def test_a_number_joins_one_campaign_only(world):
+async def test_a_number_joins_a_campaign_the_dca_accepted(world):
     c, n = world["campaign"], world["number"]
-    await world["call"]("POST", f"/admin/campaigns/{c['id']}/associate", {"number": n["number"]})
-    _, other = await world["call"]("POST", "/admin/campaigns", {
-        "brand_id": world["brand"]["id"], "use_case": "2FA", "description": "Codes for Acme",
-        "sample_messages": SAMPLES, "opt_in_message": "x", "opt_out_message": "y", "help_message": "z"})
-    await world["call"]("POST", f"/admin/campaigns/{other['id']}/review", {"outcome": "approved"})
-    await expect_409(world, "POST", f"/admin/campaigns/{other['id']}/associate", {"number": n["number"]},
-                     "number_in_campaign", f"/admin/numbers/{n['number']}/registry")
-
-
-async def test_associating_with_an_unapproved_campaign(world):
-    _, pending = await world["call"]("POST", "/admin/campaigns", {
-        "brand_id": world["brand"]["id"], "use_case": "2FA", "description": "Codes for Acme",
-        "sample_messages": SAMPLES, "opt_in_message": "x", "opt_out_message": "y", "help_message": "z"})
-    await expect_409(world, "POST", f"/admin/campaigns/{pending['id']}/associate",
-                     {"number": world["number"]["number"]}, "campaign_not_approved",
-                     f"/admin/numbers/{world['number']['number']}/registry")
+    await expect_409(world, "POST", f"/admin/campaigns/{c['id']}/associate", {"number": n["number"]},
+                     "campaign_not_shared", f"/admin/numbers/{n['number']}/registry")
 
 
 async def test_releasing_a_protected_number(world):
@@ -144,17 +151,6 @@ async def test_releasing_a_protected_number(world):
                      f"/admin/numbers/{n}/registry")
     code, out = await invoke("numbers", "release", n, "--yes", url=world["url"])
     assert code == 1 and "number_protected" in out and "deletion protection" in out
-
-
-async def test_reviewing_a_brand_never_submitted(world):
-    _, draft = await world["call"]("POST", "/admin/brands", {
-        "account_id": world["account"]["id"], "legal_name": "Draft LLC", "ein": "987654321",
-        "entity_type": "PRIVATE_PROFIT", "vertical": "RETAIL", "website": "https://draft.example",
-        "contact_email": "x@draft.example", "submit": False})
-    assert draft["status"] == "created"
-    await expect_409(world, "POST", f"/admin/brands/{draft['id']}/review", {"outcome": "verified",
-                                                                           "trust_score": 90},
-                     "brand_not_submitted", f"/admin/brands/{draft['id']}")
 
 
 async def test_leasing_when_none_is_free(world):
@@ -168,57 +164,36 @@ async def test_leasing_when_none_is_free(world):
 
 async def test_other_illegal_changes(world):
     b, c = world["brand"], world["campaign"]
-    await expect_409(world, "POST", f"/admin/campaigns/{c['id']}/review", {"outcome": "approved"},
-                     "campaign_not_submitted", f"/admin/campaigns/{c['id']}")
+    await expect_409(world, "DELETE", f"/admin/brands/{b['id']}", None, "brand_has_active_campaigns",
+                     f"/admin/brands/{b['id']}")
+    # an EIN the simulator cannot verify: its brand needs updates, and gets no campaign
     _, unverified = await world["call"]("POST", "/admin/brands", {
-        "account_id": world["account"]["id"], "legal_name": "Shady LLC", "ein": "111111111",
-        "entity_type": "PRIVATE_PROFIT", "vertical": "RETAIL", "website": "https://shady.example",
-        "contact_email": "x@shady.example"})
-    await world["call"]("POST", f"/admin/brands/{unverified['id']}/review", {"outcome": "unverified",
-                                                                             "trust_score": 0})
+        **BRAND, "account_id": world["account"]["id"], "legal_name": "Shady LLC", "ein": "000111111"})
+    assert (unverified["status"], unverified["identity_status"]) == ("requires_updates", "UNVERIFIED")
     status, data = await world["call"]("POST", "/admin/campaigns", {
         "brand_id": unverified["id"], "use_case": "2FA", "description": "d", "sample_messages": SAMPLES,
         "opt_in_message": "x", "opt_out_message": "y", "help_message": "z"})
     assert (status, data["error"]["code"]) == (409, "brand_not_verified")
-    # requires_updates then resubmission; vetting raises the score, never lowers it
-    status, data = await world["call"]("POST", f"/admin/brands/{unverified['id']}/vet", {"trust_score": 90})
-    assert (status, data["error"]["code"]) == (409, "brand_not_verified")
-    status, vetted = await world["call"]("POST", f"/admin/brands/{b['id']}/vet", {"trust_score": 85})
-    assert (vetted["identity_status"], vetted["trust_score"]) == ("vetted_verified", 85)
-    status, vetted = await world["call"]("POST", f"/admin/brands/{b['id']}/vet", {"trust_score": 20})
-    assert vetted["trust_score"] == 85
+    await expect_409(world, "POST", f"/admin/brands/{unverified['id']}/vet", {}, "brand_not_verified",
+                     f"/admin/brands/{unverified['id']}")
+    code, out = await invoke("brands", "feedback", str(unverified["id"]), url=world["url"])
+    assert code == 0 and out.startswith("TAX_ID:"), out
+    await world["call"]("POST", f"/admin/campaigns/{c['id']}/share")
+    await expect_409(world, "POST", f"/admin/campaigns/{c['id']}/share", None, "campaign_already_shared",
+                     f"/admin/campaigns/{c['id']}")
 
 
 async def test_registry_errors_keep_their_status_and_code(world):
-    """The registry's errors reach the error middleware: an illegal change is 409, an invalid input 422."""
+    """Refusals reach the error middleware with their codes: the gateway's own (409), the registry's (422)."""
     c, n = world["campaign"], world["number"]["number"]
     await expect_409(world, "POST", f"/admin/campaigns/{c['id']}/disassociate", {"number": n},
                      "number_not_in_campaign", f"/admin/numbers/{n}/registry")
-    _, submitted = await world["call"]("POST", "/admin/brands", {
-        "account_id": world["account"]["id"], "legal_name": "Maybe LLC", "ein": "222222222",
-        "entity_type": "PRIVATE_PROFIT", "vertical": "RETAIL", "website": "https://maybe.example",
-        "contact_email": "x@maybe.example"})
-    status, data = await world["call"]("POST", f"/admin/brands/{submitted['id']}/review",
-                                       {"outcome": "maybe", "trust_score": 50})
-    assert (status, data["error"]["code"]) == (422, "invalid_outcome"), data
-    _, after = await world["call"]("GET", f"/admin/brands/{submitted['id']}")
-    assert after["status"] == "submitted"
-
-
-async def test_requires_updates_and_resubmission(world):
-    _, brand = await world["call"]("POST", "/admin/brands", {
-        "account_id": world["account"]["id"], "legal_name": "Fixme Co", "ein": "222222222",
-        "entity_type": "NON_PROFIT", "vertical": "EDUCATION", "website": "https://fixme.example",
-        "contact_email": "x@fixme.example"})
-    status, data = await world["call"]("POST", f"/admin/brands/{brand['id']}/review", {"outcome": "requires_updates"})
-    assert (status, data["error"]["code"]) == (422, "missing_reason")
-    _, brand2 = await world["call"]("POST", f"/admin/brands/{brand['id']}/review",
-                                    {"outcome": "requires_updates", "reason": "EIN does not match the legal name"})
-    assert (brand2["status"], brand2["reason"]) == ("requires_updates", "EIN does not match the legal name")
-    _, brand3 = await world["call"]("POST", f"/admin/brands/{brand['id']}/resubmit", {})
-    assert brand3["status"] == "submitted"
-    _, shown = await world["call"]("GET", f"/admin/brands/{brand['id']}")
-    assert [h["to"] for h in shown["history"]] == ["submitted", "requires_updates", "submitted"]
+    status, data = await world["call"]("POST", f"/admin/campaigns/{c['id']}/share", {"cnp_id": "NOSUCH1"})
+    assert (status, data["error"]["code"]) == (422, "invalid_cnp"), data
+    _, after = await world["call"]("GET", f"/admin/campaigns/{c['id']}")
+    assert (after["status"], after["pending"]) == ("submitted", [])
+    code, out = await invoke("campaigns", "share", str(c["id"]), "--cnp", "NOSUCH1", url=world["url"])
+    assert code == 1 and "invalid_cnp" in out and "HTTP 422" in out
 
 
 @pytest.mark.parametrize("samples, ok", [(["only one sample message here"], False),
@@ -250,7 +225,7 @@ async def test_customers_see_only_their_own(world):
         assert (await resp.json())["numbers"] == []
     async with http.get(url + f"/v1/campaigns/{world['campaign']['id']}", headers=mine) as resp:
         limits = (await resp.json())["limits"]
-    assert (limits["att_per_minute"], limits["tmobile_per_day"]) == (2400, 10_000)  # trust 60, mixed
+    assert (limits["att_per_minute"], limits["tmobile_per_day"]) == (2400, 40_000)  # trust 69, mixed
 
 
 # --- what the inventory takes ----------------------------------------------------------------------------------------
@@ -324,7 +299,7 @@ async def test_inventory_cli_reports_the_file_lines(running, tmp_path):
 
 # --- brands --------------------------------------------------------------------------------------------------------
 BRAND = {"legal_name": "Acme Inc", "ein": "12-3456789", "entity_type": "PRIVATE_PROFIT", "vertical": "RETAIL",
-         "website": "https://acme.example", "contact_email": "ops@acme.example"}
+         "website": "https://acme.example", "contact_email": "ops@acme.example", "contact_phone": "+14155550100"}
 
 
 async def test_one_brand_per_ein(world):
@@ -339,7 +314,8 @@ async def test_one_brand_per_ein(world):
     assert [b["id"] for b in brands["brands"]] == [world["brand"]["id"]]
     code, out = await invoke("brands", "register", "--account", str(other["id"]), "--legal-name", "Copycat",
                              "--ein", "123456789", "--entity-type", "PRIVATE_PROFIT", "--vertical", "RETAIL",
-                             "--website", "https://copycat.example", "--email", "x@copycat.example", url=world["url"])
+                             "--website", "https://copycat.example", "--email", "x@copycat.example",
+                             "--phone", "+14155550101", url=world["url"])
     assert code == 1 and "brand_exists" in out and f"Brand {world['brand']['id']}" in out
 
 
