@@ -24,7 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from registry import states
 from registry.db import Base, UTCDateTime, utcnow
-from registry.models import Number, Transition
+from registry.models import Number
 
 ENTITY = "toll_free_verification"
 MOVES = {"submitted": {"in_review"}, "in_review": {"verified", "rejected"}, "rejected": {"submitted"},
@@ -173,8 +173,7 @@ async def _move(session: AsyncSession, verification: TollFreeVerification, to: s
         raise states.RegistryError(code, f"Toll-free verification {verification.id} is {current}; it cannot become "
                                          f"{to}.")
     verification.status = to
-    session.add(Transition(entity=ENTITY, entity_id=verification.id, from_state=current, to_state=to, actor=actor,
-                           reason=reason, at=await states.now(session)))
+    states.record(session, ENTITY, verification.id, current, to, actor, reason)
 
 
 async def submit(session: AsyncSession, account_id: int, numbers: list[Number], fields: dict[str, Any],
@@ -184,8 +183,7 @@ async def submit(session: AsyncSession, account_id: int, numbers: list[Number], 
     session.add(verification)
     await session.flush()
     await _link(session, verification, numbers)
-    session.add(Transition(entity=ENTITY, entity_id=verification.id, from_state=None, to_state="submitted",
-                           actor=actor, at=await states.now(session)))
+    states.record(session, ENTITY, verification.id, None, "submitted", actor)
     return verification
 
 
