@@ -246,13 +246,14 @@ class SimulatorServices:
             await sim.start()
             if name in self._disconnect_every:
                 sim.disconnect_every(self._disconnect_every[name])
+        if self.http_face is not None:
+            await self.http_face.start()
+        # the control API last: once it answers, everything else is listening
         self._runner = web.AppRunner(create_control_app(self.sim, self.carriers), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.http_port)
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]
-        if self.http_face is not None:
-            await self.http_face.start()
 
     @property
     def sms_http_port(self) -> int | None:

@@ -29,8 +29,8 @@ reach a provider, on a port of its own.
   The status report is ``POST status_callback`` with ``{"id", "status", "error_code", "reference"}``; status
   one of delivered, undelivered, rejected, expired, deleted, unknown, accepted.
 
-Both count as the SMPP side counts (``/counts``, ``/messages``, ``/stats`` of the control API), so duplicates
-and losses through an HTTP carrier are countable the same way; a report that cannot be delivered is tried again
+Both count as the SMPP side counts (``/counts``, ``/messages``, ``/stats`` of the control API; ``/stats`` also
+has ``accepted_over_http``), so duplicates and losses through an HTTP carrier are countable the same way; a report that cannot be delivered is tried again
 (5 attempts), as the SMPP side sends a deliver_sm again.
 """
 
@@ -149,6 +149,7 @@ class HttpFace:
             self.sim.refused(sub, status)
         else:
             self.sim.accepted(sub)
+            self.sim.stats["accepted_over_http"] += 1
         if self.sim.handler.response_delay > 0:
             await asyncio.sleep(self.sim.handler.response_delay)
         return status
