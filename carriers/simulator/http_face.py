@@ -30,8 +30,8 @@ reach a provider, on a port of its own.
   one of delivered, undelivered, rejected, expired, deleted, unknown, accepted.
 
 Both count as the SMPP side counts (``/counts``, ``/messages``, ``/stats`` of the control API; ``/stats`` also
-has ``accepted_over_http``), so duplicates and losses through an HTTP carrier are countable the same way; a report that cannot be delivered is tried again
-(5 attempts), as the SMPP side sends a deliver_sm again.
+has ``accepted_over_http``), so duplicates and losses through an HTTP carrier are countable the same way; a
+report that cannot be delivered is tried again (5 attempts), as the SMPP side sends a deliver_sm again.
 """
 
 from __future__ import annotations
