@@ -14,7 +14,9 @@ import contextlib
 import datetime as dt
 import json
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -254,4 +256,7 @@ async def final_states(http: aiohttp.ClientSession, target: Target, want: int, t
 
 
 def run(coro) -> None:  # noqa: ANN001
+    # SIGTERM (`timeout`, a CI job cancelled) ends the benchmark as Ctrl+C does: what it started is stopped on
+    # the way out, a Kannel in a session of its own included
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     print(json.dumps(asyncio.run(coro), indent=2))
