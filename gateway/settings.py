@@ -91,6 +91,7 @@ class SimulatorSettings:
     id_format: str = "hex"
     receipt_id_format: str = "same"  # same | hex | decimal | padded: how receipts quote the ids
     voice_port: int = 2777  # the embedded voice carrier simulator
+    sms_http_port: int = -1  # the SMSC's HTTP face (Kannel sendsms, JSON) for HTTP carriers; -1: off, 0: any free
     carriers: list[SimulatedCarrier] = field(default_factory=list)  # [[simulator.carriers]]: more, named SMSCs
 
 
@@ -358,6 +359,8 @@ def validate(settings: Settings) -> None:
         raise SettingsError("dispatcher.unmatched_receipt_ttl_h must be 0 (the receipt timeout) or above")
     if settings.simulator.receipt_id_format not in {"same", "hex", "decimal", "padded"}:
         raise SettingsError("simulator.receipt_id_format must be same, hex, decimal or padded")
+    if not -1 <= settings.simulator.sms_http_port <= 65535:
+        raise SettingsError("simulator.sms_http_port must be -1 (off), 0 (any free port) or a port")
     sim_names = [c.name for c in settings.simulator.carriers]
     problems = [p for c in settings.simulator.carriers for p in c.problems()]
     if problems or len(set(sim_names)) != len(sim_names):

@@ -16,6 +16,10 @@
     POST /stop        stop listening and drop every bind (a carrier gone down)   -> {"dropped": n}
     POST /start       listen again on the same port after a stop                 -> {"smpp_port": port}
 
+With ``sms_http_port`` set, :class:`SimulatorServices` also serves the default SMSC's HTTP face
+(``carriers.simulator.http_face``: Kannel's sendsms and a JSON SMS API) on that port; what it takes is counted
+here with the rest.
+
 With several simulated carriers (``[[simulator.carriers]]``), ``GET /carriers`` lists them with their SMPP ports
 and each answers the same API under ``/carriers/<name>/`` (``POST /carriers/b/scenario``, ...).
 """
@@ -30,6 +34,7 @@ from aiohttp import web
 from smpplib import consts
 
 from carriers.simulator.fleet import SimulatedCarrier
+from carriers.simulator.http_face import HttpFace
 from carriers.simulator.scenario import NO_ANSWER
 from carriers.simulator.smsc import SmscSimulator
 
@@ -217,7 +222,8 @@ class SimulatorServices:
 
     def __init__(self, host: str = "127.0.0.1", smpp_port: int = 0, http_port: int = 0, *,
                  accounts: dict[str, str] | None = None, receipt_delay: float = 0.05, id_format: str = "hex",
-                 receipt_id_format: str = "same", carriers: list[SimulatedCarrier] | None = None):
+                 receipt_id_format: str = "same", carriers: list[SimulatedCarrier] | None = None,
+                 sms_http_port: int | None = None):
         self.sim = SmscSimulator(host, smpp_port, accounts=accounts, receipt_delay=receipt_delay, id_format=id_format,
                                  receipt_id_format=receipt_id_format)
         # the named simulated carriers, each its own SMSC on its own port
@@ -226,6 +232,8 @@ class SimulatorServices:
                          for c in carriers or []}
         self._disconnect_every = {c.name: c.disconnect_every for c in carriers or [] if c.disconnect_every}
         self.host, self.http_port = host, http_port
+        # the HTTP face of the default SMSC (None: none; 0: any free port)
+        self.http_face = HttpFace(self.sim, host, sms_http_port) if sms_http_port is not None else None
         self._runner: web.AppRunner | None = None
 
     @property
@@ -238,13 +246,22 @@ class SimulatorServices:
             await sim.start()
             if name in self._disconnect_every:
                 sim.disconnect_every(self._disconnect_every[name])
+        if self.http_face is not None:
+            await self.http_face.start()
+        # the control API last: once it answers, everything else is listening
         self._runner = web.AppRunner(create_control_app(self.sim, self.carriers), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.http_port)
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]
 
+    @property
+    def sms_http_port(self) -> int | None:
+        return self.http_face.port if self.http_face is not None else None
+
     async def stop(self) -> None:
+        if self.http_face is not None:
+            await self.http_face.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         for sim in self.carriers.values():

@@ -32,6 +32,8 @@ class Submitted:
     registered_delivery: int
     label: str  # the carrier this destination belongs to (for per-carrier limits)
     received_at: float = field(default_factory=time.time)
+    # how its receipt goes back when not as an SMPP deliver_sm: f(submit, stat, receipt text) (the HTTP face)
+    report: Callable[["Submitted", str, str], None] | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"message_id": self.message_id, "system_id": self.system_id, "source": self.source,

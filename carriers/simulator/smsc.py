@@ -31,7 +31,6 @@ from carriers.smpp.receipts import STATE_CODES, concat_udh, parse_inbound
 log = logging.getLogger(__name__)
 
 
-
 class SmscSimulator:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, accounts: dict[str, str] | None = None,
                  receipt_delay: float = 0.05, outcome: str | Callable[[str, str], str] = "DELIVRD",
@@ -217,6 +216,10 @@ class SmscSimulator:
         body = (f"id:{rid} sub:001 dlvrd:{'001' if stat == 'DELIVRD' else '000'} submit date:{submitted} "
                 f"done date:{now} stat:{stat} err:{'000' if stat == 'DELIVRD' else self.handler.receipt_err or '001'} "
                 f"text:{sub.text[:20]}")
+        self.stats["receipts"] += 1
+        if sub.report is not None:  # taken over HTTP: reported over HTTP
+            sub.report(sub, stat, body)
+            return
         short_code = sub.source.isdigit()
         fields = dict(source_addr_ton=consts.SMPP_TON_INTL, source_addr_npi=consts.SMPP_NPI_ISDN,
                       source_addr=sub.destination.lstrip("+"),
@@ -227,7 +230,6 @@ class SmscSimulator:
                       receipted_message_id=rid,
                       message_state=STATE_CODES.get(stat, consts.SMPP_MESSAGE_STATE_UNKNOWN))
         self._deliver(sub.system_id, lambda seq: P.build("deliver_sm", seq, **fields))
-        self.stats["receipts"] += 1
 
     def requeue_receipt(self, system_id: str | None, raw: bytes, attempt: int) -> None:
         body = raw[16:]

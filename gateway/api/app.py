@@ -184,7 +184,8 @@ class Resources:
         services = SimulatorServices(host=sim_cfg.host, smpp_port=sim_cfg.smpp_port, http_port=sim_cfg.http_port,
                                      accounts={sim_cfg.system_id: sim_cfg.password},
                                      receipt_delay=sim_cfg.receipt_delay_ms / 1000, id_format=sim_cfg.id_format,
-                                     receipt_id_format=sim_cfg.receipt_id_format, carriers=sim_cfg.carriers)
+                                     receipt_id_format=sim_cfg.receipt_id_format, carriers=sim_cfg.carriers,
+                                     sms_http_port=sim_cfg.sms_http_port if sim_cfg.sms_http_port >= 0 else None)
         await services.start()
         app[app_keys.SIMULATOR] = services
         yield
@@ -230,6 +231,10 @@ class Resources:
             self.configured = [dataclasses.replace(c, port=ports[c.port])
                                if c.type == "smpp" and c.host == sim_cfg.host and c.port in ports else c
                                for c in self.configured]
+            if services.http_face is not None:  # and HTTP carriers pointed at its HTTP face
+                face = f"http://{sim_cfg.host}:{sim_cfg.sms_http_port}/"
+                self.configured = [dataclasses.replace(c, url=services.http_face.url + "/" + c.url[len(face):])
+                                   if c.type == "http" and c.url.startswith(face) else c for c in self.configured]
         redis = self.settings.redis
         if not (redis.url and self.given is None and any(c.max_binds for c in self.configured)):
             yield

@@ -14,16 +14,19 @@ import contextlib
 import datetime as dt
 import json
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import aiohttp
 
 from gateway.bench.processes import Gateway, ProcessError, Simulator, drop_redis_prefix, scratch_database, stop
+from gateway.settings import DEFAULT_CONFIG
 
 BENCH_TOKEN = "op_bench_token"
 
@@ -59,10 +62,18 @@ def parse_time(value: str) -> float:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
+# What a benchmark adds to the gateway's configuration once the simulator runs: given the simulator and the
+# scratch folder, it yields TOML appended to config/gateway.toml (and may hold what it started, such as a Kannel,
+# until the benchmark ends)
+ConfigHook = Callable[[Simulator, Path], contextlib.AbstractAsyncContextManager[str]]
+
+
 @contextlib.asynccontextmanager
 async def started(*, url: str | None, sim_url: str | None, key: str | None, env: dict[str, str],
-                  receipt_delay_ms: int = 50) -> AsyncIterator[Target]:
-    """A gateway and a simulator to measure: the given ones, or new processes on free ports."""
+                  receipt_delay_ms: int = 50, sms_http: bool = False, sim_env: dict[str, str] | None = None,
+                  sim_args: tuple[str, ...] = (), config: ConfigHook | None = None) -> AsyncIterator[Target]:
+    """A gateway and a simulator to measure: the given ones, or new processes on free ports (the simulator with
+    its HTTP face when ``sms_http``; the gateway's configuration extended by ``config``)."""
     if url:
         if not (sim_url and key):
             raise SystemExit("--url needs --simulator-url and --api-key too")
@@ -72,18 +83,43 @@ async def started(*, url: str | None, sim_url: str | None, key: str | None, env:
     log = open(tmp / "bench.log", "w")
     sim = gateway = None
     try:
-        sim = Simulator.start(log, receipt_delay_ms=receipt_delay_ms)
-        gateway = Gateway.for_simulator(tmp, sim, BENCH_TOKEN, log, env)
-        gateway.start()
-        try:
-            await gateway.ready(sim.process)
-        except ProcessError as exc:
-            raise SystemExit(str(exc)) from None
-        yield Target(gateway.url, sim.url, gateway.api_key, [sim.process, gateway.process], gateway=gateway)
+        async with contextlib.AsyncExitStack() as stack:
+            sim = Simulator.start(log, receipt_delay_ms=receipt_delay_ms, sms_http=sms_http, env=sim_env,
+                                  args=sim_args)
+            if config is not None:
+                await _simulator_ready(sim)
+                try:
+                    extra = await stack.enter_async_context(config(sim, tmp))
+                except ProcessError as exc:
+                    raise SystemExit(str(exc)) from None
+                (tmp / "gateway.toml").write_text(DEFAULT_CONFIG.read_text() + extra)
+                env = {**env, "GATEWAY_CONFIG": str(tmp / "gateway.toml")}
+            gateway = Gateway.for_simulator(tmp, sim, BENCH_TOKEN, log, env)
+            gateway.start()
+            try:
+                await gateway.ready(sim.process)
+            except ProcessError as exc:
+                raise SystemExit(str(exc)) from None
+            yield Target(gateway.url, sim.url, gateway.api_key, [sim.process, gateway.process], gateway=gateway)
     finally:
         stop(sim and sim.process, gateway and gateway.process)
         log.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _simulator_ready(sim: Simulator, timeout: float = 30.0) -> None:
+    """Until the simulator's control API answers (its SMPP port and HTTP face are then open too)."""
+    deadline = time.time() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.time() < deadline:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(sim.url + "/stats") as resp:
+                    if resp.status == 200:
+                        return
+            if sim.process.poll() is not None:
+                break
+            await asyncio.sleep(0.1)
+    raise SystemExit("the simulator did not start; see its log")
 
 
 POSTGRES_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -221,4 +257,7 @@ async def final_states(http: aiohttp.ClientSession, target: Target, want: int, t
 
 
 def run(coro) -> None:  # noqa: ANN001
+    # SIGTERM (`timeout`, a CI job cancelled) ends the benchmark as Ctrl+C does: what it started is stopped on
+    # the way out, a Kannel in a session of its own included
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     print(json.dumps(asyncio.run(coro), indent=2))

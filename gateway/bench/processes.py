@@ -97,14 +97,19 @@ class Simulator:
     process: subprocess.Popen
     smpp_port: int
     http_port: int
+    sms_http_port: int | None = None  # its HTTP face for HTTP carriers, when started with one
 
     @classmethod
-    def start(cls, log: IO, *, receipt_delay_ms: int = 50) -> "Simulator":
+    def start(cls, log: IO, *, receipt_delay_ms: int = 50, sms_http: bool = False,
+              env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> "Simulator":
+        """``sms_http``: with its HTTP face; ``env``, ``args``: more of the simulator's settings and options."""
         smpp, http = free_port(), free_port()
+        face = free_port() if sms_http else None
         process = subprocess.Popen(
             [sys.executable, "-m", "gateway", "simulator", "--smpp-port", str(smpp), "--http-port", str(http),
-             "--receipt-delay-ms", str(receipt_delay_ms)], env=base_env(), stdout=log, stderr=log)
-        return cls(process, smpp, http)
+             "--receipt-delay-ms", str(receipt_delay_ms), "--sms-http-port", str(-1 if face is None else face),
+             *args], env={**base_env(), **(env or {})}, stdout=log, stderr=log)
+        return cls(process, smpp, http, face)
 
     @property
     def url(self) -> str:

@@ -1,18 +1,24 @@
 """gatewayctl bench sms: throughput and latency of accept -> SMPP -> receipt -> delivered (and the status
-callbacks a local receiver counts and verifies)."""
+callbacks a local receiver counts and verifies). With ``--carrier http`` every message goes through an HTTP SMS
+carrier instead (a route sends everything to it): to the simulator's HTTP face in the kannel or json profile, or
+through a real Kannel whose SMSC is the simulator, and its status reports come back on the gateway's callbacks."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, AsyncIterator
 
 import aiohttp
 
+from carriers.simulator.http_face import JSON_MESSAGES, SENDSMS
 from gateway.bench.common import (
     POSTGRES_ADMIN_URL,
     REDIS_URL,
+    ConfigHook,
     admin,
     final_states,
     parse_time,
@@ -23,6 +29,7 @@ from gateway.bench.common import (
     started,
     started_cluster,
 )
+from gateway.bench.processes import Simulator, free_port
 from gateway.store.models import FINAL_STATUSES
 
 
@@ -98,16 +105,73 @@ class CallbackReceiver:
             await asyncio.sleep(0.2)
 
 
+HTTP_CARRIER = """
+[[carriers]]
+name = "http"
+type = "http"
+profile = "{profile}"
+url = "{url}"
+username = "{username}"
+password = "{password}"
+auth_value = "Bearer {password}"
+concurrency = {concurrency}
+
+[[routes]]
+name = "everything-over-http"
+carrier = "http"
+"""
+
+
+def http_carrier(profile: str, concurrency: int, kannel: bool) -> ConfigHook:
+    """The gateway's HTTP carrier, on the simulator's HTTP face or on a Kannel started here."""
+
+    @contextlib.asynccontextmanager
+    async def hook(sim: Simulator, tmp: Path) -> AsyncIterator[str]:
+        if not kannel:
+            path = SENDSMS if profile == "kannel" else JSON_MESSAGES
+            yield HTTP_CARRIER.format(profile=profile, url=f"http://127.0.0.1:{sim.sms_http_port}{path}",
+                                      username="gateway", password="secret", concurrency=concurrency)
+            return
+        from gateway.bench.kannel import PASSWORD, USERNAME, start_kannel, stop_kannel
+
+        running = await start_kannel(tmp / "kannel", sim.smpp_port, log_level=1)
+        try:
+            yield HTTP_CARRIER.format(profile="kannel", url=running.sendsms_url, username=USERNAME,
+                                      password=PASSWORD, concurrency=concurrency)
+        finally:
+            stop_kannel(running)
+
+    return hook
+
+
 async def bench_sms(*, messages: int, url: str | None, sim_url: str | None, key: str | None, throttles: bool,
                     mode: str, concurrency: int, batch: int, timeout: float, instances: int = 1,
                     database_url: str = POSTGRES_ADMIN_URL, redis_url: str = REDIS_URL,
-                    rate: int = 5000, callbacks: str = "none") -> dict[str, Any]:
+                    rate: int = 5000, callbacks: str = "none", carrier: str = "smpp", profile: str = "kannel",
+                    kannel: bool = False, http_concurrency: int = 10) -> dict[str, Any]:
     env = {} if throttles else {"GATEWAY_PACING_ENABLED": "false"}
+    http_figures: dict[str, Any] = {}
+    if carrier == "http" and (instances > 1 or url):
+        raise SystemExit("--carrier http starts its own gateway and simulator: not with --instances or --target-url")
     if instances > 1:
         # several instances keep their limits together in Redis: the account's and the short code's limits are
         # raised to ``rate`` (not lifted), so that the Redis limiter is on the path and can be checked
         env = {"GATEWAY_PACING_ENABLED": "true", "GATEWAY_PACING_SHORT_CODE_PER_S": str(rate)}
         cm = started_cluster(instances=instances, database_url=database_url, redis_url=redis_url, env=env)
+    elif carrier == "http":
+        profile = "kannel" if kannel else profile
+        http_figures = {"profile": profile, "through": "kannel" if kannel else "simulator http face",
+                        "http_concurrency": http_concurrency}
+        sim_env, sim_args = None, ()
+        if kannel:
+            # Kannel reads the SMSC's ids as decimal (its msg-id-type 0x00); and it alone binds to the simulator's
+            # SMSC, which would hand some of its receipts to the gateway's own bind otherwise: that one binds to an
+            # idle named carrier
+            idle = free_port()
+            sim_env, sim_args = {"GATEWAY_SIMULATOR_ID_FORMAT": "decimal"}, ("--carrier", f"idle={idle}")
+            env = {**env, "GATEWAY_CARRIER_SIM_PORT": str(idle)}
+        cm = started(url=None, sim_url=None, key=None, env=env, sms_http=not kannel, sim_env=sim_env,
+                     sim_args=sim_args, config=http_carrier(profile, http_concurrency, kannel))
     else:
         cm = started(url=url, sim_url=sim_url, key=key, env=env)
     receiver: CallbackReceiver | None = None
@@ -149,8 +213,8 @@ async def bench_sms(*, messages: int, url: str | None, sim_url: str | None, key:
     done = [parse_time(m["done_at"]) for m in delivered]
     span = (max(done) - min(created)) if delivered else 0.0
     return {
-        "benchmark": "sms", "messages": messages, "mode": mode, "concurrency": concurrency, "callbacks": callbacks,
-        "throttles": throttles,
+        "benchmark": "sms", "carrier": carrier, **http_figures, "messages": messages, "mode": mode,
+        "concurrency": concurrency, "callbacks": callbacks, "throttles": throttles,
         "accepted": len(ids), "accepted_per_s": round(len(ids) / max(end - start, 1e-9), 1),
         "accept_p50_ms": round(percentile(latencies, 50), 2), "accept_p99_ms": round(percentile(latencies, 99), 2),
         "accept_latency_is_per": "batch request" if mode == "batch" else "request",
@@ -160,7 +224,8 @@ async def bench_sms(*, messages: int, url: str | None, sim_url: str | None, key:
         # lost: no final state, or (with callbacks) no final event at the receiver
         "lost": sum(1 for i in ids if i not in final_ids or (receiver is not None and i not in receiver.finals)),
         "simulator_received": sim["received"], "simulator_throttled": sim["stats"].get("throttled", 0),
-    } | (_callback_figures(receiver, ids, start) if receiver is not None else {}) \
+    } | ({"simulator_received_over_http": sim["stats"].get("accepted_over_http", 0)} if carrier == "http" else {}) \
+      | (_callback_figures(receiver, ids, start) if receiver is not None else {}) \
       | (_cluster_figures(instances, rate, sim, start) if instances > 1 else {})
 
 

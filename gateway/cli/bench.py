@@ -40,21 +40,36 @@ def _targets(f):  # noqa: ANN001, ANN202
               help="With --instances: the Redis that holds the shared limits (under a scratch key prefix).")
 @click.option("--rate", type=click.IntRange(1, 10_000), default=5000, show_default=True,
               help="With --instances: the account and short-code limit, kept by all instances together.")
+@click.option("--carrier", type=click.Choice(["smpp", "http"]), default="smpp", show_default=True,
+              help="The kind of carrier every message goes through: an SMPP bind, or an HTTP SMS carrier against "
+                   "the simulator's HTTP face.")
+@click.option("--profile", type=click.Choice(["kannel", "json"]), default="kannel", show_default=True,
+              help="With --carrier http: the HTTP carrier's profile.")
+@click.option("--kannel", is_flag=True,
+              help="With --carrier http: through a real Kannel (bearerbox and smsbox, started here with a generated "
+                   "configuration) whose SMSC is the simulator, instead of the simulator's HTTP face.")
+@click.option("--http-concurrency", type=click.IntRange(1, 1000), default=10, show_default=True,
+              help="With --carrier http: the carrier's requests in flight (its concurrency setting).")
 @click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: the output is always JSON.")
 @_targets
 def bench_sms(messages: int, throttles: bool, mode: str, concurrency: int, batch: int, timeout: float,
-              instances: int, database_url: str, redis_url: str, rate: int, callbacks: str,
+              instances: int, database_url: str, redis_url: str, rate: int, callbacks: str, carrier: str,
+              profile: str, kannel: bool, http_concurrency: int,
               as_json: bool, target_url: str | None, simulator_url: str | None, api_key: str | None) -> None:
     """Throughput and latency of accept -> SMPP -> receipt -> delivered.
 
     With --instances N, N gateway processes share a scratch PostgreSQL database and Redis, and the output adds
-    what the simulator saw each second from all of them together against the shared --rate limit."""
+    what the simulator saw each second from all of them together against the shared --rate limit. With
+    --carrier http, the same through an HTTP SMS carrier (the output names its profile)."""
     from gateway.bench import common, sms
 
+    if kannel and carrier != "http":
+        raise click.BadParameter("--kannel goes with --carrier http", param_hint="--kannel")
     common.run(sms.bench_sms(messages=messages, url=target_url, sim_url=simulator_url, key=api_key,
                              throttles=throttles, mode=mode, concurrency=concurrency, batch=batch, timeout=timeout,
                              instances=instances, database_url=database_url, redis_url=redis_url, rate=rate,
-                             callbacks=callbacks))
+                             callbacks=callbacks, carrier=carrier, profile=profile, kannel=kannel,
+                             http_concurrency=http_concurrency))
 
 
 @bench.command("throttle")

@@ -53,10 +53,13 @@ def serve_until_stopped(server: Any) -> None:
 @click.option("--carrier", "carriers", multiple=True, metavar="NAME[=PORT]",
               help="Also simulate this named carrier on its own SMPP port (default: any free one); repeatable. "
                    "Adds to [[simulator.carriers]].")
+@click.option("--sms-http-port", type=click.IntRange(-1, 65535), default=None,
+              help="Also serve the SMSC's HTTP face for HTTP carriers (Kannel's /cgi-bin/sendsms and /json/messages) "
+                   "on this port (0: any free one, -1: off; default: [simulator] sms_http_port).")
 @click.pass_obj
 def simulator(obj: Ctx, host: str | None, smpp_port: int | None, http_port: int | None, system_id: str | None,
               password: str | None, receipt_delay_ms: int | None, receipt_id_format: str | None,
-              carriers: tuple[str, ...]) -> None:
+              carriers: tuple[str, ...], sms_http_port: int | None) -> None:
     """Run the SMSC simulator standalone (SMPP server plus its HTTP control API), with any named carriers."""
     from carriers.simulator.fleet import SimulatedCarrier
     from gateway.cli.server import serve_simulator
@@ -70,12 +73,13 @@ def simulator(obj: Ctx, host: str | None, smpp_port: int | None, http_port: int 
         if carrier.problems() or (port and not port.isdigit()) or name in {c.name for c in named}:
             raise click.BadParameter(f"{spec!r}: expected a new NAME or NAME=PORT", param_hint="--carrier")
         named.append(carrier)
+    face = cfg.sms_http_port if sms_http_port is None else sms_http_port
     logs.configure(settings.logging)
     serve_until_stopped(serve_simulator(
         host or cfg.host, cfg.smpp_port if smpp_port is None else smpp_port,
         cfg.http_port if http_port is None else http_port, {system_id or cfg.system_id: password or cfg.password},
         (cfg.receipt_delay_ms if receipt_delay_ms is None else receipt_delay_ms) / 1000, cfg.id_format,
-        receipt_id_format or cfg.receipt_id_format, named))
+        receipt_id_format or cfg.receipt_id_format, named, sms_http_port=None if face < 0 else face))
 
 
 @click.group()

@@ -85,6 +85,7 @@ async def serve(settings: Settings, *, demo: bool = False, migrate: bool = True)
             services = app.get(app_keys.SIMULATOR)
             if services is not None:
                 _echo_named(sim.host, services.carriers)
+                _echo_http_face(services)
             if settings.voice.enabled:
                 click.echo(f"Voice carrier simulator: http://{sim.host}:{sim.voice_port}")
         registry = app[app_keys.REGISTRY]
@@ -111,18 +112,26 @@ def _echo_named(host: str, carriers: dict) -> None:
         click.echo(f"  carrier {name}: {host}:{sim.port} (control API .../carriers/{name}/)")
 
 
+def _echo_http_face(services) -> None:  # noqa: ANN001
+    """Where HTTP carriers reach the simulator, when its HTTP face is on."""
+    face = services.http_face
+    if face is not None:
+        click.echo(f"  HTTP SMS face: {face.url}/cgi-bin/sendsms (kannel), {face.url}/json/messages (json)")
+
+
 async def serve_simulator(host: str, smpp_port: int, http_port: int, accounts: dict[str, str],
                           receipt_delay: float, id_format: str, receipt_id_format: str = "same",
-                          carriers: list[SimulatedCarrier] | None = None) -> None:
+                          carriers: list[SimulatedCarrier] | None = None, sms_http_port: int | None = None) -> None:
     from carriers.simulator import SimulatorServices
 
     services = SimulatorServices(host=host, smpp_port=smpp_port, http_port=http_port, accounts=accounts,
                                  receipt_delay=receipt_delay, id_format=id_format,
-                                 receipt_id_format=receipt_id_format, carriers=carriers)
+                                 receipt_id_format=receipt_id_format, carriers=carriers, sms_http_port=sms_http_port)
     await services.start()
     try:
         click.echo(f"SMPP simulator: {host}:{services.smpp_port} (control API http://{host}:{services.http_port})")
         _echo_named(host, services.carriers)
+        _echo_http_face(services)
         await _until_signalled()
     finally:
         await services.stop()

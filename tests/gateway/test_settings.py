@@ -119,3 +119,19 @@ def test_bad_simulated_carriers(tmp_path: Path, table, fragment):
     path.write_text(DEFAULT_CONFIG.read_text() + "\n[[simulator.carriers]]\n" + table + "\n")
     with pytest.raises(SettingsError, match=fragment):
         load_settings(path, env={})
+
+
+def test_readme_simulator_http_face_example_loads(tmp_path: Path):
+    """The README's carriers on the simulator's HTTP face, with [simulator] sms_http_port as it says."""
+    readme = (DEFAULT_CONFIG.parent.parent / "README.md").read_text()
+    section = readme.split("**The simulator's HTTP face.**", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "readme.toml"
+    path.write_text(DEFAULT_CONFIG.read_text() + "\n" + example)
+    s = load_settings(path, env={"GATEWAY_SIMULATOR_SMS_HTTP_PORT": "2778"})
+    kannel, json_api = s.carriers[1:]
+    assert s.simulator.sms_http_port == 2778 and load_settings(env={}).simulator.sms_http_port == -1
+    assert (kannel.profile, kannel.url, json_api.profile, json_api.auth_value) == (
+        "kannel", "http://127.0.0.1:2778/cgi-bin/sendsms", "json", "Bearer secret")
+    with pytest.raises(SettingsError, match="sms_http_port"):
+        load_settings(env={"GATEWAY_SIMULATOR_SMS_HTTP_PORT": "-2"})

@@ -125,6 +125,25 @@ async def test_bench_single_requests_take_turns_over_the_instances(aiohttp_serve
     assert len(ids) == 60 and sorted(seen) == [0, 1, 2] and all(count >= 10 for count in seen.values())
 
 
+async def test_bench_sms_through_an_http_carrier_counts_every_message_once():
+    """bench sms --carrier http: a gateway and a simulator as processes, every message through the HTTP carrier
+    (json profile) to the simulator's HTTP face, each delivered with its events and counted once there. How fast
+    is its JSON's business, not this test's."""
+    from gateway.bench.sms import bench_sms
+
+    out = await bench_sms(messages=20, url=None, sim_url=None, key=None, throttles=False, mode="single",
+                          concurrency=4, batch=10, timeout=60, callbacks="all", carrier="http", profile="json")
+    assert (out["carrier"], out["profile"], out["through"]) == ("http", "json", "simulator http face")
+    assert (out["accepted"], out["delivered"], out["lost"], out["simulator_received"]) == (20, 20, 0, 20)
+    assert out["simulator_received_over_http"] == 20  # none over the SMPP bind the gateway also holds
+    assert (out["webhook_events"], out["duplicates"], out["bad_signatures"]) == (60, 0, 0)  # queued, sent, delivered
+
+
+def test_bench_kannel_needs_the_http_carrier():
+    result = CliRunner().invoke(cli, ["bench", "sms", "--kannel"])
+    assert result.exit_code == 2 and "--kannel goes with --carrier http" in result.output
+
+
 def test_an_unreachable_gateway_is_exit_3_for_every_kind_of_call(tmp_path):
     """JSON calls, CSV uploads and CSV downloads all say the gateway cannot be reached and exit 3 (the export
     used to end in a ClientConnectorError traceback)."""

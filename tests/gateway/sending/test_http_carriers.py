@@ -204,3 +204,33 @@ async def test_through_kannel_delivered_long_unicode_and_inbound(aiohttp_client,
             raise AssertionError(f"no inbound message\n{kannel.logs()}") from None
     finally:
         stop_kannel(kannel)
+
+
+# --- the simulator's HTTP face: both profiles end to end, its counts showing each message taken once -----------
+
+async def test_both_profiles_through_the_embedded_simulators_http_face(aiohttp_client, migrated, sessionmaker):
+    migrated.simulator.embedded = True
+    migrated.simulator.sms_http_port = 0  # any free port: carriers naming port 0 follow the one it got
+    migrated.simulator.receipt_delay_ms = 20
+    migrated.carriers = [
+        CarrierSettings(name="kannel", type="http", profile="kannel", url="http://127.0.0.1:0/cgi-bin/sendsms",
+                        username="gateway", password="secret"),
+        CarrierSettings(name="cloud", type="http", profile="json", url="http://127.0.0.1:0/json/messages",
+                        auth_value="Bearer secret")]
+    client = await aiohttp_client(create_app(migrated))
+    migrated.server.public_url = str(client.make_url(""))  # where the simulator reports to
+    services = client.app[app_keys.SIMULATOR]
+    assert {c.url for c in client.app[app_keys.CARRIERS].carriers} == {
+        f"{services.http_face.url}/cgi-bin/sendsms", f"{services.http_face.url}/json/messages"}
+    customer = await new_customer(client, sessionmaker, "acme")
+    bodies = ["Hello", LONG, UNICODE]
+    sent = {f"+1415555{i:04d}": bodies[i % 3] for i in range(12)}
+    ids = [await _send(client, customer, to, body) for to, body in sent.items()]
+    taken_by = set()
+    for mid in ids:
+        got = await _status(client, customer, mid, "delivered")
+        assert [e["type"] for e in got["events"]] == ["TEXT_QUEUED", "TEXT_SENT", "TEXT_DELIVERED"]
+        taken_by.add(got["carrier"])
+    assert taken_by == {"kannel", "cloud"}  # the two carriers took turns
+    assert {s.destination: s.text for s in services.sim.received} == sent  # each once, whole
+    assert services.sim.stats["receipts"] == len(sent) and not services.sim.refusals
