@@ -188,6 +188,28 @@ TOLL_FREE_REQUEST = {k: v for k, v in json.loads((Path(__file__).parent.parent /
                                                   "toll_free_verification.json").read_text()).items() if k != "numbers"}
 
 
+async def live_campaign(session, account_id: int, trust_score: int, use_case: str = "2FA"):
+    """A brand with ``trust_score`` and a campaign the registry made live (shared, every carrier approved), straight
+    in the database, for tests of the send path that are not about registration (tests/gateway/tendlc is)."""
+    from registry.models import Brand, Campaign, CampaignOperation
+
+    brand = Brand(account_id=account_id, legal_name="Acme", ein="12-3456789", entity_type="PRIVATE_PROFIT",
+                  vertical="RETAIL", website="https://acme.example", country="US", contact_email="a@acme.example",
+                  status="complete", identity_status="VERIFIED", trust_score=trust_score,
+                  registry_id=f"B{account_id:06d}")
+    session.add(brand)
+    await session.flush()
+    campaign = Campaign(account_id=account_id, brand_id=brand.id, use_case=use_case, description="codes",
+                        sample_messages="[]", opt_in_message="x", opt_out_message="y", help_message="z",
+                        status="active", registry_id=f"C{account_id:06d}", registry_status="ACTIVE",
+                        sharing_status="ACCEPTED")
+    session.add(campaign)
+    await session.flush()
+    session.add_all(CampaignOperation(campaign_id=campaign.id, mno=mno, status="APPROVED")
+                    for mno in ("ATT", "TMOBILE", "VERIZON", "USCELLULAR"))
+    return campaign
+
+
 async def verify_toll_free(sessionmaker, account_id: int, *numbers: str) -> None:
     """Give an account's toll-free numbers a verified toll-free verification straight in the registry (as
     new_customer gives numbers), for tests that send from them: carriers block unverified ones."""

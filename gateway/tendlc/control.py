@@ -59,10 +59,12 @@ async def control(csp: Csp, work: Any, *, entity: str | None = None, row: Any = 
 
 
 async def advance(csp: Csp, reconciler: Reconciler, days: float, events_base: str | None = None) -> dict[str, Any]:
-    """Move the simulator's clock; what came due is done there and its events sent. Then a reconciliation, so
-    the answer holds the states the registry has now, whether the events came or not."""
+    """Move the simulator's clock; what came due is done there and its events sent. Then a full reconciliation
+    (every live brand and campaign, not only those waiting: an event that arrived meanwhile may have ended one's
+    wait while the next event about it is still on its way), so the answer holds the states the registry has now,
+    whether the events came or not."""
     clock = await control(csp, lambda: csp.client.advance(days))
-    return {"clock": clock, "reconciled": await reconciler.reconcile(events_base=events_base)}
+    return {"clock": clock, "reconciled": await reconciler.reconcile(full=True, events_base=events_base)}
 
 
 async def review_brand(csp: Csp, ident: str, identity: str, score: int | None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from gateway.settings_routes import CarrierSettings, RouteSettings
 from gateway.store.models import Message
 from registry.limits import derive
 from registry.models import Brand, Campaign, Number
-from tests.conftest import new_customer, wait_for
+from tests.conftest import live_campaign, new_customer, verify_toll_free, wait_for
 
 TOLL_FREE, TEN_DLC, SHORT_CODE = "+18005550100", "+14155550150", "12345"
 ONE_RECIPIENT = "+14155550177"
@@ -65,20 +65,10 @@ async def test_pacing_holds_per_number_and_per_carrier_across_a_failover(aiohttp
         # would follow each other instead of running side by side
         customer = await new_customer(client, sessionmaker, "shop")  # owns the short code 12345
         toll_free = await new_customer(client, sessionmaker, "travel", numbers=((TOLL_FREE, "toll_free"),))
+        await verify_toll_free(sessionmaker, toll_free.account_id, TOLL_FREE)  # carriers block unverified ones
         ten_dlc = await new_customer(client, sessionmaker, "acme", numbers=())
         async with sessionmaker() as session, session.begin():
-            brand = Brand(account_id=ten_dlc.account_id, legal_name="Acme Inc", ein="12-3456789",
-                          entity_type="PRIVATE_PROFIT", vertical="RETAIL", website="https://acme.example",
-                          country="US", contact_email="ops@acme.example", status="complete",
-                          identity_status="verified", trust_score=TRUST_SCORE)
-            session.add(brand)
-            await session.flush()
-            campaign = Campaign(account_id=ten_dlc.account_id, brand_id=brand.id, use_case="ACCOUNT_NOTIFICATION",
-                                description="Order updates", sample_messages='["Hi {#var}", "Order {#var}"]',
-                                opt_in_message="Joined", opt_out_message="Stopped", help_message="Help",
-                                status="approved")
-            session.add(campaign)
-            await session.flush()
+            campaign = await live_campaign(session, ten_dlc.account_id, TRUST_SCORE, "ACCOUNT_NOTIFICATION")
             session.add(Number(number=TEN_DLC, type="ten_dlc", country="US", capabilities="sms", status="active",
                                account_id=ten_dlc.account_id, campaign_id=campaign.id))
         att_per_s = derive(TRUST_SCORE, "ACCOUNT_NOTIFICATION", "PRIVATE_PROFIT").att_per_minute / 60

@@ -20,7 +20,7 @@ from gateway.api import app_keys
 from gateway.api.app import create_app
 from gateway.sending import compliance
 from registry.models import Account, Number, OptOut
-from tests.conftest import ADMIN, new_customer, verify_toll_free, wait_for
+from tests.conftest import ADMIN, live_campaign, new_customer, verify_toll_free, wait_for
 
 US = "+1415555"  # fictional 555-01xx numbers: +14155550100 ... +14155550199
 
@@ -541,23 +541,9 @@ async def test_admin_token_is_not_an_api_key(gw):
 
 async def test_10dlc_campaign_limits_per_carrier(gw):
     """A brand with trust score 30: AT&T class E/F, 240 SMS a minute = 4 a second for the campaign."""
-    from registry.models import Brand, Campaign, CampaignOperation
-
     c = await customer(gw, [(us(90), "ten_dlc")], max_rate_per_s=100)
     async with gw.sm() as session, session.begin():
-        brand = Brand(account_id=c.account_id, legal_name="Acme", ein="12-3456789", entity_type="PRIVATE_PROFIT",
-                      vertical="RETAIL", website="https://acme.example", country="US", contact_email="a@acme.example",
-                      status="complete", identity_status="VERIFIED", trust_score=30, registry_id="BACME01")
-        session.add(brand)
-        await session.flush()
-        campaign = Campaign(account_id=c.account_id, brand_id=brand.id, use_case="2FA", description="codes",
-                            sample_messages="[]", opt_in_message="x", opt_out_message="y", help_message="z",
-                            status="active", registry_id="CACME01", registry_status="ACTIVE",
-                            sharing_status="ACCEPTED")
-        session.add(campaign)
-        await session.flush()
-        session.add_all(CampaignOperation(campaign_id=campaign.id, mno=mno, status="APPROVED")
-                        for mno in ("ATT", "TMOBILE", "VERIZON", "USCELLULAR"))
+        campaign = await live_campaign(session, c.account_id, trust_score=30)
         await session.execute(update(Number).where(Number.number == us(90)).values(campaign_id=campaign.id))
     att = [f"+141555501{n:02d}" for n in range(0, 10)]  # +1415555010x: AT&T in config/carrier_lookup.toml
     ids = [(await send(gw, c, to=to))["id"] for to in att]
