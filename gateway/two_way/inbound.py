@@ -23,7 +23,7 @@ import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from sqlalchemy import bindparam, delete, func, select, text as sql_text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -305,16 +305,14 @@ class InboundService:
         once for the batch."""
         if not wholes:
             return []
-        numbers = await self._numbers(session, {w.destination for w in wholes})
-        accounts = {a.id: a for a in await _rows(session, Account, Account.id,
-                                                 {n.account_id for n in numbers.values() if n.account_id})}
+        numbers, accounts = await _numbers(session, {w.destination for w in wholes})
         leased = {n.id for n in numbers.values() if n.account_id in accounts}
         custom: dict[int, list[kw.CustomKeyword]] = {}
-        for k in await _rows(session, NumberKeyword, NumberKeyword.number_id, leased):
-            custom.setdefault(k.number_id, []).append(kw.CustomKeyword(k.keyword, k.action, k.message))
-        last_sent = await self._last_sent(session, [(numbers[w.destination], w.source) for w in wholes
-                                                    if w.destination in numbers
-                                                    and numbers[w.destination].id in leased])
+        for chunk in chunks(sorted(leased)):
+            for k in (await session.scalars(_KEYWORDS, {"ids": list(chunk)})).all():
+                custom.setdefault(k.number_id, []).append(kw.CustomKeyword(k.keyword, k.action, k.message))
+        last_sent = await _last_sent(session, [(numbers[w.destination], w.source) for w in wholes
+                                               if w.destination in numbers and numbers[w.destination].id in leased])
         handled: list[InboundMessage] = []
         for w in wholes:
             inbound = InboundMessage(public_id="in_" + secrets.token_hex(12), number=w.destination, source=w.source,
@@ -349,40 +347,6 @@ class InboundService:
                          {"event_type": INBOUND_EVENT, **inbound_view(i), "inbound_id": i.public_id}, now)
             for i in handled if i.forwarded])
         return handled
-
-    async def _numbers(self, session: AsyncSession, destinations: set[str]) -> dict[str, Number]:
-        """Each destination's number (in any of the forms carriers write it), when it is not released."""
-        forms = sorted({f for d in destinations for f in _forms(d)})
-        found: dict[str, Number] = {}
-        for chunk in chunks(forms):
-            for n in (await session.scalars(select(Number).where(Number.number.in_(chunk),
-                                                                 Number.status != "released"))).all():
-                found[n.number] = n
-        out = {}
-        for d in destinations:
-            number = next((found[f] for f in _forms(d) if f in found), None)
-            if number is not None:
-                out[d] = out[number.number] = number  # by the form written, and by its own
-        return out
-
-    async def _last_sent(self, session: AsyncSession, pairs: list[tuple[Number, str]]
-                         ) -> dict[tuple[int, str, str], str]:
-        """(account, number, person) -> the public id of the last message the account sent the person from the
-        number: what an inbound message answers. One query per number of the batch."""
-        people: dict[tuple[int, str], set[str]] = {}
-        for number, person in pairs:
-            people.setdefault((number.account_id, number.number), set()).add(person)
-        out: dict[tuple[int, str, str], str] = {}
-        for (account_id, number), persons in people.items():
-            for chunk in chunks(sorted(persons)):
-                last = (select(func.max(Message.id)).where(Message.account_id == account_id,
-                                                           Message.source == number,
-                                                           Message.destination.in_(chunk))
-                        .group_by(Message.destination))
-                for destination, public_id in (await session.execute(
-                        select(Message.destination, Message.public_id).where(Message.id.in_(last)))).all():
-                    out[(account_id, number, destination)] = public_id
-        return out
 
     async def _act(self, session: AsyncSession, account: Account, number: Number, person: str,
                    found: kw.Match) -> str | None:
@@ -439,11 +403,48 @@ async def block_queued(session: AsyncSession, account_id: int, *persons: str) ->
     return len(rows)
 
 
-async def _rows(session: AsyncSession, model: Any, column: Any, values: Iterable[Any]) -> list[Any]:
-    """The rows of ``model`` whose ``column`` is one of ``values`` (any number of them)."""
-    out: list[Any] = []
-    for chunk in chunks(sorted(values)):
-        out.extend((await session.scalars(select(model).where(column.in_(chunk)))).all())
+# what routing reads for a batch, built once (building a statement costs more than SQLite takes to run it); each
+# expanding parameter takes a list (a chunk of at most IN_LIST values)
+_NUMBERS = (select(Number, Account).outerjoin(Account, Account.id == Number.account_id)
+            .where(Number.number.in_(bindparam("forms", expanding=True)), Number.status != "released"))
+_KEYWORDS = select(NumberKeyword).where(NumberKeyword.number_id.in_(bindparam("ids", expanding=True)))
+_LAST_SENT = (select(Message.destination, Message.public_id).where(Message.id.in_(
+    select(func.max(Message.id))
+    .where(Message.account_id == bindparam("account"), Message.source == bindparam("number"),
+           Message.destination.in_(bindparam("persons", expanding=True)))
+    .group_by(Message.destination))))
+
+
+async def _numbers(session: AsyncSession, destinations: set[str]) -> tuple[dict[str, Number], dict[int, Account]]:
+    """Each destination's number, in any of the forms carriers write it, when it is not released (by the form
+    written, and by its own); and the accounts they are leased to."""
+    found: dict[str, Number] = {}
+    accounts: dict[int, Account] = {}
+    for chunk in chunks(sorted({f for d in destinations for f in _forms(d)})):
+        for number, account in (await session.execute(_NUMBERS, {"forms": list(chunk)})).all():
+            found[number.number] = number
+            if account is not None:
+                accounts[account.id] = account
+    out: dict[str, Number] = {}
+    for d in destinations:
+        number = next((found[f] for f in _forms(d) if f in found), None)
+        if number is not None:
+            out[d] = out[number.number] = number
+    return out, accounts
+
+
+async def _last_sent(session: AsyncSession, pairs: list[tuple[Number, str]]) -> dict[tuple[int, str, str], str]:
+    """(account, number, person) -> the public id of the last message the account sent the person from the number:
+    what an inbound message answers. One query per number of the batch."""
+    people: dict[tuple[int, str], set[str]] = {}
+    for number, person in pairs:
+        people.setdefault((number.account_id, number.number), set()).add(person)
+    out: dict[tuple[int, str, str], str] = {}
+    for (account_id, number), persons in people.items():
+        for chunk in chunks(sorted(persons)):
+            for destination, public_id in (await session.execute(_LAST_SENT, {
+                    "account": account_id, "number": number, "persons": list(chunk)})).all():
+                out[(account_id, number, destination)] = public_id
     return out
 
 
