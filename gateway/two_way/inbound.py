@@ -16,6 +16,7 @@ a number with self-managed opt-outs gets no automatic reply and no list change: 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import functools
@@ -27,6 +28,7 @@ from typing import Any, Callable
 
 from sqlalchemy import bindparam, delete, func, select, text as sql_text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import keywords as kw
@@ -55,6 +57,8 @@ log = logging.getLogger(__name__)
 
 INBOUND_EVENT = "INBOUND_MESSAGE"
 MAX_BATCH = 500  # inbound messages stored by one transaction; more wait for the next one
+# errors that say the database cannot be written now (not that a message cannot be): the whole batch is refused
+OUTAGES = (OperationalError, InterfaceError, SATimeoutError, asyncio.TimeoutError, OSError)
 
 
 def inbound_view(m: InboundMessage) -> dict:
@@ -164,39 +168,55 @@ class InboundService:
     async def _write(self, batch: list[_Waiting]) -> None:
         try:
             async with self._sm() as session, session.begin():
-                handled = await self._store(session, batch)
-        except BaseException as exc:  # rolled back: none of the batch is stored; the carrier asks for each again
-            self.stats["failed_batches"] += 1
-            if isinstance(exc, Exception):
-                self._metrics.alerts.failed("storing inbound messages (the carrier sends them again)", exc)
+                handled, repeats = await self._store(session, batch)
+        except Exception as exc:  # noqa: BLE001 - refused (an alert), or each stored alone
+            if len(batch) > 1 and not isinstance(exc, OUTAGES):
+                # one message the batch cannot store (a bug it meets) must not refuse its neighbours each time
+                # the SMSC sends them again: each is stored alone, and only that one is refused
+                for w in batch:
+                    await self._write([w])
+                return
+            self._failed(batch, exc)
+        except BaseException as exc:  # cancelled: rolled back, none of the batch is stored
+            self._failed(batch, exc)
+            raise
+        else:
+            self.stats["batches"] += 1
+            self.stats["messages"] += len(batch)
+            if repeats:
+                self.stats["repeats"] += sum(repeats.values())
+                for carrier, n in repeats.items():
+                    self._metrics.inbound_repeats.labels(carrier).inc(n)
+                log.info("%d inbound message(s) handed again within %gs (an answer lost): acknowledged, handled "
+                         "once", sum(repeats.values()), self.dedupe_s)
+            self._handled(handled)
             for w in batch:
                 if not w.stored.done():
-                    w.stored.set_exception(RuntimeError(f"storing the inbound message failed: {type(exc).__name__}"))
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return
-        self.stats["batches"] += 1
-        self.stats["messages"] += len(batch)
-        self._handled(handled)
+                    w.stored.set_result(None)
+
+    def _failed(self, batch: list[_Waiting], exc: BaseException) -> None:
+        """Rolled back: none of the batch is stored; each carrier call raises, and the carrier asks for it again."""
+        self.stats["failed_batches"] += 1
+        if isinstance(exc, Exception):
+            self._metrics.alerts.failed("storing inbound messages (the carrier sends them again)", exc)
         for w in batch:
             if not w.stored.done():
-                w.stored.set_result(None)
+                w.stored.set_exception(RuntimeError(f"storing the inbound message failed: {type(exc).__name__}"))
 
-    async def _store(self, session: AsyncSession, batch: list[_Waiting]) -> list[InboundMessage]:
-        """The batch in arrival order: repeats set aside, parts kept until their set is complete, whole messages
-        routed."""
+    async def _store(self, session: AsyncSession, batch: list[_Waiting]
+                     ) -> tuple[list[InboundMessage], collections.Counter[str]]:
+        """The batch in arrival order: repeats set aside (counted by carrier), parts kept until their set is
+        complete, whole messages routed."""
         now = utcnow()
         keys = [inbound_key(w.carrier, w.message) for w in batch]
         first = await self._first_seen(session, keys, now)
         wholes: list[_Whole] = []
+        repeats: collections.Counter[str] = collections.Counter()
         for w, key in zip(batch, keys):
             m = w.message
             if first is not None:
                 if key not in first:
-                    self.stats["repeats"] += 1
-                    self._metrics.inbound_repeats.labels(w.carrier).inc()
-                    log.info("inbound message from %s to %s handed again by %s within %ss: handled once",
-                             m.source, m.destination, w.carrier, self.dedupe_s)
+                    repeats[w.carrier] += 1
                     continue
                 first.discard(key)  # the same one twice in this batch: the second is a repeat
             # a part numbered 0 or beyond its total is no part of a set (GSM 03.40: such a header is ignored and
@@ -208,7 +228,7 @@ class InboundService:
                                          m.received_at))
             else:
                 wholes.append(_Whole(w.carrier, m.source, m.destination, m.text, 1, True, m.received_at))
-        return await self._route(session, wholes)
+        return await self._route(session, wholes), repeats
 
     async def _first_seen(self, session: AsyncSession, keys: list[str], now: dt.datetime) -> set[str] | None:
         """The keys not seen within the dedupe window, now stored as seen (with the batch); None when there is no

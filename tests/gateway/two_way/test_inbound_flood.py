@@ -212,3 +212,63 @@ async def test_stop_and_start_keep_their_order_within_batches(gw):
                                             .where(InboundMessage.body == "STOP"))).all())
     assert opted == set(second)
     assert len(why) == 100 and all(reply == stops[person] for person, reply in why)
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_a_message_handed_to_two_instances_at_once_is_stored_once(postgres_url):
+    """The SMSC sends a deliver_sm again on another instance's bind while the first instance is still storing it:
+    the identity is written by one statement, so one of them stores the message and the other sees a repeat."""
+    from carriers import InboundSms
+    from gateway.store.db import create_engine, create_sessionmaker
+    from gateway.store.migrate import upgrade
+    from gateway.two_way.inbound import InboundService
+    from registry.models import Account, Number
+
+    await upgrade(postgres_url)
+    engines = [create_engine(postgres_url) for _ in range(2)]
+    try:
+        one, two = (InboundService(create_sessionmaker(e)) for e in engines)
+        async with create_sessionmaker(engines[0])() as session, session.begin():
+            account = Account(name="acme")
+            session.add(account)
+            await session.flush()
+            session.add(Number(number=NUMBER, type="short_code", country="US", capabilities="sms",
+                               status="active", account_id=account.id))
+        messages = [InboundSms(person, NUMBER, f"reply {i}") for i, person in enumerate(recipients(50))]
+        await asyncio.gather(*(service.on_inbound("sim", m) for m in messages for service in (one, two)))
+        async with create_sessionmaker(engines[0])() as session:
+            bodies = (await session.scalars(select(InboundMessage.body))).all()
+        assert sorted(bodies) == sorted(m.text for m in messages)
+        assert one.stats["repeats"] + two.stats["repeats"] == len(messages)
+    finally:
+        for engine in engines:
+            await engine.dispose()
+
+
+async def test_a_message_its_batch_cannot_store_is_refused_alone(gw, inbox, monkeypatch):
+    """A message that meets a bug while its batch is stored must not refuse its neighbours (the SMSC would send them
+    all again, and again): the batch is stored message by message, and only that one is refused (the carrier
+    answers ESME_RX_T_APPN and gets it again). Refused, it is no repeat when it comes again."""
+    import keywords
+
+    from carriers import InboundSms
+
+    inbound = gw.app[app_keys.INBOUND]
+    match = keywords.match
+
+    def buggy(text, custom=()):
+        if text == "boom":
+            raise ValueError("a bug")
+        return match(text, custom)
+
+    monkeypatch.setattr(keywords, "match", buggy)
+    person = "+14155550123"
+    results = await asyncio.gather(*(inbound.on_inbound("sim", InboundSms(person, NUMBER, text))
+                                     for text in ("first", "boom", "last")), return_exceptions=True)
+    assert [type(r).__name__ for r in results] == ["NoneType", "RuntimeError", "NoneType"]
+    assert inbound.stats["failed_batches"] == 1
+    await wait_for(lambda: asyncio.sleep(0, sorted(inbox.bodies) == ["first", "last"]))
+    monkeypatch.setattr(keywords, "match", match)
+    await inbound.on_inbound("sim", InboundSms(person, NUMBER, "boom"))  # sent again, stored now
+    await wait_for(lambda: asyncio.sleep(0, sorted(inbox.bodies) == ["boom", "first", "last"]))
+    assert inbound.stats["repeats"] == 0
