@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import datetime as dt
 import json
 
 import pytest
 from aiohttp import web
 from sqlalchemy import func, select
 
+import keywords
+from carriers import InboundSms
 from carriers.simulator import SimulatorServices
 from gateway.api import app_keys
 from gateway.api.app import create_app
@@ -179,9 +182,7 @@ async def test_a_delivery_stored_but_not_acknowledged_is_forwarded_once(gw, inbo
         assert await session.scalar(select(func.count()).select_from(InboundMessage)) == 3
 
 
-def dt_after(seconds: float):
-    import datetime as dt
-
+def dt_after(seconds: float) -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)
 
 
@@ -218,7 +219,6 @@ async def test_stop_and_start_keep_their_order_within_batches(gw):
 async def test_on_postgresql_a_message_handed_to_two_instances_at_once_is_stored_once(postgres_url):
     """The SMSC sends a deliver_sm again on another instance's bind while the first instance is still storing it:
     the identity is written by one statement, so one of them stores the message and the other sees a repeat."""
-    from carriers import InboundSms
     from gateway.store.db import create_engine, create_sessionmaker
     from gateway.store.migrate import upgrade
     from gateway.two_way.inbound import InboundService
@@ -249,10 +249,6 @@ async def test_a_message_its_batch_cannot_store_is_refused_alone(gw, inbox, monk
     """A message that meets a bug while its batch is stored must not refuse its neighbours (the SMSC would send them
     all again, and again): the batch is stored message by message, and only that one is refused (the carrier
     answers ESME_RX_T_APPN and gets it again). Refused, it is no repeat when it comes again."""
-    import keywords
-
-    from carriers import InboundSms
-
     inbound = gw.app[app_keys.INBOUND]
     match = keywords.match
 
