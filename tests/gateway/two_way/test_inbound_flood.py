@@ -19,14 +19,12 @@ import keywords
 from carriers import InboundSms
 from carriers.simulator import SimulatorServices
 from gateway.api import app_keys
-from gateway.api.app import create_app
 from gateway.bench.common import recipients
 from gateway.store.models import InboundMessage, Message, MessageEvent, MessageStatus as S
 from gateway.webhooks.catalog import FINAL_EVENTS
 from registry.models import OptOut
-from tests.conftest import ADMIN, new_customer, wait_for
-
-NUMBER = "55501"
+from tests.conftest import ADMIN, wait_for
+from tests.gateway.two_way.test_two_way import NUMBER, two_way_gateway
 
 
 class Inbox:
@@ -55,18 +53,9 @@ async def gw(aiohttp_client, migrated, sessionmaker, inbox):
     await services.start()
     carrier = migrated.carriers[0]
     # a keep-alive that notices within seconds when the bind stops answering (the stall this file is about)
-    carrier.port, carrier.enquire_link_interval, carrier.response_timeout = services.smpp_port, 0.2, 3.0
+    carrier.enquire_link_interval, carrier.response_timeout = 0.2, 3.0
     carrier.reconnect_min = carrier.reconnect_max = 0.05
-    migrated.webhooks.poll_interval_ms = 50
-    client = await aiohttp_client(create_app(migrated))
-    client.sim, client.sm = services.sim, sessionmaker
-    client.customer = await new_customer(client, sessionmaker, "Acme", numbers=((NUMBER, "short_code"),))
-    resp = await client.patch(f"/v1/numbers/{NUMBER}", json={"two_way_enabled": True,
-                                                              "two_way_webhook_url": inbox.url},
-                              headers=client.customer.headers)
-    assert resp.status == 200, await resp.text()
-    await wait_for(lambda: asyncio.sleep(0, client.app[app_keys.CARRIERS].ready))
-    yield client
+    yield await two_way_gateway(aiohttp_client, migrated, sessionmaker, services, inbox.url)
     await services.stop()
 
 
