@@ -97,7 +97,10 @@ class InboundSms:
 
 
 class CarrierEvents(Protocol):
-    """The sink the gateway installs to receive what comes back from a carrier."""
+    """The sink the gateway installs to receive what comes back from a carrier. Each call returns once what it
+    was handed is stored (the carrier acknowledges it then) and raises when it could not be (the carrier asks for
+    it again). Calls may overlap; inbound messages are taken in the order of the calls (each call hands its
+    message on before its first pause), so a carrier keeps arrival order by calling in arrival order."""
 
     async def on_receipt(self, carrier: str, receipt: Receipt) -> None: ...
 

@@ -161,6 +161,9 @@ class MessageSettings:
     max_ttl_s: int = 72 * 3600
     default_country: str = "US"  # region used to read numbers written without a leading +
     reassembly_timeout_s: float = 120.0  # an inbound multipart message still incomplete after this is handed on
+    # an inbound message (or part) the carrier hands again within this is a repeat (an SMSC sends a deliver_sm
+    # again when its answer was lost with a connection): acknowledged, not handled twice. 0: no such check
+    inbound_dedupe_s: float = 300.0
 
 
 @dataclass
@@ -401,3 +404,5 @@ def validate(settings: Settings) -> None:
     m = settings.messages
     if not m.min_ttl_s <= m.default_ttl_s <= m.max_ttl_s:
         raise SettingsError("messages.default_ttl_s must lie between min_ttl_s and max_ttl_s")
+    if m.inbound_dedupe_s < 0:
+        raise SettingsError("messages.inbound_dedupe_s must be 0 (no check) or more")

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("carriers.simulator.smsc")
 
 BIND_COMMANDS = {"bind_transmitter": "tx", "bind_receiver": "rx", "bind_transceiver": "trx"}
+THROTTLED_RETRY_S = 0.2  # a deliver_sm answered ESME_RTHROTTLED goes again after this (not counted as an attempt)
 
 
 @dataclass
@@ -103,6 +104,12 @@ class SmscProtocol:
         pending = self.pending_receipts.pop(seq, None)
         if pending is not None and status == consts.SMPP_ESME_ROK:
             self.sim.stats["acknowledged"] += 1  # the ESME took this deliver_sm: it is never sent again
+        elif pending is not None and status == consts.SMPP_ESME_RTHROTTLED:
+            # the ESME asks to slow down, which is no failed attempt: the SMSC keeps it and sends it again shortly
+            self.sim.stats["deliveries_throttled"] += 1
+            raw, attempt = pending
+            asyncio.get_running_loop().call_later(THROTTLED_RETRY_S, self.sim.requeue_receipt,
+                                                  self.session.system_id, raw, attempt)
         elif pending is not None:
             raw, attempt = pending  # the ESME asked us to retry: again in a moment
             self.sim.stats["receipts_refused"] += 1

@@ -49,8 +49,6 @@ class SmppCarrier(Carrier):
         self.name = name
         self.concatenation = concatenation
         self._events: CarrierEvents | None = None
-        # deliver_sm are handled side by side; inbound messages still in arrival order (STOP then START)
-        self._inbound_order = asyncio.Lock()
         self.clients = [
             SmppClient(host, port, system_id, password, system_type=system_type, bind_mode=bind_mode,
                        window=window, enquire_link_interval=enquire_link_interval,
@@ -144,8 +142,9 @@ class SmppCarrier(Carrier):
                 return consts.SMPP_ESME_ROK
             await self._events.on_receipt(self.name, receipt)
         else:
-            async with self._inbound_order:
-                await self._events.on_inbound(self.name, parse_inbound(pdu))
+            # deliver_sm are handled side by side, each handed on as it was read (the sink keeps that order:
+            # STOP then START) and answered once the sink has stored it with the others of its batch
+            await self._events.on_inbound(self.name, parse_inbound(pdu))
         return consts.SMPP_ESME_ROK
 
     async def close(self) -> None:

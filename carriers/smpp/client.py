@@ -5,6 +5,12 @@ responses by sequence number; enquire_link keep-alive and answers to the peer's;
 reconnection with exponential backoff and jitter after a dropped connection; a clean unbind on close. Each
 bind keeps its state (connecting, bound, unbound while it tries again, closed) with the time it entered it, and
 its last few failures (bind refused, connection failed or lost), for the operator's status.
+
+Reading never waits (as smpplib's Client reads: every PDU is taken off the socket and dispatched at once):
+submit_sm_resp, enquire_link_resp and the peer's enquire_link and unbind are answered whatever the deliveries do.
+Back-pressure falls on new deliver_sm only: each is answered once it is stored (its deliver_sm_resp waits), at
+most DELIVER_WINDOW of them at once on one connection; one beyond that is answered ESME_RTHROTTLED at once, and
+the SMSC sends it again later.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from carriers.smpp import _pdu as P
 
 log = logging.getLogger(__name__)
 
-DELIVER_WINDOW = 1000  # deliver_sm handled at once on one connection
+DELIVER_WINDOW = 1000  # deliver_sm handled at once on one connection; beyond it: ESME_RTHROTTLED
 DeliverHandler = Callable[[Any], Awaitable[int]]
 
 
@@ -50,10 +56,10 @@ class _Link:
         self.ended: str | None = None  # why the connection ended, once it has
         self._out: list[bytes] = []  # PDUs sent during this turn of the event loop, written together
         self._loop = asyncio.get_running_loop()
-        # deliver_sm are handled side by side (a receipt is answered once it is stored, which takes a write
-        # batch): at most this many at once on one connection before reading waits
+        # deliver_sm are handled side by side (each is answered once it is stored, which takes a write batch):
+        # at most DELIVER_WINDOW at once on one connection; more are answered ESME_RTHROTTLED (reading never waits)
         self._handlers: set[asyncio.Task] = set()
-        self._room = asyncio.Event()  # set whenever a handler has ended
+        self._throttling = False  # the window is full (logged once per spell)
         self.task: asyncio.Task | None = None  # the read loop, once bound
 
     def next_seq(self) -> int:
@@ -136,9 +142,15 @@ class _Link:
             self.send(P.build("unbind_resp", seq))
             raise _Closed("the SMSC unbound")
         elif pdu.command == "deliver_sm":
-            while len(self._handlers) >= DELIVER_WINDOW:
-                self._room.clear()
-                await self._room.wait()
+            if len(self._handlers) >= DELIVER_WINDOW:
+                # slow down, not failed: the SMSC keeps it and sends it again; reading goes on meanwhile
+                self.client.deliveries_throttled += 1
+                if not self._throttling:
+                    self._throttling = True
+                    log.warning("%s: %d deliver_sm waiting to be stored; answering new ones ESME_RTHROTTLED",
+                                self.client.name, len(self._handlers), extra=self.client.log_fields)
+                self.send(P.build("deliver_sm_resp", seq, status=consts.SMPP_ESME_RTHROTTLED, message_id=""))
+                return
             task = asyncio.create_task(self._deliver(pdu, seq))
             self._handlers.add(task)
             task.add_done_callback(self._delivered)
@@ -157,9 +169,9 @@ class _Link:
             self.send(P.build("deliver_sm_resp", seq, status=status, message_id=""))
 
     def _delivered(self, task: asyncio.Task) -> None:
-        # the read loop counts handlers in _handlers: wake it only once this one has left
         self._handlers.discard(task)
-        self._room.set()
+        if self._throttling and len(self._handlers) < DELIVER_WINDOW // 2:
+            self._throttling = False
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -233,6 +245,7 @@ class SmppClient:
         self._task: asyncio.Task | None = None
         self._first_attempt = asyncio.Event()
         self.binds = 0  # successful binds so far (reconnects show up here)
+        self.deliveries_throttled = 0  # deliver_sm answered ESME_RTHROTTLED: the window was full
         self.last_error: str | None = None
         self.state, self.state_since = "connecting", time.time()  # connecting, bound, unbound, closed (epoch s)
         self.errors = RecentErrors()  # bind failures and lost connections

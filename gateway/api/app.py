@@ -279,6 +279,7 @@ class Resources:
                                 metrics=app[app_keys.METRICS], gate=gate)
         inbound = InboundService(app[app_keys.SESSIONMAKER],
                                  reassembly_timeout_s=settings.messages.reassembly_timeout_s,
+                                 dedupe_s=settings.messages.inbound_dedupe_s,
                                  on_reply=dispatcher.notify, on_webhooks=sender.notify, metrics=app[app_keys.METRICS])
         app[app_keys.CARRIERS] = pool
         app[app_keys.DISPATCHER] = dispatcher

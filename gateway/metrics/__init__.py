@@ -77,6 +77,9 @@ class Metrics:
                                  "Receipts that matched no message part when they came.", ("carrier",), registry=r)
         self.inbound = Counter("gateway_inbound_messages_total", "Inbound messages by the keyword action taken.",
                                ("action",), registry=r)
+        self.inbound_repeats = Counter("gateway_inbound_repeats_total",
+                                       "Inbound messages or parts a carrier handed again within inbound_dedupe_s "
+                                       "(acknowledged, not handled twice).", ("carrier",), registry=r)
         self.webhook_deliveries = Counter("gateway_webhook_deliveries_total",
                                           "Webhook delivery attempts the receiver accepted.", registry=r)
         self.webhook_failures = Counter("gateway_webhook_failures_total",

@@ -229,6 +229,18 @@ class InboundPart(Base):
     assembled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class InboundSeen(Base):
+    """An inbound message or part as a carrier handed it (its identity: a digest of carrier, addresses, coding,
+    concatenation and text), kept for ``[messages] inbound_dedupe_s``: one the SMSC sends again (its answer was
+    lost with a connection) is acknowledged and not handled twice. Written with what it brought."""
+
+    __tablename__ = "inbound_seen"
+    __table_args__ = (Index("ix_inbound_seen_at", "seen_at"),)  # forgotten after the window
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
 class NumberKeyword(Base):
     """A customer's keyword on one of its numbers."""
 

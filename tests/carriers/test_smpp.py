@@ -252,35 +252,81 @@ async def test_the_peers_unbind_is_answered_and_the_client_binds_again(sim):
     await client.close()
 
 
-async def test_deliveries_handled_side_by_side_up_to_the_window(sim, monkeypatch):
-    """deliver_sm are handled at once up to DELIVER_WINDOW per connection; beyond it reading waits until one is
-    answered, and none is lost or answered twice."""
+async def test_a_full_delivery_window_throttles_deliveries_and_reading_goes_on(sim, monkeypatch):
+    """deliver_sm are handled at once up to DELIVER_WINDOW per connection; one beyond it is answered ESME_RTHROTTLED
+    (the SMSC sends it again), and reading never stops: with the window full, a submit_sm still gets its answer,
+    the client's enquire_link its answer and the SMSC's enquire_link ours. Each message is handled once."""
     import carriers.smpp.client as client_module
 
     monkeypatch.setattr(client_module, "DELIVER_WINDOW", 3)
     release = asyncio.Event()
     busy: list[int] = []
+    handled: list[str] = []
     most = 0
 
     async def handle(pdu):
         nonlocal most
         busy.append(1)
         most = max(most, len(busy))
+        handled.append(P.text(pdu.short_message))
         await release.wait()
         busy.pop()
         return consts.SMPP_ESME_ROK
 
-    client = SmppClient("127.0.0.1", sim.port, "gateway", "secret", on_deliver_sm=handle)
+    client = SmppClient("127.0.0.1", sim.port, "gateway", "secret", on_deliver_sm=handle, response_timeout=30)
     await client.start()
     for i in range(10):
         await sim.inject_mo("+14155550123", "12345", f"m{i}")
-    await wait_for(lambda: _true(len(busy) == 3))
-    await asyncio.sleep(0.1)
-    assert (len(busy), most) == (3, 3)  # the other 7 wait in the socket
+    await wait_for(lambda: _true(len(busy) == 3 and sim.stats["deliveries_throttled"] >= 7))
+    assert client.deliveries_throttled >= 7
+    # the window is full and its deliveries unanswered: answers still come through
+    message_id = await client.submit_sm(source_addr="12345", destination_addr="14155550123", short_message=b"x")
+    assert message_id == sim.received[-1].message_id
+    await client._tx.request("enquire_link", 30)
+    protocol = next(iter(sim.connections))
+    seq = protocol.next_seq()
+    answered = asyncio.get_running_loop().create_future()
+    original = protocol.on_response
+    protocol.on_response = (lambda cid, status, s:
+                            answered.set_result(cid) if s == seq else original(cid, status, s))
+    protocol.send(P.build("enquire_link", seq))
+    assert await asyncio.wait_for(answered, 30) == 0x80000015
+    assert (len(busy), most) == (3, 3) and sim.stats["acknowledged"] == 0
     release.set()
-    await wait_for(lambda: _true(sim.stats["acknowledged"] == 10))
-    assert most == 3 and not busy
+    await wait_for(lambda: _true(sim.stats["acknowledged"] == 10), timeout=30)
+    assert most == 3 and not busy and client.binds == 1
+    assert sorted(handled) == [f"m{i}" for i in range(10)]  # a throttled one was handled when it came again, once
     await client.close()
+
+
+def _smpplib_throttling_receiver(port: int, throttle: int) -> list[bytes]:
+    """A receiver bound with smpplib's blocking Client that answers the first ``throttle`` deliver_sm
+    ESME_RTHROTTLED; returns the texts of the deliver_sm it read, in order."""
+    receiver = smpplib.client.Client("127.0.0.1", port, timeout=5, allow_unknown_opt_params=True)
+    seen: list[bytes] = []
+
+    def on_message(pdu):
+        seen.append(pdu.short_message)
+        return consts.SMPP_ESME_RTHROTTLED if len(seen) <= throttle else consts.SMPP_ESME_ROK
+
+    receiver.set_message_received_handler(on_message)
+    receiver.connect()
+    receiver.bind_receiver(system_id="gateway", password="secret")
+    while len(seen) < throttle + 1:
+        receiver.read_once()
+    receiver.unbind()
+    receiver.disconnect()
+    return seen
+
+
+async def test_the_simulator_sends_a_throttled_delivery_again_without_counting_an_attempt(sim):
+    """ESME_RTHROTTLED in a deliver_sm_resp means "slow down", not "failed": the simulator (like an SMSC that keeps
+    the message) sends it again, also beyond the five attempts a refused one gets, until it is taken."""
+    await sim.inject_mo("+14155550123", "12345", "try me")
+    seen = await asyncio.to_thread(_smpplib_throttling_receiver, sim.port, 7)
+    assert seen == [b"try me"] * 8
+    assert (sim.stats["deliveries_throttled"], sim.stats["acknowledged"]) == (7, 1)
+    assert sim.stats["receipts_refused"] == 0
 
 
 async def test_throttled_and_rejected(sim):

@@ -12,7 +12,7 @@ from gateway.store.migrate import downgrade, upgrade
 from gateway.store.models_all import metadata
 
 TABLES = {"accounts", "api_keys", "numbers", "messages", "message_parts", "message_events", "unmatched_receipts",
-          "opt_outs", "webhook_deliveries", "webhook_attempts", "inbound_messages", "inbound_parts",
+          "opt_outs", "webhook_deliveries", "webhook_attempts", "inbound_messages", "inbound_parts", "inbound_seen",
           "number_keywords", "voice_messages", "voice_events", "brands", "campaigns", "transitions",
           "campaign_operations", "number_orders", "number_order_items", "registry_requests", "registry_events",
           "gateway_instances", "alembic_version"}

@@ -53,24 +53,31 @@ async def receiver(aiohttp_server):
     return rec
 
 
+async def two_way_gateway(aiohttp_client, settings, sessionmaker, services: SimulatorServices, webhook_url: str):
+    """The app on the simulator's SMPP port, with an account leasing NUMBER that forwards its inbound messages to
+    ``webhook_url``; once bound."""
+    settings.carriers[0].port = services.smpp_port
+    settings.webhooks.poll_interval_ms = 50
+    client = await aiohttp_client(create_app(settings))
+    client.sim, client.sm = services.sim, sessionmaker
+    client.customer = await new_customer(client, sessionmaker, "Acme", numbers=((NUMBER, "short_code"),))
+    resp = await client.patch(f"/v1/numbers/{NUMBER}", json={"two_way_enabled": True,
+                                                              "two_way_webhook_url": webhook_url},
+                              headers=client.customer.headers)
+    assert resp.status == 200, await resp.text()
+    await wait_for(lambda: asyncio.sleep(0, client.app[app_keys.CARRIERS].ready))
+    return client
+
+
 @pytest.fixture
 async def gw(aiohttp_client, migrated, sessionmaker, receiver):
     services = SimulatorServices(accounts={"gateway": "secret"}, receipt_delay=0.02)
     await services.start()
-    migrated.carriers[0].port = services.smpp_port
     migrated.webhooks.retry_base_s = 0.05
-    migrated.webhooks.poll_interval_ms = 50
-    client = await aiohttp_client(create_app(migrated))
-    client.sim, client.sm = services.sim, sessionmaker
-    client.customer = await new_customer(client, sessionmaker, "Acme", numbers=((NUMBER, "short_code"),))
+    client = await two_way_gateway(aiohttp_client, migrated, sessionmaker, services, receiver.url)
     async with sessionmaker() as session, session.begin():
         await session.execute(update(Account).where(Account.id == client.customer.account_id).values(
             program_name="Acme Alerts", support_contact="help@acme.example"))
-    resp = await client.patch(f"/v1/numbers/{NUMBER}", json={"two_way_enabled": True,
-                                                              "two_way_webhook_url": receiver.url},
-                              headers=client.customer.headers)
-    assert resp.status == 200, await resp.text()
-    await wait_for(lambda: asyncio.sleep(0, client.app[app_keys.CARRIERS].ready))
     yield client
     await services.stop()
 
