@@ -1,7 +1,7 @@
 """Inbound messages as carriers handed them, by identity, for a while: a deliver_sm sent again is handled once
 
-Revision ID: 0013_inbound_seen
-Revises: 0012_toll_free
+Revision ID: 0014_inbound_seen
+Revises: 0013_csp
 Create Date: 2026-11-29 12:00:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import registry.db
 
-revision = '0013_inbound_seen'
-down_revision = '0012_toll_free'
+revision = '0014_inbound_seen'
+down_revision = '0013_csp'
 branch_labels = None
 depends_on = None
 
