@@ -54,6 +54,8 @@ class _Link:
         # batch): at most this many at once on one connection before reading waits
         self._handlers: set[asyncio.Task] = set()
         self._room = asyncio.Event()  # set whenever a handler has ended
+        # reading waits for room: the SMSC's PDUs (and answers to ours) stay unread in the socket meanwhile
+        self.paused, self.pauses = False, 0
         self.task: asyncio.Task | None = None  # the read loop, once bound
 
     def next_seq(self) -> int:
@@ -136,9 +138,12 @@ class _Link:
             self.send(P.build("unbind_resp", seq))
             raise _Closed("the SMSC unbound")
         elif pdu.command == "deliver_sm":
-            while len(self._handlers) >= DELIVER_WINDOW:
-                self._room.clear()
-                await self._room.wait()
+            if len(self._handlers) >= DELIVER_WINDOW:
+                self.paused, self.pauses = True, self.pauses + 1
+                while len(self._handlers) >= DELIVER_WINDOW:
+                    self._room.clear()
+                    await self._room.wait()
+                self.paused = False
             task = asyncio.create_task(self._deliver(pdu, seq))
             self._handlers.add(task)
             task.add_done_callback(self._delivered)
@@ -160,6 +165,15 @@ class _Link:
         # the read loop counts handlers in _handlers: wake it only once this one has left
         self._handlers.discard(task)
         self._room.set()
+
+    def drop_deliveries(self) -> None:
+        """The connection is gone: the deliver_sm still in hand can no longer be answered, and an SMSC sends what
+        it had no answer to again on the next bind. Their handlers end here rather than live on beside those of
+        the next connection (which would handle the same messages again): without this, every reconnect under
+        load left up to DELIVER_WINDOW handlers, their PDUs and this link behind, for good if they wait on
+        something the new connection keeps busy."""
+        for task in self._handlers:
+            task.cancel()
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -328,6 +342,7 @@ class SmppClient:
                 for link in links:
                     if link.task is not None:
                         link.task.cancel()
+                    link.drop_deliveries()
                     link.fail_pending(CarrierRetryable("The SMPP connection was lost.", code="connection_lost"))
                     await link.close()
                 self._links, self._tx = [], None
@@ -340,9 +355,17 @@ class SmppClient:
         while True:
             await asyncio.sleep(self.enquire_link_interval)
             for link in links:
+                pauses = link.pauses
                 try:
                     await link.request("enquire_link", self.response_timeout)
-                except (asyncio.TimeoutError, CarrierRetryable, _Closed):
+                except asyncio.TimeoutError:
+                    if link.paused or link.pauses != pauses:
+                        # its answer waits unread behind deliver_sm the gateway was not ready to take: the
+                        # connection is alive, the gateway is busy (reconnecting would only lose its work)
+                        continue
+                    log.warning("%s: enquire_link unanswered; reconnecting", self.name)
+                    return
+                except (CarrierRetryable, _Closed):
                     log.warning("%s: enquire_link unanswered; reconnecting", self.name)
                     return
 

@@ -283,6 +283,66 @@ async def test_deliveries_handled_side_by_side_up_to_the_window(sim, monkeypatch
     await client.close()
 
 
+async def test_a_lost_connections_deliveries_end_with_it_and_come_again_on_the_next(sim, monkeypatch):
+    """The handlers of deliver_sm in hand when the connection drops are ended (their answer can no longer reach
+    the SMSC, which sends those messages again on the next bind): only the next connection's handlers remain,
+    and each message is handled to the end once."""
+    import carriers.smpp.client as client_module
+
+    monkeypatch.setattr(client_module, "DELIVER_WINDOW", 3)
+    release = asyncio.Event()
+    started, ended, cancelled = [], [], []
+
+    async def handle(pdu):
+        started.append(pdu.short_message)
+        try:
+            await release.wait()
+        except asyncio.CancelledError:
+            cancelled.append(pdu.short_message)
+            raise
+        ended.append(pdu.short_message)
+        return consts.SMPP_ESME_ROK
+
+    client = SmppClient("127.0.0.1", sim.port, "gateway", "secret", on_deliver_sm=handle, reconnect_min=0.02)
+    await client.start()
+    for i in range(3):
+        await sim.inject_mo("+14155550123", "12345", f"m{i}")
+    await wait_for(lambda: _true(len(started) == 3))
+    sim.disconnect()
+    await wait_for(lambda: _true(client.binds == 2 and len(started) == 6))  # sent again on the new bind
+    assert sorted(cancelled) == [b"m0", b"m1", b"m2"]
+    release.set()
+    await wait_for(lambda: _true(sim.stats["acknowledged"] == 3))
+    assert sorted(ended) == [b"m0", b"m1", b"m2"]
+    await client.close()
+
+
+async def test_a_connection_whose_deliveries_wait_for_room_is_not_taken_for_dead(sim, monkeypatch):
+    """While reading waits for room among the deliver_sm handlers, the answer to an enquire_link waits unread in
+    the socket: that is no dead connection, and the client keeps it (reconnecting would drop the work in hand)."""
+    import carriers.smpp.client as client_module
+
+    monkeypatch.setattr(client_module, "DELIVER_WINDOW", 2)
+    release = asyncio.Event()
+
+    async def handle(pdu):
+        await release.wait()
+        return consts.SMPP_ESME_ROK
+
+    client = SmppClient("127.0.0.1", sim.port, "gateway", "secret", on_deliver_sm=handle,
+                        enquire_link_interval=0.05, response_timeout=0.2, reconnect_min=0.02)
+    await client.start()
+    for i in range(5):
+        await sim.inject_mo("+14155550123", "12345", f"m{i}")
+    # three enquire_link sent while reading waited: at least two of them went unanswered in time
+    await wait_for(lambda: _true(sim.stats["enquire_link"] >= 3))
+    assert client.binds == 1 and client.bound
+    release.set()
+    await wait_for(lambda: _true(sim.stats["acknowledged"] == 5))
+    assert client.binds == 1
+    await client.close()
+
+
 async def test_throttled_and_rejected(sim):
     client = SmppClient("127.0.0.1", sim.port, "gateway", "secret")
     await client.start()
