@@ -173,6 +173,15 @@ class _Link:
         if self._throttling and len(self._handlers) < DELIVER_WINDOW // 2:
             self._throttling = False
 
+    def drop_deliveries(self) -> None:
+        """The connection is gone: the deliver_sm still in hand can no longer be answered, and an SMSC sends what
+        it had no answer to again on the next bind. Their handlers end here rather than live on beside those of
+        the next connection (which would handle the same messages again): without this, every reconnect under
+        load left up to DELIVER_WINDOW handlers, their PDUs and this link behind, for good if they wait on
+        something the new connection keeps busy."""
+        for task in self._handlers:
+            task.cancel()
+
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             self.flush()
@@ -341,6 +350,7 @@ class SmppClient:
                 for link in links:
                     if link.task is not None:
                         link.task.cancel()
+                    link.drop_deliveries()
                     link.fail_pending(CarrierRetryable("The SMPP connection was lost.", code="connection_lost"))
                     await link.close()
                 self._links, self._tx = [], None

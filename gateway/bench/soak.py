@@ -32,7 +32,8 @@ from gateway.webhooks.catalog import FINAL_EVENTS, TEXT_DELIVERED
 TABLES = ("messages", "message_parts", "message_events", "unmatched_receipts", "webhook_deliveries",
           "webhook_attempts", "inbound_messages", "inbound_parts", "opt_outs")
 # when a series counts as flat (printed with the verdicts)
-RSS_GROWTH_PCT = 20.0  # resident memory at the end within this of the resident memory after warm-up
+LEVEL_MB_PER_MIN = 0.5  # resident memory levelled off: its slope over the last third of the run at most this ...
+RSS_GROWTH_PCT = 20.0  # ... (too few samples for a slope:) at the end within this of the memory after warm-up
 FD_GROWTH = 16  # open descriptors at the end at most this many above those after warm-up
 P99_FACTOR = 2.0  # the last window's p99 at most this factor of the first window's ...
 P99_SLACK_MS = 50.0  # ... plus this (a first p99 of a few ms would make any factor meaningless)
@@ -290,7 +291,7 @@ async def _soak(http: aiohttp.ClientSession, target: Target, receiver: SoakRecei
         "tables": {"start": tables_start, "end": tables_end, "db_bytes_per_message": round(
             (tables_end["db_bytes"] - tables_start["db_bytes"]) / max(1, len(sent.ids)))},
         "windows": per_window,
-        "flat": _verdicts(per_window, _mb(end.rss_kb), end.fds),
+        "flat": _verdicts(per_window, _mb(end.rss_kb), end.fds, samples),
     }
 
 
@@ -351,25 +352,58 @@ def _windows(receiver: SoakReceiver, sent: Sent, samples: list[Sample], wall0: f
                     "inbound_p50_ms": _p(inbound[w], 50), "inbound_p99_ms": _p(inbound[w], 99),
                     "rss_mb": _mb(last.rss_kb), "rss_mb_max": _mb(max((s.rss_kb for s in by_window[w]),
                                                                        default=last.rss_kb)),
+                    "rss_mb_per_min": _round(rss_slope([previous, *by_window[w]], previous.at)),
                     "fds": last.fds, "gateway_cpu_pct": _cpu_pct(previous, last, "cpu_s") if last is not previous
                     else None})
         previous = last
     return out
 
 
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
 def _p(values: list[float], p: float) -> float | None:
     return round(percentile(values, p), 1) if values else None
 
 
-def _verdicts(per_window: list[dict[str, Any]], rss_end_mb: float, fds_end: int) -> dict[str, Any]:
+def rss_slope(samples: list[Sample], since: float) -> float | None:
+    """MB a minute the resident memory grew by over the samples taken from ``since`` (seconds into the run) on:
+    the least-squares slope, None with fewer than three samples."""
+    points = [(s.at, s.rss_kb / 1024) for s in samples if s.at >= since]
+    if len(points) < 3:
+        return None
+    n = len(points)
+    mean_t, mean_m = sum(t for t, _ in points) / n, sum(m for _, m in points) / n
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    if var == 0:
+        return None
+    return sum((t - mean_t) * (m - mean_m) for t, m in points) / var * 60
+
+
+def _verdicts(per_window: list[dict[str, Any]], rss_end_mb: float, fds_end: int,
+              samples: list[Sample]) -> dict[str, Any]:
     """Whether each series stayed flat, with the rule and the figures it was judged on. The first window is the
     warm-up; with only one window there is nothing to compare a latency with (null). A last window whose
-    messages all went without a final event (or inbound messages unforwarded) is not flat."""
+    messages all went without a final event (or inbound messages unforwarded) is not flat. Memory is flat when
+    it levelled off over the last third of the run: bounded caches filling over the first minutes (a cache of the
+    last N recipients) grow past the warm-up and then stop, where a leak keeps its slope to the end, however small
+    a share of the warm-up's memory it adds by then. Without enough samples for a slope, the end is compared with
+    the warm-up."""
     warm_rss, warm_fds = per_window[0]["rss_mb"], per_window[0]["fds"]
+    within = rss_end_mb <= warm_rss * (1 + RSS_GROWTH_PCT / 100)
+    # the last third of the run, in whole windows (at least the last one)
+    tail_windows = max(1, len(per_window) // 3)
+    since = per_window[-tail_windows]["from_s"] if len(per_window) > 1 else (samples[-1].at / 2 if samples else 0)
+    slope = rss_slope(samples, since)
+    levelled = slope is not None and slope <= LEVEL_MB_PER_MIN
     out: dict[str, Any] = {
-        "rss": {"flat": rss_end_mb <= warm_rss * (1 + RSS_GROWTH_PCT / 100),
-                "rule": f"rss_mb_end <= rss_mb_after_warmup (end of the first window) x {1 + RSS_GROWTH_PCT / 100:g}",
-                "after_warmup": warm_rss, "end": rss_end_mb},
+        "rss": {"flat": levelled if slope is not None else within,
+                "rule": f"levelled: the slope of rss over the last third of the run (whole windows, at least the last) "
+                        f"<= {LEVEL_MB_PER_MIN:g} MB/min; without a slope, rss_mb_end <= rss_mb_after_warmup (end "
+                        f"of the first window) x {1 + RSS_GROWTH_PCT / 100:g} (within_growth)",
+                "after_warmup": warm_rss, "end": rss_end_mb, "within_growth": within, "levelled": levelled,
+                "slope_mb_per_min": None if slope is None else round(slope, 2), "slope_from_s": round(since, 1)},
         "fds": {"flat": fds_end <= warm_fds + FD_GROWTH,
                 "rule": f"fds end <= fds after warm-up + {FD_GROWTH}", "after_warmup": warm_fds, "end": fds_end},
     }

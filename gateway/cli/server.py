@@ -7,6 +7,7 @@ import contextlib
 import gc
 import os
 import signal
+from typing import Callable
 
 import click
 from aiohttp import web
@@ -15,6 +16,7 @@ from sqlalchemy import select
 from carriers.simulator.fleet import SimulatedCarrier
 from gateway.api import app_keys
 from gateway.api.app import create_app
+from gateway.cli import memory
 from gateway.settings import Settings
 from gateway.store.accounts import create_account, hash_key, issue_key, revoke_keys
 from gateway.store.migrate import upgrade
@@ -101,9 +103,19 @@ async def serve(settings: Settings, *, demo: bool = False, migrate: bool = True)
         # process: full collections, which stop every request meanwhile, need not walk it each time again
         gc.collect()
         gc.freeze()
+        memory.install(settings.data_path, _caches(), {"app": app})
         await _until_signalled()
     finally:
         await runner.cleanup()
+
+
+def _caches() -> dict[str, Callable[[], int]]:
+    """The caches that fill with traffic, for the memory report (their entries now)."""
+    from gateway import validation
+    from gateway.webhooks import outbox
+
+    return {"phone_numbers": lambda: validation._parse_phone.cache_info().currsize,
+            "webhook_urls": lambda: outbox.target_url.cache_info().currsize}
 
 
 def _echo_named(host: str, carriers: dict) -> None:

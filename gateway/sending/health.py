@@ -8,6 +8,7 @@ Every change of health is an alert (gateway.metrics.alerts), logged at WARNING."
 from __future__ import annotations
 
 import collections
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -21,24 +22,39 @@ BAD_RECEIPTS = frozenset({"UNDELIV", "REJECTD"})
 FINAL_RECEIPTS = frozenset({"DELIVRD", "UNDELIV", "REJECTD", "EXPIRED", "DELETED", "UNKNOWN"})
 
 
-@dataclass
-class _Window:
-    """Events of one kind (submits or receipts) within the last ``seconds``: (time, bad category or '')."""
+# a window keeps counts per slice of this share of its length, not each event: its memory is some 300 slices however
+# many messages a second pass (at 500 a second, 300 s of events one by one were 150,000 entries per window)
+SLICES = 300
 
-    events: collections.deque = field(default_factory=collections.deque)
-    counts: collections.Counter = field(default_factory=collections.Counter)
+
+class _Window:
+    """Events of one kind (submits or receipts) within the last ``seconds``, counted by category ('' or a bad
+    one) per slice of time (``resolution`` seconds): an event leaves the window with its slice, when the whole
+    slice is older than the window (so the window may hold up to one slice more)."""
+
+    def __init__(self, resolution: float = 1.0):
+        self.resolution = resolution
+        self.slices: collections.deque[tuple[int, collections.Counter]] = collections.deque()
+        self.counts: collections.Counter = collections.Counter()
+        self.total = 0
 
     def add(self, at: float, category: str) -> None:
-        self.events.append((at, category))
+        key = math.floor(at / self.resolution)
+        if not self.slices or self.slices[-1][0] < key:
+            self.slices.append((key, collections.Counter()))
+        self.slices[-1][1][category] += 1  # a clock that stepped back counts in the newest slice
         self.counts[category] += 1
+        self.total += 1
 
     def trim(self, before: float) -> None:
-        events, counts = self.events, self.counts
-        while events and events[0][0] < before:
-            counts[events.popleft()[1]] -= 1
+        slices, counts = self.slices, self.counts
+        while slices and (slices[0][0] + 1) * self.resolution <= before:
+            _, gone = slices.popleft()
+            counts.subtract(gone)
+            self.total -= gone.total()
 
     def share(self, category: str) -> float:
-        return self.counts[category] / len(self.events) if self.events else 0.0
+        return self.counts[category] / self.total if self.total else 0.0
 
 
 @dataclass
@@ -46,11 +62,15 @@ class CarrierHealth:
     """One carrier's windows and its state."""
 
     name: str
-    submits: _Window = field(default_factory=_Window)
-    receipts: _Window = field(default_factory=_Window)
+    resolution: float = 1.0  # of its windows' slices, in seconds
+    submits: _Window = field(init=False)
+    receipts: _Window = field(init=False)
     healthy: bool = True
     reasons: list[str] = field(default_factory=list)
     changed_at: float | None = None
+
+    def __post_init__(self) -> None:
+        self.submits, self.receipts = _Window(self.resolution), _Window(self.resolution)
 
 
 class Health:
@@ -66,7 +86,7 @@ class Health:
     def _of(self, carrier: str) -> CarrierHealth:
         health = self.carriers.get(carrier)
         if health is None:
-            health = self.carriers[carrier] = CarrierHealth(carrier)
+            health = self.carriers[carrier] = CarrierHealth(carrier, self.settings.window_s / SLICES)
         return health
 
     def submitted(self, carrier: str, outcome: str) -> None:
@@ -100,13 +120,13 @@ class Health:
         health.submits.trim(now - s.window_s)
         health.receipts.trim(now - s.window_s)
         reasons = []
-        if len(health.submits.events) >= s.min_samples:
+        if health.submits.total >= s.min_samples:
             for label, category, limit in (("submit error rate", SUBMIT_ERROR, s.max_submit_error_rate),
                                            ("throttle rate", THROTTLED, s.max_throttle_rate)):
                 share = health.submits.share(category)
                 if share > limit:
                     reasons.append(f"{label} {share:.0%} over {limit:.0%}")
-        if len(health.receipts.events) >= s.min_samples:
+        if health.receipts.total >= s.min_samples:
             share = health.receipts.share("bad")
             if share > s.max_undelivered_rate:
                 reasons.append(f"undelivered or rejected receipts {share:.0%} over {s.max_undelivered_rate:.0%}")
@@ -126,14 +146,14 @@ class Health:
 
     def _enough(self, health: CarrierHealth) -> bool:
         m = self.settings.min_samples
-        return len(health.submits.events) >= m or len(health.receipts.events) >= m
+        return health.submits.total >= m or health.receipts.total >= m
 
     @staticmethod
     def _rates(health: CarrierHealth) -> str:
         submits, receipts = health.submits, health.receipts
         return (f"submit errors {submits.share(SUBMIT_ERROR):.0%}, throttles {submits.share(THROTTLED):.0%} "
-                f"of {len(submits.events)} submits; undelivered or rejected {receipts.share('bad'):.0%} "
-                f"of {len(receipts.events)} receipts")
+                f"of {submits.total} submits; undelivered or rejected {receipts.share('bad'):.0%} "
+                f"of {receipts.total} receipts")
 
     def view(self, carrier: str) -> dict:
         """The carrier's health for the API."""
@@ -141,7 +161,7 @@ class Health:
         self.is_healthy(carrier)
         return {"state": "healthy" if health.healthy else "degraded", "reasons": list(health.reasons),
                 "changed_at": health.changed_at, "window_s": self.settings.window_s,
-                "submits": len(health.submits.events), "receipts": len(health.receipts.events),
+                "submits": health.submits.total, "receipts": health.receipts.total,
                 "submit_error_rate": round(health.submits.share(SUBMIT_ERROR), 4),
                 "throttle_rate": round(health.submits.share(THROTTLED), 4),
                 "undelivered_rate": round(health.receipts.share("bad"), 4)}

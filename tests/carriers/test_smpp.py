@@ -329,6 +329,40 @@ async def test_the_simulator_sends_a_throttled_delivery_again_without_counting_a
     assert sim.stats["receipts_refused"] == 0
 
 
+async def test_a_lost_connections_deliveries_end_with_it_and_come_again_on_the_next(sim, monkeypatch):
+    """The handlers of deliver_sm in hand when the connection drops are ended (their answer can no longer reach
+    the SMSC, which sends those messages again on the next bind): only the next connection's handlers remain,
+    and each message is handled to the end once."""
+    import carriers.smpp.client as client_module
+
+    monkeypatch.setattr(client_module, "DELIVER_WINDOW", 3)
+    release = asyncio.Event()
+    started, ended, cancelled = [], [], []
+
+    async def handle(pdu):
+        started.append(pdu.short_message)
+        try:
+            await release.wait()
+        except asyncio.CancelledError:
+            cancelled.append(pdu.short_message)
+            raise
+        ended.append(pdu.short_message)
+        return consts.SMPP_ESME_ROK
+
+    client = SmppClient("127.0.0.1", sim.port, "gateway", "secret", on_deliver_sm=handle, reconnect_min=0.02)
+    await client.start()
+    for i in range(3):
+        await sim.inject_mo("+14155550123", "12345", f"m{i}")
+    await wait_for(lambda: _true(len(started) == 3))
+    sim.disconnect()
+    await wait_for(lambda: _true(client.binds == 2 and len(started) == 6))  # sent again on the new bind
+    assert sorted(cancelled) == [b"m0", b"m1", b"m2"]
+    release.set()
+    await wait_for(lambda: _true(sim.stats["acknowledged"] == 3))
+    assert sorted(ended) == [b"m0", b"m1", b"m2"]
+    await client.close()
+
+
 async def test_throttled_and_rejected(sim):
     client = SmppClient("127.0.0.1", sim.port, "gateway", "secret")
     await client.start()

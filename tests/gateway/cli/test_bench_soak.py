@@ -8,7 +8,7 @@ import json
 
 from click.testing import CliRunner
 
-from gateway.bench.soak import Sent, paced
+from gateway.bench.soak import Sample, Sent, _verdicts, paced
 from gateway.cli import cli
 
 
@@ -65,3 +65,25 @@ async def test_the_pacer_sends_exactly_the_rate_in_even_requests():
     assert calls[0][0] == 0 and calls[-1][1] == 333 and len(calls) == 10
     assert all(a[1] == b[0] for a, b in zip(calls, calls[1:]))
     assert {end - first for first, end in calls} == {33, 34}
+
+
+def _run(rss_mb_at: list[tuple[float, float]], window_s: float = 60.0) -> dict:
+    """The memory verdict of a run whose resident memory was sampled (seconds, MB) every 5 s."""
+    samples = [Sample(at, int(mb * 1024), 40, 0.0, 0.0) for at, mb in rss_mb_at]
+    windows = [{"window": w, "from_s": w * window_s, "rss_mb": next(mb for at, mb in reversed(rss_mb_at)
+                                                                     if at <= (w + 1) * window_s), "fds": 40,
+                "final_event_p99_ms": 10.0, "inbound_p99_ms": 10.0, "messages_sent": 1, "inbound_sent": 1}
+               for w in range(int(rss_mb_at[-1][0] // window_s))]
+    return _verdicts(windows, rss_mb_at[-1][1], 40, samples)["rss"]
+
+
+def test_memory_that_levels_off_after_caches_fill_is_flat_and_a_steady_leak_is_not():
+    times = [5.0 * i for i in range(1, 73)]  # six minutes
+    # caches filling for three minutes (+15 MB a minute, past the warm-up's +20%), then nothing more
+    cache = _run([(t, 90 + 15 * min(t, 180) / 60) for t in times])
+    assert cache["flat"] and cache["levelled"] and not cache["within_growth"], cache
+    assert cache["slope_mb_per_min"] == 0.0 and cache["slope_from_s"] == 240.0
+    # a leak: 3 MB a minute to the end, within 20% of the warm-up's memory after six minutes all the same
+    leak = _run([(t, 90 + 3 * t / 60) for t in times])
+    assert not leak["flat"] and not leak["levelled"] and leak["within_growth"], leak
+    assert leak["slope_mb_per_min"] == 3.0

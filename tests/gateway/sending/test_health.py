@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from gateway.sending.health import SUBMIT_ERROR, SUBMIT_OK, THROTTLED, Health
+from gateway.sending.health import SLICES, SUBMIT_ERROR, SUBMIT_OK, THROTTLED, Health
 from gateway.sending.routing import Route, choose
 from gateway.settings_routes import HealthSettings
 
@@ -116,3 +116,20 @@ def test_routes_deprioritize_degraded_carriers(route, degraded, ready, expected)
     rand = _sweep(100)
     picks = [choose(route, ready.__contains__, rand, lambda name: name not in degraded, 0.05) for _ in range(100)]
     assert {name: picks.count(name) for name in set(picks)} == expected
+
+
+def test_a_window_keeps_counts_per_slice_not_each_event():
+    """Its memory is bounded by the number of slices, whatever the traffic: 200 submits a second for ten window
+    lengths leave at most SLICES + 1 slices, and the rates count exactly the events of the last window (and at
+    most one slice more)."""
+    health, clock = _health(window_s=60.0)
+    for second in range(600):
+        for i in range(200):
+            clock.now = 1000.0 + second + i / 200
+            health.submitted("a", SUBMIT_ERROR if second >= 590 else SUBMIT_OK)
+    submits = health.carriers["a"].submits
+    assert len(submits.slices) <= SLICES + 1
+    in_window = 60 * 200
+    per_slice = 200 * 60 / SLICES
+    assert in_window <= health.view("a")["submits"] <= in_window + per_slice
+    assert health.view("a")["submit_error_rate"] == pytest.approx(10 / 60, abs=0.01)
