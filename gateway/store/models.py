@@ -34,6 +34,10 @@ class Message(Base):
         Index("ix_messages_queue", "status", "next_attempt_at", "id"),
         Index("ix_messages_account_status", "account_id", "status"),
         Index("ix_messages_account_created", "account_id", "created_at"),  # stats, retention
+        # a person's messages (search by phone, erasure) and what an inbound message answers: the last one the
+        # account sent the person from the number (two_way.inbound._LAST_SENT). With the destination alone,
+        # SQLite's planner took the account's index for a batch of people: a scan of all its messages per batch
+        Index("ix_messages_conversation", "destination", "account_id", "source"),
         UniqueConstraint("account_id", "idempotency_key", name="uq_messages_idempotency"),
     )
 
@@ -41,7 +45,7 @@ class Message(Base):
     public_id: Mapped[str] = mapped_column(String(40), unique=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
     source: Mapped[str] = mapped_column(String(20))
-    destination: Mapped[str] = mapped_column(String(20), index=True)
+    destination: Mapped[str] = mapped_column(String(20))
     body: Mapped[str] = mapped_column(Text)
     encoding: Mapped[str] = mapped_column(String(10))  # gsm7 | ucs2
     segments: Mapped[int] = mapped_column(Integer)
