@@ -54,14 +54,15 @@ class RegistryError(Exception):
         self.code, self.kind = code, kind
 
 
-async def _move(session: AsyncSession, entity: str, obj: Any, moves: dict[str, set[str]], to: str, actor: str,
-                reason: str | None = None, code: str = "illegal_transition") -> None:
+async def move(session: AsyncSession, entity: str, obj: Any, moves: dict[str, set[str]], to: str, actor: str,
+               reason: str | None = None, code: str = "illegal_transition", what: str | None = None) -> None:
+    """``obj`` (a row with a ``status``) becomes ``to`` when ``moves`` allow it, recorded in its history; else
+    RegistryError ``code`` naming it as ``what`` (default: "The <entity>")."""
     current = obj.status
     if to not in moves.get(current, set()):
-        raise RegistryError(code, f"The {entity} {obj.id} is {current}; it cannot become {to}.")
+        raise RegistryError(code, f"{what or f'The {entity}'} {obj.id} is {current}; it cannot become {to}.")
     obj.status = to
-    session.add(Transition(entity=entity, entity_id=obj.id, from_state=current, to_state=to, actor=actor,
-                           reason=reason))
+    record(session, entity, obj.id, current, to, actor, reason)
 
 
 async def history(session: AsyncSession, entity: str, entity_id: int) -> list[dict[str, Any]]:
@@ -100,7 +101,7 @@ async def lease(session: AsyncSession, account_id: int, kind: str, country: str,
 async def activate(session: AsyncSession, number: Number, actor: str) -> None:
     if number.status != "pending":
         raise RegistryError("number_not_pending", f"{number.number} is {number.status}, not pending.")
-    await _move(session, "number", number, NUMBER_MOVES, "active", actor)
+    await move(session, "number", number, NUMBER_MOVES, "active", actor)
 
 
 async def release(session: AsyncSession, number: Number, actor: str) -> None:
@@ -108,7 +109,7 @@ async def release(session: AsyncSession, number: Number, actor: str) -> None:
         raise RegistryError("number_protected", f"{number.number} has deletion protection; turn it off first.")
     if number.campaign_id is not None:
         raise RegistryError("number_in_campaign", f"{number.number} belongs to a campaign; disassociate it first.")
-    await _move(session, "number", number, NUMBER_MOVES, "released", actor, code="number_not_releasable")
+    await move(session, "number", number, NUMBER_MOVES, "released", actor, code="number_not_releasable")
     number.account_id = None
 
 
@@ -183,7 +184,7 @@ def check_associable(campaign: Campaign, number: Number) -> None:
 
 
 async def start_association(session: AsyncSession, number: Number, campaign: Campaign, actor: str) -> None:
-    await _move(session, "number", number, NUMBER_MOVES, "associating", actor, f"campaign {campaign.id}",
+    await move(session, "number", number, NUMBER_MOVES, "associating", actor, f"campaign {campaign.id}",
                 code="number_not_active")
     number.campaign_id = campaign.id
 
@@ -191,7 +192,7 @@ async def start_association(session: AsyncSession, number: Number, campaign: Cam
 async def start_disassociation(session: AsyncSession, number: Number, campaign: Campaign, actor: str) -> None:
     if number.campaign_id != campaign.id:
         raise RegistryError("number_not_in_campaign", f"{number.number} is not in campaign {campaign.id}.")
-    await _move(session, "number", number, NUMBER_MOVES, "disassociating", actor, f"campaign {campaign.id}",
+    await move(session, "number", number, NUMBER_MOVES, "disassociating", actor, f"campaign {campaign.id}",
                 code="number_not_active")
 
 
@@ -207,4 +208,4 @@ async def finish_number(session: AsyncSession, number: Number, kind: str, ok: bo
     elif ok:
         number.type, number.campaign_id = "long_code", None
     if number.status in ("associating", "disassociating"):
-        await _move(session, "number", number, NUMBER_MOVES, "active", actor, reason)
+        await move(session, "number", number, NUMBER_MOVES, "active", actor, reason)

@@ -27,6 +27,7 @@ from registry.db import Base, UTCDateTime, utcnow
 from registry.models import Number
 
 ENTITY = "toll_free_verification"
+WHAT = "Toll-free verification"  # how refusals name a request
 MOVES = {"submitted": {"in_review"}, "in_review": {"verified", "rejected"}, "rejected": {"submitted"},
          "verified": set()}
 STATUSES = tuple(MOVES)
@@ -166,16 +167,6 @@ async def _link(session: AsyncSession, verification: TollFreeVerification, numbe
                                    account_id=number.account_id))
 
 
-async def _move(session: AsyncSession, verification: TollFreeVerification, to: str, actor: str,
-                reason: str | None, code: str) -> None:
-    current = verification.status
-    if to not in MOVES.get(current, set()):
-        raise states.RegistryError(code, f"Toll-free verification {verification.id} is {current}; it cannot become "
-                                         f"{to}.")
-    verification.status = to
-    states.record(session, ENTITY, verification.id, current, to, actor, reason)
-
-
 async def submit(session: AsyncSession, account_id: int, numbers: list[Number], fields: dict[str, Any],
                  actor: str) -> TollFreeVerification:
     """A new request of the account for ``numbers`` with the checked ``fields``: submitted."""
@@ -203,7 +194,8 @@ async def resubmit(session: AsyncSession, verification: TollFreeVerification, ch
     for name, value in changes.items():
         setattr(verification, name, value)
     verification.reason = None
-    await _move(session, verification, "submitted", actor, "edited and resubmitted", "verification_not_rejected")
+    await states.move(session, ENTITY, verification, MOVES, "submitted", actor, "edited and resubmitted",
+                      "verification_not_rejected", WHAT)
 
 
 async def review(session: AsyncSession, verification: TollFreeVerification, action: str, reason: str | None,
@@ -219,4 +211,4 @@ async def review(session: AsyncSession, verification: TollFreeVerification, acti
             raise states.RegistryError("missing_reason", "A rejection gives its reason, for the customer to fix.",
                                        "invalid")
         verification.reason = reason
-    await _move(session, verification, to, actor, reason, f"verification_not_{needs}")
+    await states.move(session, ENTITY, verification, MOVES, to, actor, reason, f"verification_not_{needs}", WHAT)
