@@ -45,6 +45,7 @@ class ServerSettings:
     port: int = 8080
     public_url: str = ""  # base URL that outside parties (carriers) use to reach us; default http://host:port
     data_dir: str = "data"
+    event_loop: str = "uvloop"  # the servers' event loop (gatewayctl run, simulator): uvloop, or asyncio's own
 
     @property
     def base_url(self) -> str:
@@ -326,6 +327,8 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
 def validate(settings: Settings) -> None:
     if not 0 < settings.server.port < 65536:
         raise SettingsError("server.port must be between 1 and 65535")
+    if settings.server.event_loop not in ("uvloop", "asyncio"):
+        raise SettingsError("server.event_loop must be uvloop or asyncio")
     names = [c.name for c in settings.carriers]
     if len(set(names)) != len(names):
         raise SettingsError("carriers: names must be unique")

@@ -141,6 +141,7 @@ _STATUS = {"type": "object", "required": ["instance", "carriers", "queue", "webh
     "instance": {"type": "object", "required": ["id", "version", "uptime_s"], "properties": {
         "id": {"type": "string"}, "host": {"type": "string"}, "pid": {"type": "integer"},
         "version": {"type": "string"}, "started_at": _TIME, "uptime_s": _SECONDS,
+        "event_loop": {"type": "string", "enum": ["uvloop", "asyncio"]},
         "sending_paused": {"type": ["string", "null"]}}},
     "carriers": {"type": "array", "items": {
         "type": "object", "required": ["name", "kind", "ready", "binds", "last_minute", "last_errors", "health"],

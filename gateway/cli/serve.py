@@ -12,6 +12,7 @@ import click
 
 from gateway import logs
 from gateway.cli.context import EXIT_UNREACHABLE, Ctx, run_async
+from gateway.loop import run_server
 
 
 @click.command()
@@ -24,13 +25,14 @@ def run(obj: Ctx, demo: bool, migrate: bool) -> None:
 
     settings = obj.settings()
     logs.configure(settings.logging)
-    serve_until_stopped(serve(settings, demo=demo, migrate=migrate))
+    serve_until_stopped(serve(settings, demo=demo, migrate=migrate), settings.server.event_loop)
 
 
-def serve_until_stopped(server: Any) -> None:
-    """Run a server until Ctrl+C; a port that another process holds is a sentence (exit 1), not a traceback."""
+def serve_until_stopped(server: Any, event_loop: str = "uvloop") -> None:
+    """Run a server until Ctrl+C, on uvloop's event loop or asyncio's own (``[server] event_loop``); a port that
+    another process holds is a sentence (exit 1), not a traceback."""
     try:
-        run_async(server)
+        run_server(server, event_loop)
     except KeyboardInterrupt:
         pass
     except OSError as exc:
@@ -79,7 +81,8 @@ def simulator(obj: Ctx, host: str | None, smpp_port: int | None, http_port: int 
         host or cfg.host, cfg.smpp_port if smpp_port is None else smpp_port,
         cfg.http_port if http_port is None else http_port, {system_id or cfg.system_id: password or cfg.password},
         (cfg.receipt_delay_ms if receipt_delay_ms is None else receipt_delay_ms) / 1000, cfg.id_format,
-        receipt_id_format or cfg.receipt_id_format, named, sms_http_port=None if face < 0 else face))
+        receipt_id_format or cfg.receipt_id_format, named, sms_http_port=None if face < 0 else face),
+        settings.server.event_loop)
 
 
 @click.group()

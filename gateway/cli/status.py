@@ -55,7 +55,7 @@ def _health(carrier: dict[str, Any]) -> str:
 def _summary(data: dict[str, Any]) -> list[str]:
     me, hooks = data["instance"], data["webhooks"]
     lines = [f"Gateway {me['version']}, instance {me['id']} on {me['host']} (pid {me['pid']}), "
-             f"up {duration(me['uptime_s'])} since {when(me['started_at'])} UTC"]
+             f"up {duration(me['uptime_s'])} since {when(me['started_at'])} UTC, on {me.get('event_loop', '?')}"]
     if me.get("sending_paused"):
         lines.append(f"Sending paused: {me['sending_paused']}")
     queue = ", ".join(f"{status} {count}" for status, count in data["queue"].items()) or "-"

@@ -8,6 +8,7 @@ their last heartbeat. Each instance answers for itself and lists its peers."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import importlib.metadata
 import os
@@ -66,6 +67,8 @@ class Status:
         backlog = self._metrics.backlog()
         return {"instance": {"id": self._dispatcher.instance_id, "host": socket.gethostname(), "pid": os.getpid(),
                              "version": self.version, "started_at": _at(self.started_at),
+                             # uvloop or asyncio ([server] event_loop)
+                             "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
                              "uptime_s": round(now - self.started_at, 3), "sending_paused": self._dispatcher.paused},
                 "carriers": [self._carrier(c, now) for c in self._pool.carriers],
                 "queue": backlog["queue"], "webhooks": backlog["webhooks"], "read_age_s": backlog["read_age_s"],

@@ -168,3 +168,37 @@ def test_a_port_already_taken_is_a_sentence_not_a_traceback():
     assert result.exit_code == 1, result.output
     assert "address already in use" in result.output and "Another gateway or simulator" in result.output
     assert result.exception.__class__ is SystemExit
+
+
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
+async def test_gatewayctl_run_serves_on_the_configured_event_loop(event_loop):
+    """`gatewayctl run` (a process, with the simulator as another) runs on uvloop unless [server] event_loop says
+    asyncio; either way a message sent over the real bind is delivered, and the status names the loop."""
+    import aiohttp
+
+    from gateway.bench.common import admin, started
+
+    env = {} if event_loop == "uvloop" else {"GATEWAY_SERVER_EVENT_LOOP": "asyncio"}
+    async with started(url=None, sim_url=None, key=None, env=env) as target, aiohttp.ClientSession() as http:
+        status = await admin(http, target, "GET", "/admin/status")
+        assert status["instance"]["event_loop"] == event_loop
+        headers = {"Authorization": f"Bearer {target.key}"}
+        async with http.post(target.url + "/v1/messages", json={"to": "+14155550123", "body": "hi"},
+                             headers=headers) as resp:
+            assert resp.status == 202
+            sent = await resp.json()
+        for _ in range(100):
+            async with http.get(target.url + f"/v1/messages/{sent['id']}", headers=headers) as resp:
+                message = await resp.json()
+            if message["status"] == "delivered":
+                break
+            await asyncio.sleep(0.1)
+        assert message["status"] == "delivered"
+
+
+def test_an_unknown_event_loop_is_refused(tmp_path, monkeypatch):
+    from gateway.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("GATEWAY_SERVER_EVENT_LOOP", "tokio")
+    with pytest.raises(SettingsError, match="server.event_loop must be uvloop or asyncio"):
+        load_settings()
