@@ -142,8 +142,9 @@ class PacingSettings:
 
 @dataclass
 class WebhookSettings:
+    processes: int = 1  # worker processes that make the POSTs (gateway.webhooks.posting); 0: the gateway's own
     concurrency: int = 200  # POSTs in flight in all
-    per_receiver_concurrency: int = 16  # POSTs in flight to one receiver (scheme, host and port)
+    per_receiver_concurrency: int = 64  # POSTs in flight to one receiver (scheme, host and port)
     claim_batch: int = 500  # deliveries claimed by one statement
     timeout_s: float = 10.0
     retry_base_s: float = 1.0  # first retry after this, doubling
@@ -327,6 +328,8 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
 def validate(settings: Settings) -> None:
     if not 0 < settings.server.port < 65536:
         raise SettingsError("server.port must be between 1 and 65535")
+    if not 0 <= settings.webhooks.processes <= 64:
+        raise SettingsError("webhooks.processes must be from 0 (in the gateway's process) to 64")
     if settings.server.event_loop not in ("uvloop", "asyncio"):
         raise SettingsError("server.event_loop must be uvloop or asyncio")
     names = [c.name for c in settings.carriers]

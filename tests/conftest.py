@@ -47,6 +47,7 @@ def make_settings(tmp_path: Path, **carrier: Any) -> Settings:
     settings.dispatcher.retry_max_ms = 200
     settings.pacing.enabled = False  # tests of pacing turn it on
     settings.webhooks.allow_private_addresses = True  # the tests' webhook receivers listen on 127.0.0.1
+    settings.webhooks.processes = 0  # the sender in the app's process; tests of the worker processes turn them on
     settings.carriers = [CarrierSettings(**{"name": "sim", "port": 0, "enquire_link_interval": 5.0, **carrier})]
     return settings
 

@@ -60,6 +60,7 @@ from gateway.tendlc.runtime import registry_service
 from gateway.two_way.inbound import InboundService
 from gateway.voice_calls.worker import VoiceCalls
 from gateway.webhooks.egress import AddressPolicy
+from gateway.webhooks.posting import WorkerPosters
 from gateway.webhooks.sender import WebhookSender
 from registry.limits import carrier_limits_for_campaign
 from voice.render import Renderer
@@ -204,8 +205,13 @@ class Resources:
         await voice_sim.stop()
 
     async def webhook_sender(self, app: web.Application) -> AsyncIterator[None]:
-        sender = WebhookSender(app[app_keys.SESSIONMAKER], self.settings.webhooks, app[app_keys.URL_POLICY],
-                               metrics=app[app_keys.METRICS])
+        """The outbox's sender; its POSTs go from this process, or from ``[webhooks] processes`` workers."""
+        settings = self.settings
+        workers = settings.webhooks.processes
+        poster = WorkerPosters(settings.webhooks, settings.logging, app[app_keys.METRICS].alerts, workers,
+                               settings.server.event_loop) if workers else None
+        sender = WebhookSender(app[app_keys.SESSIONMAKER], settings.webhooks, app[app_keys.URL_POLICY],
+                               metrics=app[app_keys.METRICS], poster=poster)
         await sender.start()
         app[app_keys.WEBHOOKS] = sender
         yield

@@ -148,15 +148,19 @@ async def bench_sms(*, messages: int, url: str | None, sim_url: str | None, key:
                     mode: str, concurrency: int, batch: int, timeout: float, instances: int = 1,
                     database_url: str = POSTGRES_ADMIN_URL, redis_url: str = REDIS_URL,
                     rate: int = 5000, callbacks: str = "none", carrier: str = "smpp", profile: str = "kannel",
-                    kannel: bool = False, http_concurrency: int = 10) -> dict[str, Any]:
-    env = {} if throttles else {"GATEWAY_PACING_ENABLED": "false"}
+                    kannel: bool = False, http_concurrency: int = 10,
+                    webhook_processes: int | None = None) -> dict[str, Any]:
+    hooks = {} if webhook_processes is None else {"GATEWAY_WEBHOOKS_PROCESSES": str(webhook_processes)}
+    if hooks and url:
+        raise SystemExit("--webhook-processes sets up the gateway it starts: not with --target-url")
+    env = ({} if throttles else {"GATEWAY_PACING_ENABLED": "false"}) | hooks
     http_figures: dict[str, Any] = {}
     if carrier == "http" and (instances > 1 or url):
         raise SystemExit("--carrier http starts its own gateway and simulator: not with --instances or --target-url")
     if instances > 1:
         # several instances keep their limits together in Redis: the account's and the short code's limits are
         # raised to ``rate`` (not lifted), so that the Redis limiter is on the path and can be checked
-        env = {"GATEWAY_PACING_ENABLED": "true", "GATEWAY_PACING_SHORT_CODE_PER_S": str(rate)}
+        env = {"GATEWAY_PACING_ENABLED": "true", "GATEWAY_PACING_SHORT_CODE_PER_S": str(rate)} | hooks
         cm = started_cluster(instances=instances, database_url=database_url, redis_url=redis_url, env=env)
     elif carrier == "http":
         profile = "kannel" if kannel else profile

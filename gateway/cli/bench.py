@@ -50,11 +50,14 @@ def _targets(f):  # noqa: ANN001, ANN202
                    "configuration) whose SMSC is the simulator, instead of the simulator's HTTP face.")
 @click.option("--http-concurrency", type=click.IntRange(1, 1000), default=10, show_default=True,
               help="With --carrier http: the carrier's requests in flight (its concurrency setting).")
+@click.option("--webhook-processes", type=click.IntRange(0, 64), default=None,
+              help="The gateway's webhook worker processes (0: webhooks sent by the gateway's own process; default: "
+                   "[webhooks] processes of the configuration).")
 @click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: the output is always JSON.")
 @_targets
 def bench_sms(messages: int, throttles: bool, mode: str, concurrency: int, batch: int, timeout: float,
               instances: int, database_url: str, redis_url: str, rate: int, callbacks: str, carrier: str,
-              profile: str, kannel: bool, http_concurrency: int,
+              profile: str, kannel: bool, http_concurrency: int, webhook_processes: int | None,
               as_json: bool, target_url: str | None, simulator_url: str | None, api_key: str | None) -> None:
     """Throughput and latency of accept -> SMPP -> receipt -> delivered.
 
@@ -69,7 +72,7 @@ def bench_sms(messages: int, throttles: bool, mode: str, concurrency: int, batch
                              throttles=throttles, mode=mode, concurrency=concurrency, batch=batch, timeout=timeout,
                              instances=instances, database_url=database_url, redis_url=redis_url, rate=rate,
                              callbacks=callbacks, carrier=carrier, profile=profile, kannel=kannel,
-                             http_concurrency=http_concurrency))
+                             http_concurrency=http_concurrency, webhook_processes=webhook_processes))
 
 
 @bench.command("throttle")

@@ -23,7 +23,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import aiohttp
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -31,8 +30,9 @@ from gateway.backoff import backoff
 from gateway.metrics import Metrics
 from gateway.settings import WebhookSettings
 from gateway.store.models import WebhookAttempt, WebhookDelivery
-from gateway.webhooks.egress import AddressPolicy, refused
-from gateway.webhooks.outbox import receiver_of, target_url
+from gateway.webhooks.egress import AddressPolicy
+from gateway.webhooks.outbox import receiver_of
+from gateway.webhooks.posting import LocalPoster, Poster
 from gateway.webhooks.signing import SIGNATURE_HEADER, batch_body, sign
 from registry.db import utcnow
 from registry.models import Account
@@ -85,10 +85,12 @@ class WebhookSender:
     (one UPDATE and one INSERT of the attempts, not a transaction per delivery)."""
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: WebhookSettings | None = None,
-                 policy: AddressPolicy | None = None, *, metrics: Metrics | None = None):
+                 policy: AddressPolicy | None = None, *, metrics: Metrics | None = None,
+                 poster: Poster | None = None):
         settings = settings or WebhookSettings()
         self._metrics = metrics or Metrics()
-        self._policy = policy or AddressPolicy.of(settings)
+        # who makes the POSTs: this process (one keep-alive session), or worker processes (gateway.webhooks.posting)
+        self._poster = poster or LocalPoster(settings, policy or AddressPolicy.of(settings))
         self._sm = sessionmaker
         self._settings = settings
         self._concurrency = settings.concurrency
@@ -99,7 +101,6 @@ class WebhookSender:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._recorder: asyncio.Task | None = None
-        self._http: aiohttp.ClientSession | None = None
         self._accounts: dict[int, tuple[str, int, float]] = {}  # id -> (secret, batch size, valid until)
         self._receivers: dict[str, Receiver] = {}
         self._held: set[int] = set()  # claimed, not yet ended
@@ -111,10 +112,7 @@ class WebhookSender:
         self._stop = asyncio.Event()
 
     async def start(self) -> None:
-        # no cookie jar: a receiver's cookies are never sent back (and keeping them costs every POST)
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout),
-                                           connector=self._policy.connector(self._concurrency, self._per_receiver),
-                                           cookie_jar=aiohttp.DummyCookieJar())
+        await self._poster.start()
         self._task = asyncio.create_task(self._loop(), name="webhook-sender")
         self._recorder = asyncio.create_task(self._record_loop(), name="webhook-recorder")
 
@@ -135,8 +133,12 @@ class WebhookSender:
             await asyncio.wait([self._recorder], timeout=10)
             self._recorder.cancel()
             await asyncio.gather(self._recorder, return_exceptions=True)
-        if self._http:
-            await self._http.close()
+        await self._poster.close()
+
+    @property
+    def poster(self) -> Poster:
+        """Who makes the POSTs (a LocalPoster, or WorkerPosters with their pids)."""
+        return self._poster
 
     def notify(self) -> None:
         self._wakeup.set()
@@ -274,16 +276,12 @@ class WebhookSender:
                        SIGNATURE_HEADER: sign(await self._secret(first.account_id), int(time.time()), body)}
             headers |= {"X-Gateway-Event": "batch", "X-Gateway-Batch-Size": str(len(group))} if batched else {
                 "X-Gateway-Event": first.event_type, "X-Gateway-Delivery": first.public_id}
-            assert self._http is not None
-            async with self._http.post(target_url(first.url), data=body, headers=headers,
-                                       allow_redirects=False) as resp:
-                status_code = resp.status
-                await resp.read()
+            # not_allowed: refused by the address policy; retrying cannot help (it fails now, and can be replayed)
+            status_code, error, not_allowed = await self._poster.post(first.url, body, headers)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure is recorded and retried
             error = f"{type(exc).__name__}: {exc}"[:500]
-            not_allowed = refused(exc)  # retrying cannot help: it fails now, and can be replayed
         finally:
             receiver.active -= 1
             self._active -= 1

@@ -34,8 +34,10 @@ REFUSED = [
 ALLOWED = ["https://93.184.215.14/hook", "http://[2606:4700:4700::1111]/hook"]
 
 
-@pytest.fixture
-async def client(aiohttp_client, migrated, sessionmaker):
+@pytest.fixture(params=[0, 2], ids=["posts in process", "posts from 2 workers"])
+async def client(request, aiohttp_client, migrated, sessionmaker):
+    """The policy holds where the POSTs are made: in the app's process, or in its webhook worker processes."""
+    migrated.webhooks.processes = request.param
     migrated.webhooks.allow_private_addresses = False  # the default; the shared fixtures allow loopback
     migrated.webhooks.poll_interval_ms = 50
     client = await aiohttp_client(create_app(migrated, carriers=[LoopbackCarrier("sim")]))
@@ -134,9 +136,11 @@ async def test_sending_refuses_a_private_address_whatever_the_url_says(client, r
     assert "webhook_url_not_allowed" in (await resp.json())["attempt_log"][0]["error"]
 
 
+@pytest.mark.parametrize("processes", [0, 1], ids=["in process", "from a worker"])
 @pytest.mark.parametrize("allow", [{"allow_private_addresses": True}, {"allowed_networks": ["127.0.0.0/8"]}])
 async def test_the_operator_can_allow_private_addresses(aiohttp_client, migrated, sessionmaker, receiver,
-                                                        allow):
+                                                        allow, processes):
+    migrated.webhooks.processes = processes
     migrated.webhooks.allow_private_addresses = False
     migrated.webhooks.poll_interval_ms = 50
     for name, value in allow.items():

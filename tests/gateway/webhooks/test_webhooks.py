@@ -43,8 +43,10 @@ async def receiver(aiohttp_server):
     return await serve(aiohttp_server, Receiver())
 
 
-@pytest.fixture
-async def client(aiohttp_client, migrated, sessionmaker):
+@pytest.fixture(params=[0, 2], ids=["posts in process", "posts from 2 workers"])
+async def client(request, aiohttp_client, migrated, sessionmaker):
+    """The app with quick retries; its webhooks POSTed from its own process, or from worker processes."""
+    migrated.webhooks.processes = request.param
     migrated.webhooks.retry_base_s = 0.05
     migrated.webhooks.poll_interval_ms = 50
     client = await aiohttp_client(create_app(migrated, carriers=[LoopbackCarrier("sim")]))

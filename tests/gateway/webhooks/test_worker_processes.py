@@ -1,0 +1,160 @@
+"""Webhook POSTs from worker processes (``[webhooks] processes``): real processes, real HTTP to receivers on
+loopback. The POSTs come from the workers' sockets, not the gateway's; a worker killed with POSTs in flight is
+started again and every event still arrives; stopping the gateway lets the workers finish and record what they
+hold. (The rest of the webhook suite runs both ways: tests/gateway/webhooks/test_webhooks.py's ``client``.)"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+
+from aiohttp import web
+from sqlalchemy import select
+
+from carriers.loopback import LoopbackCarrier
+from gateway.api import app_keys
+from gateway.api.app import create_app
+from gateway.store.db import create_engine, create_sessionmaker
+from gateway.store.models import WebhookDelivery
+from gateway.webhooks.posting import WorkerPosters
+from tests.conftest import ADMIN, new_customer, wait_for
+from tests.gateway.webhooks.test_webhook_delivery import Receiver, _all_delivered, _receiver, _send
+
+
+def _local_ports(pid: int) -> set[int]:
+    """The local TCP ports of the sockets process ``pid`` holds (from /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+class PeerReceiver(Receiver):
+    """A Receiver that notes each request's peer port (the sender's socket)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peer_ports: set[int] = set()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.peer_ports.add(request.transport.get_extra_info("peername")[1])
+        return await super().handle(request)
+
+
+async def _app(aiohttp_client, settings, sessionmaker, processes: int):
+    settings.webhooks.processes = processes
+    settings.webhooks.retry_base_s = 0.05
+    settings.webhooks.retry_max_s = 0.5
+    settings.webhooks.poll_interval_ms = 50
+    client = await aiohttp_client(create_app(settings, carriers=[LoopbackCarrier("sim")]))
+    client.customer = await new_customer(client, sessionmaker, "acme")
+    return client
+
+
+def _posters(client) -> WorkerPosters:
+    poster = client.app[app_keys.WEBHOOKS].poster
+    assert isinstance(poster, WorkerPosters)
+    return poster
+
+
+async def test_the_posts_come_from_the_worker_processes(aiohttp_client, aiohttp_server, migrated, sessionmaker):
+    from tests.gateway.webhooks.test_webhooks import serve
+
+    client = await _app(aiohttp_client, migrated, sessionmaker, 2)
+    posters = _posters(client)
+    assert len(posters.pids) == 2 and os.getpid() not in posters.pids
+    rec = await serve(aiohttp_server, PeerReceiver())
+    ids = await _send(client, 60, status_callback=rec.url)
+
+    async def everything() -> bool:
+        return len({(e["message_id"], e["event_type"]) for _, e in rec.events()}) == 180
+
+    await wait_for(everything, timeout=20)
+    await wait_for(lambda: _all_delivered(client), timeout=10)
+    assert len(rec.events()) == 180 and {e["message_id"] for _, e in rec.events()} == set(ids)
+    workers = set().union(*(_local_ports(pid) for pid in posters.pids))  # their kept-alive connections
+    assert rec.peer_ports and rec.peer_ports <= workers, "every POST from a worker's socket"
+    assert not rec.peer_ports & _local_ports(os.getpid()), "none from the gateway's own"
+    # their outcomes are counted by the gateway as its own
+    metrics = await (await client.get("/metrics", headers=ADMIN)).text()
+    assert "gateway_webhook_deliveries_total 180.0" in metrics
+
+
+async def test_a_worker_killed_mid_stream_is_started_again_and_every_event_arrives(
+        aiohttp_client, aiohttp_server, migrated, sessionmaker, caplog):
+    client = await _app(aiohttp_client, migrated, sessionmaker, 1)
+    posters = _posters(client)
+    [first] = posters.pids
+    rec = await _receiver(aiohttp_server)
+    rec.gate.clear()  # it takes requests and does not answer yet: they are in flight in the worker
+    ids = await _send(client, 20, status_callback=rec.url)
+
+    async def some_in_flight() -> bool:
+        return len(rec.requests) >= 5
+
+    await wait_for(some_in_flight, timeout=10)
+    in_flight = {d for d, _ in rec.events()}
+    with caplog.at_level(logging.WARNING):
+        os.kill(first, signal.SIGKILL)
+
+        async def restarted() -> bool:
+            return posters.restarts == 1 and len(posters.pids) == 1 and posters.pids != [first]
+
+        await wait_for(restarted, timeout=10)
+    rec.gate.set()
+
+    async def everything() -> bool:
+        return len({(e["message_id"], e["event_type"]) for _, e in rec.events()}) == 60 \
+            and await _all_delivered(client)
+
+    await wait_for(everything, timeout=30)
+    received = [d for d, _ in rec.events()]
+    assert {e["message_id"] for _, e in rec.events()} == set(ids)
+    # at least once: only what was in flight when the worker died can have come twice
+    assert {d for d in received if received.count(d) > 1} <= in_flight
+    assert any("webhook worker process" in r.getMessage() and "exited with code -9" in r.getMessage()
+               for r in caplog.records)
+    async with client.app[app_keys.SESSIONMAKER]() as session:
+        lost = (await session.scalars(select(WebhookDelivery).where(
+            WebhookDelivery.public_id.in_(in_flight)))).all()
+    assert lost and all(d.status == "delivered" and d.attempts >= 2 for d in lost), "failed once, then sent again"
+
+
+async def test_stopping_lets_the_workers_finish_and_record_what_they_hold(aiohttp_client, aiohttp_server, migrated,
+                                                                          sessionmaker):
+    client = await _app(aiohttp_client, migrated, sessionmaker, 1)
+    [worker] = _posters(client).pids
+    rec = await _receiver(aiohttp_server)
+    rec.gate.clear()
+    await _send(client, 5, status_callback=rec.url)
+
+    async def some_in_flight() -> bool:
+        return len(rec.requests) >= 3
+
+    await wait_for(some_in_flight, timeout=10)
+    answered = {d for d, _ in rec.events()}
+    asyncio.get_running_loop().call_later(0.5, rec.gate.set)  # answered while the gateway stops
+    await client.close()  # the app's cleanup: the sender stops, then its workers
+    assert not Path(f"/proc/{worker}").exists() or "zombie" in Path(f"/proc/{worker}/status").read_text()
+    engine = create_engine(migrated.database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            rows = {d.public_id: d for d in (await session.scalars(select(WebhookDelivery))).all()}
+    finally:
+        await engine.dispose()
+    assert all(rows[d].status == "delivered" and rows[d].attempts == 1 for d in answered), \
+        "a POST answered during the stop is recorded as delivered, not tried again"
