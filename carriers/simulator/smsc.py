@@ -60,7 +60,8 @@ class SmscSimulator:
         self._tasks: set[asyncio.Task] = set()
         self._due_receipts: list[tuple[float, int, Submitted]] = []  # a heap: (due, order, submit)
         self._receipt_order = itertools.count()
-        self._receipt_timer: asyncio.TimerHandle | None = None
+        self._receipt_timer: asyncio.Handle | None = None
+        self._receipt_timer_at = 0.0  # when it fires (uvloop answers a call_at already due with a plain Handle)
         self._minutes: dict[int, str] = {}  # minute -> YYMMDDhhmm, for receipt dates
 
     # --- lifecycle -------------------------------------------------------------------------------------------
@@ -68,7 +69,8 @@ class SmscSimulator:
         self._server = await asyncio.start_server(self._accept, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         if self._due_receipts and self._receipt_timer is None:  # back after a stop: it still reports what it took
-            self._receipt_timer = asyncio.get_running_loop().call_at(self._due_receipts[0][0], self._send_due_receipts)
+            self._receipt_timer_at = self._due_receipts[0][0]
+            self._receipt_timer = asyncio.get_running_loop().call_at(self._receipt_timer_at, self._send_due_receipts)
 
     @property
     def listening(self) -> bool:
@@ -179,10 +181,10 @@ class SmscSimulator:
         loop = asyncio.get_running_loop()
         due = loop.time() + self.receipt_delay
         heapq.heappush(self._due_receipts, (due, next(self._receipt_order), sub))
-        if self._receipt_timer is None or due < self._receipt_timer.when():
+        if self._receipt_timer is None or due < self._receipt_timer_at:
             if self._receipt_timer is not None:
                 self._receipt_timer.cancel()
-            self._receipt_timer = loop.call_at(due, self._send_due_receipts)
+            self._receipt_timer, self._receipt_timer_at = loop.call_at(due, self._send_due_receipts), due
 
     def _send_due_receipts(self) -> None:
         loop = asyncio.get_running_loop()
@@ -195,6 +197,7 @@ class SmscSimulator:
             except Exception:  # one bad scenario hook must not hold back the other receipts
                 log.exception("simulator: the receipt for %s could not be sent", sub.message_id)
         self._receipt_timer = loop.call_at(due[0][0], self._send_due_receipts) if due else None
+        self._receipt_timer_at = due[0][0] if due else 0.0
 
     def _minute(self, timestamp: float) -> str:
         """YYMMDDhhmm (UTC) of a Unix time, as receipts write dates; formatted once per minute."""

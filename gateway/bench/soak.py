@@ -41,22 +41,44 @@ P99_SLACK_MS = 50.0  # ... plus this (a first p99 of a few ms would make any fac
 
 class Sample(NamedTuple):
     at: float  # seconds into the run
-    rss_kb: int  # the gateway's resident memory
-    fds: int  # the gateway's open file descriptors
-    cpu_s: float  # the gateway's CPU time so far (user and system)
+    rss_kb: int  # the gateway's resident memory (with its webhook workers')
+    fds: int  # the gateway's open file descriptors (with its webhook workers')
+    cpu_s: float  # the gateway's CPU time so far, user and system (with its webhook workers')
     own_cpu_s: float  # this process's (the load generator's and the receiver's)
 
 
+def family(pid: int) -> list[int]:
+    """Process ``pid`` and its children (the gateway and its webhook worker processes)."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:  # ppid: field 4
+                        children.append(int(entry))
+            except (OSError, IndexError, ValueError):  # gone meanwhile
+                continue
+    return [pid, *children]
+
+
 def process_sample(pid: int, at: float = 0.0) -> Sample:
-    """The gateway process ``pid`` as /proc shows it now."""
-    rss = 0
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1])
-                break
+    """The gateway process ``pid``, with its children, as /proc shows them now."""
+    rss = fds = 0
+    cpu = 0.0
+    for member in family(pid):
+        try:
+            with open(f"/proc/{member}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        rss += int(line.split()[1])
+                        break
+            fds += len(os.listdir(f"/proc/{member}/fd"))
+            cpu += cpu_seconds(member)
+        except OSError:
+            if member == pid:
+                raise
     own = resource.getrusage(resource.RUSAGE_SELF)
-    return Sample(at, rss, len(os.listdir(f"/proc/{pid}/fd")), cpu_seconds(pid), own.ru_utime + own.ru_stime)
+    return Sample(at, rss, fds, cpu, own.ru_utime + own.ru_stime)
 
 
 def cpu_seconds(pid: int) -> float:

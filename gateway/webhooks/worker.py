@@ -4,13 +4,14 @@
 JSON line of settings (``[webhooks]`` and ``[logging]``), then one line per request, ``[id, url, body, headers]``.
 On stdout: one line per answer, ``[id, status_code, error, not_allowed]``, in the order the POSTs end. It holds no
 secret beyond the signed requests it is given, and opens no database. It stops when stdin ends (the gateway
-stopped, or died), once the POSTs in flight have been answered.
+stopped, or died), once the POSTs in flight have been answered; SIGINT and SIGTERM are ignored for that reason.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from typing import Any
 
@@ -55,6 +56,10 @@ async def _main() -> None:
 
 
 def main() -> None:
+    # Ctrl+C reaches the whole process group and a service manager's stop may too: the gateway decides when its
+    # workers end (it closes their stdin once the POSTs it handed them are answered)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     run_server(_main(), sys.argv[1] if len(sys.argv) > 1 else "uvloop")
 
 

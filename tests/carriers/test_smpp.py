@@ -81,6 +81,44 @@ async def _true(value: bool) -> bool:
     return value
 
 
+def _smpplib_burst(port: int, n: int) -> list:
+    """``n`` submits written back to back (smpplib does not wait for their answers), then read until each has its
+    answer and its receipt."""
+    client = smpplib.client.Client("127.0.0.1", port, timeout=5, allow_unknown_opt_params=True)
+    receipts: list = []
+    client.set_message_received_handler(lambda pdu: receipts.append(pdu))
+    client.set_message_sent_handler(lambda pdu, **_: None)
+    client.connect()
+    client.bind_transceiver(system_id="gateway", password="secret")
+    for i in range(n):
+        client.send_message(source_addr_ton=smpplib.consts.SMPP_TON_INTL, source_addr="14155550100",
+                            dest_addr_ton=smpplib.consts.SMPP_TON_INTL, destination_addr=f"1415555{i:04d}",
+                            short_message=b"burst", registered_delivery=1)
+    while len(receipts) < n:
+        client.read_once()
+    client.unbind()
+    client.disconnect()
+    return receipts
+
+
+def test_the_simulator_on_uvloop_sends_every_receipt_of_a_burst():
+    """`gatewayctl simulator` runs on uvloop, where a timer set for a time already past is a plain Handle (no
+    ``when()``): with receipts due at once, a burst of submits used to end the connection with an AttributeError
+    (found by tests/gateway/test_faults.py, which runs the simulator as a process)."""
+    import uvloop
+
+    async def scenario() -> list:
+        simulator = SmscSimulator(accounts={"gateway": "secret"}, receipt_delay=0.0)
+        await simulator.start()
+        try:
+            return await asyncio.to_thread(_smpplib_burst, simulator.port, 20)
+        finally:
+            await simulator.stop()
+
+    receipts = uvloop.run(scenario())
+    assert len(receipts) == 20 and all(r.command == "deliver_sm" and r.esm_class == 0x04 for r in receipts)
+
+
 def _smpplib_bad_password(port: int) -> int:
     client = smpplib.client.Client("127.0.0.1", port, timeout=5, allow_unknown_opt_params=True)
     client.connect()

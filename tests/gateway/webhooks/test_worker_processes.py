@@ -158,3 +158,33 @@ async def test_stopping_lets_the_workers_finish_and_record_what_they_hold(aiohtt
         await engine.dispose()
     assert all(rows[d].status == "delivered" and rows[d].attempts == 1 for d in answered), \
         "a POST answered during the stop is recorded as delivered, not tried again"
+
+
+async def test_a_worker_outlives_ctrl_c_and_a_service_stop_signal(aiohttp_client, aiohttp_server, migrated,
+                                                                  sessionmaker):
+    """Ctrl+C reaches the whole process group (and a service manager's stop may signal every process): a worker
+    keeps its POSTs in flight and ends only when the gateway closes its stdin."""
+    client = await _app(aiohttp_client, migrated, sessionmaker, 1)
+    posters = _posters(client)
+    [worker] = posters.pids
+    rec = await _receiver(aiohttp_server)
+    rec.gate.clear()
+    await _send(client, 3, status_callback=rec.url)
+
+    async def in_flight() -> bool:
+        return len(rec.requests) >= 1
+
+    await wait_for(in_flight, timeout=10)
+    os.kill(worker, signal.SIGINT)
+    os.kill(worker, signal.SIGTERM)
+    await asyncio.sleep(0.5)
+    assert posters.pids == [worker] and posters.restarts == 0
+    rec.gate.set()
+
+    async def everything() -> bool:
+        return len(rec.events()) >= 9 and await _all_delivered(client)
+
+    await wait_for(everything, timeout=20)
+    async with client.app[app_keys.SESSIONMAKER]() as session:
+        attempts = {d.attempts for d in (await session.scalars(select(WebhookDelivery))).all()}
+    assert attempts == {1}, "nothing was cut off and tried again"
