@@ -149,15 +149,20 @@ async def bench_sms(*, messages: int, url: str | None, sim_url: str | None, key:
                     database_url: str = POSTGRES_ADMIN_URL, redis_url: str = REDIS_URL,
                     rate: int = 5000, callbacks: str = "none", carrier: str = "smpp", profile: str = "kannel",
                     kannel: bool = False, http_concurrency: int = 10,
-                    webhook_processes: int | None = None) -> dict[str, Any]:
+                    webhook_processes: int | None = None, backend: str = "sqlite") -> dict[str, Any]:
+    # on PostgreSQL (and Redis for the shared limits), as several instances always are
+    cluster = instances > 1 or backend == "postgresql"
     hooks = {} if webhook_processes is None else {"GATEWAY_WEBHOOKS_PROCESSES": str(webhook_processes)}
     if hooks and url:
         raise SystemExit("--webhook-processes sets up the gateway it starts: not with --target-url")
     env = ({} if throttles else {"GATEWAY_PACING_ENABLED": "false"}) | hooks
     http_figures: dict[str, Any] = {}
-    if carrier == "http" and (instances > 1 or url):
-        raise SystemExit("--carrier http starts its own gateway and simulator: not with --instances or --target-url")
-    if instances > 1:
+    if carrier == "http" and (cluster or url):
+        raise SystemExit("--carrier http starts its own gateway and simulator: not with --instances, --backend "
+                         "postgresql or --target-url")
+    if cluster and url:
+        raise SystemExit("--instances and --backend postgresql start their own gateways: not with --target-url")
+    if cluster:
         # several instances keep their limits together in Redis: the account's and the short code's limits are
         # raised to ``rate`` (not lifted), so that the Redis limiter is on the path and can be checked
         env = {"GATEWAY_PACING_ENABLED": "true", "GATEWAY_PACING_SHORT_CODE_PER_S": str(rate)} | hooks
@@ -184,7 +189,7 @@ async def bench_sms(*, messages: int, url: str | None, sim_url: str | None, key:
                                   connector=aiohttp.TCPConnector(limit=concurrency * 2)) as http:
         account = await (await http.get(target.url + "/v1/account",
                                         headers={"Authorization": f"Bearer {target.key}"})).json()
-        if instances > 1:
+        if cluster:
             raised = await admin(http, target, "PATCH", f"/admin/accounts/{account['id']}",
                                   {"max_rate_per_s": rate})
             if raised.get("max_rate_per_s") != rate:
@@ -230,7 +235,7 @@ async def bench_sms(*, messages: int, url: str | None, sim_url: str | None, key:
         "simulator_received": sim["received"], "simulator_throttled": sim["stats"].get("throttled", 0),
     } | ({"simulator_received_over_http": sim["stats"].get("accepted_over_http", 0)} if carrier == "http" else {}) \
       | (_callback_figures(receiver, ids, start) if receiver is not None else {}) \
-      | (_cluster_figures(instances, rate, sim, start) if instances > 1 else {})
+      | (_cluster_figures(instances, rate, sim, start) if cluster else {})
 
 
 def _callback_figures(receiver: CallbackReceiver, ids: list[str], start: float) -> dict[str, Any]:

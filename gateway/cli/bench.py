@@ -34,6 +34,9 @@ def _targets(f):  # noqa: ANN001, ANN202
 @click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait for final states.")
 @click.option("--instances", type=click.IntRange(1, 16), default=1, show_default=True,
               help="Gateway processes sharing one PostgreSQL queue and Redis limits (more than 1 needs both).")
+@click.option("--backend", type=click.Choice(["sqlite", "postgresql"]), default="sqlite", show_default=True,
+              help="The gateway's database: its SQLite file, or a scratch PostgreSQL database (with Redis for the "
+                   "limits, as with --instances, which implies it).")
 @click.option("--database-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres",
               show_default=True, help="With --instances: a PostgreSQL server on which a scratch database is made.")
 @click.option("--redis-url", default="redis://127.0.0.1:6379/0", show_default=True,
@@ -56,22 +59,22 @@ def _targets(f):  # noqa: ANN001, ANN202
 @click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: the output is always JSON.")
 @_targets
 def bench_sms(messages: int, throttles: bool, mode: str, concurrency: int, batch: int, timeout: float,
-              instances: int, database_url: str, redis_url: str, rate: int, callbacks: str, carrier: str,
+              instances: int, backend: str, database_url: str, redis_url: str, rate: int, callbacks: str, carrier: str,
               profile: str, kannel: bool, http_concurrency: int, webhook_processes: int | None,
               as_json: bool, target_url: str | None, simulator_url: str | None, api_key: str | None) -> None:
     """Throughput and latency of accept -> SMPP -> receipt -> delivered.
 
-    With --instances N, N gateway processes share a scratch PostgreSQL database and Redis, and the output adds
-    what the simulator saw each second from all of them together against the shared --rate limit. With
-    --carrier http, the same through an HTTP SMS carrier (the output names its profile)."""
+    With --instances N (or --backend postgresql for one), N gateway processes share a scratch PostgreSQL database
+    and Redis, and the output adds what the simulator saw each second from all of them together against the shared
+    --rate limit. With --carrier http, the same through an HTTP SMS carrier (the output names its profile)."""
     from gateway.bench import common, sms
 
     if kannel and carrier != "http":
         raise click.BadParameter("--kannel goes with --carrier http", param_hint="--kannel")
     common.run(sms.bench_sms(messages=messages, url=target_url, sim_url=simulator_url, key=api_key,
                              throttles=throttles, mode=mode, concurrency=concurrency, batch=batch, timeout=timeout,
-                             instances=instances, database_url=database_url, redis_url=redis_url, rate=rate,
-                             callbacks=callbacks, carrier=carrier, profile=profile, kannel=kannel,
+                             instances=instances, backend=backend, database_url=database_url, redis_url=redis_url,
+                             rate=rate, callbacks=callbacks, carrier=carrier, profile=profile, kannel=kannel,
                              http_concurrency=http_concurrency, webhook_processes=webhook_processes))
 
 

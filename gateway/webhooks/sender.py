@@ -215,12 +215,15 @@ class WebhookSender:
             self._accounts[r.id] = (r.webhook_secret or "", r.webhook_batch_size or 1, now + 30)
 
     def _pump(self) -> None:
-        """Start POSTs for the receivers with deliveries waiting, within both bounds of concurrency."""
+        """Start POSTs for the receivers with deliveries waiting, within both bounds of concurrency. A receiver
+        whose last POST failed gets one at a time (a probe) until one succeeds: after its pause it is not sent a
+        full window of POSTs that would fail together, each an attempt of its delivery."""
         if self._stop.is_set():
             return  # what waits is handed back
         now = time.monotonic()
         for receiver in list(self._receivers.values()):
-            while (receiver.waiting and receiver.active < self._per_receiver and self._active < self._concurrency
+            limit = 1 if receiver.failures else self._per_receiver
+            while (receiver.waiting and receiver.active < limit and self._active < self._concurrency
                    and not receiver.paused(now)):
                 group, batched = self._take(receiver, now)
                 if not group:

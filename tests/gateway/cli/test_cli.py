@@ -139,6 +139,21 @@ async def test_bench_sms_through_an_http_carrier_counts_every_message_once():
     assert (out["webhook_events"], out["duplicates"], out["bad_signatures"]) == (60, 0, 0)  # queued, sent, delivered
 
 
+async def test_bench_sms_on_postgresql_with_webhook_workers(postgres_url, redis_url):
+    """bench sms --backend postgresql --webhook-processes 2: one gateway process on a scratch PostgreSQL database
+    (made on the server the URL names) with Redis, its webhooks POSTed by two workers; every message delivered
+    and every event counted once at the receiver."""
+    from gateway.bench.sms import bench_sms
+
+    server = postgres_url.rsplit("/", 1)[0] + "/postgres"
+    out = await bench_sms(messages=30, url=None, sim_url=None, key=None, throttles=False, mode="single",
+                          concurrency=4, batch=10, timeout=60, callbacks="all", backend="postgresql",
+                          database_url=server, redis_url=redis_url, webhook_processes=2)
+    assert (out["backend"], out["instances"]) == ("postgresql+redis", 1)
+    assert (out["accepted"], out["delivered"], out["lost"]) == (30, 30, 0)
+    assert (out["webhook_events"], out["duplicates"], out["bad_signatures"]) == (90, 0, 0)
+
+
 def test_bench_kannel_needs_the_http_carrier():
     result = CliRunner().invoke(cli, ["bench", "sms", "--kannel"])
     assert result.exit_code == 2 and "--kannel goes with --carrier http" in result.output

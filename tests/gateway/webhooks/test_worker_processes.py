@@ -65,6 +65,20 @@ async def _app(aiohttp_client, settings, sessionmaker, processes: int):
     return client
 
 
+async def _held(client, aiohttp_server, messages: int, in_flight: int) -> tuple[Receiver, list[str]]:
+    """A receiver that takes requests and does not answer yet, and ``messages`` sent with it as their status
+    callback: returns once ``in_flight`` POSTs wait in the worker for its answer."""
+    rec = await _receiver(aiohttp_server)
+    rec.gate.clear()
+    ids = await _send(client, messages, status_callback=rec.url)
+
+    async def waiting() -> bool:
+        return len(rec.requests) >= in_flight
+
+    await wait_for(waiting, timeout=10)
+    return rec, ids
+
+
 def _posters(client) -> WorkerPosters:
     poster = client.app[app_keys.WEBHOOKS].poster
     assert isinstance(poster, WorkerPosters)
@@ -99,14 +113,7 @@ async def test_a_worker_killed_mid_stream_is_started_again_and_every_event_arriv
     client = await _app(aiohttp_client, migrated, sessionmaker, 1)
     posters = _posters(client)
     [first] = posters.pids
-    rec = await _receiver(aiohttp_server)
-    rec.gate.clear()  # it takes requests and does not answer yet: they are in flight in the worker
-    ids = await _send(client, 20, status_callback=rec.url)
-
-    async def some_in_flight() -> bool:
-        return len(rec.requests) >= 5
-
-    await wait_for(some_in_flight, timeout=10)
+    rec, ids = await _held(client, aiohttp_server, 20, 5)  # POSTs in flight in the worker
     in_flight = {d for d, _ in rec.events()}
     with caplog.at_level(logging.WARNING):
         os.kill(first, signal.SIGKILL)
@@ -138,14 +145,7 @@ async def test_stopping_lets_the_workers_finish_and_record_what_they_hold(aiohtt
                                                                           sessionmaker):
     client = await _app(aiohttp_client, migrated, sessionmaker, 1)
     [worker] = _posters(client).pids
-    rec = await _receiver(aiohttp_server)
-    rec.gate.clear()
-    await _send(client, 5, status_callback=rec.url)
-
-    async def some_in_flight() -> bool:
-        return len(rec.requests) >= 3
-
-    await wait_for(some_in_flight, timeout=10)
+    rec, _ = await _held(client, aiohttp_server, 5, 3)
     answered = {d for d, _ in rec.events()}
     asyncio.get_running_loop().call_later(0.5, rec.gate.set)  # answered while the gateway stops
     await client.close()  # the app's cleanup: the sender stops, then its workers
@@ -167,14 +167,7 @@ async def test_a_worker_outlives_ctrl_c_and_a_service_stop_signal(aiohttp_client
     client = await _app(aiohttp_client, migrated, sessionmaker, 1)
     posters = _posters(client)
     [worker] = posters.pids
-    rec = await _receiver(aiohttp_server)
-    rec.gate.clear()
-    await _send(client, 3, status_callback=rec.url)
-
-    async def in_flight() -> bool:
-        return len(rec.requests) >= 1
-
-    await wait_for(in_flight, timeout=10)
+    rec, _ = await _held(client, aiohttp_server, 3, 1)
     os.kill(worker, signal.SIGINT)
     os.kill(worker, signal.SIGTERM)
     await asyncio.sleep(0.5)
