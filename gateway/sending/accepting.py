@@ -30,6 +30,7 @@ from gateway.metrics import Metrics
 from gateway.sending import messages as svc
 from gateway.sending.routing import Router
 from gateway.settings import PricingSettings
+from gateway.store.group_commit import GroupCommit
 
 MAX_GROUP = 500  # requests stored by one transaction; more wait for the next one
 
@@ -59,8 +60,7 @@ class Acceptor:
         self._on_queued = on_queued  # wakes the dispatcher, once per group
         self._on_webhooks = on_webhooks  # wakes the webhook sender, when the group queued deliveries
         self._metrics = metrics or Metrics()
-        self._waiting: list[_Waiting] = []
-        self._writer: asyncio.Task | None = None
+        self._groups: GroupCommit[_Waiting] = GroupCommit(self._write, MAX_GROUP, "accept-writer")
         self.stats = {"joined": 0, "groups": 0, "requests": 0, "failed_groups": 0}
 
     async def accept(self, account_id: int, req: svc.SendRequest, *, idempotency_key: str | None = None,
@@ -68,10 +68,8 @@ class Acceptor:
         """Store one message (or find the one its key names) with the requests waiting beside it; raise its
         error. Returns after the commit."""
         answer = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Waiting(account_id, req, idempotency_key, fingerprint, answer))
+        self._groups.add(_Waiting(account_id, req, idempotency_key, fingerprint, answer))
         self.stats["joined"] += 1
-        if self._writer is None or self._writer.done():  # no writer: this request starts one
-            self._writer = asyncio.create_task(self._write_groups(), name="accept-writer")
         result = await answer
         if isinstance(result, GatewayError):
             raise result
@@ -79,13 +77,7 @@ class Acceptor:
 
     async def stop(self) -> None:
         """Let the groups waiting be written (requests in flight still get their answers)."""
-        if self._writer is not None:
-            await asyncio.gather(self._writer, return_exceptions=True)
-
-    async def _write_groups(self) -> None:
-        while self._waiting:  # whatever arrived while the last group was being written
-            group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
-            await self._write(group)
+        await self._groups.drain()
 
     async def _write(self, group: list[_Waiting]) -> None:
         try:

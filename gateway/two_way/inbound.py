@@ -38,6 +38,7 @@ from gateway.metrics import Metrics
 from gateway.metrics.activity import INBOUND
 from gateway.metrics.alerts import INBOUND_UNROUTED
 from gateway.sending.messages import new_public_id
+from gateway.store.group_commit import GroupCommit
 from gateway.store.models import (
     InboundMessage,
     InboundPart,
@@ -135,8 +136,7 @@ class InboundService:
         self._on_webhooks = on_webhooks
         self._task: asyncio.Task | None = None
         self._stop = asyncio.Event()
-        self._waiting: list[_Waiting] = []
-        self._writer: asyncio.Task | None = None
+        self._batches: GroupCommit[_Waiting] = GroupCommit(self._write, MAX_BATCH, "inbound-writer")
         self.stats = {"batches": 0, "messages": 0, "repeats": 0, "failed_batches": 0}
 
     async def start(self) -> None:
@@ -146,8 +146,7 @@ class InboundService:
         self._stop.set()
         if self._task:
             await asyncio.wait([self._task], timeout=10)
-        if self._writer is not None:  # the batch being written (and those waiting) still get their answers
-            await asyncio.wait([self._writer], timeout=10)
+        await self._batches.drain(timeout=10)  # the batch being written (and those waiting) still get their answers
 
     # --- from the carrier ------------------------------------------------------------------------------------
     async def on_inbound(self, carrier: str, message: InboundSms) -> None:
@@ -155,15 +154,8 @@ class InboundService:
         so that the carrier asks for it again. Messages are taken in the order of the calls."""
         self._metrics.activity.count(carrier, INBOUND)
         stored = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Waiting(carrier, message, stored))
-        if self._writer is None or self._writer.done():  # no writer: this message starts one
-            self._writer = asyncio.create_task(self._write_batches(), name="inbound-writer")
+        self._batches.add(_Waiting(carrier, message, stored))
         await stored
-
-    async def _write_batches(self) -> None:
-        while self._waiting:  # whatever arrived while the last batch was being written
-            batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
-            await self._write(batch)
 
     async def _write(self, batch: list[_Waiting]) -> None:
         try:
