@@ -92,8 +92,7 @@ async def lease(session: AsyncSession, account_id: int, kind: str, country: str,
                             f"No free {kind} in {country} with {','.join(sorted(capabilities))} is left to lease.")
     number.account_id, number.leased_at = account_id, utcnow()
     start = "pending" if kind == "short_code" else "active"  # a short code takes weeks to provision
-    session.add(Transition(entity="number", entity_id=number.id, from_state="free", to_state=f"leased:{start}",
-                           actor=actor, reason=f"leased to account {account_id}"))
+    record(session, "number", number.id, "free", f"leased:{start}", actor, f"leased to account {account_id}")
     number.status = start
     return number
 
