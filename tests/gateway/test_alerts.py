@@ -179,7 +179,8 @@ async def test_a_storm_of_webhook_failures_is_one_line_and_a_summary_with_the_co
     customer = await new_customer(client, sessionmaker, "acme")
     url = f"http://127.0.0.1:{server.port}/hooks/in?token=hook-secret-123"
     await send(client, customer, 10, status_callback=url)
-    await wait_for(lambda: asyncio.sleep(0, len(posts) >= 300), timeout=30)
+    # a failing receiver is tried one POST at a time (each after its backoff): failures keep coming, a few at a time
+    await wait_for(lambda: asyncio.sleep(0, len(posts) >= 100), timeout=60)
     failing[0] = False  # back: what is still pending gets through, and the count stops growing
     failed = metrics.registry.get_sample_value("gateway_webhook_failures_total")
 
@@ -193,11 +194,11 @@ async def test_a_storm_of_webhook_failures_is_one_line_and_a_summary_with_the_co
     subject = f"account {customer.account_id}, 127.0.0.1:{server.port}"
     assert lines(caught, "webhook_failing") == [
         f"webhook deliveries of account {customer.account_id} to 127.0.0.1:{server.port} failing (HTTP 500); tried "
-        "again with backoff"]  # hundreds of failures: one line while the interval lasts
+        "again with backoff"]  # a hundred failures and more: one line while the interval lasts
     await client.close()  # the app stops: what was counted is summed up
     first, summary = lines(caught, "webhook_failing", subject)
     assert summary.startswith(f"webhook deliveries failed ({subject}): {int(failed) - 1:,} more in the last ")
-    assert failed == posts.count(True) >= 300
+    assert failed == posts.count(True) >= 100
     assert "hook-secret-123" not in caught.text and "/hooks/in" not in caught.text
 
 
