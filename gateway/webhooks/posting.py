@@ -138,6 +138,7 @@ class WorkerPosters:
                 except ValueError:
                     log.warning("webhook worker %d wrote a line that is not an answer (%d bytes)", i, len(line))
                     continue
+                failures = 0  # it works: a later exit is not one more of a run of failures
                 waiting = worker.waiting.pop(request_id, None)
                 if waiting is not None and not waiting.done():
                     waiting.set_result(Outcome(status_code, error, not_allowed))

@@ -183,3 +183,31 @@ async def test_a_worker_outlives_ctrl_c_and_a_service_stop_signal(aiohttp_client
     async with client.app[app_keys.SESSIONMAKER]() as session:
         attempts = {d.attempts for d in (await session.scalars(select(WebhookDelivery))).all()}
     assert attempts == {1}, "nothing was cut off and tried again"
+
+
+async def test_a_worker_that_worked_between_two_deaths_is_started_again_after_the_first_pause(
+        aiohttp_client, aiohttp_server, migrated, sessionmaker):
+    """The pause before a restart doubles only while a worker keeps failing: one that answered POSTs since its last
+    death is started again after 1 s (not 2 s) when it dies again."""
+    client = await _app(aiohttp_client, migrated, sessionmaker, 1)
+    posters = _posters(client)
+    rec = await _receiver(aiohttp_server)
+    loop = asyncio.get_running_loop()
+    pauses = []
+    for round_ in range(2):
+        [worker] = posters.pids
+        await _send(client, 2, status_callback=rec.url)
+
+        async def answered() -> bool:
+            return await _all_delivered(client)
+
+        await wait_for(answered, timeout=20)  # this worker answered its POSTs
+        killed_at = loop.time()
+        os.kill(worker, signal.SIGKILL)
+
+        async def restarted(deaths: int = round_ + 1) -> bool:
+            return posters.restarts == deaths and len(posters.pids) == 1
+
+        await wait_for(restarted, timeout=10)
+        pauses.append(loop.time() - killed_at)
+    assert all(0.8 < p < 1.6 for p in pauses), pauses  # 1 s ± 10% each time; a doubled pause would be 1.8 s or more
