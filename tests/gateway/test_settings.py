@@ -87,13 +87,17 @@ def test_bad_http_carrier_settings(tmp_path: Path, key, value, fragment):
         load_settings(_with_http_examples(tmp_path), env={f"GATEWAY_CARRIER_CLOUD_{key}": value})
 
 
-def test_readme_http_carrier_example_loads(tmp_path: Path):
+def _with_readme_example(tmp_path: Path, after: str) -> Path:
+    """The default configuration plus the README's first TOML example after the text ``after``, as a file."""
     readme = (DEFAULT_CONFIG.parent.parent / "README.md").read_text()
-    section = readme.split("## HTTP carriers", 1)[1]
-    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    example = readme.split(after, 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
     path = tmp_path / "readme.toml"
     path.write_text(DEFAULT_CONFIG.read_text() + "\n" + example)
-    kannel, cloud = load_settings(path, env={}).carriers[1:]
+    return path
+
+
+def test_readme_http_carrier_example_loads(tmp_path: Path):
+    kannel, cloud = load_settings(_with_readme_example(tmp_path, "## HTTP carriers"), env={}).carriers[1:]
     assert (kannel.profile, cloud.profile, cloud.json_fields().id_path) == ("kannel", "json", "/message/id")
 
 
@@ -123,11 +127,7 @@ def test_bad_simulated_carriers(tmp_path: Path, table, fragment):
 
 def test_readme_simulator_http_face_example_loads(tmp_path: Path):
     """The README's carriers on the simulator's HTTP face, with [simulator] sms_http_port as it says."""
-    readme = (DEFAULT_CONFIG.parent.parent / "README.md").read_text()
-    section = readme.split("**The simulator's HTTP face.**", 1)[1]
-    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
-    path = tmp_path / "readme.toml"
-    path.write_text(DEFAULT_CONFIG.read_text() + "\n" + example)
+    path = _with_readme_example(tmp_path, "**The simulator's HTTP face.**")
     s = load_settings(path, env={"GATEWAY_SIMULATOR_SMS_HTTP_PORT": "2778"})
     kannel, json_api = s.carriers[1:]
     assert s.simulator.sms_http_port == 2778 and load_settings(env={}).simulator.sms_http_port == -1
