@@ -29,10 +29,21 @@ async def _serve(stdin: asyncio.StreamReader, out: asyncio.StreamWriter) -> None
     poster = LocalPoster(settings, AddressPolicy.of(settings))
     await poster.start()
     inflight: set[asyncio.Task] = set()
+    # the answers of the POSTs that end during one turn of the event loop go to the gateway in one write (one
+    # system call here, and usually one read there, instead of one each)
+    answers: list[bytes] = []
+    loop = asyncio.get_running_loop()
+
+    def flush() -> None:
+        if answers:
+            out.write(b"".join(answers))
+            answers.clear()
 
     async def one(request_id: int, url: str, body: str, headers: dict[str, str]) -> None:
         outcome = await poster.post(url, body.encode(), headers)
-        out.write(json.dumps([request_id, *outcome]).encode() + b"\n")
+        if not answers:
+            loop.call_soon(flush)
+        answers.append(json.dumps([request_id, *outcome]).encode() + b"\n")
 
     try:
         while line := await stdin.readline():
@@ -42,6 +53,7 @@ async def _serve(stdin: asyncio.StreamReader, out: asyncio.StreamWriter) -> None
             task.add_done_callback(inflight.discard)
         if inflight:
             await asyncio.wait(inflight)
+        flush()  # the last answers, if their turn of the loop has not come yet
         await out.drain()
     finally:
         await poster.close()
