@@ -47,15 +47,20 @@ class Sample(NamedTuple):
     own_cpu_s: float  # this process's (the load generator's and the receiver's)
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name: the list's item 0 is field 3 (the state)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()
+
+
 def family(pid: int) -> list[int]:
     """Process ``pid`` and its children (the gateway and its webhook worker processes)."""
     children = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:  # ppid: field 4
-                        children.append(int(entry))
+                if int(_stat(int(entry))[1]) == pid:  # ppid: field 4
+                    children.append(int(entry))
             except (OSError, IndexError, ValueError):  # gone meanwhile
                 continue
     return [pid, *children]
@@ -83,8 +88,7 @@ def process_sample(pid: int, at: float = 0.0) -> Sample:
 
 def cpu_seconds(pid: int) -> float:
     """CPU time process ``pid`` used so far, user and system, all its threads."""
-    with open(f"/proc/{pid}/stat") as stat:  # utime and stime: fields 14 and 15, counted after the ")"
-        utime, stime = stat.read().rsplit(")", 1)[1].split()[11:13]
+    utime, stime = _stat(pid)[11:13]  # fields 14 and 15
     return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
 
 
