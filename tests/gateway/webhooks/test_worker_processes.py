@@ -24,8 +24,9 @@ from tests.conftest import ADMIN, new_customer, wait_for
 from tests.gateway.webhooks.test_webhook_delivery import Receiver, _all_delivered, _receiver, _send
 
 
-def _local_ports(pid: int) -> set[int]:
-    """The local TCP ports of the sockets process ``pid`` holds (from /proc)."""
+def _connections(pid: int) -> set[tuple[int, int]]:
+    """(local port, remote port) of the TCP sockets process ``pid`` holds (from /proc). Both ports, not the local
+    one alone: Linux gives one ephemeral port to several connections when they go to different destinations."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
@@ -34,24 +35,25 @@ def _local_ports(pid: int) -> set[int]:
             continue
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
-    ports = set()
+    connections = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
             if fields[9] in inodes:
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
+                connections.add((int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16)))
+    return connections
 
 
 class PeerReceiver(Receiver):
-    """A Receiver that notes each request's peer port (the sender's socket)."""
+    """A Receiver that notes each request's connection as its sender sees it: (the sender's port, this port)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.peer_ports: set[int] = set()
+        self.connections: set[tuple[int, int]] = set()
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.peer_ports.add(request.transport.get_extra_info("peername")[1])
+        transport = request.transport
+        self.connections.add((transport.get_extra_info("peername")[1], transport.get_extra_info("sockname")[1]))
         return await super().handle(request)
 
 
@@ -100,9 +102,9 @@ async def test_the_posts_come_from_the_worker_processes(aiohttp_client, aiohttp_
     await wait_for(everything, timeout=20)
     await wait_for(lambda: _all_delivered(client), timeout=10)
     assert len(rec.events()) == 180 and {e["message_id"] for _, e in rec.events()} == set(ids)
-    workers = set().union(*(_local_ports(pid) for pid in posters.pids))  # their kept-alive connections
-    assert rec.peer_ports and rec.peer_ports <= workers, "every POST from a worker's socket"
-    assert not rec.peer_ports & _local_ports(os.getpid()), "none from the gateway's own"
+    workers = set().union(*(_connections(pid) for pid in posters.pids))  # their kept-alive connections
+    assert rec.connections and rec.connections <= workers, "every POST from a worker's socket"
+    assert not rec.connections & _connections(os.getpid()), "none from the gateway's own"
     # their outcomes are counted by the gateway as its own
     metrics = await (await client.get("/metrics", headers=ADMIN)).text()
     assert "gateway_webhook_deliveries_total 180.0" in metrics
