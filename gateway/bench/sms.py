@@ -15,6 +15,7 @@ from typing import Any, AsyncIterator
 import aiohttp
 
 from carriers.simulator.http_face import JSON_MESSAGES, SENDSMS
+from gateway.bench import wire
 from gateway.bench.common import (
     POSTGRES_ADMIN_URL,
     REDIS_URL,
@@ -31,6 +32,7 @@ from gateway.bench.common import (
 )
 from gateway.bench.processes import Simulator, free_port
 from gateway.store.models import FINAL_STATUSES
+from gateway.webhooks.signing import SIGNATURE_HEADER, verify
 
 
 class CallbackReceiver:
@@ -42,43 +44,38 @@ class CallbackReceiver:
         self.secret = secret
         self.url = ""
         self.seen: set[str] = set()  # delivery ids
-        self.events = self.duplicates = self.bad_signatures = self.posts = 0
+        self.events = self.duplicates = self.bad_signatures = self.malformed = self.posts = 0
         self.finals: dict[str, float] = {}  # message id -> arrival of its first final event
         self.final_latencies: list[float] = []  # ms from the message's acceptance to its final event
         self.first = self.last = 0.0
-        self._runner: Any = None
+        self._server: asyncio.base_events.Server | None = None
 
     async def start(self) -> "CallbackReceiver":
-        from aiohttp import web
-
-        # aiohttp's low-level server (no application, router or middlewares): the receiver stands for the
-        # customer's side, which runs elsewhere, so it takes as little of the measured machine's CPU as it can
-        self._runner = web.ServerRunner(web.Server(self._handle, access_log=None))
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.url = "http://127.0.0.1:%d/events" % self._runner.addresses[0][1]
+        # the benchmark's own lean HTTP (gateway.bench.wire): the receiver stands for the customer's side, which
+        # runs elsewhere, so it takes as little of the measured machine's CPU as it can
+        self._server, port = await wire.serve(self._handle)
+        self.url = "http://127.0.0.1:%d/events" % port
         return self
 
     async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._server is not None:
+            self._server.close()
 
-    async def _handle(self, request: Any) -> Any:
-        from aiohttp import web
-
-        from gateway.webhooks.signing import SIGNATURE_HEADER, verify
-
-        if request.method != "POST" or request.path != "/events":
-            return web.Response(status=404)
-        raw = await request.read()
+    def _handle(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> int:
+        if method != "POST" or path != "/events":
+            return 404
         now = time.time()
         self.posts += 1
-        if not verify(self.secret, request.headers.get(SIGNATURE_HEADER, ""), raw):
+        if not verify(self.secret, headers.get(SIGNATURE_HEADER.lower(), ""), raw):
             self.bad_signatures += 1
-            return web.Response(status=400)
-        body = json.loads(raw)
-        items = [(e["delivery_id"], e["event"]) for e in body] if isinstance(body, list) else \
-            [(request.headers["X-Gateway-Delivery"], body)]
+            return 400
+        try:
+            body = json.loads(raw)
+            items = [(e["delivery_id"], e["event"]) for e in body] if isinstance(body, list) else \
+                [(headers["x-gateway-delivery"], body)]
+        except (ValueError, KeyError, TypeError):
+            self.malformed += 1
+            return 400
         for delivery_id, event in items:
             if delivery_id in self.seen:
                 self.duplicates += 1
@@ -88,7 +85,7 @@ class CallbackReceiver:
             self.first = self.first or now
             self.last = now
             self.on_event(event, now)
-        return web.Response(status=204)
+        return 204
 
     def on_event(self, event: dict[str, Any], now: float) -> None:
         """One event seen for the first time (its signature checked): a message's first final event is noted."""
@@ -207,7 +204,7 @@ async def bench_sms(*, messages: int, url: str | None, sim_url: str | None, key:
                 ids, latencies, start, end = await send_batches(http, target, numbers, batch, concurrency, "bench",
                                                                  extra=extra)
             else:
-                ids, latencies, start, end = await send_single(http, target, numbers, concurrency, "bench", extra)
+                ids, latencies, start, end = await send_single(target, numbers, concurrency, "bench", extra)
             rows = await final_states(http, target, len(ids), timeout)
             if receiver is not None:
                 await receiver.wait_for_finals(ids, max(30.0, timeout - (time.time() - end)))
@@ -248,7 +245,7 @@ def _callback_figures(receiver: CallbackReceiver, ids: list[str], start: float) 
             "webhook_events_per_s": round(receiver.events / max(receiver.last - start, 1e-9), 1)
             if receiver.events else 0.0,
             "final_events_missing": missing, "duplicates": receiver.duplicates,
-            "bad_signatures": receiver.bad_signatures,
+            "bad_signatures": receiver.bad_signatures, "malformed_posts": receiver.malformed,
             "final_event_p50_ms": round(percentile(receiver.final_latencies, 50), 1),
             "final_event_p99_ms": round(percentile(receiver.final_latencies, 99), 1)}
 

@@ -90,6 +90,16 @@ class _Worker:
     def __init__(self, process: asyncio.subprocess.Process):
         self.process = process
         self.waiting: dict[int, asyncio.Future] = {}
+        self.lines: list[bytes] = []  # requests of this turn of the event loop, written together at its end
+
+    def flush(self) -> None:
+        lines, self.lines = self.lines, []
+        if not lines or self.process.stdin is None:
+            return
+        try:
+            self.process.stdin.write(b"".join(lines))
+        except (ConnectionError, RuntimeError) as exc:  # it just exited: its supervisor answers what it held
+            log.debug("webhook worker gone while writing to it: %s", type(exc).__name__)
 
 
 class WorkerPosters:
@@ -168,11 +178,11 @@ class WorkerPosters:
         request_id = next(self._ids)
         answer = asyncio.get_running_loop().create_future()
         worker.waiting[request_id] = answer
-        assert worker.process.stdin is not None
-        try:  # at once: a request waiting for the next turn of a busy event loop would wait milliseconds
-            worker.process.stdin.write(json.dumps([request_id, url, body.decode(), headers]).encode() + b"\n")
-        except (ConnectionError, RuntimeError) as exc:  # it just exited: its supervisor answers what it held
-            log.debug("webhook worker gone while writing to it: %s", type(exc).__name__)
+        # the requests made during one turn of the event loop go to the worker in one write at its end (one system
+        # call here, and usually one read there, instead of one each), as its answers come back
+        if not worker.lines:
+            asyncio.get_running_loop().call_soon(worker.flush)
+        worker.lines.append(json.dumps([request_id, url, body.decode(), headers]).encode() + b"\n")
         return await answer
 
     async def close(self) -> None:
@@ -180,6 +190,7 @@ class WorkerPosters:
         self._closing = True
         for worker in self._workers:
             if worker.process.stdin is not None:
+                worker.flush()
                 worker.process.stdin.close()
         running = [w.process for w in self._workers if w.process.returncode is None]
         if running:

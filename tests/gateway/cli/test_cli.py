@@ -102,8 +102,6 @@ def test_db_upgrade_without_a_database(unused_tcp_port):
 
 async def test_bench_single_requests_take_turns_over_the_instances(aiohttp_server):
     """bench sms --mode single --instances N sends to every instance, not only the first."""
-    import aiohttp
-
     from gateway.bench.common import Target, send_single
 
     seen: dict[int, int] = {}
@@ -120,8 +118,7 @@ async def test_bench_single_requests_take_turns_over_the_instances(aiohttp_serve
     servers = [await aiohttp_server(instance(n)) for n in range(3)]
     urls = [str(s.make_url("")).rstrip("/") for s in servers]
     target = Target(url=urls[0], sim_url="", key="gk_x", processes=[], others=tuple(urls[1:]))
-    async with aiohttp.ClientSession() as http:
-        ids, *_ = await send_single(http, target, [f"+1415555{i:04d}" for i in range(60)], 6, "hi")
+    ids, *_ = await send_single(target, [f"+1415555{i:04d}" for i in range(60)], 6, "hi")
     assert len(ids) == 60 and sorted(seen) == [0, 1, 2] and all(count >= 10 for count in seen.values())
 
 
