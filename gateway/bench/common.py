@@ -239,22 +239,28 @@ async def all_messages(http: aiohttp.ClientSession, target: Target) -> list[dict
             return messages
 
 
-async def final_states(http: aiohttp.ClientSession, target: Target, want: int, timeout: float) -> list[dict]:
-    """Page through the account's messages until ``want`` of them are final (or the timeout passes).
-
-    Reading every message back costs the gateway about as much as sending them, so it is not done while they
-    are still in flight: first the simulator's receipt count (cheap) is awaited, until it reaches ``want`` or
-    stops growing for two seconds (messages that end without a receipt)."""
+async def receipts_sent(http: aiohttp.ClientSession, target: Target, want: int, timeout: float) -> None:
+    """Until the simulator sent ``want`` receipts, or its count stopped growing for two seconds (messages that
+    end without a receipt), or ``timeout`` passed. Asking costs the gateway nothing."""
     deadline = time.time() + timeout
     last, still = -1, time.time()
     while time.time() < deadline:
         async with http.get(target.sim_url + "/stats") as resp:
             receipts = (await resp.json())["stats"].get("receipts", 0)
         if receipts >= want or (receipts == last and time.time() - still > 2.0):
-            break
+            return
         if receipts != last:
             last, still = receipts, time.time()
         await asyncio.sleep(0.1)
+
+
+async def final_states(http: aiohttp.ClientSession, target: Target, want: int, timeout: float) -> list[dict]:
+    """Page through the account's messages until ``want`` of them are final (or the timeout passes).
+
+    Reading every message back costs the gateway about as much as sending them, so it is not done while they
+    are still in flight: first the simulator's receipt count is awaited (``receipts_sent``)."""
+    deadline = time.time() + timeout
+    await receipts_sent(http, target, want, timeout)
     while True:
         messages = await all_messages(http, target)
         finals = [m for m in messages if m["status"] in ("delivered", "undelivered", "failed", "expired", "blocked")]

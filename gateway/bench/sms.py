@@ -24,6 +24,7 @@ from gateway.bench.common import (
     final_states,
     parse_time,
     percentile,
+    receipts_sent,
     recipients,
     send_batches,
     send_single,
@@ -31,6 +32,7 @@ from gateway.bench.common import (
     started_cluster,
 )
 from gateway.bench.processes import Simulator, free_port
+from gateway.bench.procstat import CpuMeter
 from gateway.store.models import FINAL_STATUSES
 from gateway.webhooks.signing import SIGNATURE_HEADER, verify
 
@@ -198,16 +200,24 @@ async def bench_sms(*, messages: int, url: str | None, sim_url: str | None, key:
             receiver = await CallbackReceiver(account["webhook_secret"]).start()
             extra = {"status_callback": receiver.url} | ({"status_callback_events": "final"}
                                                          if callbacks == "final" else {})
+        # the CPU of the processes started here, from the first request to the last final event (not the reading
+        # back of every message, which follows)
+        meter = CpuMeter([p.pid for p in target.processes[1:]], target.processes[0].pid) \
+            if target.processes else None
         try:
             numbers = recipients(messages)
+            if meter is not None:
+                meter.start()
             if mode == "batch":
                 ids, latencies, start, end = await send_batches(http, target, numbers, batch, concurrency, "bench",
                                                                  extra=extra)
             else:
                 ids, latencies, start, end = await send_single(target, numbers, concurrency, "bench", extra)
-            rows = await final_states(http, target, len(ids), timeout)
+            await receipts_sent(http, target, len(ids), timeout)
             if receiver is not None:
                 await receiver.wait_for_finals(ids, max(30.0, timeout - (time.time() - end)))
+            cpu = meter.per_message(len(ids)) if meter is not None else None
+            rows = await final_states(http, target, len(ids), max(30.0, timeout - (time.time() - end)))
             async with http.get(target.sim_url + "/stats") as resp:
                 sim = await resp.json()
         finally:
@@ -234,6 +244,7 @@ async def bench_sms(*, messages: int, url: str | None, sim_url: str | None, key:
         "simulator_received": sim["received"], "simulator_throttled": sim["stats"].get("throttled", 0),
     } | ({"simulator_received_over_http": sim["stats"].get("accepted_over_http", 0)} if carrier == "http" else {}) \
       | (_callback_figures(receiver, ids, start) if receiver is not None else {}) \
+      | ({"cpu_ms_per_message": cpu} if cpu is not None else {}) \
       | (_cluster_figures(instances, rate, sim, start) if cluster else {})
 
 

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import math
 import os
-import resource
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any, Awaitable, Callable, NamedTuple
 import aiohttp
 
 from gateway.bench.common import Target, parse_time, percentile, recipients, started
+from gateway.bench.procstat import cpu_seconds, family, own_cpu_seconds
 from gateway.bench.sms import CallbackReceiver
 from gateway.webhooks.catalog import FINAL_EVENTS, TEXT_DELIVERED
 
@@ -47,25 +47,6 @@ class Sample(NamedTuple):
     own_cpu_s: float  # this process's (the load generator's and the receiver's)
 
 
-def _stat(pid: int) -> list[str]:
-    """The fields of /proc/<pid>/stat after the command name: the list's item 0 is field 3 (the state)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().rsplit(")", 1)[1].split()
-
-
-def family(pid: int) -> list[int]:
-    """Process ``pid`` and its children (the gateway and its webhook worker processes)."""
-    children = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if int(_stat(int(entry))[1]) == pid:  # ppid: field 4
-                    children.append(int(entry))
-            except (OSError, IndexError, ValueError):  # gone meanwhile
-                continue
-    return [pid, *children]
-
-
 def process_sample(pid: int, at: float = 0.0) -> Sample:
     """The gateway process ``pid``, with its children, as /proc shows them now."""
     rss = fds = 0
@@ -82,14 +63,7 @@ def process_sample(pid: int, at: float = 0.0) -> Sample:
         except OSError:
             if member == pid:
                 raise
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    return Sample(at, rss, fds, cpu, own.ru_utime + own.ru_stime)
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time process ``pid`` used so far, user and system, all its threads."""
-    utime, stime = _stat(pid)[11:13]  # fields 14 and 15
-    return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
+    return Sample(at, rss, fds, cpu, own_cpu_seconds())
 
 
 def table_sizes(db: Path) -> dict[str, Any]:
