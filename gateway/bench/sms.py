@@ -86,7 +86,10 @@ class CallbackReceiver:
             self.events += 1
             self.first = self.first or now
             self.last = now
-            self.on_event(event, now)
+            try:
+                self.on_event(event, now)
+            except (KeyError, TypeError, ValueError, AttributeError):  # signed, with an id, but not an event
+                self.malformed += 1
         return 204
 
     def on_event(self, event: dict[str, Any], now: float) -> None:

@@ -12,10 +12,13 @@ never made of misread traffic. How gateway code speaks HTTP is aiohttp's busines
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from typing import Callable
 
 from yarl import URL
+
+log = logging.getLogger(__name__)
 
 MAX_HEAD = 64 << 10
 MAX_BODY = 64 << 20
@@ -95,7 +98,7 @@ class Client:
 # a request's method, path, headers and body -> the status code of the answer (an empty one)
 Handler = Callable[[str, str, dict[str, str], bytes], int]
 
-REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found"}
+REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error"}
 
 
 class _Serving(asyncio.Protocol):
@@ -137,7 +140,12 @@ class _Serving(asyncio.Protocol):
             self._buffer = self._buffer[end + 4 + length:]
             connection = headers.get("connection", "").lower()
             close = connection == "close" or (version == "HTTP/1.0" and connection != "keep-alive")
-            answers.append(self._answer(self._handler(method, path, headers, body), close))
+            try:
+                status = self._handler(method, path, headers, body)
+            except Exception:  # the handler's failure is that request's answer, not the connection's
+                log.exception("the benchmark's receiver failed on a request")
+                status = 500
+            answers.append(self._answer(status, close))
         if answers:
             self._transport.write(b"".join(answers))
         if close:

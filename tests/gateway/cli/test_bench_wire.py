@@ -108,3 +108,21 @@ async def test_the_server_answers_pipelined_requests_and_refuses_careless_ones()
         assert bodies == [b"abc", b"de"]  # none of the careless ones reached the handler
     finally:
         server.close()
+
+
+async def test_a_handler_that_fails_answers_500_and_the_connection_goes_on():
+    def handler(method: str, path: str, headers: dict[str, str], body: bytes) -> int:
+        if body == b"boom":
+            raise KeyError("event")
+        return 204
+
+    server, port = await wire.serve(handler)
+    try:
+        three = b"".join(b"POST /events HTTP/1.1\r\nContent-Length: %d\r\n%s\r\n%s" % (
+            len(body), b"Connection: close\r\n" if last else b"", body)
+            for body, last in ((b"fine", False), (b"boom", False), (b"ok", True)))
+        assert await _exchange(port, three) == (b"HTTP/1.1 204 No Content\r\n\r\n"
+                                                b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
+                                                b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+    finally:
+        server.close()
