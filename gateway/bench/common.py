@@ -261,6 +261,13 @@ async def final_states(http: aiohttp.ClientSession, target: Target, want: int, t
     are still in flight: first the simulator's receipt count is awaited (``receipts_sent``)."""
     deadline = time.time() + timeout
     await receipts_sent(http, target, want, timeout)
+    return await read_finals(http, target, want, deadline - time.time())
+
+
+async def read_finals(http: aiohttp.ClientSession, target: Target, want: int, timeout: float) -> list[dict]:
+    """Every message of the account, read again each second until ``want`` of them are final (or the timeout
+    passes): ``final_states`` once the receipts are known to be sent."""
+    deadline = time.time() + timeout
     while True:
         messages = await all_messages(http, target)
         finals = [m for m in messages if m["status"] in ("delivered", "undelivered", "failed", "expired", "blocked")]

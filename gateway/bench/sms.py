@@ -21,9 +21,9 @@ from gateway.bench.common import (
     REDIS_URL,
     ConfigHook,
     admin,
-    final_states,
     parse_time,
     percentile,
+    read_finals,
     receipts_sent,
     recipients,
     send_batches,
@@ -220,7 +220,7 @@ async def bench_sms(*, messages: int, url: str | None, sim_url: str | None, key:
             if receiver is not None:
                 await receiver.wait_for_finals(ids, max(30.0, timeout - (time.time() - end)))
             cpu = meter.per_message(len(ids)) if meter is not None else None
-            rows = await final_states(http, target, len(ids), max(30.0, timeout - (time.time() - end)))
+            rows = await read_finals(http, target, len(ids), max(30.0, timeout - (time.time() - end)))
             async with http.get(target.sim_url + "/stats") as resp:
                 sim = await resp.json()
         finally:
